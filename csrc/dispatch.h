@@ -1,0 +1,104 @@
+/* dispatch.h — the per-ISA function table and the internal SGEMM driver.
+ *
+ * INTERNAL: this header is not fed to cffi (only nd_common.h, kernels/*.h and
+ * runtime/*.h are), so it may use anything C11 allows. csrc/dispatch.c fills
+ * one `nd_isa_ops` table at load from cpuid (portable -> AVX2+FMA -> AVX-512),
+ * NETDSL_ISA=portable|avx2|avx512 caps it, nd_set_isa() changes it for tests.
+ *
+ * The GEMM contract (MLAS/BLIS style): the driver in kernels/gemm.c owns
+ * packing, cache blocking, the thread split and the small-M paths; an ISA
+ * only provides a register-blocked micro-kernel over packed panels plus a
+ * few vector primitives. Packed A: panels of MR rows, k-major (for each k,
+ * MR floats). Packed B: panels of NR columns, k-major (for each k, NR floats).
+ * Panels are zero-padded past the matrix edge, so the micro-kernel always
+ * computes a full MR x NR tile and only the store is partial.
+ */
+#ifndef ND_DISPATCH_H
+#define ND_DISPATCH_H
+#include <stdint.h>
+
+#include "nd_common.h"
+
+/* micro-kernel flags */
+enum {
+    ND_UK_ACC = 1,    /* add the existing C tile */
+    ND_UK_RELU = 2,   /* max(t, 0) before the store */
+    ND_UK_LEAKY = 4   /* t >= 0 ? t : 0.01 t before the store */
+};
+
+/* T = A(MR x kc) * B(kc x NR) from packed panels; T += C if ND_UK_ACC; T += brow[i]
+ * per row and bcol[j] per column when non-NULL (only the first mr / nr are read);
+ * relu/leaky; store the top-left mr x nr of T into C (row stride ldc). */
+typedef void (*nd_ukernel_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                              int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags);
+
+typedef struct {
+    int level;                 /* nd_isa */
+    const char *name;
+    int64_t mr, nr;            /* micro-tile */
+    int64_t mc, kc, nc;        /* cache blocks: mc % mr == 0, nc % nr == 0 */
+    nd_ukernel_fn ukernel;
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a x */
+    /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
+    void (*dw_plane)(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
+                     int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                     int64_t dh, int64_t dw, int64_t pt, int64_t pl);
+} nd_isa_ops;
+
+const nd_isa_ops *nd_ops(void);                 /* the table in use */
+const nd_isa_ops *nd_ops_for(int level);        /* a compiled-in table, or NULL */
+
+extern const nd_isa_ops nd_ops_portable;
+#if defined(__x86_64__) || defined(__i386__)
+extern const nd_isa_ops nd_ops_avx2;
+extern const nd_isa_ops nd_ops_avx512;
+#endif
+
+/* ------------------------------------------------------------- SGEMM driver */
+
+/* A strided matrix operand: element (r, c) = p[r * rs + c * cs]. For A,
+ * packed_mr > 0 says p already holds A packed in panels of packed_mr rows over
+ * the full K (nd_gemm_pack_a); the driver uses it in place when the ISA's MR
+ * matches and repacks otherwise. */
+typedef struct {
+    const float *p;
+    int64_t rs, cs;
+    int32_t packed_mr;
+} nd_mat;
+
+/* B given implicitly as the im2col matrix of one image (channels of one
+ * group): B(k, n) with k = (c, i, j) over (C, KH, KW) and n = (oy, ox) over
+ * (OH, OW) is x[c, oy*sh - pt + i*dh, ox*sw - pl + j*dw], 0 outside. The
+ * driver packs B panels straight from the image: no im2col buffer. */
+typedef struct {
+    const float *x;
+    int64_t c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+} nd_im2col;
+
+enum { ND_BIAS_NONE = 0, ND_BIAS_ROW = 1, ND_BIAS_COL = 2 };
+
+typedef struct {
+    int64_t m, n, k;
+    nd_mat a;
+    nd_mat b;                  /* ignored when b_im2col is set */
+    const nd_im2col *b_im2col;
+    float *c;                  /* row-major, row stride ldc */
+    int64_t ldc;
+    const float *bias;
+    int32_t bias_mode;         /* ND_BIAS_* */
+    int32_t act;               /* 0 none 1 relu 2 leakyrelu(0.01) 3 sigmoid 4 tanh */
+    int32_t accumulate;        /* C += A B (bias still added) */
+} nd_gemm_desc;
+
+/* C = A B (+ bias) then act. ws holds at least nd_sgemm_ws(m, n, k, threads)
+ * floats; `threads` is the most threads the driver may use (it uses fewer on
+ * small problems). Returns ND_EINVAL on a bad size. */
+nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads);
+int64_t nd_sgemm_ws(int64_t m, int64_t n, int64_t k, int threads);
+
+/* scalar activation for epilogues that the micro-kernels do not fuse */
+void nd_act_inplace(float *y, int64_t n, int act);
+/* threads an OpenMP region may use now, capped by the workspace's `cap` */
+int nd_threads(int cap);
+#endif

@@ -1,0 +1,71 @@
+/* norm.c — inference-time normalisations, float32 NCHW.
+ *
+ * BatchNorm arrives folded (scale, shift per channel: the division by
+ * sqrt(var+eps) was done once at plan time), so it is one multiply-add per
+ * element over each (n,c) plane; parallel over planes, in-place safe.
+ *
+ * LRN normalises each value by the energy of `size` neighbouring channels at
+ * the same pixel. As in softmax.c, a block of BLK neighbouring pixels is swept
+ * channel by channel so every inner loop is contiguous; the window sum is
+ * recomputed per channel (size is small, typically 5) rather than slid, which
+ * would subtract large squares and lose precision. Reads neighbouring channels
+ * of the input, so out must not alias in[0].
+ */
+#include "kernels/norm.h"
+
+#include <math.h>
+
+#define BLK 64
+
+nd_status nd_batchnorm_f32(const nd_batchnorm_params *p, float *out, const float *const *in,
+                           const float *w, const float *bias, float *ws)
+{
+    (void)ws;
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0) return ND_EINVAL;
+    const int64_t C = p->c, HW = p->hw, planes = p->n * C;
+    const float *x = in[0];
+    const int relu = p->relu;
+#pragma omp parallel for schedule(static) if (planes * HW > 65536)
+    for (int64_t pc = 0; pc < planes; pc++) {
+        const float s = w[pc % C], t = bias ? bias[pc % C] : 0.0f;
+        const float *xp = x + pc * HW;
+        float *yp = out + pc * HW;
+        if (relu) {
+            for (int64_t i = 0; i < HW; i++) {
+                float v = xp[i] * s + t;
+                yp[i] = v < 0.0f ? 0.0f : v;
+            }
+        } else {
+            for (int64_t i = 0; i < HW; i++) yp[i] = xp[i] * s + t;
+        }
+    }
+    return ND_OK;
+}
+
+nd_status nd_lrn_f32(const nd_lrn_params *p, float *out, const float *const *in,
+                     const float *w, const float *bias, float *ws)
+{
+    (void)w; (void)bias; (void)ws;
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || p->size <= 0) return ND_EINVAL;
+    const int64_t C = p->c, HW = p->hw, before = p->size / 2, after = (p->size - 1) / 2;
+    const int64_t nblk = (HW + BLK - 1) / BLK, tasks = p->n * nblk;
+    const float a = p->alpha / (float)p->size, k = p->k, nb = -p->beta;
+    const float *x = in[0];
+#pragma omp parallel for schedule(static) if (p->n * C * HW * p->size > 65536)
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t b = t / nblk, j0 = (t % nblk) * BLK;
+        const int64_t m = HW - j0 < BLK ? HW - j0 : BLK;
+        const float *xs = x + b * C * HW + j0;
+        float *ys = out + b * C * HW + j0;
+        float s[BLK];
+        for (int64_t c = 0; c < C; c++) {
+            const int64_t c0 = c - before < 0 ? 0 : c - before;
+            const int64_t c1 = c + after >= C ? C - 1 : c + after;
+            for (int64_t j = 0; j < m; j++) s[j] = 0.0f;
+            for (int64_t cc = c0; cc <= c1; cc++)
+                for (int64_t j = 0; j < m; j++) s[j] += xs[cc * HW + j] * xs[cc * HW + j];
+            for (int64_t j = 0; j < m; j++) ys[c * HW + j] = xs[c * HW + j] * powf(k + a * s[j], nb);
+        }
+    }
+    return ND_OK;
+}

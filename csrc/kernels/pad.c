@@ -1,0 +1,86 @@
+/* pad.c — Pad and Crop, float32 NCHW: pure data movement.
+ *
+ * Pad writes each output row as [left border | memcpy of the source row |
+ * right border]; rows above/below the input come from a source row chosen by
+ * the mode (reflect: mirror without repeating the edge, as numpy 'reflect'
+ * and PyTorch; replicate: clamp to the edge) or are filled with `value`.
+ * Crop is one memcpy per output row. Both parallel over the N*C planes.
+ * Memory safety is the one thing checked here: reflect needs pad < size, and
+ * a crop window must lie inside the input (ND_EINVAL otherwise).
+ */
+#include "kernels/pad.h"
+
+#include <string.h>
+
+enum { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_REPLICATE = 2 };
+
+/* The source index for padded index i (may be outside [0, n)); -1 means "fill". */
+static inline int64_t src_index(int64_t i, int64_t n, int mode)
+{
+    if (i >= 0 && i < n) return i;
+    if (mode == PAD_CONSTANT) return -1;
+    if (mode == PAD_REPLICATE) return i < 0 ? 0 : n - 1;
+    return i < 0 ? -i : 2 * (n - 1) - i;   /* reflect; pad < n checked by the caller */
+}
+
+nd_status nd_pad_f32(const nd_pad_params *p, float *out, const float *const *in,
+                     const float *w, const float *bias, float *ws)
+{
+    (void)w; (void)bias; (void)ws;
+    if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 ||
+        p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0)
+        return ND_EINVAL;
+    if (p->mode < PAD_CONSTANT || p->mode > PAD_REPLICATE) return ND_EUNSUPPORTED;
+    if (p->mode == PAD_REFLECT && (p->pad_t >= p->h || p->pad_b >= p->h ||
+                                   p->pad_l >= p->w || p->pad_r >= p->w))
+        return ND_EINVAL;
+    const int64_t planes = p->n * p->c, H = p->h, W = p->w;
+    const int64_t OH = H + p->pad_t + p->pad_b, OW = W + p->pad_l + p->pad_r;
+    const int64_t L = p->pad_l, R = p->pad_r;
+    const int mode = p->mode;
+    const float v = p->value;
+    const float *x = in[0];
+#pragma omp parallel for schedule(static) if (planes * OH * OW > 65536)
+    for (int64_t pc = 0; pc < planes; pc++) {
+        const float *xp = x + pc * H * W;
+        float *yp = out + pc * OH * OW;
+        for (int64_t oy = 0; oy < OH; oy++) {
+            float *y = yp + oy * OW;
+            const int64_t sy = src_index(oy - p->pad_t, H, mode);
+            if (sy < 0) {
+                for (int64_t j = 0; j < OW; j++) y[j] = v;
+                continue;
+            }
+            const float *r = xp + sy * W;
+            for (int64_t j = 0; j < L; j++) {
+                int64_t sx = src_index(j - L, W, mode);
+                y[j] = sx < 0 ? v : r[sx];
+            }
+            memcpy(y + L, r, (size_t)W * sizeof(float));
+            for (int64_t j = 0; j < R; j++) {
+                int64_t sx = src_index(W + j, W, mode);
+                y[L + W + j] = sx < 0 ? v : r[sx];
+            }
+        }
+    }
+    return ND_OK;
+}
+
+nd_status nd_crop_f32(const nd_crop_params *p, float *out, const float *const *in,
+                      const float *w, const float *bias, float *ws)
+{
+    (void)w; (void)bias; (void)ws;
+    if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
+        p->off_h < 0 || p->off_w < 0 || p->off_h + p->oh > p->h || p->off_w + p->ow > p->w)
+        return ND_EINVAL;
+    const int64_t planes = p->n * p->c, H = p->h, W = p->w, OH = p->oh, OW = p->ow;
+    const float *x = in[0];
+#pragma omp parallel for schedule(static) if (planes * OH * OW > 262144)
+    for (int64_t pc = 0; pc < planes; pc++) {
+        const float *xp = x + pc * H * W + p->off_h * W + p->off_w;
+        float *yp = out + pc * OH * OW;
+        for (int64_t oy = 0; oy < OH; oy++)
+            memcpy(yp + oy * OW, xp + oy * W, (size_t)OW * sizeof(float));
+    }
+    return ND_OK;
+}

@@ -1,0 +1,39 @@
+/* nd_common.h — what every netdsl kernel shares.
+ *
+ * Conventions (see STYLE.md): a kernel is a free function
+ *     nd_status nd_<op>_f32(const nd_<op>_params *p, float *out, const float *const *in,
+ *                           const float *w, const float *bias, float *ws);
+ * outputs first, then inputs, then weights; `in` is an array of input
+ * pointers (one for most ops, several for concat/add/mul) so that every
+ * kernel has this one signature and the executor can call any of them
+ * through `nd_kernel_fn` — STYLE.md's single `const float *in` would need
+ * a second signature and a table of adapters. `p` is a POD filled at plan
+ * time (batch size included); sizes are int64_t and were validated
+ * (overflow-checked) in Python before the call; kernels never allocate,
+ * print, exit or assert: they return a status.
+ *
+ * This header and every csrc/kernels/*.h are also fed to cffi's cdef with
+ * lines starting with '#' removed, so keep declarations cdef-friendly:
+ * plain structs, int64_t/int32_t/float/double, prototypes, no macros in them.
+ */
+#ifndef ND_COMMON_H
+#define ND_COMMON_H
+#include <stdint.h>
+
+typedef enum {
+    ND_OK = 0,
+    ND_EINVAL = 1,      /* a size or parameter out of range */
+    ND_EUNSUPPORTED = 2 /* a combination this kernel does not implement */
+} nd_status;
+
+typedef nd_status (*nd_kernel_fn)(const void *p, float *out, const float *const *in,
+                                  const float *w, const float *bias, float *ws);
+
+/* ISA levels, chosen once at load (csrc/dispatch.c); NETDSL_ISA overrides. */
+typedef enum { ND_ISA_PORTABLE = 0, ND_ISA_AVX2 = 1, ND_ISA_AVX512 = 2 } nd_isa;
+
+int nd_isa_level(void);            /* the level in use */
+int nd_set_isa(int level);         /* force a level (tests); returns the level actually set */
+int nd_max_threads(void);          /* OpenMP's thread count, 1 without OpenMP */
+int nd_has_openmp(void);
+#endif

@@ -1,0 +1,140 @@
+"""Shape inference and per-node costs over a Graph.
+
+For every node, in topological order: resolve attributes against the input
+shapes (`same` padding becomes numbers), infer the output shape, count
+parameters and MACs, activation memory, and the receptive field and
+effective stride (jump). Through merges the receptive field is the largest
+over all paths. Every failing node is reported (with its source line);
+nodes downstream of a failure are skipped silently so one mistake is
+reported once.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import prod
+
+from .. import ops
+from ..errors import Diagnostic, ErrorSink, NetDSLError
+from ..graph import Graph
+from ..ops.base import OpError, shape_str
+
+BYTES = 4   # float32
+
+
+def analyze(g: Graph) -> Graph:
+    """Fill shape, params, MACs and receptive field on every node; raise NetDSLError on problems."""
+    sink = ErrorSink()
+    failed = set()
+    for name in g.topo():
+        node = g[name]
+        preds = g.preds(name)
+        if any(p in failed for p in preds):
+            failed.add(name)
+            continue
+        spec = ops.get(node.op)
+        shapes = [g[p].shape for p in preds]
+        try:
+            a = spec.resolve(node.attrs, shapes)
+            out = tuple(int(s) for s in spec.infer(a, shapes))
+            if any(s <= 0 for s in out):
+                raise OpError(f"{node.op} produces an empty output {shape_str(out)}")
+            node.attrs = a
+            node.shape = out
+            node.params = dict(spec.params(a, shapes))
+            node.buffers = dict(spec.buffers(a, shapes))
+            node.n_params = sum(prod(s) for s in node.params.values())
+            node.macs = int(spec.macs(a, shapes, out))
+            _receptive_field(g, node, spec, a, shapes, preds)
+        except OpError as e:
+            failed.add(name)
+            notes = list(e.notes)
+            if len(preds) > 1:
+                notes += _provenance(g, preds)
+            sink.diagnostics.append(Diagnostic(f"{node.op} at {name}: {e.message}", node.attr_span(e.attr),
+                                               e.hint or _merge_hint(g, node, preds), notes))
+    if not sink and not g.outputs:
+        sink.add("the network has no output")
+    sink.raise_if_any()
+    return g
+
+
+def _receptive_field(g, node, spec, a, shapes, preds):
+    if not preds:
+        node.rf, node.jump = (1, 1), (Fraction(1), Fraction(1))
+        return
+    rf = tuple(max(g[p].rf[i] for p in preds) for i in range(2))
+    jump = tuple(max(g[p].jump[i] for p in preds) for i in range(2))
+    kh, kw, sh, sw = spec.window(a, shapes)
+    r = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+    node.rf = tuple(int(x) if Fraction(x).denominator == 1 else float(x) for x in r)
+    node.jump = (jump[0] * Fraction(sh), jump[1] * Fraction(sw))
+
+
+def _spatial(shape):
+    return shape_str(shape[1:]) if shape and len(shape) == 3 else shape_str(shape)
+
+
+def _provenance(g, preds):
+    """Where each merge input got its size: the nearest layer that changed it, with the arithmetic."""
+    notes = []
+    for i, p in enumerate(preds):
+        node, steps = g[p], 0
+        while steps < 50:
+            ins = g.preds(node.name)
+            if not ins:
+                break
+            src = g[ins[0]]
+            if src.shape and node.shape and _spatial(src.shape) != _spatial(node.shape):
+                break
+            node, steps = src, steps + 1
+        line = f"input {i + 1} ({p}) is {_spatial(g[p].shape)}"
+        if g.preds(node.name):
+            spec = ops.get(node.op)
+            arith = [x for x in spec.explain(node.attrs, [g[q].shape for q in g.preds(node.name)], node.shape)
+                     if x.startswith("H:") or "=" in x and "param" not in x]
+            where = f" (line {node.span.line})" if node.span else ""
+            line += f": {node.name}{where} made it {_spatial(node.shape)}"
+            if arith:
+                line += " — " + arith[0].removeprefix("H: ")
+        else:
+            line += f" from the input {node.name}"
+        notes.append(line)
+    return notes
+
+
+def _merge_hint(g, node, preds):
+    if len(preds) < 2:
+        return None
+    sizes = [g[p].shape for p in preds]
+    if node.op == "Add" and len({s[1:] for s in sizes if len(s) == 3}) > 1:
+        big, small = max(sizes, key=lambda s: s[1]), min(sizes, key=lambda s: s[1])
+        if big[1] % small[1] == 0:
+            s = big[1] // small[1]
+            return (f"the paths differ by a factor of {s}: a stride-{s} 1x1 projection on the shortcut? "
+                    f"e.g. [ main | Conv({small[0]}, 1, stride={s}) ] - Add")
+        return "both paths must end at the same size; check padding (pad=same) and strides"
+    if node.op == "Add":
+        return "both paths must have the same channels: add a 1x1 Conv on the shortcut"
+    if node.op == "Concat":
+        return "concatenated maps must have the same height and width; crop or pad one path (Crop, Pad)"
+    return None
+
+
+# ---------------------------------------------------------------- totals
+
+def totals(g: Graph) -> dict:
+    nodes = [n for n in g.nodes() if n.shape is not None]
+    return {
+        "total_params": sum(n.n_params for n in nodes),
+        "total_macs": sum(n.macs for n in nodes),
+        "activation_bytes": sum(prod(n.shape) * BYTES for n in nodes),
+        "weight_bytes": sum((prod(s) for n in nodes for s in list(n.params.values()) +
+                             list(getattr(n, "buffers", {}).values())), 0) * BYTES,
+    }
+
+
+def check_graph(g: Graph):
+    """Raise if analysis left a node without a shape (should not happen after analyze)."""
+    missing = [n.name for n in g.nodes() if n.shape is None]
+    if missing:
+        raise NetDSLError(f"internal: no shape for {', '.join(missing[:5])}")

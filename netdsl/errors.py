@@ -1,0 +1,136 @@
+"""Errors with source locations.
+
+Every problem netdsl reports is a `Diagnostic`: a message, the span of source
+it is about, and a hint saying what to do. One `NetDSLError` carries all the
+diagnostics found in a file (we report every independent error, not only the
+first) and renders them the way compilers do:
+
+    model.net:7:12: error: unknown op 'Conv2'
+        c1 = Conv2(64, 3)
+             ^~~~~
+    hint: did you mean 'Conv'?
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Source:
+    """One source text and the name it is reported under."""
+    name: str
+    text: str
+
+    def __repr__(self):
+        return f"Source({self.name!r})"
+
+    def line(self, lineno: int) -> str:
+        lines = self.text.splitlines()
+        return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A place in a source: 1-based line and column, and an end column."""
+    source: Source
+    line: int
+    col: int
+    end_col: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source.name}:{self.line}:{self.col}"
+
+    __repr__ = __str__
+
+
+@dataclass
+class Diagnostic:
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    notes: list[str] = field(default_factory=list)
+    kind: str = "error"
+
+    def render(self) -> str:
+        where = f"{self.span}: " if self.span else ""
+        out = [f"{where}{self.kind}: {self.message}"]
+        if self.span:
+            text = self.span.source.line(self.span.line)
+            if text:
+                width = 1
+                if self.span.end_col and self.span.end_col > self.span.col:
+                    width = self.span.end_col - self.span.col
+                width = max(1, min(width, len(text) - self.span.col + 1))
+                out.append("    " + text.replace("\t", " "))
+                out.append("    " + " " * (self.span.col - 1) + "^" + "~" * (width - 1))
+        out.extend(f"note: {n}" for n in self.notes)
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+
+class NetDSLError(Exception):
+    """The one error type of netdsl; holds one or more located diagnostics."""
+
+    def __init__(self, diagnostics, span: Span | None = None, hint: str | None = None):
+        if isinstance(diagnostics, str):
+            diagnostics = [Diagnostic(diagnostics, span, hint)]
+        elif isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: list[Diagnostic] = list(diagnostics)
+        super().__init__(self.render())
+
+    @property
+    def message(self) -> str:
+        return self.diagnostics[0].message
+
+    @property
+    def span(self) -> Span | None:
+        return self.diagnostics[0].span
+
+    @property
+    def hint(self) -> str | None:
+        return self.diagnostics[0].hint
+
+    def render(self) -> str:
+        text = "\n\n".join(d.render() for d in self.diagnostics)
+        n = len(self.diagnostics)
+        if n > 1:
+            text += f"\n\n{n} errors"
+        return text
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class ErrorSink:
+    """Collects diagnostics while a stage keeps going, then raises them together."""
+
+    def __init__(self):
+        self.diagnostics: list[Diagnostic] = []
+
+    def add(self, message, span=None, hint=None, notes=None):
+        self.diagnostics.append(Diagnostic(message, span, hint, list(notes or [])))
+
+    def extend(self, err: NetDSLError):
+        self.diagnostics.extend(err.diagnostics)
+
+    def raise_if_any(self):
+        if self.diagnostics:
+            raise NetDSLError(self.diagnostics)
+
+    def __bool__(self):
+        return bool(self.diagnostics)
+
+
+def did_you_mean(word: str, choices) -> str | None:
+    """A 'did you mean' hint, case-insensitive, or None."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered and lowered[word.lower()] != word:
+        return f"did you mean '{lowered[word.lower()]}'?"
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(f"'{lowered[c]}'" for c in close) + "?"
+    return None

@@ -1,0 +1,573 @@
+"""AST -> Graph: blocks inlined, repetition unrolled, names resolved.
+
+Naming (stable, readable, PyTorch-compatible where the file labels layers):
+- `conv1:Conv(...)` names a layer; inside a block instance names are prefixed
+  with the instance's name (`layer2.0.conv1`).
+- unlabeled ops are numbered per op in their scope: conv1, conv2, relu1;
+  `Conv:3` (lecture numbering) names it conv3.
+- a label on a group, a repetition or an `if` opens a sequence scope whose
+  unlabeled members are numbered 0, 1, 2 (like nn.Sequential: `downsample.0`);
+  unlabeled block instances are numbered 0, 1, 2 in any scope.
+
+A chain starts from the current tensor (the previous statement's result,
+initially the last declared input) or from a label/input named first.
+Errors are collected per statement, so one run reports all of them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .. import ops
+from ..errors import Diagnostic, ErrorSink, NetDSLError, Source, Span, did_you_mean
+from ..graph import Graph
+from ..ops.base import OpError
+from . import ast as A
+from .parser import parse_source
+
+STDLIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "stdlib")
+MAX_NODES = 1_000_000
+
+
+class _Poison:
+    """The value of a statement that already failed: later uses stay silent."""
+
+
+POISON = _Poison()
+
+
+def err(msg, span, hint=None, notes=()):
+    return NetDSLError([Diagnostic(msg, span, hint, list(notes))])
+
+
+@dataclass
+class FileCtx:
+    """What one .net file defines: constants, defaults, aliases, blocks."""
+    source: Source
+    path: str | None
+    consts: dict = field(default_factory=dict)       # name -> value
+    defaults: dict = field(default_factory=dict)     # op name -> {attr: value}
+    aliases: dict = field(default_factory=dict)      # name -> (target, Args|None, FileCtx, env)
+    blocks: dict = field(default_factory=dict)       # name -> (BlockDef, FileCtx)
+    later_labels: dict = field(default_factory=dict)  # label -> line, for "defined later" hints
+
+
+class Scope:
+    """A naming scope: a prefix, and counters for unnamed members."""
+
+    def __init__(self, prefix, seq, bindings, env, fctx):
+        self.prefix, self.seq = prefix, seq
+        self.bindings = bindings          # label -> node name (shared within a body)
+        self.env = env                    # constants + block parameters
+        self.fctx = fctx
+        self.counters: dict[str, int] = {}
+        self.index = 0
+
+    def child_seq(self, label):
+        return Scope(self.prefix + label + ".", True, self.bindings, self.env, self.fctx)
+
+
+class Expander:
+    def __init__(self):
+        self.g = Graph()
+        self.sink = ErrorSink()
+        self.loading: list[str] = []
+        self.loaded: dict[str, FileCtx] = {}
+
+    # ------------------------------------------------------------------ files
+    def load_file(self, path, span=None) -> FileCtx:
+        path = os.path.abspath(path)
+        if path in self.loaded:
+            return self.loaded[path]
+        if path in self.loading:
+            raise err(f"import cycle: {' -> '.join(os.path.basename(p) for p in self.loading + [path])}",
+                      span, "remove one of the imports; blocks may be defined in a third file")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise err(f"cannot read {path}: {e.strerror}", span, "check the path (relative to the importing file)")
+        self.loading.append(path)
+        try:
+            module = parse_source(Source(path, text))
+            fctx = FileCtx(module.source, path)
+            self.run_module(module, fctx, library=True)
+        finally:
+            self.loading.pop()
+        self.loaded[path] = fctx
+        return fctx
+
+    def do_import(self, st: A.Import, fctx: FileCtx):
+        if st.is_path:
+            base = os.path.dirname(fctx.path) if fctx.path else os.getcwd()
+            path = os.path.join(base, st.target)
+        else:
+            path = os.path.join(STDLIB, *st.target.split(".")) + ".net"
+            if not os.path.exists(path):
+                names = sorted(f[:-4] for f in os.listdir(STDLIB) if f.endswith(".net"))
+                raise err(f"no standard library module '{st.target}'", st.span,
+                          did_you_mean(st.target, names) or f"available: {', '.join(names)}; "
+                          f"import a file of your own with import \"path/to/file.net\"")
+        if not os.path.exists(path):
+            raise err(f"cannot import {st.target}: no such file ({path})", st.span,
+                      "paths are relative to the importing file")
+        other = self.load_file(path, st.span)
+        fctx.consts.update(other.consts)
+        fctx.blocks.update(other.blocks)
+        fctx.aliases.update(other.aliases)
+
+    # ------------------------------------------------------------------ module
+    def run_module(self, module: A.Module, fctx: FileCtx, library=False):
+        bindings: dict = {}
+        scope = Scope("", False, bindings, fctx.consts, fctx)
+        current = None
+        outputs = None
+        for st in module.stmts:
+            for lbl, line in _labels_in(st):
+                fctx.later_labels.setdefault(lbl, line)
+        for st in module.stmts:
+            try:
+                if isinstance(st, A.Import):
+                    self.do_import(st, fctx)
+                elif isinstance(st, A.Const):
+                    if st.name in fctx.consts and not library:
+                        raise err(f"constant '{st.name}' is defined twice", st.span, "rename one of them")
+                    fctx.consts[st.name] = self.eval(st.value, fctx.consts)
+                elif isinstance(st, A.DefaultArgs):
+                    self.set_default(st, fctx)
+                elif isinstance(st, A.DefaultAlias):
+                    self.set_alias(st, fctx)
+                elif isinstance(st, A.BlockDef):
+                    if st.name in fctx.blocks and fctx.blocks[st.name][0] is not st:
+                        self.sink.add(f"block '{st.name}' is defined twice", st.span,
+                                      "rename one of them")
+                    if ops.lookup(st.name):
+                        raise err(f"block '{st.name}' has the name of a built-in op", st.span,
+                                  f"rename the block, e.g. {st.name}Block")
+                    fctx.blocks[st.name] = (st, fctx)
+                elif library:
+                    raise err("an imported file may only define blocks, constants and defaults", st.span,
+                              "move layers into the file that imports this one")
+                elif isinstance(st, A.InputStmt):
+                    current = self.add_input(st, scope)
+                elif isinstance(st, A.OutputStmt):
+                    outputs = st
+                elif isinstance(st, A.Assign):
+                    self.check_label(st.name, st.span, scope)
+                    bindings[st.name] = POISON
+                    val = self.chain(st.chain, current, scope)
+                    bindings[st.name] = val
+                    current = val
+                elif isinstance(st, A.Chain):
+                    current = self.chain(st, current, scope)
+            except NetDSLError as e:
+                self.sink.extend(e)
+                if isinstance(st, (A.Chain, A.Assign)):
+                    current = POISON
+        if library:
+            return
+        self.finish_outputs(outputs, current, bindings, fctx)
+
+    def finish_outputs(self, st, current, bindings, fctx):
+        if st is None:
+            if isinstance(current, str):
+                self.g.outputs["output"] = current
+            elif current is None and not self.sink:
+                self.sink.add("the file defines no layers", Span(fctx.source, 1, 1),
+                              "write e.g.\n    input x: 3x32x32\n    Conv(16, 3)-ReLU-Pool-FC(10)-SM")
+            elif isinstance(current, tuple):
+                self.sink.add("the network ends in parallel branches that are never merged",
+                              Span(fctx.source, 1, 1), "end with - Concat or - Add, or name outputs")
+            return
+        for name, span in st.names:
+            val = bindings.get(name)
+            if val is None and name in self.g.inputs:
+                val = name
+            if val is None:
+                self.sink.add(f"output '{name}' is not a label or input", span,
+                              did_you_mean(name, list(bindings)) or "label a layer (name:Op) or assign a chain (name = ...)")
+            elif isinstance(val, str):
+                if name in self.g.outputs:
+                    self.sink.add(f"output '{name}' is listed twice", span)
+                self.g.outputs[name] = val
+            elif isinstance(val, tuple):
+                self.sink.add(f"output '{name}' is a set of unmerged branches", span,
+                              "merge them with Concat or Add first")
+
+    # ------------------------------------------------------------------ statements
+    def set_default(self, st: A.DefaultArgs, fctx):
+        spec = self.spec_or_error(st.op, st.span, fctx, allow_alias=False)
+        vals = self.eval_args(st.args, fctx.consts)
+        pos, kw = vals
+        d = dict(fctx.defaults.get(spec.name, {}))
+        if len(pos) > len(spec.attrs):
+            raise err(f"{spec.name} takes at most {len(spec.attrs)} positional arguments", st.span)
+        for a, (v, _) in zip(spec.attrs, pos):
+            d[a.name] = v
+        for k, (v, sp) in kw.items():
+            if k not in {a.name for a in spec.attrs}:
+                raise err(f"{spec.name} has no argument '{k}'", sp,
+                          did_you_mean(k, [a.name for a in spec.attrs]))
+            d[k] = v
+        try:   # validate what can be validated without the required ones
+            for a in spec.attrs:
+                if a.name in d:
+                    a.kind(d[a.name], a.name)
+        except OpError as e:
+            raise err(e.message, st.span, e.hint)
+        fctx.defaults[spec.name] = d
+
+    def set_alias(self, st: A.DefaultAlias, fctx):
+        if ops.lookup(st.target) is None and st.target not in fctx.blocks:
+            raise err(f"unknown op or block '{st.target}'", st.span,
+                      did_you_mean(st.target, ops.all_names() + list(fctx.blocks)))
+        fctx.aliases[st.name] = (st.target, st.args, fctx)
+
+    def add_input(self, st: A.InputStmt, scope):
+        if st.name in self.g:
+            raise err(f"'{st.name}' is defined twice", st.span, "give each input its own name")
+        pos, kw = self.eval_args(st.args, scope.env) if st.args else ([], {})
+        spec = ops.get("Input")
+        try:
+            attrs = spec.bind([st.shape] + pos, {k: v for k, (v, _) in kw.items()})
+        except OpError as e:
+            raise err(e.message, st.span, e.hint)
+        self.g.add(st.name, "Input", attrs, st.span)
+        scope.bindings[st.name] = st.name
+        return st.name
+
+    def check_label(self, label, span, scope):
+        if label in scope.bindings and scope.bindings[label] is not POISON:
+            raise err(f"'{label}' is defined twice", span, "labels must be unique; rename one of them")
+        if ops.lookup(label) or label in scope.fctx.blocks:
+            raise err(f"label '{label}' hides the op or block of the same name", span,
+                      f"use a lowercase label such as {label.lower()}1")
+
+    # ------------------------------------------------------------------ chains
+    def chain(self, chain: A.Chain, inp, scope):
+        val = inp
+        for i, el in enumerate(chain.elements):
+            if val is POISON:
+                return POISON
+            ref = self.as_reference(el, scope)
+            if ref is not None:
+                if i != 0:
+                    raise err(f"'{el.primary.name}' is a label; a reference can only start a chain or a "
+                              f"branch", el.span,
+                              f"to merge it with this path write [ _ | {el.primary.name} ] - Concat (or Add)")
+                val = ref
+                continue
+            if val is None:
+                raise err("this chain has no input", el.span,
+                          "declare one first (input x: 3x224x224) or start the chain with a label")
+            val = self.element(el, val, scope)
+        return val
+
+    def as_reference(self, el: A.Element, scope):
+        p = el.primary
+        if isinstance(p, A.Call) and p.args is None and el.label is None and el.repeat is None:
+            if p.name in scope.bindings:
+                return scope.bindings[p.name]
+        return None
+
+    def element(self, el: A.Element, val, scope):
+        n = 1
+        if el.repeat is not None:
+            n = self.eval(el.repeat, scope.env)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 100_000:
+                raise err(f"a repeat count must be a whole number from 0 to 100000, got {n!r}",
+                          el.repeat.span, "write e.g. (Conv(64, 3, pad=1)-ReLU)*2")
+        if el.label is None:
+            for _ in range(n):
+                val = self.primary(el.primary, val, scope, None)
+            return val
+        label = el.label
+        self.check_label(label, el.label_span, scope)
+        p = el.primary
+        single = el.repeat is None and isinstance(p, (A.Call, A.TableConv, A.TableFC))
+        if single:
+            val = self.primary(p, val, scope, label)
+        else:
+            sub = scope.child_seq(label)
+            for _ in range(n):
+                val = self.primary(p, val, sub, None)
+        scope.bindings[label] = val
+        return val
+
+    def primary(self, p, val, scope, label):
+        if isinstance(p, A.Identity):
+            return val
+        if isinstance(p, A.Group):
+            return self.chain(p.chain, val, scope)
+        if isinstance(p, A.Parallel):
+            if isinstance(val, tuple):
+                raise err("parallel branches must be merged before branching again", p.span,
+                          "put - Concat or - Add between the two groups")
+            outs = []
+            for br in p.branches:
+                o = self.chain(br, val, scope)
+                if o is POISON:
+                    return POISON
+                if isinstance(o, tuple):
+                    raise err("a branch ends in unmerged branches", br.span, "merge them inside the branch")
+                outs.append(o)
+            return tuple(outs)
+        if isinstance(p, A.Cond):
+            c = self.eval(p.cond, scope.env)
+            if not isinstance(c, (bool, int)):
+                raise err(f"an if condition must be true or false, got {c!r}", p.cond.span)
+            br = p.then if c else p.other
+            return val if br is None else self.chain(br, val, scope)
+        if isinstance(p, A.Numbered):
+            return self.call(p.name, None, p.span, val, scope, label or f"{p.name.lower()}{p.number}",
+                             explicit=True)
+        if isinstance(p, A.TableConv):
+            return self.table_conv(p, val, scope, label)
+        if isinstance(p, A.TableFC):
+            args = A.Args([A.Num(p.span, p.n)], [])
+            return self.call(p.word, args, p.span, val, scope, label)
+        if isinstance(p, A.Call):
+            if p.name in scope.bindings and p.args is None:
+                raise err(f"'{p.name}' is a label; a reference can only start a chain or a branch", p.span,
+                          f"to merge it with this path write [ _ | {p.name} ] - Concat (or Add)")
+            return self.call(p.name, p.args, p.span, val, scope, label)
+        raise err("unsupported element", getattr(p, "span", None))
+
+    def table_conv(self, p: A.TableConv, val, scope, label):
+        word = p.word.lower()
+        spec = self.spec_or_error(p.word, p.span, scope.fctx)
+        names = [a.name for a in spec.attrs if a.name != "kernel"]
+        pos, kw = [], {"kernel": (p.kernel, p.span)}
+        for key, v, sp in p.items:
+            if key is None:
+                pos.append((v, sp))
+            else:
+                kw[key] = (v, sp)
+        if len(pos) > len(names):
+            raise err(f"too many numbers for {word}", p.span, f"the table form is e.g. 3x3 {word}, 64")
+        for (v, sp), nm in zip(pos, names):
+            kw[nm] = (v, sp)
+        return self.make_op(spec, [], kw, p.span, val, scope, label, written=word)
+
+    # ------------------------------------------------------------------ calls
+    def spec_or_error(self, name, span, fctx, allow_alias=True):
+        spec = ops.lookup(name)
+        if spec is None:
+            spec = next((s for n, s in ((n, ops.lookup(n)) for n in ops.all_names())
+                         if n.lower() == name.lower()), None) if name.islower() else None
+        if spec is None:
+            cands = ops.all_names() + list(fctx.blocks) + list(fctx.aliases)
+            raise err(f"unknown op '{name}'", span,
+                      did_you_mean(name, cands) or "see `netdsl ops` for the list of ops, or define a block")
+        return spec
+
+    def call(self, name, args, span, val, scope, label, explicit=False):
+        fctx = scope.fctx
+        if name in fctx.aliases:
+            target, aargs, actx = fctx.aliases[name]
+            merged = A.Args(list(aargs.pos) if aargs else [], list(aargs.kw) if aargs else [])
+            if args:
+                # positional args at the call replace the alias's positional ones
+                merged.pos = list(args.pos) + merged.pos[len(args.pos):]
+                kwnames = {k for k, _, _ in args.kw}
+                merged.kw = [kv for kv in merged.kw if kv[0] not in kwnames] + list(args.kw)
+            name, args = target, merged
+        if name in fctx.blocks:
+            return self.block(name, args, span, val, scope, label)
+        spec = self.spec_or_error(name, span, fctx)
+        pos, kw = self.eval_args(args, scope.env) if args else ([], {})
+        return self.make_op(spec, pos, kw, span, val, scope, label, explicit, written=name)
+
+    def make_op(self, spec, pos, kw, span, val, scope, label, explicit=False, written=None):
+        fctx = scope.fctx
+        defaults = dict(fctx.defaults.get(spec.name, {}))
+        arg_spans = {}
+        for a, (v, sp) in zip(spec.attrs, pos):
+            arg_spans[a.name] = sp
+        for k, (v, sp) in kw.items():
+            arg_spans[k] = sp
+        try:
+            attrs = spec.bind([v for v, _ in pos], {k: v for k, (v, _) in kw.items()}, defaults)
+        except OpError as e:
+            raise err(e.message, arg_spans.get(e.attr, span), e.hint)
+        ins = list(val) if isinstance(val, tuple) else [val]
+        arity = spec.arity
+        if arity is None:
+            if len(ins) < 2:
+                raise err(f"{spec.name} merges two or more inputs but gets one", span,
+                          f"branch first: [ _ | Conv(64, 3, pad=1) ] - {spec.name}")
+        elif isinstance(arity, tuple):
+            if not arity[0] <= len(ins) <= arity[1]:
+                raise err(f"{spec.name} takes {arity[0]} to {arity[1]} inputs, gets {len(ins)}", span)
+        elif len(ins) != arity:
+            if len(ins) > 1:
+                raise err(f"{spec.name} takes one input, but {len(ins)} parallel branches arrive here", span,
+                          "merge the branches first: [ ... | ... ] - Concat (or Add)")
+            raise err(f"{spec.name} takes {arity} inputs", span)
+        name = self.node_name(written or spec.name, scope, label, explicit, span)
+        if len(self.g) >= MAX_NODES:
+            raise err(f"the network has more than {MAX_NODES:,} layers", span, "check the repeat counts")
+        self.g.add(name, spec.name, attrs, span, arg_spans, scope.prefix.rstrip("."))
+        for slot, src in enumerate(ins):
+            self.g.connect(src, name, slot)
+        return name
+
+    def node_name(self, op, scope, label, explicit, span):
+        if label is not None:
+            name = label if explicit and not scope.prefix else scope.prefix + label
+            if name in self.g:
+                raise err(f"'{label}' is defined twice", span, "labels must be unique; rename one of them")
+            return name
+        if scope.seq:
+            while True:
+                name = f"{scope.prefix}{scope.index}"
+                scope.index += 1
+                if name not in self.g:
+                    return name
+        base = op.lower()
+        while True:
+            k = scope.counters.get(base, 0) + 1
+            scope.counters[base] = k
+            name = f"{scope.prefix}{base}{k}"
+            if name not in self.g:
+                return name
+
+    # ------------------------------------------------------------------ blocks
+    def block(self, name, args, span, val, scope, label):
+        bdef, bctx = scope.fctx.blocks[name]
+        if len(self.loading) + scope.prefix.count(".") > 200:
+            raise err(f"block '{name}' nests more than 200 deep", span, "a block may not call itself")
+        pos, kw = self.eval_args(args, scope.env) if args else ([], {})
+        params = [p for p, _, _ in bdef.params]
+        if len(pos) > len(params):
+            raise err(f"block {name} takes {len(params)} arguments ({', '.join(params)}), got {len(pos)}", span)
+        env = dict(bctx.consts)
+        given = {p: v for p, (v, _) in zip(params, pos)}
+        for k, (v, sp) in kw.items():
+            if k not in params:
+                raise err(f"block {name} has no parameter '{k}'", sp,
+                          did_you_mean(k, params) or f"its parameters are: {', '.join(params) or 'none'}")
+            if k in given:
+                raise err(f"'{k}' is given twice", sp)
+            given[k] = v
+        for p, default, psp in bdef.params:
+            if p in given:
+                env[p] = given[p]
+            elif default is not None:
+                env[p] = self.eval(default, env)
+            else:
+                raise err(f"block {name} needs '{p}'", span,
+                          f"write {name}({', '.join(params)}) with values, or give {p} a default in the block")
+        if label is None:
+            label = str(scope.index)
+            scope.index += 1
+            while scope.prefix + label in self.g:
+                label = str(scope.index)
+                scope.index += 1
+        inner = Scope(scope.prefix + label + ".", False, {}, env, bctx)
+        self.g.blocks[scope.prefix + label] = name
+        current = val
+        for st in bdef.body:
+            if current is POISON:
+                return POISON
+            if isinstance(st, A.Const):
+                env[st.name] = self.eval(st.value, env)
+            elif isinstance(st, A.DefaultArgs):
+                self.set_default(st, bctx)
+            elif isinstance(st, A.DefaultAlias):
+                self.set_alias(st, bctx)
+            elif isinstance(st, A.Assign):
+                self.check_label(st.name, st.span, inner)
+                current = self.chain(st.chain, current, inner)
+                inner.bindings[st.name] = current
+            elif isinstance(st, A.Chain):
+                current = self.chain(st, current, inner)
+        return current
+
+    # ------------------------------------------------------------------ expressions
+    def eval_args(self, args: A.Args, env):
+        pos = [(self.eval(e, env), e.span) for e in args.pos]
+        kw = {}
+        for k, e, sp in args.kw:
+            if k in kw:
+                raise err(f"argument '{k}' is given twice", sp)
+            kw[k] = (self.eval(e, env), sp)
+        return pos, kw
+
+    def eval(self, e, env):
+        if isinstance(e, A.Num):
+            return e.value
+        if isinstance(e, A.Str):
+            return e.value
+        if isinstance(e, A.Name):
+            if e.id in env:
+                return env[e.id]
+            if e.id in ("true", "True"):
+                return True
+            if e.id in ("false", "False"):
+                return False
+            if e.id in ("none", "None"):
+                return None
+            return e.id                     # a bare word such as `same` or `max`
+        if isinstance(e, A.Tuple):
+            return tuple(self.eval(x, env) for x in e.items)
+        if isinstance(e, A.Unary):
+            v = self.eval(e.operand, env)
+            if e.op == "not":
+                return not v
+            self.need_number(v, e.operand)
+            return -v
+        if isinstance(e, A.BoolOp):
+            vals = [self.eval(x, env) for x in e.items]
+            return all(vals) if e.op == "and" else any(vals)
+        if isinstance(e, A.Ternary):
+            return self.eval(e.then, env) if self.eval(e.cond, env) else self.eval(e.other, env)
+        if isinstance(e, A.BinOp):
+            a, b = self.eval(e.left, env), self.eval(e.right, env)
+            if e.op in ("==", "!="):
+                return (a == b) if e.op == "==" else (a != b)
+            self.need_number(a, e.left)
+            self.need_number(b, e.right)
+            try:
+                if e.op == "+":
+                    return a + b
+                if e.op == "-":
+                    return a - b
+                if e.op == "*":
+                    return a * b
+                if e.op == "/":
+                    r = a / b
+                    return int(r) if isinstance(r, float) and r.is_integer() and isinstance(a, int) \
+                        and isinstance(b, int) else r
+                if e.op == "//":
+                    return a // b
+                if e.op == "%":
+                    return a % b
+                return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[e.op]
+            except ZeroDivisionError:
+                raise err("division by zero", e.span)
+            except OverflowError:
+                raise err("number too large", e.span)
+        raise err("cannot evaluate this expression", getattr(e, "span", None))
+
+    def need_number(self, v, e):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, str):
+                raise err(f"undefined name '{v}'", e.span,
+                          "define it with `const NAME = value` or as a block parameter")
+            raise err(f"expected a number, got {v!r}", e.span)
+        if isinstance(v, int) and abs(v) > 10**15:
+            raise err("number too large", e.span)
+
+
+def _labels_in(st):
+    if isinstance(st, A.Assign):
+        yield st.name, st.span.line
+
+
+def expand_module(module: A.Module, path=None) -> Graph:
+    ex = Expander()
+    fctx = FileCtx(module.source, os.path.abspath(path) if path else None)
+    ex.run_module(module, fctx)
+    ex.sink.raise_if_any()
+    return ex.g

@@ -1,0 +1,347 @@
+"""The op spec contract.
+
+An op is one class in `netdsl/ops/<family>.py`, decorated with `@register`.
+It declares its attributes (typed, with defaults and validation), its arity,
+capability flags that passes and the planner read (never op names), and:
+
+    resolve(a, shapes)  -> a        concrete attributes ('same' padding -> ints)
+    infer(a, shapes)    -> shape    output shape, per sample (no batch dim)
+    params(a, shapes)   -> {name: shape}   PyTorch layout and names
+    macs(a, shapes, out)-> int
+    window(a, shapes)   -> (kh, kw, sh, sw) for receptive-field arithmetic
+    reference(a, xs, w) -> ndarray  the numpy oracle, batched NCHW float
+    explain(a, shapes, out) -> [str]  the arithmetic a student does by hand
+
+Shapes never include the batch: (C, H, W) for feature maps, (F,) for
+vectors. `a` is a plain dict of resolved attribute values.
+
+Errors inside a spec are raised as `OpError(message, hint, attr=...)`; the
+analysis attaches the node's source span (the attribute's own span when
+`attr` is given), so specs never deal with locations.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from ..errors import did_you_mean
+
+REQUIRED = object()
+
+
+class OpError(Exception):
+    """A problem with one op's attributes or input shapes (located later)."""
+
+    def __init__(self, message, hint=None, attr=None, notes=()):
+        super().__init__(message)
+        self.message, self.hint, self.attr, self.notes = message, hint, attr, list(notes)
+
+
+# ---------------------------------------------------------------- attribute kinds
+# Each kind is a function value -> coerced value, raising OpError on bad input.
+# Values arrive from the language as int, float, bool, str (bare words such as
+# `same`) or tuples (`3x5` and `(1, 2)` both arrive as tuples).
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def int_(v, name, minimum=None):
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not _is_int(v):
+        raise OpError(f"'{name}' must be an integer, got {fmt(v)}")
+    if minimum is not None and v < minimum:
+        raise OpError(f"'{name}' must be at least {minimum}, got {v}")
+    return int(v)
+
+
+def pos_int(v, name):
+    return int_(v, name, minimum=1)
+
+
+def nonneg_int(v, name):
+    return int_(v, name, minimum=0)
+
+
+def float_(v, name):
+    if _is_int(v) or isinstance(v, float):
+        return float(v)
+    raise OpError(f"'{name}' must be a number, got {fmt(v)}")
+
+
+def bool_(v, name):
+    if isinstance(v, bool):
+        return v
+    if _is_int(v) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "on", "off"):
+        return v.lower() in ("true", "yes", "on")
+    raise OpError(f"'{name}' must be true or false, got {fmt(v)}")
+
+
+def pair(v, name, minimum=1):
+    """An int or two ints (`3`, `3x5`, `(3, 5)`) -> (h, w)."""
+    if _is_int(v):
+        v = (v, v)
+    if not (isinstance(v, tuple) and len(v) == 2):
+        raise OpError(f"'{name}' must be an integer or two (e.g. 3 or 3x5), got {fmt(v)}")
+    return tuple(int_(x, name, minimum) for x in v)
+
+
+def padding(v, name):
+    """`same`, `valid`, p, (ph, pw) or (top, left, bottom, right)."""
+    if isinstance(v, str):
+        if v.lower() in ("same", "valid"):
+            return v.lower()
+        raise OpError(f"'{name}' must be same, valid or integers, got {v}",
+                      hint=did_you_mean(v, ["same", "valid"]))
+    if _is_int(v):
+        v = (v, v)
+    if isinstance(v, tuple) and len(v) == 2:
+        v = (v[0], v[1], v[0], v[1])
+    if isinstance(v, tuple) and len(v) == 4:
+        return tuple(nonneg_int(x, name) for x in v)
+    raise OpError(f"'{name}' must be same, valid, p, (ph, pw) or (top, left, bottom, right); got {fmt(v)}")
+
+
+def choice(*options):
+    def kind(v, name):
+        if isinstance(v, str) and v.lower() in options:
+            return v.lower()
+        hint = did_you_mean(v, options) if isinstance(v, str) else None
+        raise OpError(f"'{name}' must be one of {', '.join(options)}; got {fmt(v)}",
+                      hint=hint or f"write {name}={options[0]}")
+    kind.options = options
+    return kind
+
+
+def int_tuple(v, name):
+    if _is_int(v):
+        v = (v,)
+    if not isinstance(v, tuple) or not v:
+        raise OpError(f"'{name}' must be integers such as 64x7x7, got {fmt(v)}")
+    return tuple(int_(x, name) for x in v)
+
+
+def float_tuple(v, name):
+    if _is_int(v) or isinstance(v, float):
+        v = (v,)
+    if not isinstance(v, tuple):
+        raise OpError(f"'{name}' must be numbers such as (0.5, 0.5, 0.5), got {fmt(v)}")
+    return tuple(float_(x, name) for x in v)
+
+
+def optional(kind):
+    def k(v, name):
+        return None if v is None or v == "none" else kind(v, name)
+    k.__name__ = getattr(kind, "__name__", "optional")
+    return k
+
+
+def fmt(v):
+    if isinstance(v, tuple):
+        return "(" + ", ".join(fmt(x) for x in v) + ")"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+class Attr:
+    """One attribute: name, kind, default (REQUIRED if none), one-line doc."""
+
+    def __init__(self, name, kind, default=REQUIRED, doc=""):
+        self.name, self.kind, self.default, self.doc = name, kind, default, doc
+
+    @property
+    def required(self):
+        return self.default is REQUIRED
+
+
+# ---------------------------------------------------------------- the spec base
+
+class OpSpec:
+    name: str = ""
+    aliases: tuple = ()
+    attrs: tuple = ()
+    arity: int | tuple | None = 1  # exact count, (min, max), or None: two or more (merges)
+    flags: frozenset = frozenset()  # elementwise, inplace_ok, has_weights, fusible_epilogue, merge, no_op
+    doc: str = ""
+
+    # -- attributes
+    def bind(self, args, kwargs, defaults=None):
+        """Positional + keyword args (+ file defaults) -> validated attribute dict.
+
+        Raises OpError with attr= naming the offending argument.
+        """
+        names = [a.name for a in self.attrs]
+        out = dict(defaults or {})
+        if len(args) > len(self.attrs):
+            raise OpError(f"{self.name} takes at most {len(self.attrs)} positional arguments "
+                          f"({', '.join(names)}), got {len(args)}",
+                          hint=f"name the extra ones, e.g. {self.name}({', '.join(names[:2])}=...)")
+        for a, v in zip(self.attrs, args):
+            out[a.name] = v
+        for k, v in kwargs.items():
+            if k not in names:
+                raise OpError(f"{self.name} has no argument '{k}'", attr=k,
+                              hint=did_you_mean(k, names) or f"its arguments are: {', '.join(names)}")
+            out[k] = v
+        result = {}
+        for a in self.attrs:
+            if a.name in out:
+                try:
+                    result[a.name] = a.kind(out[a.name], a.name)
+                except OpError as e:
+                    e.attr = e.attr or a.name
+                    raise
+            elif a.required:
+                raise OpError(f"{self.name} needs '{a.name}' ({a.doc})",
+                              hint=f"write it, e.g. {self.example()}, or set it once with "
+                                   f"`default {self.name}({a.name}=...)`")
+            else:
+                result[a.name] = None if a.default is None else a.kind(a.default, a.name)
+        self.check(result)
+        return result
+
+    def example(self):
+        return self.name + "(...)"
+
+    def check(self, a):
+        """Cross-attribute validation; raise OpError."""
+
+    # -- shapes and costs
+    def resolve(self, a, shapes):
+        return a
+
+    def infer(self, a, shapes):
+        return shapes[0]
+
+    def params(self, a, shapes):
+        """Learned parameters: name -> shape (counted in the parameter total)."""
+        return {}
+
+    def buffers(self, a, shapes):
+        """Non-learned state saved with the weights (BatchNorm running stats): name -> shape."""
+        return {}
+
+    def macs(self, a, shapes, out):
+        return 0
+
+    def window(self, a, shapes):
+        return (1, 1, 1, 1)
+
+    def explain(self, a, shapes, out):
+        return []
+
+    def reference(self, a, xs, w):
+        raise NotImplementedError(self.name)
+
+    def init(self, a, shapes, rng):
+        """Deterministic initial weights: He-normal for weights, zeros for biases."""
+        out = {}
+        for pname, shape in self.params(a, shapes).items():
+            if pname == "weight" and len(shape) >= 2:
+                fan_in = int(np.prod(shape[1:]))
+                out[pname] = (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+            else:
+                out[pname] = np.zeros(shape, np.float32)
+        return out
+
+
+# ---------------------------------------------------------------- shared arithmetic
+
+def need_rank(shape, ranks, op, what="input"):
+    if len(shape) not in ranks:
+        want = " or ".join({1: "a vector (F)", 3: "a feature map (C,H,W)"}.get(r, f"rank {r}") for r in ranks)
+        raise OpError(f"{op} expects {want} as {what}, got shape {shape_str(shape)}",
+                      hint="insert Flatten before it" if 1 in ranks and len(shape) == 3
+                      else "declare the input as CxHxW, e.g. `input x: 3x32x32`")
+
+
+def shape_str(shape):
+    return "x".join(str(s) for s in shape) if shape else "scalar"
+
+
+def same_pads(size, k_eff, stride):
+    """TensorFlow-style 'same': output ceil(size/stride), extra pad at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k_eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_pads(pad, hw, k_eff, stride):
+    """pad attribute -> (top, left, bottom, right) for an input of size hw."""
+    if pad == "valid":
+        return (0, 0, 0, 0)
+    if pad == "same":
+        t, b = same_pads(hw[0], k_eff[0], stride[0])
+        l, r = same_pads(hw[1], k_eff[1], stride[1])
+        return (t, l, b, r)
+    return tuple(pad)
+
+
+def window_out(size, k_eff, stride, p0, p1, ceil_mode=False):
+    """Output length of a sliding window: floor((size + p0 + p1 - k_eff) / stride) + 1."""
+    span = size + p0 + p1 - k_eff
+    if span < 0:
+        return 0
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + p0:   # PyTorch: the last window must start inside
+            out -= 1
+        return out
+    return span // stride + 1
+
+
+def window_arith(size, k_eff, stride, p0, p1, out, ceil_mode=False):
+    """'(32 + 2·2 − 5)/1 + 1 = 32' — the lecture formula with these numbers."""
+    pad = f" + 2·{p0}" if p0 == p1 and p0 else (f" + {p0} + {p1}" if (p0 or p1) else "")
+    div = f"/{stride}" if stride != 1 else "/1"
+    if ceil_mode:
+        return f"⌈({size}{pad} − {k_eff}){div}⌉ + 1 = {out}"
+    return f"({size}{pad} − {k_eff}){div} + 1 = {out}"
+
+
+def spatial_out(op, shape, k_eff, stride, pads, ceil_mode=False):
+    """Output (H, W) of a window op; a size that shrinks to zero is an error with the arithmetic."""
+    t, l, b, r = pads
+    outs = []
+    for axis, (size, k, s, p0, p1) in enumerate(((shape[1], k_eff[0], stride[0], t, b),
+                                                 (shape[2], k_eff[1], stride[1], l, r))):
+        o = window_out(size, k, s, p0, p1, ceil_mode)
+        if o <= 0:
+            raise OpError(f"{op}: the output {'height' if axis == 0 else 'width'} shrinks to zero: "
+                          f"{window_arith(size, k, s, p0, p1, o, ceil_mode)}",
+                          hint=f"the input is only {size} pixels there; use a smaller kernel, "
+                               f"more padding (pad=same) or remove a downsampling layer earlier")
+        outs.append(o)
+    return tuple(outs)
+
+
+def dilated(k, d):
+    return (k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1
+
+
+def pad_nchw(x, pads, value=0.0):
+    t, l, b, r = pads
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def windows(x, k, stride, dilation=(1, 1)):
+    """A strided view (N, C, OH, OW, KH, KW) over an already padded NCHW array."""
+    n, c, h, w = x.shape
+    kh, kw = k
+    keh, kew = dilated(k, dilation)
+    oh = (h - keh) // stride[0] + 1
+    ow = (w - kew) // stride[1] + 1
+    sn, sc, sh, sw = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, (n, c, oh, ow, kh, kw),
+        (sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1]),
+        writeable=False)
+
+
+__all__ = ["Attr", "OpSpec", "OpError", "REQUIRED", "Fraction"]

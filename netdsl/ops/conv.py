@@ -1,0 +1,184 @@
+"""Conv and Local (locally connected): sliding-window linear layers.
+
+Conv shares one (OC, C/g, KH, KW) filter bank over every output position;
+Local has its own filter per output position, (OH*OW, OC, C*KH*KW) in a
+layout like PyTorch's unfold-based LocallyConnected2d, so the lecture's
+LCL-vs-CL parameter comparison comes out of the same arithmetic.
+The numpy references are written for clarity, not speed: they are the oracle.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import register
+from .base import (Attr, OpError, OpSpec, bool_, choice, dilated, need_rank, pad_nchw, padding,
+                   pair, pos_int, resolve_pads, spatial_out, window_arith, windows)
+
+ACTIVATIONS = ("none", "relu", "leakyrelu", "sigmoid", "tanh")
+
+
+def apply_act(y, act, slope=0.01):
+    """The fused activation a Conv/FC may carry (set by `act=` or by the fusion pass)."""
+    if act == "relu":
+        return np.maximum(y, 0)
+    if act == "leakyrelu":
+        return np.where(y >= 0, y, y * slope)
+    if act == "sigmoid":
+        return 1 / (1 + np.exp(-y))
+    if act == "tanh":
+        return np.tanh(y)
+    return y
+
+
+class _Window(OpSpec):
+    """Shared attribute handling for Conv and Local."""
+    arity = 1
+
+    def example(self):
+        return f"{self.name}(64, 3)"
+
+    def resolve(self, a, shapes):
+        need_rank(shapes[0], (3,), self.name)
+        a = dict(a)
+        a["pad"] = resolve_pads(a["pad"], shapes[0][1:], dilated(a["kernel"], a["dilation"]), a["stride"])
+        a["in_channels"] = shapes[0][0]
+        return a
+
+    def out_hw(self, a, shapes):
+        return spatial_out(self.name, shapes[0], dilated(a["kernel"], a["dilation"]), a["stride"], a["pad"])
+
+    def window(self, a, shapes):
+        kh, kw = dilated(a["kernel"], a["dilation"])
+        return (kh, kw, a["stride"][0], a["stride"][1])
+
+    def explain(self, a, shapes, out):
+        c, h, w = shapes[0]
+        keh, kew = dilated(a["kernel"], a["dilation"])
+        t, l, b, r = a["pad"]
+        lines = [f"H: {window_arith(h, keh, a['stride'][0], t, b, out[1])}"]
+        if (h, keh, a["stride"][0], t, b) != (w, kew, a["stride"][1], l, r):
+            lines.append(f"W: {window_arith(w, kew, a['stride'][1], l, r, out[2])}")
+        return lines
+
+
+@register
+class Conv(_Window):
+    name = "Conv"
+    aliases = ("Conv2d", "Convolution", "CONV", "conv")
+    doc = "2-D convolution (cross-correlation, as in every framework)."
+    flags = frozenset({"has_weights", "fusible_epilogue"})
+    attrs = (
+        Attr("out_channels", pos_int, doc="number of filters"),
+        Attr("kernel", pair, 3, "kernel size: 3 or 3x5"),
+        Attr("stride", pair, 1, "step between windows"),
+        Attr("pad", padding, 0, "same, valid, p, (ph, pw) or (top, left, bottom, right)"),
+        Attr("dilation", pair, 1, "spacing between kernel taps"),
+        Attr("groups", pos_int, 1, "channel groups; groups = in channels is depthwise"),
+        Attr("bias", bool_, True, "add a learned bias"),
+        Attr("act", choice(*ACTIVATIONS), "none", "fused activation after the convolution"),
+    )
+
+    def resolve(self, a, shapes):
+        a = super().resolve(a, shapes)
+        c, g = shapes[0][0], a["groups"]
+        if c % g or a["out_channels"] % g:
+            raise OpError(f"Conv groups={g} must divide both the input channels ({c}) and "
+                          f"out_channels ({a['out_channels']})", attr="groups",
+                          hint="depthwise convolution is groups equal to the input channels")
+        return a
+
+    def infer(self, a, shapes):
+        return (a["out_channels"], *self.out_hw(a, shapes))
+
+    def params(self, a, shapes):
+        kh, kw = a["kernel"]
+        p = {"weight": (a["out_channels"], shapes[0][0] // a["groups"], kh, kw)}
+        if a["bias"]:
+            p["bias"] = (a["out_channels"],)
+        return p
+
+    def macs(self, a, shapes, out):
+        kh, kw = a["kernel"]
+        return out[0] * out[1] * out[2] * (shapes[0][0] // a["groups"]) * kh * kw
+
+    def explain(self, a, shapes, out):
+        kh, kw = a["kernel"]
+        cin = shapes[0][0] // a["groups"]
+        per = f"{kh}·{kw}·{cin}" + (" + 1" if a["bias"] else "")
+        n = kh * kw * cin + (1 if a["bias"] else 0)
+        return super().explain(a, shapes, out) + [
+            f"params: ({per})·{a['out_channels']} = {n * a['out_channels']:,}"
+            + (f"  ({n} per filter)" if a["bias"] else "")]
+
+    def reference(self, a, xs, w):
+        x = pad_nchw(xs[0], a["pad"])
+        g, oc = a["groups"], a["out_channels"]
+        weight = w["weight"]
+        cg, og = x.shape[1] // g, oc // g
+        outs = []
+        for gi in range(g):
+            win = windows(x[:, gi * cg:(gi + 1) * cg], a["kernel"], a["stride"], a["dilation"])
+            outs.append(np.einsum("nchwij,ocij->nohw", win, weight[gi * og:(gi + 1) * og], optimize=True))
+        y = np.concatenate(outs, axis=1)
+        if a["bias"]:
+            y = y + w["bias"].reshape(1, -1, 1, 1)
+        return apply_act(y, a["act"])
+
+
+@register
+class Local(_Window):
+    name = "Local"
+    aliases = ("LocallyConnected", "LCL", "LC")
+    doc = "Locally connected layer: a convolution whose weights are not shared across positions."
+    flags = frozenset({"has_weights"})
+    attrs = (
+        Attr("out_channels", pos_int, doc="number of filters per position"),
+        Attr("kernel", pair, 3, "kernel size"),
+        Attr("stride", pair, 1, "step between windows"),
+        Attr("pad", padding, 0, "same, valid, p, (ph, pw) or (top, left, bottom, right)"),
+        Attr("dilation", pair, 1, "spacing between kernel taps"),
+        Attr("bias", bool_, True, "a learned bias per output position and channel"),
+    )
+
+    def infer(self, a, shapes):
+        return (a["out_channels"], *self.out_hw(a, shapes))
+
+    def params(self, a, shapes):
+        oc, oh, ow = self.infer(a, shapes)
+        kh, kw = a["kernel"]
+        p = {"weight": (oh * ow, oc, shapes[0][0] * kh * kw)}
+        if a["bias"]:
+            p["bias"] = (oc, oh, ow)
+        return p
+
+    def init(self, a, shapes, rng):
+        p = self.params(a, shapes)
+        fan_in = p["weight"][2]
+        out = {"weight": (rng.standard_normal(p["weight"]) * np.sqrt(2.0 / fan_in)).astype(np.float32)}
+        if "bias" in p:
+            out["bias"] = np.zeros(p["bias"], np.float32)
+        return out
+
+    def macs(self, a, shapes, out):
+        kh, kw = a["kernel"]
+        return out[0] * out[1] * out[2] * shapes[0][0] * kh * kw
+
+    def explain(self, a, shapes, out):
+        kh, kw = a["kernel"]
+        c = shapes[0][0]
+        n = kh * kw * c + (1 if a["bias"] else 0)
+        per = f"{kh}·{kw}·{c}" + (" + 1" if a["bias"] else "")
+        return super().explain(a, shapes, out) + [
+            f"params: ({per})·{a['out_channels']}·{out[1]}·{out[2]} positions = "
+            f"{n * a['out_channels'] * out[1] * out[2]:,}  (unshared; a Conv would have "
+            f"{n * a['out_channels']:,})"]
+
+    def reference(self, a, xs, w):
+        x = pad_nchw(xs[0], a["pad"])
+        win = windows(x, a["kernel"], a["stride"], a["dilation"])      # n c oh ow kh kw
+        n, c, oh, ow, kh, kw = win.shape
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh * ow, c * kh * kw)
+        y = np.einsum("npk,pok->nop", cols, w["weight"], optimize=True).reshape(n, -1, oh, ow)
+        if a["bias"]:
+            y = y + w["bias"][None]
+        return y

@@ -1,0 +1,199 @@
+"""Pooling: MaxPool, AvgPool, MinPool, StochasticPool, GlobalAvgPool, GlobalMaxPool.
+
+Layout: (N, C, H, W) in and out; every channel is pooled on its own.
+Window ops follow PyTorch's pooling rules exactly: stride defaults to the
+kernel, padding may be at most half the kernel (so no window sees only
+padding), and ceil_mode adds a last partial window only if it starts inside
+the input or its left padding. AvgPool's count_include_pad divides by the
+window clipped to the padded input, as PyTorch does under ceil_mode.
+
+StochasticPool is the *inference* rule of stochastic pooling (Zeiler &
+Fergus): the probability-weighted sum sum(p_i a_i) with p_i = a_i / sum(a),
+i.e. sum(a^2) / sum(a), 0 where the window sums to 0. It expects
+non-negative inputs (it follows a ReLU); padded cells count as absent.
+Training-time sampling is deliberately not provided.
+
+MACs are 0 for every op here: pooling multiplies nothing, and the papers'
+operation counts (which netdsl reproduces) count conv and FC layers only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import register
+from .base import (Attr, OpError, OpSpec, bool_, need_rank, optional, pad_nchw, padding, pair,
+                   resolve_pads, shape_str, spatial_out, window_arith, window_out, windows)
+
+
+class _Pool(OpSpec):
+    """A k×k window slid over each channel; subclasses say how a window reduces."""
+    arity = 1
+    fill = 0.0   # value of padded cells (and of the cells past the edge under ceil_mode)
+    attrs = (
+        Attr("kernel", pair, 2, "window size: 2 or 3x2"),
+        Attr("stride", optional(pair), None, "step between windows; the kernel size if not given"),
+        Attr("pad", padding, 0, "same, valid, p, (ph, pw) or (top, left, bottom, right)"),
+        Attr("ceil_mode", bool_, False, "round the output size up (a last, partial window)"),
+    )
+
+    def example(self):
+        return f"{self.name}(2, stride=2)"
+
+    def resolve(self, a, shapes):
+        need_rank(shapes[0], (3,), self.name)
+        a = dict(a)
+        a["stride"] = a["stride"] or a["kernel"]
+        a["pad"] = resolve_pads(a["pad"], shapes[0][1:], a["kernel"], a["stride"])
+        t, l, b, r = a["pad"]
+        kh, kw = a["kernel"]
+        for p, k in ((t, kh), (b, kh), (l, kw), (r, kw)):
+            if 2 * p > k:
+                raise OpError(f"{self.name} pad {p} is more than half the kernel {k}: "
+                              f"some windows would hold only padding", attr="pad",
+                              hint=f"use pad at most {k // 2} (pad=same picks a valid amount)")
+        return a
+
+    def infer(self, a, shapes):
+        need_rank(shapes[0], (3,), self.name)
+        oh, ow = spatial_out(self.name, shapes[0], a["kernel"], a["stride"], a["pad"], a["ceil_mode"])
+        return (shapes[0][0], oh, ow)
+
+    def window(self, a, shapes):
+        return (*a["kernel"], *a["stride"])
+
+    def explain(self, a, shapes, out):
+        c, h, w = shapes[0]
+        (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+        lines = [f"H: {window_arith(h, kh, sh, t, b, out[1], a['ceil_mode'])}"]
+        if (h, kh, sh, t, b) != (w, kw, sw, l, r):
+            lines.append(f"W: {window_arith(w, kw, sw, l, r, out[2], a['ceil_mode'])}")
+        return lines
+
+    # -- reference
+    def _windows(self, a, x):
+        """(N, C, OH, OW, KH, KW) view of x padded with `fill`, including ceil_mode's overhang."""
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+        oh = window_out(h, kh, sh, t, b, a["ceil_mode"])
+        ow = window_out(w, kw, sw, l, r, a["ceil_mode"])
+        extra_h = max((oh - 1) * sh + kh - (h + t + b), 0)
+        extra_w = max((ow - 1) * sw + kw - (w + l + r), 0)
+        xp = pad_nchw(x, (t, l, b + extra_h, r + extra_w), self.fill)
+        return windows(xp, a["kernel"], a["stride"])[:, :, :oh, :ow]
+
+
+@register
+class MaxPool(_Pool):
+    name = "MaxPool"
+    aliases = ("Pool", "MaxPool2d", "MAXPOOL")
+    doc = "Max pooling: the largest value in each window."
+    fill = -np.inf
+
+    def reference(self, a, xs, w):
+        return self._windows(a, xs[0]).max(axis=(4, 5))
+
+
+@register
+class MinPool(_Pool):
+    name = "MinPool"
+    doc = "Min pooling: the smallest value in each window."
+    fill = np.inf
+
+    def reference(self, a, xs, w):
+        return self._windows(a, xs[0]).min(axis=(4, 5))
+
+
+@register
+class AvgPool(_Pool):
+    name = "AvgPool"
+    aliases = ("AvgPool2d", "AveragePool")
+    doc = "Average pooling: the mean of each window."
+    attrs = _Pool.attrs + (
+        Attr("count_include_pad", bool_, True, "padded zeros count in the divisor (PyTorch default)"),
+    )
+
+    def explain(self, a, shapes, out):
+        lines = super().explain(a, shapes, out)
+        kh, kw = a["kernel"]
+        if any(a["pad"]) or a["ceil_mode"]:
+            how = "padded zeros included" if a["count_include_pad"] else "only real pixels"
+            lines.append(f"each output divides its window sum by the cells counted ({how}); "
+                         f"{kh}·{kw} = {kh * kw} away from the edges")
+        return lines
+
+    def _divisor(self, size, k, s, p0, p1, n_out, include_pad):
+        """Per-output cell counts along one axis (PyTorch's avg_pool2d divisor)."""
+        start = np.arange(n_out) * s - p0
+        end = np.minimum(start + k, size + p1)          # clipped to the padded input
+        if include_pad:
+            return end - start
+        return np.minimum(end, size) - np.maximum(start, 0)
+
+    def reference(self, a, xs, w):
+        x = xs[0]
+        win = self._windows(a, x)
+        total = win.sum(axis=(4, 5))
+        (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+        n, c, oh, ow = total.shape
+        dh = self._divisor(x.shape[2], kh, sh, t, b, oh, a["count_include_pad"])
+        dw = self._divisor(x.shape[3], kw, sw, l, r, ow, a["count_include_pad"])
+        return (total / np.outer(dh, dw)).astype(x.dtype, copy=False)
+
+
+@register
+class StochasticPool(_Pool):
+    name = "StochasticPool"
+    doc = "Stochastic pooling at inference: sum(p_i·a_i) with p_i = a_i / sum(a) per window."
+
+    def explain(self, a, shapes, out):
+        return super().explain(a, shapes, out) + [
+            "each output: Σ p_i·a_i with p_i = a_i / Σ a  (= Σ a² / Σ a; 0 if Σ a = 0)"]
+
+    def reference(self, a, xs, w):
+        x = xs[0]
+        win = self._windows(a, x)                 # padded cells are 0: they add to neither sum
+        s1 = win.sum(axis=(4, 5))
+        s2 = (win * win).sum(axis=(4, 5))
+        out = np.zeros_like(s1)
+        np.divide(s2, s1, out=out, where=s1 != 0)
+        return out
+
+
+class _Global(OpSpec):
+    arity = 1
+    attrs = ()
+
+    def infer(self, a, shapes):
+        need_rank(shapes[0], (3,), self.name)
+        return (shapes[0][0], 1, 1)
+
+    def window(self, a, shapes):
+        c, h, w = shapes[0]
+        return (h, w, h, w)
+
+    def explain(self, a, shapes, out):
+        c, h, w = shapes[0]
+        return [f"{self.what} over {h}·{w} = {h * w} values per channel: "
+                f"{shape_str(shapes[0])} → {shape_str(out)}"]
+
+
+@register
+class GlobalAvgPool(_Global):
+    name = "GlobalAvgPool"
+    aliases = ("GAP", "AdaptiveAvgPool")
+    doc = "Global average pooling: one mean per channel, (C,H,W) -> (C,1,1)."
+    what = "mean"
+
+    def reference(self, a, xs, w):
+        return xs[0].mean(axis=(2, 3), keepdims=True)
+
+
+@register
+class GlobalMaxPool(_Global):
+    name = "GlobalMaxPool"
+    aliases = ("GMP",)
+    doc = "Global max pooling: one maximum per channel, (C,H,W) -> (C,1,1)."
+    what = "max"
+
+    def reference(self, a, xs, w):
+        return xs[0].max(axis=(2, 3), keepdims=True)

@@ -1,0 +1,50 @@
+"""Params for csrc/kernels/merge.c: Concat, Add, Mul.
+
+Concat passes each input's per-sample element count (C_i·H·W): joining on
+the channel axis of NCHW is laying those blocks end to end. Add/Mul pass the
+output's (C, H·W) and, per input, whether it is full size (0) or one value per
+channel ((C,1,1) or (C,), code 1). The kernel holds at most MAX_INPUTS
+pointers' worth of per-input fields.
+"""
+from __future__ import annotations
+
+import math
+
+from . import KernelCall, kparams
+
+MAX_INPUTS = 128   # the array bound in csrc/kernels/merge.h
+
+
+def _check_count(op, k):
+    if k > MAX_INPUTS:
+        raise ValueError(f"{op} with {k} inputs: the kernel takes at most {MAX_INPUTS}")
+
+
+@kparams("Concat")
+def concat(a, in_shapes, out_shape, n):
+    _check_count("Concat", len(in_shapes))
+    fields = dict(n=n, ninputs=len(in_shapes), inner=[math.prod(s) for s in in_shapes])
+    return KernelCall("nd_concat_f32", "nd_concat_params", fields, weights=(None, None))
+
+
+def _eltwise(op, name):
+    def build(a, in_shapes, out_shape, n):
+        _check_count(op, len(in_shapes))
+        c, hw = out_shape[0], math.prod(out_shape[1:])
+        bcast = []
+        for s in in_shapes:
+            if tuple(s) == tuple(out_shape):
+                bcast.append(0)
+            elif tuple(s) in ((c, 1, 1), (c,)):
+                bcast.append(1)
+            else:
+                raise ValueError(f"{op}: input shape {s} neither matches {out_shape} nor is per-channel")
+        relu = bool(a.get("relu")) or a.get("act") == "relu"
+        fields = dict(n=n, c=c, hw=hw, ninputs=len(in_shapes), relu=int(relu), bcast=bcast)
+        return KernelCall(f"nd_{name}_f32", f"nd_{name}_params", fields, weights=(None, None))
+    build.__name__ = f"{name}_params"
+    return build
+
+
+kparams("Add")(_eltwise("Add", "add"))
+kparams("Mul")(_eltwise("Mul", "mul"))

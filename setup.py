@@ -1,0 +1,25 @@
+"""netdsl: a small language and compiler for convolutional neural networks."""
+from setuptools import setup
+
+setup(
+    name="netdsl",
+    version="0.1.0",
+    description="Write a CNN the way the lecture does (Conv-ReLU-Pool-FC-SM); check, optimize and run it.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["netdsl", "netdsl.frontend", "netdsl.ops", "netdsl.analysis", "netdsl.runtime",
+              "netdsl.zoo", "netdsl.stdlib", "netdsl.grammars"],
+    package_dir={"netdsl.grammars": "grammars"},
+    package_data={"netdsl.zoo": ["*.net"], "netdsl.stdlib": ["*.net"], "netdsl.grammars": ["*.lark"]},
+    install_requires=["cffi>=1.15", "numpy>=1.22", "networkx>=2.8", "lark>=1.1"],
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=["netdsl/runtime/_build.py:ffi"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "image": ["Pillow>=9"],
+        "safetensors": ["safetensors>=0.4"],
+    },
+    entry_points={"console_scripts": ["netdsl=netdsl.cli:main"]},
+    zip_safe=False,
+)
