@@ -1,7 +1,7 @@
 /* dispatch.h — the per-ISA function table and the internal SGEMM driver.
  *
- * INTERNAL: this header is not fed to cffi (only nd_common.h, kernels/*.h and
- * runtime/*.h are), so it may use anything C11 allows. csrc/dispatch.c fills
+ * INTERNAL: this header is not fed to cffi (only nd_common.h, kernels/<op>.h and
+ * runtime/<name>.h are), so it may use anything C11 allows. csrc/dispatch.c fills
  * one `nd_isa_ops` table at load from cpuid (portable -> AVX2+FMA -> AVX-512),
  * NETDSL_ISA=portable|avx2|avx512 caps it, nd_set_isa() changes it for tests.
  *

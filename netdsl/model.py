@@ -8,6 +8,7 @@ knows the front end.
 """
 from __future__ import annotations
 
+import gc
 import os
 
 from .analysis.infer import analyze, totals
@@ -68,9 +69,17 @@ def zoo_names() -> list[str]:
 
 def parse(text: str, name: str = "<string>", path: str | None = None) -> Model:
     """Parse .net source text into a checked Model (raises NetDSLError)."""
-    module = parse_source(Source(name, text))
-    graph = expand_module(module, path)
-    analyze(graph)
+    # The front end allocates many small objects and frees none until it is done;
+    # the cyclic GC would rescan them again and again (quadratic on long chains).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        module = parse_source(Source(name, text))
+        graph = expand_module(module, path)
+        analyze(graph)
+    finally:
+        if enabled:
+            gc.enable()
     base = os.path.splitext(os.path.basename(name))[0] if name != "<string>" else "model"
     return Model(graph, base, path)
 

@@ -239,7 +239,8 @@ class Expander:
     def check_label(self, label, span, scope):
         if label in scope.bindings and scope.bindings[label] is not POISON:
             raise err(f"'{label}' is defined twice", span, "labels must be unique; rename one of them")
-        if ops.lookup(label) or label in scope.fctx.blocks:
+        # lowercase labels may reuse a lowercase op word (torchvision's `conv`, `bn`)
+        if (ops.lookup(label) and not label.islower()) or label in scope.fctx.blocks:
             raise err(f"label '{label}' hides the op or block of the same name", span,
                       f"use a lowercase label such as {label.lower()}1")
 

@@ -1,0 +1,174 @@
+/* conv.c — 2-D convolution as a GEMM per (image, group), or a direct depthwise kernel.
+ *
+ * x is (N,C,H,W), w is (OC,C/g,KH,KW), y is (N,OC,OH,OW). For image b and
+ * group g, with cg = C/g input and og = OC/g output channels:
+ *     Y_g (og, OH*OW) = W_g (og, cg*KH*KW) . im2col(X_g) (cg*KH*KW, OH*OW)
+ * which is already the NCHW layout of y. Three algorithms, chosen from the
+ * params alone (so nd_conv_ws_floats agrees with the kernel):
+ *   - 1x1, stride 1, no padding: B is x itself, (cg, H*W) — no im2col;
+ *   - depthwise (groups == C > 1): direct per-plane kernel (conv_dw.c), since a
+ *     GEMM with K = KH*KW and M = OC/C would be all packing and no math;
+ *   - otherwise: the GEMM driver packs B panels straight from the image
+ *     (dispatch.h: nd_im2col), so there is no im2col buffer either.
+ * Threads: each GEMM splits its output over threads; when there are many
+ * small GEMMs (grouped convs) they run side by side, one thread each.
+ * Bias and relu/leaky are fused into the GEMM's store.
+ */
+#include "kernels/conv.h"
+
+#include "kernels/gemm.h"
+#include "dispatch.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int bad_params(const nd_conv_params *p)
+{
+    return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
+           p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
+           p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
+           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->act < 0 || p->act > 4;
+}
+
+static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->groups == p->c; }
+
+static int is_pointwise(const nd_conv_params *p)
+{
+    return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+           p->pad_b == 0 && p->pad_r == 0 && p->oh == p->h && p->ow == p->w;
+}
+
+/* GEMMs run side by side when each is small and there are enough of them. */
+static int side_by_side(const nd_conv_params *p, int T)
+{
+    const double flops = 2.0 * (double)(p->oc / p->groups) * (double)(p->oh * p->ow) *
+                         (double)(p->c / p->groups * p->kh * p->kw);
+    return T > 1 && p->n * p->groups >= T && flops < 2e7;
+}
+
+int64_t nd_conv_ws_floats(const nd_conv_params *p)
+{
+    if (bad_params(p))
+        return -1;
+    if (is_depthwise(p))
+        return 0;
+    const int64_t m = p->oc / p->groups, n = p->oh * p->ow, k = p->c / p->groups * p->kh * p->kw;
+    const int T = p->threads < 1 ? 1 : p->threads;
+    return max64(nd_sgemm_ws(m, n, k, T), T * nd_sgemm_ws(m, n, k, 1));
+}
+
+int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr)
+{
+    if (bad_params(p) || mr <= 0)
+        return -1;
+    if (is_depthwise(p))
+        return 0;
+    const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
+    return p->groups * ((og + mr - 1) / mr * mr) * k;
+}
+
+nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, int32_t mr)
+{
+    if (nd_conv_packed_w_floats(p, mr) <= 0 || !dst || !w)
+        return ND_EINVAL;
+    const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
+    const int64_t per = (og + mr - 1) / mr * mr * k;
+    for (int64_t g = 0; g < p->groups; g++) {
+        nd_status s = nd_gemm_pack_a(dst + g * per, w + g * og * k, og, k, k, 1, mr);
+        if (s != ND_OK)
+            return s;
+    }
+    return ND_OK;
+}
+
+static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float *x, const float *w,
+                                const float *bias)
+{
+    const nd_isa_ops *o = nd_ops();
+    const int64_t mult = p->oc / p->c, planes = p->n * p->oc, HW = p->h * p->w, OHW = p->oh * p->ow;
+    const int T = nd_threads(p->threads);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && planes * OHW * p->kh * p->kw > 65536)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t b = pl / p->oc, oc = pl % p->oc, ic = oc / mult;
+        float *y = out + pl * OHW;
+        o->dw_plane(y, x + (b * p->c + ic) * HW, w + oc * p->kh * p->kw, bias ? bias[oc] : 0.0f, p->h,
+                    p->w, p->oh, p->ow, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l);
+        nd_act_inplace(y, OHW, p->act);
+    }
+    return ND_OK;
+}
+
+/* One (image, group) GEMM. */
+static nd_status conv_gemm(const nd_conv_params *p, float *out, const float *x, const float *w,
+                           const float *bias, float *ws, int threads, int64_t b, int64_t g)
+{
+    const int64_t cg = p->c / p->groups, og = p->oc / p->groups, HW = p->h * p->w;
+    const int64_t k = cg * p->kh * p->kw, OHW = p->oh * p->ow;
+    const float *xg = x + (b * p->c + g * cg) * HW;
+    nd_im2col im = {xg, cg, p->h, p->w, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l,
+                    p->oh, p->ow};
+    nd_gemm_desc d = {0};
+    d.m = og;
+    d.n = OHW;
+    d.k = k;
+    if (p->w_packed_mr > 0) {
+        const int64_t mr = p->w_packed_mr;
+        d.a.p = w + g * ((og + mr - 1) / mr * mr) * k;
+        d.a.packed_mr = p->w_packed_mr;
+    } else {
+        d.a.p = w + g * og * k;
+        d.a.rs = k;
+        d.a.cs = 1;
+    }
+    if (is_pointwise(p)) {
+        d.b.p = xg;
+        d.b.rs = HW;
+        d.b.cs = 1;
+    } else {
+        d.b_im2col = &im;
+    }
+    d.c = out + (b * p->oc + g * og) * OHW;
+    d.ldc = OHW;
+    d.bias = bias ? bias + g * og : NULL;
+    d.bias_mode = bias ? ND_BIAS_ROW : ND_BIAS_NONE;
+    d.act = p->act;
+    return nd_sgemm(&d, ws, threads);
+}
+
+nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *in, const float *w,
+                      const float *bias, float *ws)
+{
+    if (!p || !out || !in || !in[0] || !w || bad_params(p))
+        return ND_EINVAL;
+    if (is_depthwise(p)) {
+        if (p->w_packed_mr > 0)
+            return ND_EUNSUPPORTED;
+        return conv_depthwise(p, out, in[0], w, bias);
+    }
+    const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
+    const int64_t jobs = p->n * p->groups;
+    const int T = nd_threads(p->threads);
+    if (side_by_side(p, T)) {
+        const int64_t per = nd_sgemm_ws(og, p->oh * p->ow, k, 1);
+        nd_status st = ND_OK;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
+        for (int64_t j = 0; j < jobs; j++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            nd_status s = conv_gemm(p, out, in[0], w, bias, ws + tid * per, 1, j / p->groups, j % p->groups);
+            if (s != ND_OK)
+                st = s;
+        }
+        return st;
+    }
+    for (int64_t j = 0; j < jobs; j++) {
+        nd_status s = conv_gemm(p, out, in[0], w, bias, ws, T, j / p->groups, j % p->groups);
+        if (s != ND_OK)
+            return s;
+    }
+    return ND_OK;
+}

@@ -1,0 +1,29 @@
+/* conv.h — 2-D convolution (groups, depthwise, dilation, asymmetric pads, fused act).
+ * x is (N,C,H,W), w is (OC,C/groups,KH,KW) — or prepacked, see below — bias is
+ * (OC) or NULL, y is (N,OC,OH,OW). act: 0 none 1 relu 2 leakyrelu(0.01) 3 sigmoid 4 tanh.
+ */
+#ifndef ND_CONV_H
+#define ND_CONV_H
+#include "nd_common.h"
+
+typedef struct {
+    int64_t n, c, h, w;          /* input, batch included */
+    int64_t oc, oh, ow;          /* output channels and size */
+    int64_t kh, kw, sh, sw, dh, dw;
+    int64_t pad_t, pad_l, pad_b, pad_r;
+    int64_t groups;
+    int32_t act;
+    int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
+    int32_t w_packed_mr;         /* > 0: w was prepacked by nd_conv_pack_w with this MR */
+    int32_t reserved;
+} nd_conv_params;
+
+nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *in,
+                      const float *w, const float *bias, float *ws);
+int64_t nd_conv_ws_floats(const nd_conv_params *p);
+
+/* Weights prepacked once at plan time into the GEMM's A panels for the ISA in
+ * use (nd_gemm_mr()); 0 floats means this conv does not use a GEMM (depthwise). */
+int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr);
+nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, int32_t mr);
+#endif

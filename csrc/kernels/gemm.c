@@ -1,0 +1,495 @@
+/* gemm.c — the SGEMM driver (packing, cache blocking, threads, small-M paths)
+ * and the portable micro-kernel. Per-ISA micro-kernels: gemm_avx2.c, gemm_avx512.c.
+ *
+ * C (M,N) row-major = A (M,K) . B (K,N), operands strided (dispatch.h: nd_mat)
+ * or, for B, the implicit im2col matrix of an image (nd_im2col), which is
+ * packed straight from the image so convolutions never materialize im2col.
+ *
+ * Loop nest (BLIS): per thread, for each NC block of its columns, for each KC
+ * slice of K: pack B (kc x nc) into NR-wide panels; for each MC block of its
+ * rows: pack A (mc x kc) into MR-high panels (or point into a prepacked A);
+ * then for every NR panel, for every MR panel: one micro-kernel call. A
+ * micro-panel of B (kc x NR) stays in L1 while the MR panels of A stream from
+ * L2; the packed B block lives in L2/L3.
+ *
+ * Threads: the output is cut into tn x tm rectangles on panel boundaries,
+ * columns first (conv: many output pixels, few channels; FC: many outputs).
+ * Each thread packs its own B and A: no barriers, no shared buffers; the
+ * cost is A packed once per thread, which is K*M floats against M*N*K/T
+ * multiply-adds. Bias is folded into the first K slice, relu/leaky into the
+ * last store; sigmoid/tanh are a pass over the finished tile while it is in L1.
+ *
+ * Not done: beta other than 0/1, alpha, column-strided C, complex/double.
+ */
+#include "kernels/gemm.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "dispatch.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define ALIGN_F 16 /* floats: 64 bytes */
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t rup(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+static float *align64(float *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return (float *)((u + 63) & ~(uintptr_t)63);
+}
+
+/* ------------------------------------------------------------- epilogues */
+
+void nd_act_inplace(float *y, int64_t n, int act)
+{
+    switch (act) {
+    case 1:
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        break;
+    case 2:
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] >= 0.0f ? y[i] : 0.01f * y[i];
+        break;
+    case 3:
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        break;
+    case 4:
+        for (int64_t i = 0; i < n; i++) y[i] = tanhf(y[i]);
+        break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------------- portable ISA */
+
+enum { P_MR = 4, P_NR = 16 };
+
+/* Plain C: the compiler vectorizes the j loops with whatever the baseline ISA has. */
+static void uk_portable(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                        int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
+{
+    float t[P_MR][P_NR];
+    memset(t, 0, sizeof t);
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < P_MR; i++) {
+            const float a = ap[i];
+            for (int j = 0; j < P_NR; j++) t[i][j] += a * bp[j];
+        }
+        ap += P_MR;
+        bp += P_NR;
+    }
+    for (int64_t i = 0; i < mr; i++) {
+        float *cr = c + i * ldc;
+        for (int64_t j = 0; j < nr; j++) {
+            float v = t[i][j];
+            if (flags & ND_UK_ACC) v += cr[j];
+            if (brow) v += brow[i];
+            if (bcol) v += bcol[j];
+            if (flags & ND_UK_RELU) v = v > 0.0f ? v : 0.0f;
+            if (flags & ND_UK_LEAKY) v = v >= 0.0f ? v : 0.01f * v;
+            cr[j] = v;
+        }
+    }
+}
+
+static float dot_portable(const float *a, const float *b, int64_t n)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void axpy_portable(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void nd_dw_plane_portable(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
+                          int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                          int64_t dh, int64_t dw, int64_t pt, int64_t pl);
+
+const nd_isa_ops nd_ops_portable = {
+    .level = ND_ISA_PORTABLE, .name = "portable",
+    .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
+    .ukernel = uk_portable, .dot = dot_portable, .axpy = axpy_portable,
+    .dw_plane = nd_dw_plane_portable,
+};
+
+/* ------------------------------------------------------------- packing */
+
+/* A rows [i0, i0+mc) x cols [k0, k0+kc) into MR-high k-major panels, zero-padded. */
+static void pack_a(float *dst, const nd_mat *a, int64_t K, int64_t i0, int64_t mc, int64_t k0,
+                   int64_t kc, int64_t MR)
+{
+    for (int64_t ip = 0; ip < mc; ip += MR) {
+        const int64_t mr = min64(MR, mc - ip);
+        float *d = dst + ip * kc;
+        if (a->packed_mr > 0) {   /* repack from another MR's panels (rare: ISA changed) */
+            const int64_t P = a->packed_mr;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t i = 0; i < mr; i++) {
+                    int64_t r = i0 + ip + i;
+                    d[k * MR + i] = a->p[(r / P) * P * K + (k0 + k) * P + r % P];
+                }
+        } else if (a->cs == 1) {
+            for (int64_t i = 0; i < mr; i++) {
+                const float *s = a->p + (i0 + ip + i) * a->rs + k0;
+                for (int64_t k = 0; k < kc; k++) d[k * MR + i] = s[k];
+            }
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *s = a->p + (i0 + ip) * a->rs + (k0 + k) * a->cs;
+                for (int64_t i = 0; i < mr; i++) d[k * MR + i] = s[i * a->rs];
+            }
+        }
+        if (mr < MR)
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t i = mr; i < MR; i++) d[k * MR + i] = 0.0f;
+    }
+}
+
+/* B rows [k0, k0+kc) x cols [j0, j0+nc) into NR-wide k-major panels, zero-padded. */
+static void pack_b_mat(float *dst, const nd_mat *b, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                       int64_t NR)
+{
+    for (int64_t jp = 0; jp < nc; jp += NR) {
+        const int64_t nr = min64(NR, nc - jp);
+        float *d = dst + jp * kc;
+        if (b->cs == 1) {
+            const float *s = b->p + k0 * b->rs + j0 + jp;
+            for (int64_t k = 0; k < kc; k++) {
+                memcpy(d + k * NR, s + k * b->rs, (size_t)nr * sizeof(float));
+                for (int64_t j = nr; j < NR; j++) d[k * NR + j] = 0.0f;
+            }
+        } else {
+            for (int64_t j = 0; j < nr; j++) {
+                const float *s = b->p + (j0 + jp + j) * b->cs + k0 * b->rs;
+                for (int64_t k = 0; k < kc; k++) d[k * NR + j] = s[k * b->rs];
+            }
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t j = nr; j < NR; j++) d[k * NR + j] = 0.0f;
+        }
+    }
+}
+
+/* im2col B straight from the image. A panel's columns are output pixels
+ * n..n+nr, which split into runs on one output row; along a run the input
+ * column advances by sw, so with sw == 1 each (k, run) is one memcpy between
+ * two zero fills. */
+static void pack_b_im2col(float *dst, const nd_im2col *g, int64_t k0, int64_t kc, int64_t j0,
+                          int64_t nc, int64_t NR)
+{
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw;
+    int64_t seg_j[64], seg_len[64], seg_iy[64], seg_ix[64]; /* NR <= 64 */
+    for (int64_t jp = 0; jp < nc; jp += NR) {
+        const int64_t nr = min64(NR, nc - jp);
+        float *d = dst + jp * kc;
+        int64_t ns = 0;
+        for (int64_t j = 0; j < nr;) {
+            const int64_t n = j0 + jp + j, oy = n / g->ow, ox = n % g->ow;
+            const int64_t len = min64(nr - j, g->ow - ox);
+            seg_j[ns] = j;
+            seg_len[ns] = len;
+            seg_iy[ns] = oy * g->sh - g->pt;
+            seg_ix[ns] = ox * g->sw - g->pl;
+            ns++;
+            j += len;
+        }
+        int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *img = g->x + c * H * W;
+            const int64_t dy = ki * g->dh, dx = kj * g->dw;
+            float *drow = d + k * NR;
+            for (int64_t s = 0; s < ns; s++) {
+                float *o = drow + seg_j[s];
+                const int64_t len = seg_len[s], iy = seg_iy[s] + dy, ix = seg_ix[s] + dx;
+                if (iy < 0 || iy >= H) {
+                    for (int64_t t = 0; t < len; t++) o[t] = 0.0f;
+                    continue;
+                }
+                const float *row = img + iy * W;
+                if (g->sw == 1) {
+                    /* valid t: 0 <= ix + t < W */
+                    const int64_t lo = min64(len, max64(0, -ix)), hi = max64(lo, min64(len, W - ix));
+                    for (int64_t t = 0; t < lo; t++) o[t] = 0.0f;
+                    if (hi > lo) memcpy(o + lo, row + ix + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (int64_t t = hi; t < len; t++) o[t] = 0.0f;
+                } else {
+                    for (int64_t t = 0; t < len; t++) {
+                        const int64_t xx = ix + t * g->sw;
+                        o[t] = (xx >= 0 && xx < W) ? row[xx] : 0.0f;
+                    }
+                }
+            }
+            for (int64_t j = nr; j < NR; j++) drow[j] = 0.0f;
+            if (++kj == g->kw) {
+                kj = 0;
+                if (++ki == g->kh) {
+                    ki = 0;
+                    c++;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------- driver */
+
+static int64_t per_thread_ws(const nd_isa_ops *o, int64_t m, int64_t n, int64_t k)
+{
+    const int64_t kc = min64(o->kc, max64(k, 1));
+    const int64_t mc = min64(o->mc, rup(max64(m, 1), o->mr));
+    const int64_t nc = min64(o->nc, rup(max64(n, 1), o->nr));
+    return mc * kc + kc * nc + 2 * ALIGN_F;
+}
+
+int64_t nd_sgemm_ws(int64_t m, int64_t n, int64_t k, int threads)
+{
+    int64_t best = 0;
+    for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {
+        const nd_isa_ops *o = nd_ops_for(lv);
+        if (o) best = max64(best, per_thread_ws(o, m, n, k));
+    }
+    return best * (threads < 1 ? 1 : threads) + ALIGN_F;
+}
+
+/* One thread's rectangle [i0,i1) x [j0,j1) of C; i0 % MR == 0, j0 % NR == 0. */
+static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int64_t i0, int64_t i1,
+                      int64_t j0, int64_t j1)
+{
+    const int64_t MR = o->mr, NR = o->nr, K = d->k;
+    const int64_t kcb = min64(o->kc, K);
+    const int64_t mcb = min64(o->mc, rup(d->m, MR));
+    float *abuf = align64(ws);
+    float *bbuf = align64(abuf + mcb * kcb);
+    const int prepacked = d->a.packed_mr == MR;
+    const int act = d->act;
+    int lastflags = 0;
+    if (act == 1) lastflags = ND_UK_RELU;
+    if (act == 2) lastflags = ND_UK_LEAKY;
+
+    for (int64_t jc = j0; jc < j1; jc += o->nc) {
+        const int64_t nc = min64(o->nc, j1 - jc);
+        for (int64_t pc = 0; pc < K; pc += o->kc) {
+            const int64_t kc = min64(o->kc, K - pc);
+            const int first = pc == 0, last = pc + kc == K;
+            if (d->b_im2col)
+                pack_b_im2col(bbuf, d->b_im2col, pc, kc, jc, nc, NR);
+            else
+                pack_b_mat(bbuf, &d->b, pc, kc, jc, nc, NR);
+            for (int64_t ic = i0; ic < i1; ic += o->mc) {
+                const int64_t mc = min64(o->mc, i1 - ic);
+                const float *apan;
+                int64_t astride; /* floats between consecutive MR panels */
+                if (prepacked) {
+                    apan = d->a.p + (ic / MR) * MR * K + pc * MR;
+                    astride = MR * K;
+                } else {
+                    pack_a(abuf, &d->a, K, ic, mc, pc, kc, MR);
+                    apan = abuf;
+                    astride = MR * kc;
+                }
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t nr = min64(NR, nc - jr), j = jc + jr;
+                    const float *bp = bbuf + jr * kc;
+                    const float *bcol = (first && d->bias_mode == ND_BIAS_COL) ? d->bias + j : NULL;
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int64_t mr = min64(MR, mc - ir), i = ic + ir;
+                        const float *brow = (first && d->bias_mode == ND_BIAS_ROW) ? d->bias + i : NULL;
+                        int flags = (!first || d->accumulate) ? ND_UK_ACC : 0;
+                        if (last) flags |= lastflags;
+                        float *c = d->c + i * d->ldc + j;
+                        o->ukernel(kc, apan + (ir / MR) * astride, bp, c, d->ldc, mr, nr, brow, bcol, flags);
+                        if (last && act >= 3)
+                            for (int64_t r = 0; r < mr; r++) nd_act_inplace(c + r * d->ldc, nr, act);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* M <= 8, B stored (N,K), A rows contiguous: C[i,j] = dot(A row i, B row j). FC at small batch. */
+static void gemm_dot(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
+{
+    const int64_t M = d->m, N = d->n, K = d->k;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int64_t j = 0; j < N; j++) {
+        const float *bj = d->b.p + j * d->b.cs;
+        for (int64_t i = 0; i < M; i++) {
+            float v = o->dot(d->a.p + i * d->a.rs, bj, K);
+            float *c = d->c + i * d->ldc + j;
+            if (d->accumulate) v += *c;
+            if (d->bias_mode == ND_BIAS_ROW) v += d->bias[i];
+            if (d->bias_mode == ND_BIAS_COL) v += d->bias[j];
+            *c = v;
+            if (d->act) nd_act_inplace(c, 1, d->act);
+        }
+    }
+}
+
+/* M <= 2, B row-major: each row of C is a sum of K scaled rows of B, column chunks per thread. */
+static void gemm_axpy(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
+{
+    const int64_t M = d->m, N = d->n, K = d->k, CH = 512;
+    const int64_t nchunks = (N + CH - 1) / CH;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int64_t ch = 0; ch < nchunks; ch++) {
+        const int64_t j0 = ch * CH, len = min64(CH, N - j0);
+        for (int64_t i = 0; i < M; i++) {
+            float *c = d->c + i * d->ldc + j0;
+            if (!d->accumulate)
+                for (int64_t j = 0; j < len; j++) c[j] = 0.0f;
+            if (d->bias_mode == ND_BIAS_ROW)
+                for (int64_t j = 0; j < len; j++) c[j] += d->bias[i];
+            if (d->bias_mode == ND_BIAS_COL)
+                for (int64_t j = 0; j < len; j++) c[j] += d->bias[j0 + j];
+            const float *ai = d->a.p + i * d->a.rs;
+            for (int64_t k = 0; k < K; k++)
+                o->axpy(c, ai[k * d->a.cs], d->b.p + k * d->b.rs + j0, len);
+            nd_act_inplace(c, len, d->act);
+        }
+    }
+}
+
+nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
+{
+    if (d->m < 0 || d->n < 0 || d->k < 0 || d->act < 0 || d->act > 4)
+        return ND_EINVAL;
+    if (d->m == 0 || d->n == 0)
+        return ND_OK;
+    const nd_isa_ops *o = nd_ops();
+    const int64_t M = d->m, N = d->n, K = d->k;
+    if (K == 0) {   /* C = bias (+C), then act */
+        for (int64_t i = 0; i < M; i++) {
+            float *c = d->c + i * d->ldc;
+            for (int64_t j = 0; j < N; j++) {
+                float v = d->accumulate ? c[j] : 0.0f;
+                if (d->bias_mode == ND_BIAS_ROW) v += d->bias[i];
+                if (d->bias_mode == ND_BIAS_COL) v += d->bias[j];
+                c[j] = v;
+            }
+            nd_act_inplace(c, N, d->act);
+        }
+        return ND_OK;
+    }
+    /* Below ~1 MFLOP a second thread costs more than it saves. */
+    int T = nd_threads(threads);
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (flops < 2e6) T = 1;
+
+    if (!d->b_im2col && d->a.packed_mr == 0 && d->a.cs == 1) {
+        if (M <= 8 && d->b.rs == 1) {
+            gemm_dot(d, o, T);
+            return ND_OK;
+        }
+        if (M <= 2 && d->b.cs == 1) {
+            gemm_axpy(d, o, T);
+            return ND_OK;
+        }
+    }
+    if (!ws)
+        return ND_EINVAL;
+
+    const int64_t MR = o->mr, NR = o->nr;
+    const int64_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR; /* panels */
+    const int64_t per = per_thread_ws(o, M, N, K);
+    float *ws0 = align64(ws);
+    if (T > pm * pn) T = (int)(pm * pn);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        /* tn column strips x tm row strips; columns first */
+        int64_t tn = min64(nt, pn), tm = nt / tn;
+        if (tm > pm) tm = pm;
+        if (tid < tn * tm) {
+            const int64_t tj = tid % tn, ti = tid / tn;
+            const int64_t pj0 = pn * tj / tn, pj1 = pn * (tj + 1) / tn;
+            const int64_t pi0 = pm * ti / tm, pi1 = pm * (ti + 1) / tm;
+            const int64_t j0 = pj0 * NR, j1 = min64(N, pj1 * NR);
+            const int64_t i0 = pi0 * MR, i1 = min64(M, pi1 * MR);
+            if (j1 > j0 && i1 > i0)
+                gemm_rect(d, o, ws0 + tid * per, i0, i1, j0, j1);
+        }
+    }
+    return ND_OK;
+}
+
+/* ------------------------------------------------------------- the kernel */
+
+nd_status nd_gemm_f32(const nd_gemm_params *p, float *out, const float *const *in, const float *w,
+                      const float *bias, float *ws)
+{
+    if (!p || !out || !in || !in[0] || !w || p->m < 0 || p->n < 0 || p->k < 0 || p->bias_mode < 0 ||
+        p->bias_mode > 2 || (p->bias_mode && !bias))
+        return ND_EINVAL;
+    nd_gemm_desc d = {0};
+    d.m = p->m;
+    d.n = p->n;
+    d.k = p->k;
+    d.a.p = in[0];
+    if (p->a_packed_mr > 0) {
+        d.a.packed_mr = p->a_packed_mr;
+    } else if (p->trans_a) {
+        d.a.rs = 1;
+        d.a.cs = p->m;
+    } else {
+        d.a.rs = p->k;
+        d.a.cs = 1;
+    }
+    d.b.p = w;
+    if (p->trans_b) {
+        d.b.rs = 1;
+        d.b.cs = p->k;
+    } else {
+        d.b.rs = p->n;
+        d.b.cs = 1;
+    }
+    d.c = out;
+    d.ldc = p->n;
+    d.bias = bias;
+    d.bias_mode = p->bias_mode;
+    d.act = p->act;
+    return nd_sgemm(&d, ws, p->threads);
+}
+
+int64_t nd_gemm_ws_floats(int64_t m, int64_t n, int64_t k, int32_t threads)
+{
+    return nd_sgemm_ws(m, n, k, threads);
+}
+
+int32_t nd_gemm_mr(void) { return (int32_t)nd_ops()->mr; }
+
+int64_t nd_gemm_packed_a_floats(int64_t m, int64_t k, int32_t mr)
+{
+    if (mr <= 0 || m < 0 || k < 0)
+        return -1;
+    return rup(m, mr) * k;
+}
+
+nd_status nd_gemm_pack_a(float *dst, const float *a, int64_t m, int64_t k, int64_t rs, int64_t cs,
+                         int32_t mr)
+{
+    if (!dst || !a || mr <= 0 || m < 0 || k < 0)
+        return ND_EINVAL;
+    const nd_mat src = {a, rs, cs, 0};
+    /* one K-wide slice per panel keeps the layout [panel][k][MR] that gemm_rect indexes */
+    for (int64_t i = 0; i < m; i += mr)
+        pack_a(dst + i * k, &src, k, i, min64(mr, m - i), 0, k, mr);
+    return ND_OK;
+}

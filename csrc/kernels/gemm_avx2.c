@@ -1,0 +1,131 @@
+/* gemm_avx2.c — AVX2 + FMA micro-kernel (6 x 16) and vector primitives.
+ *
+ * Tile: 6 rows x 16 columns = 12 ymm accumulators, 2 for the B row, 1 for the
+ * broadcast: 15 of 16 registers, the classic Haswell shape (12 independent
+ * FMA chains >= 2 ports x 5 cycles latency). Column tails go through a small
+ * stack tile because AVX2 masked stores are slow and awkward; they are rare.
+ */
+#include "dispatch.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#include <string.h>
+
+#define TGT __attribute__((target("avx2,fma")))
+enum { MR = 6, NR = 16 };
+
+TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                        int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
+{
+    __m256 t[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        t[i][0] = _mm256_setzero_ps();
+        t[i][1] = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            const __m256 a = _mm256_broadcast_ss(ap + i);
+            t[i][0] = _mm256_fmadd_ps(a, b0, t[i][0]);
+            t[i][1] = _mm256_fmadd_ps(a, b1, t[i][1]);
+        }
+        ap += MR;
+        bp += NR;
+    }
+    /* full-width rows store straight to C; a column tail goes via `tmp` */
+    float tmp[NR] __attribute__((aligned(32)));
+    const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(0.01f);
+    __m256 bc0 = zero, bc1 = zero;
+    if (bcol) {
+        float bb[NR] __attribute__((aligned(32))) = {0};
+        memcpy(bb, bcol, (size_t)nr * sizeof(float));
+        bc0 = _mm256_load_ps(bb);
+        bc1 = _mm256_load_ps(bb + 8);
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        if (i < mr) {
+            float *cr = c + i * ldc;
+            __m256 v0 = t[i][0], v1 = t[i][1];
+            if (flags & ND_UK_ACC) {
+                if (nr == NR) {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8));
+                } else {
+                    memset(tmp, 0, sizeof tmp);
+                    memcpy(tmp, cr, (size_t)nr * sizeof(float));
+                    v0 = _mm256_add_ps(v0, _mm256_load_ps(tmp));
+                    v1 = _mm256_add_ps(v1, _mm256_load_ps(tmp + 8));
+                }
+            }
+            if (brow) {
+                const __m256 b = _mm256_broadcast_ss(brow + i);
+                v0 = _mm256_add_ps(v0, b);
+                v1 = _mm256_add_ps(v1, b);
+            }
+            v0 = _mm256_add_ps(v0, bc0);
+            v1 = _mm256_add_ps(v1, bc1);
+            if (flags & ND_UK_RELU) {
+                v0 = _mm256_max_ps(v0, zero);
+                v1 = _mm256_max_ps(v1, zero);
+            }
+            if (flags & ND_UK_LEAKY) {
+                v0 = _mm256_blendv_ps(v0, _mm256_mul_ps(v0, slope), _mm256_cmp_ps(v0, zero, _CMP_LT_OQ));
+                v1 = _mm256_blendv_ps(v1, _mm256_mul_ps(v1, slope), _mm256_cmp_ps(v1, zero, _CMP_LT_OQ));
+            }
+            if (nr == NR) {
+                _mm256_storeu_ps(cr, v0);
+                _mm256_storeu_ps(cr + 8, v1);
+            } else {
+                _mm256_store_ps(tmp, v0);
+                _mm256_store_ps(tmp + 8, v1);
+                memcpy(cr, tmp, (size_t)nr * sizeof(float));
+            }
+        }
+    }
+}
+
+TGT static float dot_avx2(const float *a, const float *b, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+           s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+TGT static void axpy_avx2(float *y, float a, const float *x, int64_t n)
+{
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
+                      int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                      int64_t dh, int64_t dw, int64_t pt, int64_t pl);
+
+const nd_isa_ops nd_ops_avx2 = {
+    .level = ND_ISA_AVX2, .name = "avx2",
+    .mr = MR, .nr = NR, .mc = 6 * 24, .kc = 256, .nc = 1536,
+    .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
+    .dw_plane = nd_dw_plane_avx2,
+};
+#endif

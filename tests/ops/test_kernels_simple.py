@@ -1,0 +1,370 @@
+"""C kernels of the data-movement and element-wise ops vs their numpy references.
+
+Covers csrc/kernels/{pool,activation,softmax,norm,merge,resize,pad}.c through
+the same path the executor takes: spec.bind -> spec.resolve -> spec.infer ->
+the kparams builder -> the params struct -> the kernel, compared with
+spec.reference evaluated in float64 (so the oracle's own rounding is not in
+the comparison). Grids use odd sizes (1, 5, 13, 17), channel counts 1/3/17,
+batch 1 and 3; ids name the case; failures print the max abs difference.
+
+Tolerances are per op family, each justified where it is set. Exact equality
+is demanded wherever the kernel only selects or copies values.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+from netdsl import ops
+from netdsl.ops.base import OpError
+from netdsl.runtime.kparams import builder
+
+_k = pytest.importorskip("netdsl._kernels", reason="C kernels not built: python netdsl/runtime/_build.py")
+ffi, lib = _k.ffi, _k.lib
+
+
+# ---------------------------------------------------------------- call helpers
+
+def _ptr(arr, ctype="const float *"):
+    return ffi.NULL if arr is None else ffi.cast(ctype, ffi.from_buffer(arr))
+
+
+def kcall(kc, xs, out_shape, w=None, bias=None, out=None):
+    """Fill kc's params struct and call its kernel on float32 inputs; returns out.
+
+    `out` may be one of `xs` (in-place). Inputs must stay alive during the call:
+    they are held in `xs`.
+    """
+    p = ffi.new(kc.struct + " *", kc.fields)
+    if out is None:
+        out = np.full(out_shape, np.nan, np.float32)      # NaN: an unwritten cell fails the test
+    ins = ffi.new("const float *[]", [_ptr(x) for x in xs])
+    ws = np.empty(kc.ws_floats, np.float32) if kc.ws_floats else None
+    status = getattr(lib, kc.symbol)(p, _ptr(out, "float *"), ins, _ptr(w), _ptr(bias), _ptr(ws, "float *"))
+    assert status == lib.ND_OK, f"{kc.symbol} returned status {status}"
+    return out
+
+
+def plan(op, kwargs, shapes, n):
+    """(spec, resolved attrs, output shape, KernelCall) as the planner would build them."""
+    spec = ops.get(op)
+    a = spec.resolve(spec.bind((), kwargs), shapes)
+    out_shape = tuple(spec.infer(a, shapes))
+    return spec, a, out_shape, builder(op)(a, shapes, out_shape, n)
+
+
+def run(op, kwargs, xs, params=None, inplace=None, tweak=None):
+    """Kernel output (float32) and float64 reference output for one case."""
+    xs = [np.ascontiguousarray(x, np.float32) for x in xs]
+    n = xs[0].shape[0]
+    spec, a, out_shape, kc = plan(op, kwargs, [tuple(x.shape[1:]) for x in xs], n)
+    if tweak:
+        tweak(kc)
+    w = bias = None
+    if "prepare_weights" in kc.extra:
+        w, bias = kc.extra["prepare_weights"](params)
+    x64 = [x.astype(np.float64) for x in xs]
+    p64 = {k: np.asarray(v, np.float64) for k, v in (params or {}).items()}
+    want = spec.reference(a, x64, p64)
+    got = kcall(kc, xs, (n, *out_shape), w, bias, out=None if inplace is None else xs[inplace])
+    return got, np.asarray(want, np.float64).reshape(got.shape)
+
+
+def check(got, want, case, atol=0.0, rtol=0.0):
+    """Assert |got - want| <= atol + rtol*|want| everywhere (NaN only where want is NaN)."""
+    assert got.shape == want.shape, f"{case}: shape {got.shape} != {want.shape}"
+    g = got.astype(np.float64)
+    same = (g == want) | (np.isnan(g) & np.isnan(want))
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(g - want))
+    bad = ~(same | (diff <= atol + rtol * np.abs(want)))
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, diff, -1)), got.shape)
+        pytest.fail(f"{case}: max abs diff {np.nanmax(np.where(bad, diff, 0)):.3g} "
+                    f"(atol {atol:g}, rtol {rtol:g}); {bad.sum()} of {bad.size} cells off, "
+                    f"e.g. at {i}: got {got[i]!r}, want {want[i]!r}")
+
+
+def rng_for(case):
+    """A generator seeded by the case id: reruns and single-case runs see the same data."""
+    return np.random.default_rng(zlib.crc32(case.encode()))
+
+
+# ---------------------------------------------------------------- window pools
+
+POOL_SHAPES = [(1, 1, 1, 1), (1, 3, 5, 5), (3, 17, 13, 17), (1, 3, 17, 13), (3, 1, 13, 5), (1, 17, 5, 13)]
+POOL_KERNELS = [1, 2, 3, 5, (3, 2)]
+POOL_STRIDES = [1, 2, 3, (2, 1)]                       # 3 > kernel 1 and 2: gaps between windows
+POOL_PADS = [0, 1, (0, 1, 1, 0), (1, 0, 0, 1), 2]      # asymmetric both ways
+
+
+def _tag(v, sep="x"):
+    if isinstance(v, tuple):
+        return str(v[0]) if len(set(v)) == 1 else sep.join(map(str, v))
+    return str(v)
+
+
+def _pool_cases():
+    out = []
+    for (n, c, h, w), k, s, p, ceil in itertools.product(POOL_SHAPES, POOL_KERNELS, POOL_STRIDES,
+                                                           POOL_PADS, (False, True)):
+        kw = dict(kernel=k, stride=s, pad=p, ceil_mode=ceil)
+        try:      # keep only what the language accepts: pad <= kernel/2, output not empty
+            plan("MaxPool", kw, [(c, h, w)], n)
+        except OpError:
+            continue
+        cid = f"n{n}-c{c}-h{h}-w{w}-k{_tag(k)}-s{_tag(s)}-p{_tag(p, ',')}" + ("-ceil" if ceil else "")
+        out.append(pytest.param((n, c, h, w), kw, id=cid))
+    return out
+
+
+POOL_CASES = _pool_cases()
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "MinPool"])
+@pytest.mark.parametrize("shape,kw", POOL_CASES)
+def test_max_min_pool(op, shape, kw, request):
+    case = request.node.callspec.id
+    x = rng_for(case).standard_normal(shape)
+    got, want = run(op, kw, [x])
+    check(got, want, case)             # selects an input value: exact
+
+
+@pytest.mark.parametrize("cip", [True, False], ids=["cip", "nocip"])
+@pytest.mark.parametrize("shape,kw", POOL_CASES)
+def test_avgpool(shape, kw, cip, request):
+    case = request.node.callspec.id
+    x = rng_for(case).standard_normal(shape)
+    got, want = run("AvgPool", {**kw, "count_include_pad": cip}, [x])
+    # A float32 sum of <= 25 terms, |x| < 6: rounding <= 25 * 2^-24 * 6 * 25 / 25 ~ 1e-5 worst
+    # case after the division; typical error is ~1e-7.
+    check(got, want, case, atol=1e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,kw", POOL_CASES)
+def test_stochasticpool(shape, kw, request):
+    case = request.node.callspec.id
+    x = np.maximum(rng_for(case).standard_normal(shape), 0)   # post-ReLU: half zeros, some all-zero windows
+    got, want = run("StochasticPool", kw, [x])
+    # sum(a^2)/sum(a) of <= 25 non-negative terms: each sum is accurate to 25 eps relative
+    # (no cancellation), so the quotient to ~50 * 6e-8 = 3e-6 relative.
+    check(got, want, case, atol=1e-7, rtol=5e-6)
+
+
+def test_pool_propagates_nan():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 1] = np.nan
+    got, want = run("MaxPool", dict(kernel=2), [x])
+    check(got, want, "nan")
+
+
+# ---------------------------------------------------------------- global pools
+
+GLOBAL_SHAPES = [(1, 1, 1, 1), (3, 3, 5, 5), (1, 17, 13, 17), (3, 17, 1, 13), (1, 3, 17, 1), (3, 1, 56, 56)]
+
+
+def _sid(s):
+    return "n{}-c{}-h{}-w{}".format(*s) if len(s) == 4 else "n{}-f{}".format(*s)
+
+
+@pytest.mark.parametrize("op", ["GlobalAvgPool", "GlobalMaxPool"])
+@pytest.mark.parametrize("shape", GLOBAL_SHAPES, ids=_sid)
+def test_global_pool(op, shape):
+    case = f"{op}-{_sid(shape)}"
+    x = rng_for(case).standard_normal(shape) + 3.0
+    got, want = run(op, {}, [x])
+    # max is exact; the mean of up to 3136 values near 3 in 8 float32 lanes: each lane sums
+    # <= 392 terms, error <= 392 * 6e-8 relative ~ 2.4e-5 worst case, ~1e-6 typical.
+    check(got, want, case, rtol=0 if op == "GlobalMaxPool" else 2e-5)
+
+
+# ---------------------------------------------------------------- element-wise activations
+
+ACT_SHAPES = [(1, 1), (3, 17), (1, 1000), (3, 3, 5, 13), (1, 17, 17, 13), (3, 1, 1, 1), (2, 64, 32, 33)]
+
+
+def _act_input(case, shape):
+    x = rng_for(case).standard_normal(shape) * 4
+    flat = x.reshape(-1)
+    flat[:6] = [0.0, -0.0, 100.0, -100.0, 30.0, -30.0][:flat.size]   # saturation and signed zero
+    return x
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+@pytest.mark.parametrize("op,kw", [("ReLU", {}), ("LeakyReLU", {}), ("LeakyReLU", {"slope": 0.2}),
+                                   ("Sigmoid", {}), ("Tanh", {})],
+                         ids=["ReLU", "LeakyReLU", "LeakyReLU0.2", "Sigmoid", "Tanh"])
+@pytest.mark.parametrize("shape", ACT_SHAPES, ids=_sid)
+def test_activation(op, kw, shape, inplace, request):
+    case = request.node.callspec.id
+    x = _act_input(case, shape)
+    got, want = run(op, kw, [x], inplace=0 if inplace else None)
+    # ReLU is exact; LeakyReLU is one float32 multiply by the float32-rounded slope
+    # (0.5 ulp + 0.5 ulp vs the float64 oracle);
+    # expf/tanhf are within ~1 ulp and the sigmoid's add and divide add 1 ulp more:
+    # 4 ulp = 2.4e-7 relative. The spec's sigmoid oracle is (1 + tanh(x/2))/2, which cancels
+    # in float64 for x << 0 (absolute error ~1e-16 on values ~1e-13): hence an absolute floor.
+    tol = {"ReLU": (0, 0), "LeakyReLU": (0, 1.2e-7), "Sigmoid": (1e-15, 2.4e-7)}.get(op, (1e-37, 2.4e-7))
+    check(got, want, case, *tol)
+
+
+# ---------------------------------------------------------------- softmax
+
+SOFTMAX_SHAPES = [(1, 1), (3, 17), (1, 1000), (3, 1, 5, 5), (3, 3, 5, 13), (1, 17, 17, 13), (1, 21, 64, 65)]
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+@pytest.mark.parametrize("scale", [1.0, 30.0], ids=["logits", "large"])
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=_sid)
+def test_softmax(op, shape, scale, inplace, request):
+    case = request.node.callspec.id
+    x = rng_for(case).standard_normal(shape) * scale + (1000.0 if scale > 1 else 0.0)  # exp(1000) overflows unless shifted
+    got, want = run(op, {}, [x], inplace=0 if inplace else None)
+    if op == "Softmax":
+        # expf ~1 ulp per term; the float32 sum of <= 1000 terms in [0, 1] is off by <= C eps
+        # relative in theory, ~sqrt(C) eps in practice; 1e-5 relative covers C = 1000 with margin.
+        check(got, want, case, atol=1e-9, rtol=1e-5)
+    else:
+        # x - max is exact-ish (one rounding of |x| <= ~1120: 6e-5 absolute for the "large" case),
+        # log(sum) adds ~1e-6; so 1e-4 absolute for large inputs, 2e-6 for unit logits.
+        check(got, want, case, atol=1.2e-4 if scale > 1 else 2e-6, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- BatchNorm, LRN
+
+BN_SHAPES = [(1, 1), (3, 17), (1, 1, 5, 5), (3, 3, 13, 17), (1, 17, 5, 13)]
+
+
+def _bn_params(c, rng):
+    return {"weight": rng.standard_normal(c) + 1, "bias": rng.standard_normal(c),
+            "running_mean": rng.standard_normal(c), "running_var": rng.uniform(0.01, 4, c)}
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=_sid)
+def test_batchnorm(shape, relu, request):
+    case = request.node.callspec.id
+    rng = rng_for(case)
+    x = rng.standard_normal(shape) * 2
+    params = {k: v.astype(np.float32) for k, v in _bn_params(shape[1], rng).items()}
+
+    def fuse(kc):
+        kc.fields["relu"] = int(relu)           # what a fusion pass would set
+    got, want = run("BatchNorm", {"eps": 1e-3}, [x], params, tweak=fuse)
+    if relu:
+        want = np.maximum(want, 0)
+    # scale and shift are each rounded once to float32, then x*s + t rounds twice:
+    # ~4 ulp of the largest intermediate (|x*s|, |t| <= ~200): 1e-5 relative + 2e-5 absolute.
+    check(got, want, case, atol=2e-5, rtol=1e-5)
+
+
+def test_batchnorm_inplace():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 5, 7, 7)).astype(np.float32)
+    params = {k: v.astype(np.float32) for k, v in _bn_params(5, rng).items()}
+    got, want = run("BatchNorm", {}, [x], params, inplace=0)
+    check(got, want, "inplace", atol=2e-5, rtol=1e-5)
+
+
+LRN_CASES = [((1, 1, 5, 5), dict(size=5)), ((3, 3, 13, 17), dict(size=2)), ((3, 17, 5, 13), dict(size=5)),
+             ((1, 17, 13, 17), dict(size=3, alpha=1e-2, beta=0.5, k=2.0)),
+             ((1, 17, 1, 1), dict(size=1, alpha=0.5, beta=1.0, k=1.0)),
+             ((1, 96, 27, 27), dict(size=5, alpha=1e-4, beta=0.75, k=2.0))]   # AlexNet's norm1
+
+
+@pytest.mark.parametrize("shape,kw", LRN_CASES,
+                         ids=[f"{_sid(s)}-size{kw['size']}" + ("-custom" if len(kw) > 1 else "")
+                              for s, kw in LRN_CASES])
+def test_lrn(shape, kw, request):
+    case = request.node.callspec.id
+    x = rng_for(case).standard_normal(shape) * 3
+    got, want = run("LRN", kw, [x])
+    # <= 5 squares summed, then powf (~1 ulp) and one multiply: ~8 ulp = 5e-7 relative.
+    check(got, want, case, atol=1e-7, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- Concat, Add, Mul
+
+CONCAT_CASES = [[(1, 1, 1, 1), (1, 3, 1, 1)], [(3, 3, 5, 13), (3, 17, 5, 13)],
+                [(1, 1, 13, 17), (1, 3, 13, 17), (1, 17, 13, 17)], [(3, 17), (3, 1), (3, 1000)],
+                [(3, 3, 5, 5)] * 5]
+
+
+def _mid(shapes):
+    n = shapes[0][0]
+    rest = "+".join("x".join(map(str, s[1:])) for s in shapes)
+    return f"n{n}-{rest}"
+
+
+@pytest.mark.parametrize("shapes", CONCAT_CASES, ids=_mid)
+def test_concat(shapes):
+    rng = rng_for(_mid(shapes))
+    got, want = run("Concat", {}, [rng.standard_normal(s) for s in shapes])
+    check(got, want, _mid(shapes))    # a copy: exact
+
+
+ELTWISE_CASES = [[(1, 1, 1, 1)] * 2, [(3, 3, 5, 13)] * 2, [(1, 17, 13, 17)] * 3, [(3, 17)] * 2,
+                 [(3, 5, 33, 33)] * 4]
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+@pytest.mark.parametrize("inplace", [None, 0, 1], ids=["out", "in0", "in1"])
+@pytest.mark.parametrize("shapes", ELTWISE_CASES, ids=_mid)
+def test_add(shapes, inplace, relu, request):
+    case = request.node.callspec.id
+    rng = rng_for(case)
+
+    def fuse(kc):
+        kc.fields["relu"] = int(relu)
+    got, want = run("Add", {}, [rng.standard_normal(s) for s in shapes], inplace=inplace, tweak=fuse)
+    if relu:
+        want = np.maximum(want, 0)
+    # <= 3 float32 additions of |x| < 6: 3 * 0.5 ulp(24) ~ 3e-6 absolute.
+    check(got, want, case, atol=3e-6, rtol=1e-7)
+
+
+MUL_CASES = [[(1, 1, 1, 1)] * 2, [(3, 3, 5, 13)] * 2, [(3, 17, 13, 17), (3, 17, 1, 1)],
+             [(1, 17, 1, 1), (1, 17, 13, 17)], [(3, 3, 5, 13), (3, 3), (3, 3, 5, 13)], [(3, 17)] * 3,
+             [(1, 3), (1, 3, 5, 5)]]
+
+
+@pytest.mark.parametrize("shapes", MUL_CASES, ids=_mid)
+def test_mul(shapes):
+    rng = rng_for(_mid(shapes))
+    got, want = run("Mul", {}, [rng.standard_normal(s) for s in shapes])
+    # <= 2 float32 products: ~1 ulp relative each vs the float64 oracle.
+    check(got, want, _mid(shapes), atol=1e-30, rtol=2.4e-7)
+
+
+def test_mul_inplace_full_operand():
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((3, 17, 13, 17)), rng.standard_normal((3, 17, 1, 1))]
+    got, want = run("Mul", {}, xs, inplace=0)
+    check(got, want, "se-gate-inplace", atol=1e-30, rtol=2.4e-7)
+
+
+def test_eltwise_per_sample_broadcast():
+    """bcast code 2 (one value per sample) has no spec yet; checked directly."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 4, 4)).astype(np.float32)
+    s = rng.standard_normal((3, 1, 1, 1)).astype(np.float32)
+    _, _, _, kc = plan("Mul", {}, [(5, 4, 4), (5, 4, 4)], 3)
+    kc.fields["bcast"] = [0, 2]
+    check(kcall(kc, [x, s], x.shape), x.astype(np.float64) * s, "per-sample", rtol=6e-8)
+
+
+# ---------------------------------------------------------------- status codes
+
+def test_non_positive_sizes_are_einval():
+    _, _, _, kc = plan("MaxPool", dict(kernel=2), [(3, 4, 4)], 1)
+    kc.fields["n"] = 0
+    p = ffi.new(kc.struct + " *", kc.fields)
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    ins = ffi.new("const float *[]", [_ptr(x)])
+    assert lib.nd_maxpool_f32(p, _ptr(np.zeros(12, np.float32), "float *"), ins,
+                              ffi.NULL, ffi.NULL, ffi.NULL) == lib.ND_EINVAL
