@@ -13,6 +13,7 @@
  */
 #include "dispatch.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -68,10 +69,29 @@ int nd_set_isa(int level)
     return level;
 }
 
+/* NETDSL_GEMM_BLOCKS=mc,kc,nc overrides every table's cache blocks (tuning
+ * only; read once, before any plan sizes its workspace). */
+static void env_blocks(void)
+{
+    const char *s = getenv("NETDSL_GEMM_BLOCKS");
+    long mc, kc, nc;
+    if (!s || sscanf(s, "%ld,%ld,%ld", &mc, &kc, &nc) != 3 || mc <= 0 || kc <= 0 || nc <= 0)
+        return;
+    for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {
+        nd_isa_ops *o = (nd_isa_ops *)nd_ops_for(lv);
+        if (!o)
+            continue;
+        o->mc = (mc + o->mr - 1) / o->mr * o->mr;
+        o->kc = kc;
+        o->nc = (nc + o->nr - 1) / o->nr * o->nr;
+    }
+}
+
 const nd_isa_ops *nd_ops(void)
 {
     const nd_isa_ops *o = g_ops;
     if (!o) {
+        env_blocks();
         nd_set_isa(env_level());
         o = g_ops;
     }

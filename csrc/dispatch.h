@@ -15,6 +15,7 @@
  */
 #ifndef ND_DISPATCH_H
 #define ND_DISPATCH_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nd_common.h"
@@ -49,10 +50,10 @@ typedef struct {
 const nd_isa_ops *nd_ops(void);                 /* the table in use */
 const nd_isa_ops *nd_ops_for(int level);        /* a compiled-in table, or NULL */
 
-extern const nd_isa_ops nd_ops_portable;
+extern nd_isa_ops nd_ops_portable;
 #if defined(__x86_64__) || defined(__i386__)
-extern const nd_isa_ops nd_ops_avx2;
-extern const nd_isa_ops nd_ops_avx512;
+extern nd_isa_ops nd_ops_avx2;
+extern nd_isa_ops nd_ops_avx512;
 #endif
 
 /* ------------------------------------------------------------- SGEMM driver */

@@ -12,7 +12,7 @@
  * (overflow-checked) in Python before the call; kernels never allocate,
  * print, exit or assert: they return a status.
  *
- * This header and every csrc/kernels/*.h are also fed to cffi's cdef with
+ * This header and every header in csrc/kernels are also fed to cffi's cdef with
  * lines starting with '#' removed, so keep declarations cdef-friendly:
  * plain structs, int64_t/int32_t/float/double, prototypes, no macros in them.
  */

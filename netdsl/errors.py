@@ -16,6 +16,9 @@ import difflib
 from dataclasses import dataclass, field
 
 
+MAX_SHOWN = 160   # longest source line shown whole under a message
+
+
 @dataclass(eq=False)
 class Source:
     """One source text and the name it is reported under."""
@@ -62,8 +65,15 @@ class Diagnostic:
                 if self.span.end_col and self.span.end_col > self.span.col:
                     width = self.span.end_col - self.span.col
                 width = max(1, min(width, len(text) - self.span.col + 1))
-                out.append("    " + text.replace("\t", " "))
-                out.append("    " + " " * (self.span.col - 1) + "^" + "~" * (width - 1))
+                col, text = self.span.col, text.replace("\t", " ")
+                if len(text) > MAX_SHOWN:       # show a window of a very long line around the caret
+                    start = max(0, min(col - 1 - MAX_SHOWN // 2, len(text) - MAX_SHOWN))
+                    text = ("…" if start else "") + text[start:start + MAX_SHOWN] + \
+                        ("…" if start + MAX_SHOWN < len(text) else "")
+                    col = col - start + (1 if start else 0)
+                    width = max(1, min(width, len(text) - col + 1))
+                out.append("    " + text)
+                out.append("    " + " " * (col - 1) + "^" + "~" * (width - 1))
         out.extend(f"note: {n}" for n in self.notes)
         if self.hint:
             out.append(f"hint: {self.hint}")
@@ -127,7 +137,9 @@ class ErrorSink:
 def did_you_mean(word: str, choices) -> str | None:
     """A 'did you mean' hint, case-insensitive, or None."""
     choices = list(choices)
-    lowered = {c.lower(): c for c in choices}
+    lowered = {}
+    for c in choices:               # the first spelling wins: 'Conv' rather than its alias 'conv'
+        lowered.setdefault(c.lower(), c)
     if word.lower() in lowered and lowered[word.lower()] != word:
         return f"did you mean '{lowered[word.lower()]}'?"
     close = difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.6)

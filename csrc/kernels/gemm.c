@@ -119,7 +119,7 @@ void nd_dw_plane_portable(float *y, const float *x, const float *w, float bias, 
                           int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                           int64_t dh, int64_t dw, int64_t pt, int64_t pl);
 
-const nd_isa_ops nd_ops_portable = {
+nd_isa_ops nd_ops_portable = {
     .level = ND_ISA_PORTABLE, .name = "portable",
     .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
     .ukernel = uk_portable, .dot = dot_portable, .axpy = axpy_portable,

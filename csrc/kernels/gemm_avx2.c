@@ -122,7 +122,7 @@ void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int6
                       int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                       int64_t dh, int64_t dw, int64_t pt, int64_t pl);
 
-const nd_isa_ops nd_ops_avx2 = {
+nd_isa_ops nd_ops_avx2 = {
     .level = ND_ISA_AVX2, .name = "avx2",
     .mr = MR, .nr = NR, .mc = 6 * 24, .kc = 256, .nc = 1536,
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,

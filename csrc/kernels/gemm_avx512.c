@@ -115,7 +115,7 @@ void nd_dw_plane_avx512(float *y, const float *x, const float *w, float bias, in
                         int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                         int64_t dh, int64_t dw, int64_t pt, int64_t pl);
 
-const nd_isa_ops nd_ops_avx512 = {
+nd_isa_ops nd_ops_avx512 = {
     .level = ND_ISA_AVX512, .name = "avx512",
     .mr = MR, .nr = NR, .mc = 14 * 12, .kc = 256, .nc = 1024,
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,

@@ -14,129 +14,194 @@
  *
  * Parallel over the N*C planes: they are independent, usually many, and one
  * plane of a typical CNN fits in L2, so overlapping windows reread rows from
- * cache; no tiling. Not done here: dilation, NHWC, argmax indices.
+ * cache; no tiling. The reduction is separable (rows first, see pool2d), which
+ * turns the short kw-long inner loops into long vectorizable sweeps.
+ * Not done here: dilation, NHWC, argmax indices.
  */
 #include "kernels/pool.h"
 
 #include <math.h>
-#include <string.h>
 
 enum { POOL_MAX, POOL_MIN, POOL_AVG, POOL_STOCH };
 
+#define OWB 256   /* output columns per chunk: the row accumulators live on the stack */
+
 /* The clipped range [*lo, *hi) of a window starting at padded index o*s - pad. */
 static inline void window_range(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t size,
-                                int64_t *lo, int64_t *hi, int64_t *start)
+                                int64_t *lo, int64_t *hi)
 {
     int64_t a = o * s - pad, b = a + k;
-    *start = a;
     *lo = a < 0 ? 0 : a;
     *hi = b > size ? size : b;
 }
 
-/* `op` is a constant at every call site, so the switch folds away once inlined. */
-static inline __attribute__((always_inline)) nd_status
-pool2d(const nd_pool_params *p, float *out, const float *in, int op)
+/* Max/min keep a NaN once seen (v != v), as PyTorch and numpy do; written as a
+ * select so the loops vectorize. */
+static inline float combine(int op, float m, float v)
 {
-    if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
-        p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0)
-        return ND_EINVAL;
-    const int64_t planes = p->n * p->c, H = p->h, W = p->w, OH = p->oh, OW = p->ow;
-    /* The divisor limit for count_include_pad: the padded extent, not the ceil overhang. */
+    switch (op) {
+    case POOL_MAX: return ((v > m) | (v != v)) ? v : m;   /* `|`, not `||`: no branch */
+    case POOL_MIN: return ((v < m) | (v != v)) ? v : m;
+    default:       return m + v;
+    }
+}
+
+static inline float identity(int op)
+{
+    return op == POOL_MAX ? -INFINITY : op == POOL_MIN ? INFINITY : 0.0f;
+}
+
+/* The horizontal half of the separable reduction, for one input row and output
+ * columns [o0, o1): t[j] reduces row over window o0+j (t2: sum of squares, for
+ * the stochastic pool). Columns whose window lies fully inside the row
+ * ([ilo, ihi)) run kx-outer so the inner loop is a strided, vectorizable sweep;
+ * the few edge columns take the clipped scalar loop. */
+static inline __attribute__((always_inline)) void
+hpass(const float *row, const nd_pool_params *p, int64_t o0, int64_t o1, int64_t ilo, int64_t ihi,
+      float *t, float *t2, int op)
+{
+    const int64_t sw = p->sw, pl = p->pad_l, kw = p->kw;
+    const int64_t a = o0 > ilo ? o0 : ilo, b = o1 < ihi ? o1 : ihi;
+    for (int64_t ox = o0; ox < o1; ox++) {
+        if (ox >= a && ox < b) continue;
+        int64_t x0, x1;
+        window_range(ox, sw, pl, kw, p->w, &x0, &x1);
+        float m = identity(op), m2 = 0.0f;
+        for (int64_t j = x0; j < x1; j++) {
+            m = combine(op, m, row[j]);
+            if (op == POOL_STOCH) m2 += row[j] * row[j];
+        }
+        t[ox - o0] = m;
+        if (op == POOL_STOCH) t2[ox - o0] = m2;
+    }
+    if (a >= b) return;
+    float *ta = t + (a - o0), *t2a = t2 + (a - o0);
+    const float *r = row + a * sw - pl;
+    const int64_t m = b - a;
+    for (int64_t j = 0; j < m; j++) ta[j] = r[j * sw];
+    if (op == POOL_STOCH)
+        for (int64_t j = 0; j < m; j++) t2a[j] = r[j * sw] * r[j * sw];
+    for (int64_t kx = 1; kx < kw; kx++) {
+        const float *rk = r + kx;
+        for (int64_t j = 0; j < m; j++) ta[j] = combine(op, ta[j], rk[j * sw]);
+        if (op == POOL_STOCH)
+            for (int64_t j = 0; j < m; j++) t2a[j] += rk[j * sw] * rk[j * sw];
+    }
+}
+
+/* One (n,c) plane. `op` is a literal at every call site and this is inlined into
+ * each kernel's own parallel loop, so the switches fold away. (A shared
+ * function holding the `omp parallel` would not do: OpenMP outlines the loop
+ * body before inlining, and `op` would become a run-time value in there.)
+ * Max, min and sums are separable: reduce each input row of a window
+ * horizontally (hpass), then combine those rows; each output row recomputes
+ * its rows' horizontal pass (kh/sh times the minimum work, kept because it
+ * needs no workspace and every loop is a contiguous or strided sweep). */
+static inline __attribute__((always_inline)) void
+pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
+{
+    const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow;
+    const int64_t sw = p->sw, pl = p->pad_l, kw = p->kw;
+    /* Output columns whose window needs no clipping: ox*sw >= pl and ox*sw - pl + kw <= W. */
+    const int64_t ilo = (pl + sw - 1) / sw;
+    const int64_t ihi = W + pl - kw >= 0 ? (W + pl - kw) / sw + 1 : 0;
+    /* count_include_pad divides by the window clipped to the padded extent (not the
+     * ceil_mode overhang past it), PyTorch's rule. */
     const int64_t hp = H + p->pad_b, wp = W + p->pad_r;
-#pragma omp parallel for schedule(static) if (planes * OH * OW * p->kh * p->kw > 32768)
-    for (int64_t pc = 0; pc < planes; pc++) {
-        const float *x = in + pc * H * W;
-        float *y = out + pc * OH * OW;
-        for (int64_t oy = 0; oy < OH; oy++) {
-            int64_t y0, y1, ys;
-            window_range(oy, p->sh, p->pad_t, p->kh, H, &y0, &y1, &ys);
-            for (int64_t ox = 0; ox < OW; ox++) {
-                int64_t x0, x1, xs;
-                window_range(ox, p->sw, p->pad_l, p->kw, W, &x0, &x1, &xs);
-                float r = 0.0f;
-                if (y0 < y1 && x0 < x1) {
-                    switch (op) {
-                    case POOL_MAX: {
-                        float m = -INFINITY;
-                        for (int64_t i = y0; i < y1; i++)
-                            for (int64_t j = x0; j < x1; j++) {
-                                float v = x[i * W + j];
-                                if (v > m || isnan(v)) m = v;   /* NaN propagates, as in PyTorch */
-                            }
-                        r = m;
-                        break;
+    float acc[OWB], acc2[OWB], t[OWB], t2[OWB];
+    for (int64_t oy = 0; oy < OH; oy++) {
+        int64_t y0, y1;
+        window_range(oy, p->sh, p->pad_t, p->kh, H, &y0, &y1);
+        int64_t ch = y1 - y0;
+        if (op == POOL_AVG && p->count_include_pad) {
+            int64_t ys = oy * p->sh - p->pad_t, ye = ys + p->kh < hp ? ys + p->kh : hp;
+            ch = ye - ys;
+        }
+        for (int64_t o0 = 0; o0 < OW; o0 += OWB) {
+            const int64_t o1 = o0 + OWB < OW ? o0 + OWB : OW, m = o1 - o0;
+            for (int64_t j = 0; j < m; j++) { acc[j] = identity(op); acc2[j] = 0.0f; }
+            for (int64_t i = y0; i < y1; i++) {
+                hpass(x + i * W, p, o0, o1, ilo, ihi, t, t2, op);
+                for (int64_t j = 0; j < m; j++) acc[j] = combine(op, acc[j], t[j]);
+                if (op == POOL_STOCH)
+                    for (int64_t j = 0; j < m; j++) acc2[j] += t2[j];
+            }
+            float *yr = y + oy * OW + o0;
+            for (int64_t j = 0; j < m; j++) {
+                int64_t x0, x1;
+                window_range(o0 + j, sw, pl, kw, W, &x0, &x1);
+                if (y1 <= y0 || x1 <= x0) { yr[j] = 0.0f; continue; }   /* only padding */
+                if (op == POOL_AVG) {
+                    int64_t cw = x1 - x0;
+                    if (p->count_include_pad) {
+                        int64_t xs = (o0 + j) * sw - pl, xe = xs + kw < wp ? xs + kw : wp;
+                        cw = xe - xs;
                     }
-                    case POOL_MIN: {
-                        float m = INFINITY;
-                        for (int64_t i = y0; i < y1; i++)
-                            for (int64_t j = x0; j < x1; j++) {
-                                float v = x[i * W + j];
-                                if (v < m || isnan(v)) m = v;
-                            }
-                        r = m;
-                        break;
-                    }
-                    case POOL_AVG: {
-                        float s = 0.0f;
-                        for (int64_t i = y0; i < y1; i++)
-                            for (int64_t j = x0; j < x1; j++) s += x[i * W + j];
-                        int64_t cnt;
-                        if (p->count_include_pad) {
-                            int64_t ye = ys + p->kh < hp ? ys + p->kh : hp;
-                            int64_t xe = xs + p->kw < wp ? xs + p->kw : wp;
-                            cnt = (ye - ys) * (xe - xs);
-                        } else {
-                            cnt = (y1 - y0) * (x1 - x0);
-                        }
-                        r = s / (float)cnt;
-                        break;
-                    }
-                    default: { /* POOL_STOCH */
-                        float s = 0.0f, s2 = 0.0f;
-                        for (int64_t i = y0; i < y1; i++)
-                            for (int64_t j = x0; j < x1; j++) {
-                                float v = x[i * W + j];
-                                s += v;
-                                s2 += v * v;
-                            }
-                        r = s != 0.0f ? s2 / s : 0.0f;
-                        break;
-                    }
-                    }
+                    yr[j] = acc[j] / (float)(ch * cw);
+                } else if (op == POOL_STOCH) {
+                    yr[j] = acc[j] != 0.0f ? acc2[j] / acc[j] : 0.0f;
+                } else {
+                    yr[j] = acc[j];
                 }
-                y[oy * OW + ox] = r;
             }
         }
     }
-    return ND_OK;
+}
+
+static inline int pool_bad(const nd_pool_params *p)
+{
+    return p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
+           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0;
+}
+
+/* Fan out only when there is enough work to pay for waking the thread team. */
+static inline int pool_parallel(const nd_pool_params *p)
+{
+    return p->n * p->c * p->oh * p->ow * p->kh * p->kw > 32768;
 }
 
 nd_status nd_maxpool_f32(const nd_maxpool_params *p, float *out, const float *const *in,
                          const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    return pool2d(p, out, in[0], POOL_MAX);
+    if (pool_bad(p)) return ND_EINVAL;
+    const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
+#pragma omp parallel for schedule(static) if (pool_parallel(p))
+    for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_MAX);
+    return ND_OK;
 }
 
 nd_status nd_minpool_f32(const nd_minpool_params *p, float *out, const float *const *in,
                          const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    return pool2d(p, out, in[0], POOL_MIN);
+    if (pool_bad(p)) return ND_EINVAL;
+    const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
+#pragma omp parallel for schedule(static) if (pool_parallel(p))
+    for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_MIN);
+    return ND_OK;
 }
 
 nd_status nd_avgpool_f32(const nd_avgpool_params *p, float *out, const float *const *in,
                          const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    return pool2d(p, out, in[0], POOL_AVG);
+    if (pool_bad(p)) return ND_EINVAL;
+    const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
+#pragma omp parallel for schedule(static) if (pool_parallel(p))
+    for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_AVG);
+    return ND_OK;
 }
 
 nd_status nd_stochasticpool_f32(const nd_stochasticpool_params *p, float *out, const float *const *in,
                                 const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    return pool2d(p, out, in[0], POOL_STOCH);
+    if (pool_bad(p)) return ND_EINVAL;
+    const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
+#pragma omp parallel for schedule(static) if (pool_parallel(p))
+    for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_STOCH);
+    return ND_OK;
 }
 
 /* x is (N,C,HW) -> y (N,C). The sum runs in 8 float lanes (omp simd), which is

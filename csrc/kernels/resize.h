@@ -5,13 +5,12 @@
 #define ND_RESIZE_H
 #include "nd_common.h"
 
-/* mode: 0 nearest, 1 bilinear. scale_h/scale_w: source pixels per output pixel, as
- * PyTorch computes it: 1/scale_factor when a scale factor was given, else H/OH
- * (with align_corners: (H-1)/(OH-1), 0 when OH == 1). Computed in Python. */
+/* mode: 0 nearest, 1 bilinear; align_corners: bilinear only. The coordinate scale is
+ * derived from the sizes (in/out, or (in-1)/(out-1) with align_corners), which equals
+ * PyTorch's 1/scale_factor for the integer factors the language allows. */
 typedef struct {
     int64_t n, c, h, w, oh, ow;
     int32_t mode, align_corners;
-    float scale_h, scale_w;
 } nd_upsample_params;
 
 nd_status nd_upsample_f32(const nd_upsample_params *p, float *out, const float *const *in,

@@ -50,8 +50,11 @@ def analyze(g: Graph) -> Graph:
             notes = list(e.notes)
             if len(preds) > 1:
                 notes += _provenance(g, preds)
+            hint = e.hint or _merge_hint(g, node, preds)
+            if node.op == "Add" and len(preds) > 1 and all(len(g[p].shape) == 3 for p in preds):
+                hint = _merge_hint(g, node, preds)     # names the stride of the projection needed
             sink.diagnostics.append(Diagnostic(f"{node.op} at {name}: {e.message}", node.attr_span(e.attr),
-                                               e.hint or _merge_hint(g, node, preds), notes))
+                                               hint, notes))
     if not sink and not g.outputs:
         sink.add("the network has no output")
     sink.raise_if_any()
@@ -77,6 +80,9 @@ def _spatial(shape):
 def _provenance(g, preds):
     """Where each merge input got its size: the nearest layer that changed it, with the arithmetic."""
     notes = []
+    size = _spatial
+    if len({_spatial(g[p].shape) for p in preds}) == 1:    # same size: the channels differ
+        size = shape_str
     for i, p in enumerate(preds):
         node, steps = g[p], 0
         while steps < 50:
@@ -84,17 +90,17 @@ def _provenance(g, preds):
             if not ins:
                 break
             src = g[ins[0]]
-            if src.shape and node.shape and _spatial(src.shape) != _spatial(node.shape):
+            if src.shape and node.shape and size(src.shape) != size(node.shape):
                 break
             node, steps = src, steps + 1
-        line = f"input {i + 1} ({p}) is {_spatial(g[p].shape)}"
+        line = f"input {i + 1} ({p}) is {size(g[p].shape)}"
         if g.preds(node.name):
             spec = ops.get(node.op)
             arith = [x for x in spec.explain(node.attrs, [g[q].shape for q in g.preds(node.name)], node.shape)
                      if x.startswith("H:") or "=" in x and "param" not in x]
             where = f" (line {node.span.line})" if node.span else ""
-            line += f": {node.name}{where} made it {_spatial(node.shape)}"
-            if arith:
+            line += f": {node.name}{where} made it {size(node.shape)}"
+            if arith and size is _spatial:
                 line += " — " + arith[0].removeprefix("H: ")
         else:
             line += f" from the input {node.name}"
@@ -113,8 +119,11 @@ def _merge_hint(g, node, preds):
             return (f"the paths differ by a factor of {s}: a stride-{s} 1x1 projection on the shortcut? "
                     f"e.g. [ main | Conv({small[0]}, 1, stride={s}) ] - Add")
         return "both paths must end at the same size; check padding (pad=same) and strides"
+    if node.op == "Add" and len({s[0] for s in sizes if len(s) == 3}) > 1:
+        return (f"both paths must have the same channels: a 1x1 projection on the shortcut? "
+                f"e.g. [ main | Conv({sizes[0][0]}, 1) ] - Add")
     if node.op == "Add":
-        return "both paths must have the same channels: add a 1x1 Conv on the shortcut"
+        return "both paths must have the same shape"
     if node.op == "Concat":
         return "concatenated maps must have the same height and width; crop or pad one path (Crop, Pad)"
     return None

@@ -73,6 +73,8 @@ class Expander:
         self.sink = ErrorSink()
         self.loading: list[str] = []
         self.loaded: dict[str, FileCtx] = {}
+        self.last_span = None             # the last chain, where an unmerged ending is reported
+        self.unrolled = 0                 # repeat iterations so far: nested repeats of `_` build no nodes
 
     # ------------------------------------------------------------------ files
     def load_file(self, path, span=None) -> FileCtx:
@@ -162,8 +164,17 @@ class Expander:
                     current = self.chain(st, current, scope)
             except NetDSLError as e:
                 self.sink.extend(e)
-                if isinstance(st, (A.Chain, A.Assign)):
+                if isinstance(st, (A.Chain, A.Assign, A.InputStmt)):
                     current = POISON
+                if isinstance(st, A.InputStmt):
+                    bindings.setdefault(st.name, POISON)
+            except RecursionError:
+                self.sink.add("this statement nests too deeply to expand", st.span,
+                              "split it up: name parts of it (a = ...) or use a block with a repeat count")
+                if isinstance(st, (A.Chain, A.Assign, A.InputStmt)):
+                    current = POISON
+            if isinstance(st, (A.Chain, A.Assign)):
+                self.last_span = st.span
         if library:
             return
         self.finish_outputs(outputs, current, bindings, fctx)
@@ -177,7 +188,8 @@ class Expander:
                               "write e.g.\n    input x: 3x32x32\n    Conv(16, 3)-ReLU-Pool-FC(10)-SM")
             elif isinstance(current, tuple):
                 self.sink.add("the network ends in parallel branches that are never merged",
-                              Span(fctx.source, 1, 1), "end with - Concat or - Add, or name outputs")
+                              self.last_span or Span(fctx.source, 1, 1),
+                              "end with - Concat or - Add, or name outputs")
             return
         for name, span in st.names:
             val = bindings.get(name)
@@ -248,9 +260,9 @@ class Expander:
     def chain(self, chain: A.Chain, inp, scope):
         val = inp
         for i, el in enumerate(chain.elements):
-            if val is POISON:
-                return POISON
             ref = self.as_reference(el, scope)
+            if ref is None and val is POISON:     # (a chain that starts from a label is independent)
+                return POISON
             if ref is not None:
                 if i != 0:
                     raise err(f"'{el.primary.name}' is a label; a reference can only start a chain or a "
@@ -278,9 +290,16 @@ class Expander:
             if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 100_000:
                 raise err(f"a repeat count must be a whole number from 0 to 100000, got {n!r}",
                           el.repeat.span, "write e.g. (Conv(64, 3, pad=1)-ReLU)*2")
+            self.unrolled += n
+            if self.unrolled > MAX_NODES:
+                raise err(f"the repeats unroll to more than {MAX_NODES:,} layers", el.repeat.span,
+                          "check the repeat counts, and repeats nested inside repeats")
         if el.label is None:
-            for _ in range(n):
-                val = self.primary(el.primary, val, scope, None)
+            p = el.primary
+            for i in range(n):
+                if isinstance(p, A.Numbered) and i:   # Conv:1*3 -> conv1, conv2, conv3
+                    p = A.Numbered(p.span, p.name, p.number + 1)
+                val = self.primary(p, val, scope, None)
             return val
         label = el.label
         self.check_label(label, el.label_span, scope)
@@ -331,8 +350,26 @@ class Expander:
             if p.name in scope.bindings and p.args is None:
                 raise err(f"'{p.name}' is a label; a reference can only start a chain or a branch", p.span,
                           f"to merge it with this path write [ _ | {p.name} ] - Concat (or Add)")
+            self.check_undefined(p, scope)
             return self.call(p.name, p.args, p.span, val, scope, label)
         raise err("unsupported element", getattr(p, "span", None))
+
+    def check_undefined(self, p: A.Call, scope):
+        """A bare word that is no op, block or alias: a label defined later, or not at all."""
+        fctx = scope.fctx
+        if p.args is not None or p.name in fctx.blocks or p.name in fctx.aliases or ops.lookup(p.name):
+            return
+        if p.name.islower() and any(n.lower() == p.name for n in ops.all_names()):
+            return
+        if fctx.later_labels.get(p.name, 0) >= p.span.line:
+            raise err(f"'{p.name}' is defined later (line {fctx.later_labels[p.name]}); "
+                      f"a reference can only point back to an earlier label", p.span,
+                      f"move the line that defines '{p.name}' above this one")
+        if p.name[:1].islower():
+            labels = [b for b, v in scope.bindings.items() if v is not POISON]
+            raise err(f"undefined name '{p.name}': no label, input or op has that name", p.span,
+                      did_you_mean(p.name, labels + ops.all_names() + list(fctx.blocks))
+                      or "label a layer first (name:Conv(64, 3) or name = ...), then refer to it")
 
     def table_conv(self, p: A.TableConv, val, scope, label):
         word = p.word.lower()
@@ -390,7 +427,7 @@ class Expander:
         try:
             attrs = spec.bind([v for v, _ in pos], {k: v for k, (v, _) in kw.items()}, defaults)
         except OpError as e:
-            raise err(e.message, arg_spans.get(e.attr, span), e.hint)
+            raise err(e.message, arg_spans.get(e.attr, span), e.hint or _signature(spec))
         ins = list(val) if isinstance(val, tuple) else [val]
         arity = spec.arity
         if arity is None:
@@ -436,8 +473,9 @@ class Expander:
     # ------------------------------------------------------------------ blocks
     def block(self, name, args, span, val, scope, label):
         bdef, bctx = scope.fctx.blocks[name]
-        if len(self.loading) + scope.prefix.count(".") > 200:
-            raise err(f"block '{name}' nests more than 200 deep", span, "a block may not call itself")
+        if len(self.loading) + scope.prefix.count(".") > 64:
+            raise err(f"block '{name}' nests more than 64 deep: does it call itself?", span,
+                      "a block may call itself only under an `if` that stops the recursion")
         pos, kw = self.eval_args(args, scope.env) if args else ([], {})
         params = [p for p, _, _ in bdef.params]
         if len(pos) > len(params):
@@ -467,6 +505,17 @@ class Expander:
                 scope.index += 1
         inner = Scope(scope.prefix + label + ".", False, {}, env, bctx)
         self.g.blocks[scope.prefix + label] = name
+        try:
+            return self.block_body(bdef, bctx, env, inner, val)
+        except NetDSLError as e:     # say where the block was used: the mistake may be in its arguments
+            for d in e.diagnostics:
+                used = [i for i, n in enumerate(d.notes) if n.startswith("in block ")]
+                if len(used) >= 3:
+                    del d.notes[used[-1]]     # keep the innermost uses and the outermost one
+                d.notes.append(f"in block {name}, used at {span}")
+            raise
+
+    def block_body(self, bdef, bctx, env, inner, val):
         current = val
         for st in bdef.body:
             if current is POISON:
@@ -546,7 +595,8 @@ class Expander:
                     return a % b
                 return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[e.op]
             except ZeroDivisionError:
-                raise err("division by zero", e.span)
+                raise err("division by zero", e.span, "the divisor is 0 here; check the constants or "
+                          "block arguments it uses")
             except OverflowError:
                 raise err("number too large", e.span)
         raise err("cannot evaluate this expression", getattr(e, "span", None))
@@ -561,9 +611,35 @@ class Expander:
             raise err("number too large", e.span)
 
 
+def _signature(spec):
+    """`Conv(out_channels, kernel, stride=1, ...)`: the hint for a bad argument without one of its own."""
+    from ..ops.base import fmt
+    shown = [a.name if a.required else f"{a.name}={fmt(a.default) if a.default is not None else 'none'}"
+             for a in spec.attrs[:5]]
+    more = ", ..." if len(spec.attrs) > 5 else ""
+    return f"{spec.name} is written {spec.name}({', '.join(shown)}{more})"
+
+
 def _labels_in(st):
-    if isinstance(st, A.Assign):
-        yield st.name, st.span.line
+    """Every label a top-level statement defines (for 'defined later' messages); no recursion."""
+    todo = [st]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, A.Assign):
+            yield x.name, x.span.line
+            todo.append(x.chain)
+        elif isinstance(x, A.Chain):
+            todo.extend(x.elements)
+        elif isinstance(x, A.Element):
+            if x.label is not None:
+                yield x.label, x.label_span.line
+            todo.append(x.primary)
+        elif isinstance(x, A.Group):
+            todo.append(x.chain)
+        elif isinstance(x, A.Parallel):
+            todo.extend(x.branches)
+        elif isinstance(x, A.Cond):
+            todo.extend(c for c in (x.then, x.other) if c is not None)
 
 
 def expand_module(module: A.Module, path=None) -> Graph:

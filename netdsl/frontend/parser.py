@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import os
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import Diagnostic, NetDSLError, Source, Span
@@ -68,7 +69,7 @@ def _tokval(t):
     return str(t)
 
 
-class _ToAST(Transformer):
+class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's recursion limit
     def __init__(self, source):
         super().__init__()
         self.src = source

@@ -73,6 +73,10 @@ class Tanh(OpSpec):
         return np.tanh(xs[0])
 
 
+def _over(shape):
+    return f"the {shape[0]} channels" if len(shape) == 3 else f"the {shape[0]} values"
+
+
 def _log_softmax(x):
     shifted = x - x.max(axis=1, keepdims=True)          # the largest logit becomes 0: exp never overflows
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -85,7 +89,7 @@ class Softmax(OpSpec):
     doc = "e^x / sum(e^x) over the channels (per pixel on a feature map)."
 
     def explain(self, a, shapes, out):
-        return [f"y_i = e^x_i / Σ_j e^x_j over the {shapes[0][0]} channels (sums to 1)"]
+        return [f"y_i = e^x_i / Σ_j e^x_j over {_over(shapes[0])} (sums to 1)"]
 
     def reference(self, a, xs, w):
         x = xs[0]
@@ -100,7 +104,7 @@ class LogSoftmax(OpSpec):
     doc = "log(softmax(x)) over the channels, computed without forming softmax."
 
     def explain(self, a, shapes, out):
-        return [f"y_i = x_i − log Σ_j e^x_j over the {shapes[0][0]} channels"]
+        return [f"y_i = x_i − log Σ_j e^x_j over {_over(shapes[0])}"]
 
     def reference(self, a, xs, w):
         return _log_softmax(xs[0])

@@ -37,7 +37,7 @@ class BatchNorm(OpSpec):
     aliases = ("BN", "BatchNorm2d")
     doc = "Batch normalization with running statistics (inference)."
     arity = 1
-    flags = frozenset({"has_weights"})
+    flags = frozenset({"has_weights", "inplace_ok"})     # y = x·scale + shift, value by value
     attrs = (Attr("eps", _positive, 1e-5, "added to the variance before the square root"),)
 
     def infer(self, a, shapes):

@@ -16,9 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import (Attr, Fraction, OpError, OpSpec, bool_, choice, float_, need_rank, optional,
+from .base import (Attr, Fraction, OpError, OpSpec, bool_, choice, float_, fmt, need_rank, optional,
                    padding, pair, shape_str)
-from .base import fmt
 
 
 # ---------------------------------------------------------------- Upsample

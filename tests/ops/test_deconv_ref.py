@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from netdsl.ops import OpError
 
@@ -60,14 +60,13 @@ def test_deconv_output_padding_adds_bottom_right(nd, as_nchw):
     nd.close(y[0, 0], [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(h=st.integers(1, 6), w=st.integers(1, 6), k=st.integers(1, 4), s=st.integers(1, 3),
        p=st.integers(0, 2), d=st.integers(1, 2), groups=st.sampled_from([1, 2]),
        op=st.integers(0, 2), seed=st.integers(0, 99))
 def test_deconv_is_the_adjoint_of_conv(nd, h, w, k, s, p, d, groups, op, seed):
     op = min(op, s - 1)
-    if (min(h, w) - 1) * s - 2 * p + (k - 1) * d + op + 1 <= 0:
-        return
+    assume((min(h, w) - 1) * s - 2 * p + (k - 1) * d + op + 1 > 0)
     rng = np.random.default_rng(seed)
     cin, cout = 2 * groups, 3 * groups
     weight = rng.standard_normal((cin, cout // groups, k, k))
@@ -108,3 +107,23 @@ def test_deconv_matches_torch(nd):
         torch.from_numpy(x), torch.from_numpy(w["weight"]), torch.from_numpy(w["bias"]),
         stride=2, padding=1, output_padding=1, groups=2, dilation=2)
     nd.close(y, ref.numpy(), atol=1e-10)
+
+
+def test_deconv_matches_torch_on_random_shapes(nd):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 7, 2))
+        k, s, d, p = (tuple(int(v) for v in rng.integers(lo, hi, 2)) for lo, hi in ((1, 5), (1, 4), (1, 3), (0, 3)))
+        g = int(rng.integers(1, 3))
+        op = tuple(int(rng.integers(0, max(ss, dd))) for ss, dd in zip(s, d))
+        if min((n - 1) * ss - 2 * pp + dd * (kk - 1) + o + 1
+               for n, ss, pp, dd, kk, o in zip((h, w), s, p, d, k, op)) <= 0:
+            continue
+        x = rng.standard_normal((2, 2 * g, h, w))
+        wt = {"weight": rng.standard_normal((2 * g, 3, *k)), "bias": rng.standard_normal(3 * g)}
+        y = nd.run("ConvTranspose", x, 3 * g, k, stride=s, pad=p, output_padding=op, dilation=d, groups=g,
+                   weights=wt)
+        ref = torch.nn.functional.conv_transpose2d(
+            torch.from_numpy(x), torch.from_numpy(wt["weight"]), torch.from_numpy(wt["bias"]), s, p, op, g, d)
+        assert np.allclose(y, ref.numpy(), atol=1e-10), f"h{h}-w{w}-k{k}-s{s}-p{p}-d{d}-g{g}-op{op}"

@@ -125,13 +125,21 @@ def _pool_cases():
 POOL_CASES = _pool_cases()
 
 
-@pytest.mark.parametrize("op", ["MaxPool", "MinPool"])
 @pytest.mark.parametrize("shape,kw", POOL_CASES)
-def test_max_min_pool(op, shape, kw, request):
+def test_maxpool(shape, kw, request):
     case = request.node.callspec.id
-    x = rng_for(case).standard_normal(shape)
-    got, want = run(op, kw, [x])
+    got, want = run("MaxPool", kw, [rng_for(case).standard_normal(shape)])
     check(got, want, case)             # selects an input value: exact
+
+
+# MinPool and StochasticPool share every line of window arithmetic with MaxPool and
+# AvgPool (only the combine step differs), so a third / a half of the grid keeps the
+# suite fast without losing a code path.
+@pytest.mark.parametrize("shape,kw", POOL_CASES[::3])
+def test_minpool(shape, kw, request):
+    case = request.node.callspec.id
+    got, want = run("MinPool", kw, [rng_for(case).standard_normal(shape)])
+    check(got, want, case)
 
 
 @pytest.mark.parametrize("cip", [True, False], ids=["cip", "nocip"])
@@ -145,7 +153,7 @@ def test_avgpool(shape, kw, cip, request):
     check(got, want, case, atol=1e-5, rtol=1e-6)
 
 
-@pytest.mark.parametrize("shape,kw", POOL_CASES)
+@pytest.mark.parametrize("shape,kw", POOL_CASES[::2])
 def test_stochasticpool(shape, kw, request):
     case = request.node.callspec.id
     x = np.maximum(rng_for(case).standard_normal(shape), 0)   # post-ReLU: half zeros, some all-zero windows
@@ -153,6 +161,18 @@ def test_stochasticpool(shape, kw, request):
     # sum(a^2)/sum(a) of <= 25 non-negative terms: each sum is accurate to 25 eps relative
     # (no cancellation), so the quotient to ~50 * 6e-8 = 3e-6 relative.
     check(got, want, case, atol=1e-7, rtol=5e-6)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AvgPool", "StochasticPool"])
+@pytest.mark.parametrize("kw", [dict(kernel=3, stride=1, pad=1), dict(kernel=2, ceil_mode=True),
+                                dict(kernel=(3, 2), stride=(1, 3), pad=(1, 0, 0, 1))],
+                         ids=["k3-s1-p1", "k2-s2-ceil", "k3x2-s1x3-p1,0,0,1"])
+def test_pool_wide_rows(op, kw, request):
+    """Rows wider than the kernel's 256-column chunk: chunk seams inside and at the edges."""
+    case = request.node.callspec.id
+    x = np.abs(rng_for(case).standard_normal((3, 2, 5, 601)))
+    got, want = run(op, kw, [x])
+    check(got, want, case, atol=1e-5, rtol=5e-6)     # as test_avgpool / test_stochasticpool
 
 
 def test_pool_propagates_nan():
@@ -356,6 +376,113 @@ def test_eltwise_per_sample_broadcast():
     _, _, _, kc = plan("Mul", {}, [(5, 4, 4), (5, 4, 4)], 3)
     kc.fields["bcast"] = [0, 2]
     check(kcall(kc, [x, s], x.shape), x.astype(np.float64) * s, "per-sample", rtol=6e-8)
+
+
+# ---------------------------------------------------------------- Upsample, Pad, Crop
+
+UPSAMPLE_SHAPES = [(1, 1, 1, 1), (3, 3, 5, 5), (1, 17, 13, 17), (3, 1, 5, 13)]
+UPSAMPLE_SIZES = [dict(scale=1), dict(scale=2), dict(scale=3), dict(scale=(2, 3)),
+                  dict(size=(7, 11)), dict(size=(3, 4)), dict(size=(1, 17))]    # odd ratios, shrinking
+UPSAMPLE_MODES = [dict(mode="nearest"), dict(mode="bilinear"), dict(mode="bilinear", align_corners=True)]
+
+
+def _upsample_cases():
+    out = []
+    for shape, sz, md in itertools.product(UPSAMPLE_SHAPES, UPSAMPLE_SIZES, UPSAMPLE_MODES):
+        how = f"x{_tag(sz['scale'])}" if "scale" in sz else "to{}x{}".format(*sz["size"])
+        mode = md["mode"] + ("-ac" if md.get("align_corners") else "")
+        out.append(pytest.param(shape, {**sz, **md}, id=f"{_sid(shape)}-{how}-{mode}"))
+    return out
+
+
+@pytest.mark.parametrize("shape,kw", _upsample_cases())
+def test_upsample(shape, kw, request):
+    case = request.node.callspec.id
+    x = rng_for(case).standard_normal(shape)
+    got, want = run("Upsample", kw, [x])
+    # nearest copies: exact. Bilinear: weights rounded once to float32, then three lerps of
+    # |x| < 6 in float32 (~6 roundings of ~6 * 6e-8): 3e-6 absolute.
+    check(got, want, case, atol=0 if kw["mode"] == "nearest" else 3e-6)
+
+
+PAD_SHAPES = [(1, 1, 1, 1), (3, 3, 5, 5), (1, 17, 13, 17), (3, 1, 5, 13)]
+PAD_PADS = [0, 1, (0, 1, 2, 3), (2, 0, 1, 0), 4]
+PAD_MODES = [dict(mode="constant"), dict(mode="constant", value=-1.5), dict(mode="reflect"),
+             dict(mode="replicate")]
+
+
+def _pad_cases():
+    out = []
+    for shape, pad, md in itertools.product(PAD_SHAPES, PAD_PADS, PAD_MODES):
+        kw = dict(pad=pad, **md)
+        try:
+            plan("Pad", kw, [shape[1:]], shape[0])
+        except OpError:          # reflect needs pad < size
+            continue
+        mode = md["mode"] + (f"{md['value']:g}" if "value" in md else "")
+        out.append(pytest.param(shape, kw, id=f"{_sid(shape)}-p{_tag(pad, ',')}-{mode}"))
+    return out
+
+
+@pytest.mark.parametrize("shape,kw", _pad_cases())
+def test_pad(shape, kw, request):
+    case = request.node.callspec.id
+    got, want = run("Pad", kw, [rng_for(case).standard_normal(shape)])
+    check(got, want, case)          # copies and a fill: exact
+
+
+CROP_CASES = [((1, 1, 1, 1), dict(size=1)), ((3, 3, 13, 17), dict(size=(5, 13))),
+              ((3, 3, 13, 17), dict(size=(5, 13), offset=(8, 0))), ((1, 17, 17, 13), dict(size=(1, 13))),
+              ((1, 17, 17, 13), dict(size=(16, 5))), ((3, 1, 5, 5), dict(size=5))]
+
+
+@pytest.mark.parametrize("shape,kw", CROP_CASES,
+                         ids=[f"{_sid(s)}-to{_tag(kw['size'])}" + (f"-at{_tag(kw['offset'], ',')}"
+                                                                    if "offset" in kw else "")
+                              for s, kw in CROP_CASES])
+def test_crop(shape, kw, request):
+    case = request.node.callspec.id
+    got, want = run("Crop", kw, [rng_for(case).standard_normal(shape)])
+    check(got, want, case)          # a copy: exact
+
+
+def test_crop_to_second_input():
+    """U-Net's skip crop: centre-crop x to ref's H, W; ref itself is never read."""
+    rng = np.random.default_rng(5)
+    x, ref = rng.standard_normal((3, 4, 17, 13)), rng.standard_normal((3, 2, 10, 9))
+    got, want = run("Crop", {}, [x, ref])
+    check(got, want, "unet-crop")
+
+
+# ---------------------------------------------------------------- through the executor
+
+EXEC_CASES = [("MaxPool", dict(kernel=3, stride=2, pad=1, ceil_mode=True), [(3, 13, 17)]),
+              ("AvgPool", dict(kernel=3, stride=2, pad=1, count_include_pad=False), [(3, 13, 17)]),
+              ("GlobalAvgPool", {}, [(17, 5, 13)]), ("LeakyReLU", dict(slope=0.1), [(3, 5, 5)]),
+              ("LogSoftmax", {}, [(17, 5, 13)]), ("BatchNorm", {}, [(17, 5, 13)]), ("LRN", {}, [(17, 5, 5)]),
+              ("Concat", {}, [(3, 5, 5), (17, 5, 5), (1, 5, 5)]), ("Add", {}, [(3, 5, 5)] * 3),
+              ("Mul", {}, [(17, 5, 13), (17, 1, 1)]), ("Upsample", dict(scale=2, mode="bilinear"), [(3, 5, 13)]),
+              ("Pad", dict(pad=(1, 2, 0, 3), mode="reflect"), [(3, 5, 13)]), ("Crop", dict(size=3), [(3, 5, 13)])]
+
+
+@pytest.mark.parametrize("op,kw,shapes", EXEC_CASES, ids=[c[0] for c in EXEC_CASES])
+def test_through_executor(op, kw, shapes):
+    """The executor's path (make_params by field name, nd_kernel_fn cast, arena offsets)
+    must reach the same kernels: typedef'd struct names and array fields included."""
+    from netdsl.runtime.executor import run_call
+    rng = rng_for(op)
+    n = 3
+    xs = [rng.standard_normal((n, *s)).astype(np.float32) for s in shapes]
+    spec, a, out_shape, kc = plan(op, kw, [tuple(s) for s in shapes], n)
+    params = ({k: v.astype(np.float32) for k, v in _bn_params(shapes[0][0], rng).items()}
+              if op == "BatchNorm" else {})
+    w = bias = None
+    if "prepare_weights" in kc.extra:
+        w, bias = kc.extra["prepare_weights"](params)
+    got = run_call(kc, xs, w, bias, n * math.prod(out_shape)).reshape(n, *out_shape)
+    want = spec.reference(a, [x.astype(np.float64) for x in xs],
+                          {k: v.astype(np.float64) for k, v in params.items()})
+    check(got, want, op, atol=1.2e-4 if op == "LogSoftmax" else 2e-5, rtol=1e-5)   # loosest of the above
 
 
 # ---------------------------------------------------------------- status codes

@@ -2,7 +2,7 @@
 per-window loop written from PyTorch's definitions, and PyTorch itself when installed."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from netdsl.ops import OpError
 
@@ -176,15 +176,14 @@ def naive_pool(x, kind, k, s, pads, ceil_mode, include_pad=True):
 OPS = {"max": "MaxPool", "min": "MinPool", "avg": "AvgPool", "stochastic": "StochasticPool"}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(kind=st.sampled_from(sorted(OPS)), h=st.integers(1, 13), w=st.integers(1, 13),
        kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
        pt=st.integers(0, 2), pl=st.integers(0, 2), pb=st.integers(0, 2), pr=st.integers(0, 2),
        ceil_mode=st.booleans(), include=st.booleans(), seed=st.integers(0, 99))
 def test_pool_matches_naive_loop(nd, kind, h, w, kh, kw, sh, sw, pt, pl, pb, pr, ceil_mode, include, seed):
     pads = tuple(min(p, k // 2) for p, k in ((pt, kh), (pl, kw), (pb, kh), (pr, kw)))
-    if h + pads[0] + pads[2] < kh or w + pads[1] + pads[3] < kw:
-        return
+    assume(h + pads[0] + pads[2] >= kh and w + pads[1] + pads[3] >= kw)
     x = np.random.default_rng(seed).random((2, 3, h, w))
     extra = {"count_include_pad": include} if kind == "avg" else {}
     y = nd.run(OPS[kind], x, (kh, kw), stride=(sh, sw), pad=pads, ceil_mode=ceil_mode, **extra)
@@ -265,3 +264,25 @@ def test_global_pools_match_torch(nd):
     nd.close(nd.run("GAP", x), torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), 1).numpy())
     nd.close(nd.run("GMP", x), torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(x), 1).numpy())
 
+
+
+def test_pools_match_torch_on_random_shapes(nd):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        ceil, include = bool(rng.integers(2)), bool(rng.integers(2))
+        if h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]:
+            continue
+        x = rng.standard_normal((2, 3, h, w))
+        t = torch.from_numpy(x)
+        case = f"h{h}-w{w}-k{k}-s{s}-p{p}-ceil{ceil}-incl{include}"
+        y = F.max_pool2d(t, k, s, p, ceil_mode=ceil).numpy()
+        assert np.allclose(nd.run("MaxPool", x, k, stride=s, pad=p, ceil_mode=ceil), y), case
+        y = F.avg_pool2d(t, k, s, p, ceil_mode=ceil, count_include_pad=include).numpy()
+        assert np.allclose(nd.run("AvgPool", x, k, stride=s, pad=p, ceil_mode=ceil,
+                                  count_include_pad=include), y), case

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import math
 
+from ..executor import PlanError
 from . import KernelCall, kparams
 
 MAX_INPUTS = 128   # the array bound in csrc/kernels/merge.h
 
 
+def relu_flag(op, a):
+    """The kernels' fused epilogue is ReLU or nothing; anything else a fusion pass
+    put on the node is refused here rather than silently dropped."""
+    act = a.get("act", "none")
+    if a.get("relu") or act == "relu":
+        return 1
+    if act in (None, "none"):
+        return 0
+    raise PlanError(f"{op} has no fused {act!r} epilogue (only relu)")
+
+
 def _check_count(op, k):
     if k > MAX_INPUTS:
-        raise ValueError(f"{op} with {k} inputs: the kernel takes at most {MAX_INPUTS}")
+        raise PlanError(f"{op} with {k} inputs: the kernel takes at most {MAX_INPUTS}")
 
 
 @kparams("Concat")
@@ -38,9 +50,8 @@ def _eltwise(op, name):
             elif tuple(s) in ((c, 1, 1), (c,)):
                 bcast.append(1)
             else:
-                raise ValueError(f"{op}: input shape {s} neither matches {out_shape} nor is per-channel")
-        relu = bool(a.get("relu")) or a.get("act") == "relu"
-        fields = dict(n=n, c=c, hw=hw, ninputs=len(in_shapes), relu=int(relu), bcast=bcast)
+                raise PlanError(f"{op}: input shape {s} neither matches {out_shape} nor is per-channel")
+        fields = dict(n=n, c=c, hw=hw, ninputs=len(in_shapes), relu=relu_flag(op, a), bcast=bcast)
         return KernelCall(f"nd_{name}_f32", f"nd_{name}_params", fields, weights=(None, None))
     build.__name__ = f"{name}_params"
     return build

@@ -1,0 +1,104 @@
+"""Plan-time params for Conv, ConvTranspose and Local (csrc/kernels/conv*.h).
+
+Field conventions shared by the three structs: the input is (n, c, h, w) with
+the batch included; output (oc, oh, ow); kernel (kh, kw), stride (sh, sw),
+dilation (dh, dw); pads (pad_t, pad_l, pad_b, pad_r) — input padding for
+Conv/Local, output cropping for ConvTranspose; `act` is the fused activation
+code (ACT_CODES); `threads` is the thread count the workspace is sized for
+(the kernels never use more). Workspace sizes come from the C side
+(nd_<op>_ws_floats) so the two never disagree.
+
+Conv weights may be prepacked once into GEMM panels: KernelCall.extra
+["prepack_weight"](weight) -> (packed array, field updates); the executor
+applies it when it builds its records. Skipping it is always correct.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+
+from .. import lib as _lib
+from ..executor import PlanError, check_int64
+from . import KernelCall, kparams
+
+ACT_CODES = {"none": 0, None: 0, "relu": 1, "leakyrelu": 2, "sigmoid": 3, "tanh": 4}
+
+
+def act_code(a):
+    act = a.get("act", "none")
+    if act not in ACT_CODES:
+        raise PlanError(f"no fused kernel epilogue for activation {act!r}")
+    return ACT_CODES[act]
+
+
+def _window_fields(a, in_shape, out_shape, n):
+    c, h, w = in_shape
+    oc, oh, ow = out_shape
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a.get("dilation", (1, 1))
+    t, l, b, r = a["pad"]
+    f = dict(n=n, c=c, h=h, w=w, oc=oc, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+             pad_t=t, pad_l=l, pad_b=b, pad_r=r, threads=max(1, _lib.max_threads()))
+    check_int64("input", n, c, h, w)
+    check_int64("output", n, oc, oh, ow)
+    check_int64("window", c, kh, kw, oh, ow, max(kh, kw) * max(dh, dw) + 1)
+    return f
+
+
+def _ws(fn_name, struct, fields):
+    p = _lib.ffi.new(f"{struct} *", fields)
+    ws = int(getattr(_lib.lib, fn_name)(p))
+    if ws < 0:
+        raise PlanError(f"{struct}: the kernel rejects these sizes ({fields})")
+    return ws
+
+
+def _weights(a):
+    return ("weight", "bias" if a.get("bias", True) else None)
+
+
+@kparams("Conv")
+def conv(a, in_shapes, out_shape, n):
+    f = _window_fields(a, in_shapes[0], out_shape, n)
+    f.update(groups=a.get("groups", 1), act=act_code(a), w_packed_mr=0)
+    check_int64("weight", f["oc"], f["c"] // f["groups"], f["kh"], f["kw"])
+    ws = _ws("nd_conv_ws_floats", "nd_conv_params", f)
+
+    def prepack_weight(weight, fields=dict(f)):
+        """Weight (OC, C/g, KH, KW) -> GEMM A panels for the ISA in use."""
+        ffi, lib = _lib.ffi, _lib.lib
+        mr = int(lib.nd_gemm_mr())
+        p = ffi.new("nd_conv_params *", fields)
+        size = int(lib.nd_conv_packed_w_floats(p, mr))
+        if size <= 0 or weight.size != fields["oc"] * (fields["c"] // fields["groups"]) * fields["kh"] * fields["kw"]:
+            return weight, {}
+        out = np.empty(size, np.float32)
+        src = np.ascontiguousarray(weight, dtype=np.float32)
+        st = lib.nd_conv_pack_w(p, ffi.from_buffer("float[]", out), ffi.from_buffer("float[]", src), mr)
+        if st != 0:
+            return weight, {}
+        return out, {"w_packed_mr": mr}
+
+    return KernelCall("nd_conv_f32", "nd_conv_params", f, ws, weights=_weights(a),
+                      extra={"prepack_weight": prepack_weight})
+
+
+@kparams("ConvTranspose")
+def conv_transpose(a, in_shapes, out_shape, n):
+    f = _window_fields(a, in_shapes[0], out_shape, n)
+    f.update(groups=a.get("groups", 1), act=act_code(a))
+    check_int64("weight", f["c"], f["oc"] // f["groups"], f["kh"], f["kw"])
+    check_int64("column buffer", f["oc"] // f["groups"], f["kh"], f["kw"], f["h"], f["w"])
+    ws = _ws("nd_convtranspose_ws_floats", "nd_convtranspose_params", f)
+    return KernelCall("nd_convtranspose_f32", "nd_convtranspose_params", f, ws, weights=_weights(a))
+
+
+@kparams("Local")
+def local(a, in_shapes, out_shape, n):
+    f = _window_fields(a, in_shapes[0], out_shape, n)
+    f.update(act=act_code(a))
+    check_int64("weight", f["oh"], f["ow"], f["oc"], f["c"], f["kh"], f["kw"])
+    ws = _ws("nd_local_ws_floats", "nd_local_params", f)
+    return KernelCall("nd_local_f32", "nd_local_params", f, ws, weights=_weights(a))
+
+
+__all__ = ["ACT_CODES", "act_code", "conv", "conv_transpose", "local"]

@@ -1,0 +1,219 @@
+"""C kernels of Conv (incl. groups/depthwise/dilation/asymmetric pads/fused act),
+ConvTranspose, Local and FC vs their numpy references, on every ISA path.
+
+Each case goes the way a plan does: spec.bind -> resolve -> infer -> the
+kparams builder -> executor.Program (weights prepacked as the executor does)
+-> one nd_run_plan call. The reference runs in float64 on the same float32
+inputs, so only the kernel's rounding is measured.
+
+Tolerance: a float32 dot product of K terms accumulates rounding like a
+random walk, ~eps32 * sqrt(K) relative to the size of the terms (the GEMM
+blocks K in slices and the order differs from numpy). With inputs ~N(0,1)
+and He-scaled weights every output and every partial sum is O(1), so
+|kernel - ref| <= 1e-5 * sqrt(K) * max(1, |ref|max) has ~100x headroom over
+eps32 (6e-8) * sqrt(K) yet catches any wrong tap, which moves results by ~0.1.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from netdsl import ops
+from netdsl.runtime import lib as L
+from netdsl.runtime.executor import Program, Step, run_call
+from netdsl.runtime.kparams import builder
+
+if not L.available():
+    pytest.skip("C kernels not built: python netdsl/runtime/_build.py", allow_module_level=True)
+
+ISAS = ["portable", "avx2", "avx512"]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    if request.param not in L.supported_isas():
+        pytest.skip(f"this CPU has no {request.param}")
+    with L.using_isa(request.param):
+        yield request.param
+
+
+def check(op, kwargs, shape, n, k_terms, seed=0, prepack=True):
+    """Run op through kparams + executor and compare with the numpy reference."""
+    spec = ops.get(op)
+    shapes = [tuple(shape)]
+    a = spec.resolve(spec.bind((), kwargs), shapes)
+    out_shape = tuple(spec.infer(a, shapes))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, *shape)).astype(np.float32)
+    w = spec.init(a, shapes, rng)
+    if "bias" in w:
+        w["bias"] = rng.standard_normal(w["bias"].shape).astype(np.float32)
+    ref = spec.reference(a, [x.astype(np.float64)], {k: v.astype(np.float64) for k, v in w.items()})
+    call = builder(op)(a, shapes, out_shape, n)
+    wname, bname = call.weights
+    out_floats = n * math.prod(out_shape)
+    if prepack:
+        got = run_call(call, [x], w.get(wname), w.get(bname) if bname else None, out_floats)
+    else:
+        prog = Program([Step(call, 0, [out_floats], w.get(wname), w.get(bname) if bname else None,
+                             out_floats=out_floats, in_floats=[x.size])], out_floats + x.size,
+                       prepack=False)
+        arena = prog.new_arena()
+        arena[:out_floats] = np.nan
+        arena[out_floats:] = x.ravel()
+        prog.run(arena, prog.new_ws())
+        got = arena[:out_floats]
+    got = got.reshape(n, *out_shape)
+    tol = 1e-5 * math.sqrt(max(k_terms, 1)) * max(1.0, float(np.abs(ref).max()))
+    diff = np.abs(got - ref)
+    assert np.isfinite(got).all(), f"{op}: NaN/inf in the output (a cell not written?)"
+    assert diff.max() <= tol, f"{op} {kwargs} on {n}x{shape}: max abs diff {diff.max():.3g} > tol {tol:.3g}"
+
+
+# ----------------------------------------------------------------- Conv
+# (n, c, h, w, oc, kernel, stride, pad, dilation, groups, act)
+CONV = [
+    (1, 1, 1, 1, 1, 1, 1, 0, 1, 1, "none"),
+    (1, 3, 5, 5, 17, 3, 1, 1, 1, 1, "relu"),
+    (3, 3, 13, 17, 64, 3, 2, 1, 1, 1, "none"),
+    (1, 17, 13, 13, 17, 5, 1, 2, 1, 1, "leakyrelu"),
+    (1, 3, 17, 17, 64, 7, 2, 3, 1, 1, "relu"),           # ResNet stem shape
+    (3, 17, 13, 5, 3, (3, 5), 1, (1, 2, 1, 2), 1, 1, "none"),
+    (1, 64, 5, 5, 64, 1, 1, 0, 1, 1, "relu"),            # 1x1: direct GEMM
+    (3, 64, 13, 13, 17, 1, 1, 0, 1, 1, "sigmoid"),
+    (1, 17, 13, 17, 64, 1, 2, 0, 1, 1, "none"),          # 1x1 strided: im2col path
+    (1, 3, 13, 13, 17, 1, 3, 0, 1, 1, "none"),           # stride > kernel
+    (1, 3, 17, 13, 5, 3, 3, 0, 1, 1, "tanh"),
+    (1, 3, 13, 13, 3, 2, 3, 1, 1, 1, "none"),
+    (1, 17, 13, 13, 17, 3, 1, (0, 1, 2, 0), 1, 1, "none"),  # asymmetric
+    (3, 3, 5, 13, 17, 3, 2, (2, 0, 1, 3), 1, 1, "relu"),
+    (1, 3, 5, 5, 3, 3, 1, 2, 1, 1, "none"),              # pad >= kernel/2
+    (1, 3, 5, 5, 3, 3, 2, (3, 3, 3, 3), 1, 1, "none"),   # pad == kernel
+    (1, 17, 17, 17, 17, 3, 1, 2, 2, 1, "none"),          # dilation 2
+    (1, 3, 17, 13, 17, 5, 2, 3, 2, 1, "relu"),
+    (1, 3, 13, 17, 17, (3, 5), 1, 0, (2, 1), 1, "none"),
+    (1, 64, 13, 13, 64, 3, 1, 1, 1, 2, "relu"),          # groups 2
+    (3, 64, 5, 5, 64, 1, 1, 0, 1, 2, "none"),
+    (1, 64, 13, 13, 64, 3, 2, 1, 1, 32, "none"),         # many small groups (side by side)
+    (1, 17, 13, 13, 17, 3, 1, 1, 1, 17, "relu"),         # depthwise
+    (3, 64, 17, 13, 64, 3, 2, 1, 1, 64, "none"),
+    (1, 3, 13, 13, 6, 5, 1, 2, 2, 3, "leakyrelu"),       # depthwise, multiplier 2, dilated
+    (1, 17, 13, 17, 17, (3, 5), 3, (0, 2, 1, 0), 1, 17, "tanh"),
+    (1, 64, 17, 17, 129, 3, 1, 1, 1, 1, "relu"),         # several M panels, K > one slice? no: 576
+    (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),          # K = 1600 > KC
+    (1, 3, 1, 1, 17, 3, 1, 1, 1, 1, "none"),             # 1x1 image, all padding but the centre
+]
+
+
+def conv_id(c):
+    n, ch, h, w, oc, k, s, p, d, g, act = c
+    f = lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+    return f"n{n}-c{ch}-h{h}-w{w}-oc{oc}-k{f(k)}-s{s}-p{f(p)}-d{f(d)}-g{g}-{act}"
+
+
+@pytest.mark.parametrize("case", CONV, ids=[conv_id(c) for c in CONV])
+def test_conv(case, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d, groups=g, act=act,
+                       bias=(oc % 2 == 1 or g > 1)), (c, h, w), n, c // g * kk[0] * kk[1])
+
+
+@pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])
+def test_conv_weight_layouts(prepack, isa):
+    check("Conv", dict(out_channels=31, kernel=3, stride=1, pad=1, act="relu"), (17, 13, 13), 3, 17 * 9,
+          prepack=prepack)
+
+
+def test_conv_prepacked_for_another_isa():
+    """Weights prepacked for one MR and run under another ISA are repacked, not misread."""
+    isas = L.supported_isas()
+    if len(isas) < 2:
+        pytest.skip("one ISA only")
+    spec = ops.get("Conv")
+    shapes = [(17, 13, 13)]
+    a = spec.resolve(spec.bind((), dict(out_channels=31, kernel=3, pad=1)), shapes)
+    out_shape = spec.infer(a, shapes)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, *shapes[0])).astype(np.float32)
+    w = spec.init(a, shapes, rng)
+    ref = spec.reference(a, [x.astype(np.float64)], {k: v.astype(np.float64) for k, v in w.items()})
+    with L.using_isa(isas[-1]):
+        call = builder("Conv")(a, shapes, out_shape, 2)
+        of = 2 * math.prod(out_shape)
+        prog = Program([Step(call, 0, [of], w["weight"], w["bias"], out_floats=of, in_floats=[x.size])],
+                       of + x.size)
+    with L.using_isa(isas[0]):
+        arena = prog.new_arena()
+        arena[of:] = x.ravel()
+        prog.run(arena, prog.new_ws())
+    diff = np.abs(arena[:of].reshape(ref.shape) - ref).max()
+    assert diff < 1e-4, f"max abs diff {diff:.3g}"
+
+
+# ----------------------------------------------------------------- ConvTranspose
+# (n, c, h, w, oc, kernel, stride, pad, output_padding, dilation, groups, act)
+DECONV = [
+    (1, 3, 5, 5, 17, 4, 2, 1, 0, 1, 1, "none"),          # exact 2x upsampling
+    (3, 17, 5, 13, 3, 2, 2, 0, 0, 1, 1, "relu"),
+    (1, 17, 1, 1, 64, 3, 1, 0, 0, 1, 1, "none"),
+    (1, 3, 13, 5, 17, 3, 3, 1, 2, 1, 1, "sigmoid"),      # output_padding
+    (1, 3, 5, 5, 17, 1, 3, 0, 1, 1, 1, "none"),          # stride > kernel: holes
+    (1, 3, 5, 13, 3, (3, 5), (2, 1), (1, 0, 0, 2), 0, 1, 1, "none"),  # asymmetric crop
+    (1, 17, 5, 5, 17, 3, 2, 1, 1, 2, 1, "tanh"),         # dilation 2
+    (3, 64, 5, 5, 64, 4, 2, 1, 0, 1, 2, "relu"),         # groups 2
+    (1, 17, 13, 13, 17, 3, 1, 1, 0, 1, 17, "none"),      # depthwise
+]
+
+
+def deconv_id(c):
+    f = lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+    n, ch, h, w, oc, k, s, p, op, d, g, act = c
+    return f"n{n}-c{ch}-h{h}-w{w}-oc{oc}-k{f(k)}-s{f(s)}-p{f(p)}-op{op}-d{d}-g{g}-{act}"
+
+
+@pytest.mark.parametrize("case", DECONV, ids=[deconv_id(c) for c in DECONV])
+def test_conv_transpose(case, isa):
+    n, c, h, w, oc, k, s, p, op, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("ConvTranspose", dict(out_channels=oc, kernel=k, stride=s, pad=p, output_padding=op,
+                                dilation=d, groups=g, act=act), (c, h, w), n, c // g * kk[0] * kk[1])
+
+
+# ----------------------------------------------------------------- Local
+LOCAL = [
+    (1, 3, 5, 5, 17, 3, 1, 0, 1),
+    (3, 17, 13, 13, 3, 3, 2, 1, 1),
+    (1, 3, 13, 17, 5, (3, 5), 3, (0, 1, 2, 1), 2),
+]
+
+
+@pytest.mark.parametrize("case", LOCAL, ids=[f"n{c[0]}-c{c[1]}-h{c[2]}-w{c[3]}-oc{c[4]}-k{c[5]}-s{c[6]}-p{c[7]}-d{c[8]}"
+                                             .replace("(", "").replace(")", "").replace(", ", "x")
+                                             for c in LOCAL])
+def test_local(case, isa):
+    n, c, h, w, oc, k, s, p, d = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Local", dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d), (c, h, w), n,
+          c * kk[0] * kk[1])
+
+
+# ----------------------------------------------------------------- FC
+# (n, input shape, out, act): n <= 8 takes the dot path, n > 8 the packed GEMM
+FCS = [
+    (1, (1,), 1, "none"),
+    (1, (300,), 17, "relu"),
+    (3, (17, 5, 5), 129, "none"),
+    (8, (64,), 31, "sigmoid"),
+    (9, (129,), 64, "relu"),
+    (31, (3, 13, 13), 7, "tanh"),
+    (64, (300,), 300, "leakyrelu"),
+]
+
+
+@pytest.mark.parametrize("case", FCS, ids=[f"n{c[0]}-in{'x'.join(map(str, c[1]))}-out{c[2]}-{c[3]}" for c in FCS])
+def test_fc(case, isa):
+    n, shape, out, act = case
+    check("FC", dict(out_features=out, act=act, bias=out != 31), shape, n, math.prod(shape))
