@@ -28,7 +28,7 @@ def best_time(fn, reps):
     return best
 
 
-def worker(threads, sizes, isa, reps):
+def worker(threads, sizes, isa, reps, prepack):
     import numpy as np
     sys.path.insert(0, ROOT)
     from netdsl.runtime import lib as L
@@ -42,15 +42,23 @@ def worker(threads, sizes, isa, reps):
         b = rng.standard_normal((k, n)).astype(np.float32)
         c = np.empty((m, n), np.float32)
         p = ffi.new("nd_gemm_params *", dict(m=m, n=n, k=k, threads=threads))
+        if prepack:   # as Conv does with its weights: A packed once, at plan time
+            mr = lib.nd_gemm_mr()
+            packed = np.empty(lib.nd_gemm_packed_a_floats(m, k, mr), np.float32)
+            lib.nd_gemm_pack_a(ffi.from_buffer("float[]", packed), ffi.from_buffer("float[]", a), m, k, k, 1, mr)
+            a_nd, p.a_packed_mr = packed, mr
+        else:
+            a_nd = a
         ws = np.empty(lib.nd_gemm_ws_floats(m, n, k, threads), np.float32)
-        ins = ffi.new("const float *[1]", [ffi.from_buffer("float[]", a)])
+        ins = ffi.new("const float *[1]", [ffi.from_buffer("float[]", a_nd)])
         args = (p, ffi.from_buffer("float[]", c), ins, ffi.from_buffer("float[]", b), ffi.NULL,
                 ffi.from_buffer("float[]", ws))
         r = max(3, min(50, int(2e10 / (2 * m * n * k))))
         t_nd = best_time(lambda: lib.nd_gemm_f32(*args), r)
         t_np = best_time(lambda: np.matmul(a, b, out=c), r)
         f = 2.0 * m * n * k / 1e9
-        print(f"{m:>5} x {n:>5} x {k:>5}  threads {threads}  netdsl[{L.isa()}] {f / t_nd:7.1f} GFLOP/s"
+        print(f"{m:>5} x {n:>5} x {k:>5}  threads {threads}  netdsl[{L.isa()}{'+prepacked A' if prepack else ''}]"
+              f" {f / t_nd:7.1f} GFLOP/s"
               f"   numpy {f / t_np:7.1f} GFLOP/s", flush=True)
 
 
@@ -63,18 +71,20 @@ def main():
                     help="also ResNet-50-like conv GEMMs (M=out channels, N=pixels, K=C*KH*KW)")
     ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--prepack", action="store_true", help="A prepacked (as Conv's weights are)")
     args = ap.parse_args()
     sizes = [(s, s, s) for s in args.sizes]
     if args.conv_shapes:
         sizes += [(64, 3136, 576), (128, 784, 1152), (256, 196, 2304), (512, 49, 4608), (2048, 49, 512)]
     if args.worker:
-        worker(args.worker, sizes, args.isa, args.reps)
+        worker(args.worker, sizes, args.isa, args.reps, args.prepack)
         return
     for t in args.threads:
         env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
         cmd = [sys.executable, __file__, "--worker", str(t), "--reps", str(args.reps), "--sizes",
                *map(str, args.sizes)] + (["--isa", args.isa] if args.isa else [])
         cmd += ["--conv-shapes"] if args.conv_shapes else []
+        cmd += ["--prepack"] if args.prepack else []
         subprocess.run(cmd, env=env, check=True)
 
 

@@ -363,6 +363,31 @@ static void gemm_axpy(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
     }
 }
 
+/* Cut the output into tn column strips x tm row strips (tn * tm <= T) so that
+ * each thread packs the least: a thread packs all of A for its rows (nothing
+ * when A is prepacked) and all of B for its columns. Ties go to columns. */
+static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64_t K, int a_prepacked,
+                  int64_t *tn, int64_t *tm)
+{
+    double best = -1;
+    *tn = 1;
+    *tm = 1;
+    for (int64_t a = T; a >= 1; a--) {          /* a column strips */
+        const int64_t b = T / a;                 /* row strips */
+        if (a > pn || b > pm)
+            continue;
+        /* per-thread packing, plus the idle share when the grid leaves threads out */
+        const double pack = (a_prepacked ? 0.0 : (double)M * K / b) + (double)K * N / a;
+        const double work = (double)M * N * K / (double)(a * b);
+        const double cost = pack + work / 8.0;   /* ~8 multiply-adds cost one packed float */
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tn = a;
+            *tm = b;
+        }
+    }
+}
+
 nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
 {
     if (d->m < 0 || d->n < 0 || d->k < 0 || d->act < 0 || d->act > 4)
@@ -414,9 +439,8 @@ nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
         tid = omp_get_thread_num();
         nt = omp_get_num_threads();
 #endif
-        /* tn column strips x tm row strips; columns first */
-        int64_t tn = min64(nt, pn), tm = nt / tn;
-        if (tm > pm) tm = pm;
+        int64_t tn, tm;
+        split(nt, pm, pn, M, N, K, d->a.packed_mr == MR, &tn, &tm);
         if (tid < tn * tm) {
             const int64_t tj = tid % tn, ti = tid / tn;
             const int64_t pj0 = pn * tj / tn, pj1 = pn * (tj + 1) / tn;

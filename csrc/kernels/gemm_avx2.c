@@ -124,7 +124,7 @@ void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int6
 
 nd_isa_ops nd_ops_avx2 = {
     .level = ND_ISA_AVX2, .name = "avx2",
-    .mr = MR, .nr = NR, .mc = 6 * 24, .kc = 256, .nc = 1536,
+    .mr = MR, .nr = NR, .mc = 6 * 20, .kc = 256, .nc = 2048,
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
     .dw_plane = nd_dw_plane_avx2,
 };

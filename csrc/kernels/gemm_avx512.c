@@ -15,13 +15,16 @@
 #include <immintrin.h>
 
 #define TGT __attribute__((target("avx512f,fma")))
-enum { MR = 14, NR = 32 };
+#ifndef ND_AVX512_MR
+#define ND_AVX512_MR 14
+#endif
+enum { MR = ND_AVX512_MR, NR = 32 };
 
 TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                           int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
 {
     __m512 t[MR][2];
-#pragma GCC unroll 14
+#pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
         t[i][0] = _mm512_setzero_ps();
         t[i][1] = _mm512_setzero_ps();
@@ -29,7 +32,7 @@ TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
-#pragma GCC unroll 14
+#pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
             const __m512 a = _mm512_set1_ps(ap[i]);
             t[i][0] = _mm512_fmadd_ps(a, b0, t[i][0]);
@@ -46,7 +49,7 @@ TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c
         bc1 = _mm512_maskz_loadu_ps(m1, bcol + 16);
     }
     const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(0.01f);
-#pragma GCC unroll 14
+#pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
         if (i < mr) {
             float *cr = c + i * ldc;
@@ -117,7 +120,7 @@ void nd_dw_plane_avx512(float *y, const float *x, const float *w, float bias, in
 
 nd_isa_ops nd_ops_avx512 = {
     .level = ND_ISA_AVX512, .name = "avx512",
-    .mr = MR, .nr = NR, .mc = 14 * 12, .kc = 256, .nc = 1024,
+    .mr = MR, .nr = NR, .mc = MR * (112 / MR), .kc = 256, .nc = 2048,
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
     .dw_plane = nd_dw_plane_avx512,
 };

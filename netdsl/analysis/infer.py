@@ -51,8 +51,8 @@ def analyze(g: Graph) -> Graph:
             if len(preds) > 1:
                 notes += _provenance(g, preds)
             hint = e.hint or _merge_hint(g, node, preds)
-            if node.op == "Add" and len(preds) > 1 and all(len(g[p].shape) == 3 for p in preds):
-                hint = _merge_hint(g, node, preds)     # names the stride of the projection needed
+            if node.op == "Add" and len(preds) > 1:
+                hint = _merge_hint(g, node, preds) or hint     # names the projection needed
             sink.diagnostics.append(Diagnostic(f"{node.op} at {name}: {e.message}", node.attr_span(e.attr),
                                                hint, notes))
     if not sink and not g.outputs:
@@ -122,8 +122,10 @@ def _merge_hint(g, node, preds):
     if node.op == "Add" and len({s[0] for s in sizes if len(s) == 3}) > 1:
         return (f"both paths must have the same channels: a 1x1 projection on the shortcut? "
                 f"e.g. [ main | Conv({sizes[0][0]}, 1) ] - Add")
+    if node.op == "Add" and all(len(s) == 1 for s in sizes):
+        return f"both paths must have the same features: an FC({sizes[0][0]}) on the shortcut?"
     if node.op == "Add":
-        return "both paths must have the same shape"
+        return None
     if node.op == "Concat":
         return "concatenated maps must have the same height and width; crop or pad one path (Crop, Pad)"
     return None

@@ -89,6 +89,9 @@ class Expander:
                 text = f.read()
         except OSError as e:
             raise err(f"cannot read {path}: {e.strerror}", span, "check the path (relative to the importing file)")
+        except UnicodeDecodeError as e:
+            raise err(f"cannot read {path}: it is not UTF-8 text (byte {e.start})", span,
+                      "import only .net text files")
         self.loading.append(path)
         try:
             module = parse_source(Source(path, text))
@@ -200,7 +203,7 @@ class Expander:
                               did_you_mean(name, list(bindings)) or "label a layer (name:Op) or assign a chain (name = ...)")
             elif isinstance(val, str):
                 if name in self.g.outputs:
-                    self.sink.add(f"output '{name}' is listed twice", span)
+                    self.sink.add(f"output '{name}' is listed twice", span, "list each output once")
                 self.g.outputs[name] = val
             elif isinstance(val, tuple):
                 self.sink.add(f"output '{name}' is a set of unmerged branches", span,
@@ -213,7 +216,7 @@ class Expander:
         pos, kw = vals
         d = dict(fctx.defaults.get(spec.name, {}))
         if len(pos) > len(spec.attrs):
-            raise err(f"{spec.name} takes at most {len(spec.attrs)} positional arguments", st.span)
+            raise err(f"{spec.name} takes at most {len(spec.attrs)} positional arguments", st.span, _signature(spec))
         for a, (v, _) in zip(spec.attrs, pos):
             d[a.name] = v
         for k, (v, sp) in kw.items():
@@ -232,7 +235,8 @@ class Expander:
     def set_alias(self, st: A.DefaultAlias, fctx):
         if ops.lookup(st.target) is None and st.target not in fctx.blocks:
             raise err(f"unknown op or block '{st.target}'", st.span,
-                      did_you_mean(st.target, ops.all_names() + list(fctx.blocks)))
+                      did_you_mean(st.target, ops.all_names() + list(fctx.blocks))
+                      or "an alias names an op or a block defined above it: default act = ReLU")
         fctx.aliases[st.name] = (st.target, st.args, fctx)
 
     def add_input(self, st: A.InputStmt, scope):
@@ -243,7 +247,8 @@ class Expander:
         try:
             attrs = spec.bind([st.shape] + pos, {k: v for k, (v, _) in kw.items()})
         except OpError as e:
-            raise err(e.message, st.span, e.hint)
+            raise err(e.message, st.span, e.hint or "an input is written `input x: 3x224x224`, optionally with "
+                      "(mean=(...), std=(...))")
         self.g.add(st.name, "Input", attrs, st.span)
         scope.bindings[st.name] = st.name
         return st.name
@@ -335,7 +340,8 @@ class Expander:
         if isinstance(p, A.Cond):
             c = self.eval(p.cond, scope.env)
             if not isinstance(c, (bool, int)):
-                raise err(f"an if condition must be true or false, got {c!r}", p.cond.span)
+                raise err(f"an if condition must be true or false, got {c!r}", p.cond.span,
+                          "write a comparison of constants or block parameters, e.g. if s > 1 { ... }")
             br = p.then if c else p.other
             return val if br is None else self.chain(br, val, scope)
         if isinstance(p, A.Numbered):
@@ -442,6 +448,9 @@ class Expander:
                 raise err(f"{spec.name} takes one input, but {len(ins)} parallel branches arrive here", span,
                           "merge the branches first: [ ... | ... ] - Concat (or Add)")
             raise err(f"{spec.name} takes {arity} inputs", span)
+        if len(set(ins)) < len(ins):     # the graph has one edge per pair of nodes
+            raise err(f"{spec.name} gets the same tensor on more than one input", span,
+                      "put a layer on all but one of the branches; [ _ | Identity ] copies a tensor")
         name = self.node_name(written or spec.name, scope, label, explicit, span)
         if len(self.g) >= MAX_NODES:
             raise err(f"the network has more than {MAX_NODES:,} layers", span, "check the repeat counts")
@@ -479,7 +488,8 @@ class Expander:
         pos, kw = self.eval_args(args, scope.env) if args else ([], {})
         params = [p for p, _, _ in bdef.params]
         if len(pos) > len(params):
-            raise err(f"block {name} takes {len(params)} arguments ({', '.join(params)}), got {len(pos)}", span)
+            raise err(f"block {name} takes {len(params)} arguments ({', '.join(params)}), got {len(pos)}", span,
+                      f"write {name}({', '.join(params)})")
         env = dict(bctx.consts)
         given = {p: v for p, (v, _) in zip(params, pos)}
         for k, (v, sp) in kw.items():
@@ -487,7 +497,7 @@ class Expander:
                 raise err(f"block {name} has no parameter '{k}'", sp,
                           did_you_mean(k, params) or f"its parameters are: {', '.join(params) or 'none'}")
             if k in given:
-                raise err(f"'{k}' is given twice", sp)
+                raise err(f"'{k}' is given twice", sp, "give it either by position or by name")
             given[k] = v
         for p, default, psp in bdef.params:
             if p in given:
@@ -540,7 +550,7 @@ class Expander:
         kw = {}
         for k, e, sp in args.kw:
             if k in kw:
-                raise err(f"argument '{k}' is given twice", sp)
+                raise err(f"argument '{k}' is given twice", sp, "remove one of them")
             kw[k] = (self.eval(e, env), sp)
         return pos, kw
 
@@ -603,6 +613,8 @@ class Expander:
 
     def need_number(self, v, e):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(e, A.Str):
+                raise err(f"expected a number, got the string \"{v}\"", e.span, "remove the quotes")
             if isinstance(v, str):
                 raise err(f"undefined name '{v}'", e.span,
                           "define it with `const NAME = value` or as a block parameter")
