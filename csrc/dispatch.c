@@ -123,7 +123,9 @@ int nd_has_openmp(void)
 int nd_threads(int cap)
 {
     int t = nd_max_threads();
-    if (cap > 0 && t > cap)
+    if (cap < 1)
+        cap = 1;    /* a workspace sized for no threads holds one thread's share */
+    if (t > cap)
         t = cap;
     return t < 1 ? 1 : t;
 }

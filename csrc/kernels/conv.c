@@ -89,6 +89,7 @@ static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float
     const nd_isa_ops *o = nd_ops();
     const int64_t mult = p->oc / p->c, planes = p->n * p->oc, HW = p->h * p->w, OHW = p->oh * p->ow;
     const int T = nd_threads(p->threads);
+    (void)T; /* unused without OpenMP */
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && planes * OHW * p->kh * p->kw > 65536)
     for (int64_t pl = 0; pl < planes; pl++) {
         const int64_t b = pl / p->oc, oc = pl % p->oc, ic = oc / mult;
@@ -150,6 +151,7 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
     const int64_t jobs = p->n * p->groups;
     const int T = nd_threads(p->threads);
+    (void)T; /* unused without OpenMP */
     if (side_by_side(p, T)) {
         const int64_t per = nd_sgemm_ws(og, p->oh * p->ow, k, 1);
         nd_status st = ND_OK;

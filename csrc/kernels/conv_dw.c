@@ -50,5 +50,10 @@ void nd_dw_plane_portable(DW_ARGS) { DW_CALL; }
 
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2,fma"))) void nd_dw_plane_avx2(DW_ARGS) { DW_CALL; }
-__attribute__((target("avx512f,fma,prefer-vector-width=512"))) void nd_dw_plane_avx512(DW_ARGS) { DW_CALL; }
+#if defined(__clang__)
+#define DW_512 "avx512f,fma"
+#else
+#define DW_512 "avx512f,fma,prefer-vector-width=512"
+#endif
+__attribute__((target(DW_512))) void nd_dw_plane_avx512(DW_ARGS) { DW_CALL; }
 #endif

@@ -37,6 +37,7 @@ nd_status nd_local_f32(const nd_local_params *p, float *out, const float *const 
     const nd_isa_ops *o = nd_ops();
     const int64_t K = p->c * p->kh * p->kw, P = p->oh * p->ow, HW = p->h * p->w, N = p->n;
     const int T = nd_threads(p->threads);
+    (void)T; /* unused without OpenMP */
     const float *x = in[0];
 #pragma omp parallel num_threads(T) if (T > 1 && N * P * p->oc * K > 65536)
     {

@@ -41,6 +41,7 @@ nd_status nd_convtranspose_f32(const nd_convtranspose_params *p, float *out, con
     float *col = ws;
     float *gws = ws + ((m * HW + 16) & ~(int64_t)15);
     const int T = nd_threads(p->threads);
+    (void)T; /* unused without OpenMP */
     for (int64_t b = 0; b < p->n; b++) {
         for (int64_t g = 0; g < p->groups; g++) {
             nd_gemm_desc d = {0};

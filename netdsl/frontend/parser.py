@@ -355,6 +355,8 @@ def _syntax_diag(e: UnexpectedInput, src: Source) -> Diagnostic:
 def parse_source(src: Source) -> A.Module:
     """Parse a Source into a Module, or raise NetDSLError with every syntax error."""
     text = src.text if src.text.endswith("\n") else src.text + "\n"
+    if text.startswith("\ufeff"):       # a UTF-8 byte-order mark; a space keeps the columns
+        text = " " + text[1:]
     diags: list[Diagnostic] = []
     seen = set()
     while True:

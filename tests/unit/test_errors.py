@@ -221,3 +221,66 @@ def test_long_line_window_keeps_caret_under_the_spot():
     col = lines[2].index("^")
     assert lines[1][col:col + 3] == "Foo"
     assert lines[2].strip() == "^~~"
+
+
+def test_error_inside_an_imported_block_says_where_the_block_was_used(tmp_path):
+    (tmp_path / "lib.net").write_text("block Trans(c) {\n  Conv(c, 1)-AvgPool(2)\n}\n")
+    (tmp_path / "m.net").write_text('import "lib.net"\ninput x: 3x32x32\nConv(8, 3)-Trans(oops)\n')
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(str(tmp_path / "m.net"))
+    d = info.value.diagnostics[0]
+    assert d.span.source.name.endswith("lib.net") and d.span.line == 2
+    assert any(n.startswith("in block Trans, used at ") and n.endswith("m.net:3:12") for n in d.notes), d.notes
+
+
+def test_import_of_a_binary_file(tmp_path):
+    (tmp_path / "lib.net").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "m.net").write_text('import "lib.net"\ninput x: 3x32x32\nReLU\n')
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(str(tmp_path / "m.net"))
+    assert "not UTF-8" in info.value.message and info.value.span.line == 1
+
+
+def test_byte_order_mark_is_ignored():
+    m = netdsl.parse("\ufeffinput x: 3x32x32\nConv(8, 3)\n")
+    assert m.output_shape == (8, 30, 30)
+
+
+# Each snippet fails with exactly one located, hinted diagnostic: (source, line, message part).
+SNIPPETS = [
+    ("input x: 3x32x32\n[ _ | _ ]-Concat", 2, "Concat gets the same tensor on more than one input"),
+    ("input x: 3x32x32\n[ FC(10) | FC(12) ]-Add", 2, "Add inputs differ in shape: 10 vs 12"),
+    ('const a = "s" + 1\ninput x: 3x32x32\nReLU', 1, 'expected a number, got the string "s"'),
+    ("input x: 3x32x32\nblock B(c) {\n ReLU\n}\nB(1, 2)", 5, "block B takes 1 arguments (c), got 2"),
+    ("input x: 3x32x32\nblock B(c) {\n ReLU\n}\nB(1, c=1)", 5, "'c' is given twice"),
+    ("input x: 3x32x32\nConv(8, 3, stride=2, stride=2)", 2, "argument 'stride' is given twice"),
+    ("input x: 3x32x32 (mean=sme)\nReLU", 1, "'mean' must be numbers"),
+    ("input x: 0x32x32\nReLU", 1, "input sizes must be positive"),
+    ("input x: 3x32x32\ndefault act = Foo\nReLU", 2, "unknown op or block 'Foo'"),
+    ("input x: 3x32x32\nif x { ReLU }", 2, "an if condition must be true or false"),
+    ("input x: 3x32x32\na = ReLU\noutput a, a", 3, "output 'a' is listed twice"),
+    ("input x: 3x32x32\n[ _ | _ ]-[ _ | _ ]", 2, "parallel branches must be merged before branching again"),
+    ("input x: 3x32x32\n[ _ | _ ]-ReLU", 2, "ReLU takes one input, but 2 parallel branches arrive here"),
+    ("input x: 3x32x32\nReLU*(1/2)", 2, "a repeat count must be a whole number"),
+    ("input x: 3x32x32\n((_*100000)*100000)*100000", 2, "the repeats unroll to more than"),
+    ("input x: 3x32x32\nConv(8, 3, groups=5)", 2, "groups=5 must divide"),
+    ("input x: 3x32x32\nPool(100)", 2, "shrinks to zero: (32 − 100)/100 + 1 = 0"),
+    ("input x: 3x32x32\nCrop(100)", 2, "larger than its input"),
+    ("input x: 3x32x32\nx = ReLU", 2, "'x' is defined twice"),
+    ("input x: 3x32x32\nReLU:ReLU", 2, "label 'ReLU' hides the op"),
+    ("ReLU", 1, "this chain has no input"),
+    ("import foo\ninput x: 3x32x32\nReLU", 1, "no standard library module 'foo'"),
+]
+
+
+@pytest.mark.parametrize("src,line,message", SNIPPETS, ids=[s[2][:40] for s in SNIPPETS])
+def test_snippet_errors_are_located_and_hinted(src, line, message):
+    with pytest.raises(NetDSLError) as info:
+        netdsl.parse(src, name="s.net")
+    e = info.value
+    assert len(e.diagnostics) == 1, e.render()
+    d = e.diagnostics[0]
+    assert message in d.message, e.render()
+    assert d.span is not None and d.span.line == line, e.render()
+    assert d.hint, e.render()
+    assert e.render().startswith(f"s.net:{line}:{d.span.col}: error: ")
