@@ -75,8 +75,8 @@ def parse(text: str, name: str = "<string>", path: str | None = None) -> Model:
     gc.disable()
     try:
         module = parse_source(Source(name, text))
-        graph = expand_module(module, path)
-        analyze(graph)
+        graph, diags = expand_module(module, path, partial=True)
+        analyze(graph, diags)
     finally:
         if enabled:
             gc.enable()

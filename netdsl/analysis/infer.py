@@ -21,9 +21,11 @@ from ..ops.base import OpError, shape_str
 BYTES = 4   # float32
 
 
-def analyze(g: Graph) -> Graph:
-    """Fill shape, params, MACs and receptive field on every node; raise NetDSLError on problems."""
+def analyze(g: Graph, earlier=()) -> Graph:
+    """Fill shape, params, MACs and receptive field on every node; raise NetDSLError on problems
+    (together with `earlier` diagnostics from expansion, so one run reports everything)."""
     sink = ErrorSink()
+    sink.diagnostics.extend(earlier)
     failed = set()
     for name in g.topo():
         node = g[name]
@@ -57,6 +59,7 @@ def analyze(g: Graph) -> Graph:
                                                hint, notes))
     if not sink and not g.outputs:
         sink.add("the network has no output")
+    sink.diagnostics.sort(key=lambda d: (d.span is None, d.span.line if d.span else 0, d.span.col if d.span else 0))
     sink.raise_if_any()
     return g
 

@@ -143,6 +143,12 @@ class Expander:
                 elif isinstance(st, A.DefaultAlias):
                     self.set_alias(st, fctx)
                 elif isinstance(st, A.BlockDef):
+                    seen_params = set()
+                    for pname, _, psp in st.params:
+                        if pname in seen_params:
+                            self.sink.add(f"block '{st.name}' declares parameter '{pname}' twice", psp,
+                                          "give each parameter its own name")
+                        seen_params.add(pname)
                     if st.name in fctx.blocks and fctx.blocks[st.name][0] is not st:
                         self.sink.add(f"block '{st.name}' is defined twice", st.span,
                                       "rename one of them")
@@ -654,9 +660,13 @@ def _labels_in(st):
             todo.extend(c for c in (x.then, x.other) if c is not None)
 
 
-def expand_module(module: A.Module, path=None) -> Graph:
+def expand_module(module: A.Module, path=None, partial=False):
+    """Expand a module into a Graph. With partial=True, return (graph, diagnostics)
+    instead of raising, so shape checking can still report on what did expand."""
     ex = Expander()
     fctx = FileCtx(module.source, os.path.abspath(path) if path else None)
     ex.run_module(module, fctx)
+    if partial:
+        return ex.g, ex.sink.diagnostics
     ex.sink.raise_if_any()
     return ex.g

@@ -179,9 +179,12 @@ class OpSpec:
         names = [a.name for a in self.attrs]
         out = dict(defaults or {})
         if len(args) > len(self.attrs):
+            if not self.attrs:
+                raise OpError(f"{self.name} takes no arguments, got {len(args)}",
+                              hint=f"write it bare: {self.name}")
             raise OpError(f"{self.name} takes at most {len(self.attrs)} positional arguments "
                           f"({', '.join(names)}), got {len(args)}",
-                          hint=f"name the extra ones, e.g. {self.name}({', '.join(names[:2])}=...)")
+                          hint=f"name the extra ones, e.g. {self.name}({names[-1]}=...)")
         for a, v in zip(self.attrs, args):
             out[a.name] = v
         for k, v in kwargs.items():
