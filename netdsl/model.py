@@ -2,9 +2,11 @@
 
     m = netdsl.load("resnet18")       # zoo name, .net path
     m.graph, m.output_shapes, m.summary()
+    y = m(x)                          # runs on the C kernels
+    m.state_dict(); m.load_state_dict(d); m.save_weights("w.npz")
 
-The C runtime attaches to this object (calling `m(x)`); this module only
-knows the front end.
+Weights start deterministic (He-normal / zeros, BatchNorm identity, seed 0)
+until real ones are loaded; the runtime is built on first call.
 """
 from __future__ import annotations
 
@@ -21,10 +23,78 @@ ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
 
 
 class Model:
-    def __init__(self, graph: Graph, name: str = "model", path: str | None = None):
+    def __init__(self, graph: Graph, name: str = "model", path: str | None = None, threads: int | None = None):
         self.graph = graph
         self.name = name
         self.path = path
+        self._weights = None
+        self._session = None
+        self._threads = threads
+
+    # -- weights
+    @property
+    def weights(self) -> dict:
+        if self._weights is None:
+            from .reference import init_weights
+            self._weights = init_weights(self.graph, seed=0)
+        return self._weights
+
+    def state_dict(self) -> dict:
+        """Ordered name -> array (copies), PyTorch names and layouts, in source order."""
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    def load_state_dict(self, d: dict, strict: bool = True):
+        """Replace the weights; every name, shape and dtype is checked, all problems reported at once.
+        With strict=False, missing entries keep their current values and unknown ones are ignored."""
+        from .runtime.weights import check_state_dict
+        d = {k: v for k, v in d.items() if not k.endswith(".num_batches_tracked")}
+        checked = check_state_dict(self.graph, d, strict=strict)
+        new = dict(self.weights)
+        new.update(checked)
+        self._weights = new
+        self._session = None
+
+    def save_weights(self, path: str):
+        """Write the weights to .npz or .safetensors."""
+        from .runtime import weights
+        weights.save(path, self.weights)
+
+    def load_weights(self, path: str, strict: bool = True):
+        from .runtime import weights
+        self.load_state_dict(weights.load(path), strict=strict)
+
+    # -- running
+    @property
+    def threads(self):
+        return self._threads
+
+    @threads.setter
+    def threads(self, t):
+        if t is not None and (not isinstance(t, int) or t < 1):
+            raise NetDSLError(f"threads must be a positive integer, got {t!r}")
+        self._threads = t
+        if self._session is not None:
+            self._session.threads = t
+
+    def session(self):
+        if self._session is None:
+            from .runtime.session import Session
+            self._session = Session(self.graph, self.weights, self._threads)
+        return self._session
+
+    def __call__(self, x):
+        """Run the network: x is a float32 array [N, C, H, W] (or {input name: array}).
+        One output -> an array; several -> {output name: array}."""
+        from .runtime.session import prepare_inputs
+        out = self.session().run(prepare_inputs(self.graph, x))
+        return next(iter(out.values())) if len(out) == 1 else out
+
+    def reference(self, x):
+        """Run the numpy reference executor (slow; the oracle for tests)."""
+        from .reference import run_reference
+        from .runtime.session import prepare_inputs
+        out = run_reference(self.graph, self.weights, prepare_inputs(self.graph, x))
+        return next(iter(out.values())) if len(out) == 1 else out
 
     @property
     def input_shapes(self) -> dict:
@@ -96,7 +166,7 @@ def resolve_path(path_or_name: str) -> str:
                       hint=hint or f"zoo models: {', '.join(zoo_names())}")
 
 
-def load_source(path_or_name: str) -> Model:
+def load_source(path_or_name: str, weights: str | dict | None = None, threads: int | None = None) -> Model:
     path = resolve_path(path_or_name)
     try:
         with open(path, encoding="utf-8") as f:
@@ -104,4 +174,10 @@ def load_source(path_or_name: str) -> Model:
     except (OSError, UnicodeDecodeError) as e:
         raise NetDSLError(f"cannot read {path}: {e}", hint="is it a .net text file?")
     shown = path if not path.startswith(ZOO) else os.path.join("zoo", os.path.basename(path))
-    return parse(text, shown, path)
+    m = parse(text, shown, path)
+    m.threads = threads
+    if isinstance(weights, dict):
+        m.load_state_dict(weights)
+    elif weights is not None:
+        m.load_weights(weights)
+    return m

@@ -1,0 +1,137 @@
+"""Session: runs an analyzed graph with the C kernels.
+
+One Program (lowered plan + checked C records) is built per batch size and
+cached. Concurrency: the Program is shared and read-only; every calling
+thread gets its own arena and workspace (thread-local, cached per batch
+size), so several Python threads may call one model at once without a lock.
+The C call releases the GIL (cffi does), so those calls run in parallel.
+"""
+from __future__ import annotations
+
+import threading
+from math import prod
+
+import numpy as np
+
+from ..errors import NetDSLError
+from . import lib
+from .executor import KernelError, PlanError, Program, Step
+from .plan import lower
+
+
+class Session:
+    def __init__(self, graph, weights: dict, threads: int | None = None):
+        self.graph = graph
+        self.weights = weights
+        self.threads = threads
+        self._programs: dict[int, tuple] = {}
+        self._build_lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- building
+    def _node_weights(self, node_name, call):
+        node = self.graph[node_name]
+        names = list(node.params) + list(node.buffers)
+        params = {p: self.weights[f"{node_name}.{p}"] for p in names}
+        prep = call.extra.get("prepare_weights")
+        if prep is not None:
+            return prep(params)
+        wname, bname = (tuple(call.weights) + (None, None))[:2]
+        return params.get(wname) if wname else None, params.get(bname) if bname else None
+
+    def program(self, n: int):
+        prog = self._programs.get(n)
+        if prog is None:
+            with self._build_lock:
+                prog = self._programs.get(n)
+                if prog is None:
+                    prog = self._programs[n] = self._build(n)
+        return prog
+
+    def _build(self, n):
+        plan = lower(self.graph, n)
+        bufs = plan.buffers
+        sizes = {}
+        for b in bufs:
+            sizes[b.id] = max(n * prod(self.graph[name].shape) for name in b.nodes)
+        steps = []
+        for st in plan.steps:
+            w, bias = self._node_weights(st.node, st.call)
+            steps.append(Step(st.call, bufs[st.out].offset, [bufs[i].offset for i in st.ins], w, bias, 0,
+                              sizes[st.out], [sizes[i] for i in st.ins], st.node))
+        try:
+            prog = Program(steps, plan.arena_floats)
+        except PlanError as e:
+            raise NetDSLError(f"cannot plan the network for batch {n}: {e}",
+                              hint="a size is out of range; try a smaller batch") from None
+        return plan, prog
+
+    # -- running
+    def _arena(self, n, prog):
+        cache = getattr(self._local, "arenas", None)
+        if cache is None:
+            cache = self._local.arenas = {}
+        if n not in cache:
+            cache[n] = (prog.new_arena(), prog.new_ws() if prog.ws_floats else None)
+        return cache[n]
+
+    def run(self, inputs: dict) -> dict:
+        n = next(iter(inputs.values())).shape[0]
+        plan, prog = self.program(n)
+        arena, ws = self._arena(n, prog)
+        for name, x in inputs.items():
+            b = plan.buffers[plan.inputs[name]]
+            arena[b.offset:b.offset + x.size] = x.reshape(-1)
+        threads = self.threads if self.threads else lib.max_threads()
+        try:
+            prog.run(arena, ws, threads)
+        except KernelError as e:
+            raise NetDSLError(f"kernel failed in layer {e.name} (status {e.status})",
+                              self.graph[e.name].span if e.name in self.graph else None,
+                              "this is a bug in netdsl or an unsupported size; please report it") from None
+        out = {}
+        for oname, node in plan.outputs.items():
+            b = plan.buffers[plan.node_buffer[node]]
+            shape = (n, *self.graph[node].shape)
+            out[oname] = arena[b.offset:b.offset + prod(shape)].reshape(shape).copy()
+        return out
+
+
+def prepare_inputs(graph, x) -> dict:
+    """Validate and convert user inputs to C-contiguous float32 [N, *shape] arrays."""
+    if not isinstance(x, dict):
+        if len(graph.inputs) != 1:
+            raise NetDSLError(f"this network has inputs {', '.join(graph.inputs)}: pass a dict "
+                              f"{{name: array}}")
+        x = {graph.inputs[0]: x}
+    unknown = [k for k in x if k not in graph.inputs]
+    if unknown:
+        raise NetDSLError(f"unknown input {unknown[0]!r}; the network's inputs are {', '.join(graph.inputs)}")
+    missing = [k for k in graph.inputs if k not in x]
+    if missing:
+        raise NetDSLError(f"missing input {missing[0]!r}")
+    out, n0 = {}, None
+    for name in graph.inputs:
+        a = x[name]
+        shape = tuple(graph[name].shape)
+        want = f"[N, {', '.join(map(str, shape))}]"
+        try:
+            a = np.asarray(a)
+        except Exception as e:  # noqa: BLE001
+            raise NetDSLError(f"input {name!r} is not an array ({type(a).__name__}): {e}") from None
+        if a.dtype.kind not in "fiu":
+            raise NetDSLError(f"input {name!r} has dtype {a.dtype}; expected float32 numbers",
+                              hint="convert it with x.astype(np.float32)")
+        if a.ndim == len(shape) and a.shape == shape:
+            raise NetDSLError(f"input {name!r} has shape {list(a.shape)} but needs a batch dimension: {want}",
+                              hint="add one with x[None] (a batch of 1)")
+        if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != shape:
+            raise NetDSLError(f"input {name!r} has shape {list(a.shape)}; the network expects {want}",
+                              graph[name].span, f"the file declares `input {name}: {'x'.join(map(str, shape))}`")
+        if a.shape[0] < 1:
+            raise NetDSLError(f"input {name!r} has an empty batch")
+        if n0 is not None and a.shape[0] != n0:
+            raise NetDSLError("all inputs must have the same batch size")
+        n0 = a.shape[0]
+        out[name] = np.ascontiguousarray(a, dtype=np.float32)
+    return out
