@@ -54,6 +54,67 @@ def cmd_zoo(args):
     return 0
 
 
+def cmd_run(args):
+    import statistics
+    import time
+
+    import numpy as np
+
+    from . import load
+    from .runtime.inputs import read_input
+    if args.batch < 1:
+        raise NetDSLError(f"--batch must be at least 1, got {args.batch}")
+    if args.threads is not None and args.threads < 1:
+        raise NetDSLError(f"--threads must be at least 1, got {args.threads}")
+    m = load(args.model, weights=args.weights, threads=args.threads)
+    x = read_input(args.input, m.graph, args.batch)
+    y = m(x)
+    outs = y if isinstance(y, dict) else {next(iter(m.graph.outputs)): y}
+    for name, arr in outs.items():
+        print(f"{name}: shape {list(arr.shape)}")
+        if arr.ndim == 2:
+            k = min(args.top, arr.shape[1])
+            for b in range(min(arr.shape[0], 4)):
+                idx = np.argsort(-arr[b])[:k]
+                cells = ", ".join(f"{i}: {arr[b, i]:.4g}" for i in idx)
+                print(f"  [{b}] top-{k}: {cells}")
+        else:
+            print(f"  min {arr.min():.4g}  max {arr.max():.4g}  mean {arr.mean():.4g}")
+    if args.save:
+        np.savez(args.save, **outs)
+        print(f"saved outputs to {args.save}")
+    if args.bench:
+        for _ in range(2):
+            m(x)
+        times, t_end = [], time.perf_counter() + args.bench_seconds
+        while len(times) < args.repeat or (time.perf_counter() < t_end and len(times) < 1000):
+            t0 = time.perf_counter()
+            m(x)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        from .runtime import lib
+        th = m.threads or lib.max_threads()
+        print(f"bench: batch {args.batch}, {th} thread{'s' if th != 1 else ''}, {len(times)} runs: "
+              f"median {med * 1000:.2f} ms, min {min(times) * 1000:.2f} ms, "
+              f"{args.batch / med:.1f} images/s, {2 * m.totals()['total_macs'] * args.batch / med / 1e9:.1f} GFLOP/s")
+    return 0
+
+
+def cmd_info(args):
+    from . import __version__
+    from .runtime import lib
+    print(f"netdsl {__version__}")
+    inf = lib.info()
+    if not inf.get("built"):
+        print("kernels: NOT BUILT — run `pip install -e .` (or python netdsl/runtime/_build.py)")
+    else:
+        print(f"kernels: {inf['isa']} (this CPU supports: {', '.join(inf['supported_isas'])}; "
+              f"force one with NETDSL_ISA=portable|avx2|avx512)")
+        print(f"threads: {inf['max_threads']} (OpenMP {'on' if inf['openmp'] else 'off: single-threaded build'})")
+    print("CUDA plugin: not present (netdsl/plugins/cuda is not part of this build)")
+    return 0
+
+
 def _show(v):
     from .ops.base import fmt
     return fmt(v) if v is not None else "none"
@@ -74,6 +135,20 @@ def build_parser():
     s = sub.add_parser("explain", help="the arithmetic per layer, as done by hand")
     s.add_argument("model")
     s.set_defaults(fn=cmd_explain)
+    s = sub.add_parser("run", help="run a network on an input and print its outputs")
+    s.add_argument("model", help=".net file or zoo name")
+    s.add_argument("--weights", help=".npz or .safetensors weights (default: deterministic init, seed 0)")
+    s.add_argument("--input", default="random", help="x.npy, an image (needs Pillow), or random (default)")
+    s.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    s.add_argument("--top", type=int, default=5, help="top-k classes to print for vector outputs")
+    s.add_argument("--save", help="write the outputs to this .npz file")
+    s.add_argument("--bench", action="store_true", help="time repeated runs: median latency and throughput")
+    s.add_argument("--repeat", type=int, default=10, help="at least this many timed runs with --bench")
+    s.add_argument("--bench-seconds", type=float, default=2.0, help="keep timing for this long with --bench")
+    s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("info", help="version, kernel instruction set, threads, plugins")
+    s.set_defaults(fn=cmd_info)
     s = sub.add_parser("ops", help="list the ops and their arguments")
     s.set_defaults(fn=cmd_ops)
     s = sub.add_parser("zoo", help="list the zoo models with their parameter counts")
