@@ -16,7 +16,7 @@ setup(
     setup_requires=["cffi>=1.15"],
     cffi_modules=["netdsl/runtime/_build.py:ffi"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "safetensors>=0.4"],
         "image": ["Pillow>=9"],
         "safetensors": ["safetensors>=0.4"],
     },

@@ -84,6 +84,15 @@ def rows(model, depth=None):
     return out
 
 
+def memory(model, n=1) -> dict:
+    """Arena plan at batch n: peak arena bytes, the naive sum, the lower bound, weight bytes."""
+    from ..runtime.plan import lower
+    plan = lower(model.graph, n, kernels=False)
+    mem = plan.memory()
+    mem["weight_bytes"] = totals(model.graph)["weight_bytes"]
+    return mem
+
+
 def summary_dict(model, depth=None):
     t = totals(model.graph)
     g = model.graph
@@ -95,6 +104,7 @@ def summary_dict(model, depth=None):
         "total_macs": t["total_macs"],
         "activation_bytes": t["activation_bytes"],
         "weight_bytes": t["weight_bytes"],
+        "memory": memory(model),
         "layers": rows(model, depth),
     }
 
@@ -130,6 +140,9 @@ def summary_text(model, depth=None):
     out.append(f"total params: {t['total_params']:,}   MACs: {t['total_macs']:,} ({_fmt_macs(t['total_macs'])})"
                f"   weights: {_fmt_bytes(t['weight_bytes'])}   activations (batch 1): "
                f"{_fmt_bytes(t['activation_bytes'])}")
+    mem = memory(model)
+    out.append(f"arena (batch 1): {_fmt_bytes(mem['arena_bytes'])} peak   naive sum {_fmt_bytes(mem['naive_bytes'])}"
+               f"   lower bound {_fmt_bytes(mem['lower_bound_bytes'])}")
     out.append(f"outputs: {outs}")
     del multi
     return "\n".join(out)

@@ -23,6 +23,9 @@ class ReLU(OpSpec):
     doc = "max(0, x)."
     flags = _POINTWISE
 
+    def epilogue(self, a):
+        return "relu"
+
     def explain(self, a, shapes, out):
         return ["y = max(0, x) per value; no parameters"]
 
@@ -36,6 +39,10 @@ class LeakyReLU(OpSpec):
     doc = "x for x >= 0, slope·x below."
     flags = _POINTWISE
     attrs = (Attr("slope", float_, 0.01, "gradient for negative inputs"),)
+
+    def epilogue(self, a):
+        # the fused epilogue of Conv/FC (reference and kernels) has the slope 0.01 built in
+        return "leakyrelu" if a["slope"] == 0.01 else None
 
     def explain(self, a, shapes, out):
         return [f"y = x if x ≥ 0 else {a['slope']:g}·x"]
@@ -51,6 +58,9 @@ class Sigmoid(OpSpec):
     doc = "1 / (1 + e^-x)."
     flags = _POINTWISE
 
+    def epilogue(self, a):
+        return "sigmoid"
+
     def explain(self, a, shapes, out):
         return ["y = 1 / (1 + e^−x) per value"]
 
@@ -65,6 +75,9 @@ class Tanh(OpSpec):
     name = "Tanh"
     doc = "tanh(x)."
     flags = _POINTWISE
+
+    def epilogue(self, a):
+        return "tanh"
 
     def explain(self, a, shapes, out):
         return ["y = tanh(x) per value"]

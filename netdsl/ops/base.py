@@ -242,6 +242,35 @@ class OpSpec:
     def reference(self, a, xs, w):
         raise NotImplementedError(self.name)
 
+    # -- what graph passes may do with the op (netdsl/passes reads these, never op names).
+    # The six flags above are a closed set; these capabilities carry a value, so they are
+    # attributes and methods. The defaults say "nothing": an op opts in.
+    epilogues: tuple = ()           # `act` values this op can apply to its own output (fusion target)
+    channel_affine: bool = False    # the op is y = x·scale + shift per channel (affine_params)
+    accepts_residual: bool = False  # a second input r may be fused in: y = act(op(x) + r)
+
+    def epilogue(self, a):
+        """The `act` value this op becomes when fused into its producer, or None."""
+        return None
+
+    def identity(self, a, shapes, out):
+        """True when, with these attributes and shapes, the op returns input 0 unchanged."""
+        return "no_op" in self.flags and len(shapes) == 1 and tuple(shapes[0]) == tuple(out)
+
+    def affine_params(self, a, w):
+        """(scale, shift) per channel as float64, for ops with channel_affine."""
+        raise NotImplementedError(self.name)
+
+    def absorbs_affine(self, a, shapes, side):
+        """Whether a per-channel x·scale + shift can be folded into this op's weights: on its
+        output before any activation (side 'out') or on its input 0 (side 'in')."""
+        return False
+
+    def fold_affine(self, a, shapes, w, scale, shift, side):
+        """Weights with the affine folded in: {'weight', 'bias'} as float64 (a bias is created
+        when the op had none). Called only where absorbs_affine said yes."""
+        raise NotImplementedError(self.name)
+
     def init(self, a, shapes, rng):
         """Deterministic initial weights: He-normal for weights, zeros for biases."""
         out = {}

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import register
 from .base import (Attr, OpError, OpSpec, bool_, choice, dilated, need_rank, pad_nchw, padding,
-                   pair, pos_int, resolve_pads, spatial_out, window_arith, windows)
+                   pair, pos_int, resolve_pads, shape_str, spatial_out, window_arith, windows)
 
 ACTIVATIONS = ("none", "relu", "leakyrelu", "sigmoid", "tanh")
 
@@ -23,8 +23,8 @@ def apply_act(y, act, slope=0.01):
         return np.maximum(y, 0)
     if act == "leakyrelu":
         return np.where(y >= 0, y, y * slope)
-    if act == "sigmoid":
-        return 1 / (1 + np.exp(-y))
+    if act == "sigmoid":     # as the Sigmoid op computes it: no overflow for y << 0
+        return 0.5 * (1 + np.tanh(0.5 * y))
     if act == "tanh":
         return np.tanh(y)
     return y
@@ -66,7 +66,10 @@ class Conv(_Window):
     name = "Conv"
     aliases = ("Conv2d", "Convolution", "CONV", "conv")
     doc = "2-D convolution (cross-correlation, as in every framework)."
+    arity = (1, 2)      # the second input is the fused residual (residual=true)
     flags = frozenset({"has_weights", "fusible_epilogue"})
+    epilogues = ACTIVATIONS[1:]
+    accepts_residual = True
     attrs = (
         Attr("out_channels", pos_int, doc="number of filters"),
         Attr("kernel", pair, 3, "kernel size: 3 or 3x5"),
@@ -76,9 +79,19 @@ class Conv(_Window):
         Attr("groups", pos_int, 1, "channel groups; groups = in channels is depthwise"),
         Attr("bias", bool_, True, "add a learned bias"),
         Attr("act", choice(*ACTIVATIONS), "none", "fused activation after the convolution"),
+        Attr("residual", bool_, False,
+             "a second input r of the output's shape is added before act: act(conv(x) + r)"),
     )
 
     def resolve(self, a, shapes):
+        want = 2 if a.get("residual") else 1
+        if len(shapes) != want:
+            if want == 2:
+                raise OpError("Conv with residual=true adds a second input, but gets one",
+                              attr="residual", hint="write [ ... | shortcut ] - Conv(..., residual=true)")
+            raise OpError(f"Conv takes one input, but {len(shapes)} parallel branches arrive here",
+                          hint="merge the branches first: [ ... | ... ] - Concat (or Add); a second "
+                               "input is only for residual=true")
         a = super().resolve(a, shapes)
         c, g = shapes[0][0], a["groups"]
         if c % g or a["out_channels"] % g:
@@ -88,7 +101,12 @@ class Conv(_Window):
         return a
 
     def infer(self, a, shapes):
-        return (a["out_channels"], *self.out_hw(a, shapes))
+        out = (a["out_channels"], *self.out_hw(a, shapes))
+        if a.get("residual") and len(shapes) > 1 and tuple(shapes[1]) != out:
+            raise OpError(f"Conv's residual input is {shape_str(shapes[1])} but its output is "
+                          f"{shape_str(out)}", attr="residual",
+                          hint="the residual is added value by value: both must have the same shape")
+        return out
 
     def params(self, a, shapes):
         kh, kw = a["kernel"]
@@ -108,7 +126,24 @@ class Conv(_Window):
         n = kh * kw * cin + (1 if a["bias"] else 0)
         return super().explain(a, shapes, out) + [
             f"params: ({per})·{a['out_channels']} = {n * a['out_channels']:,}"
-            + (f"  ({n} per filter)" if a["bias"] else "")]
+            + (f"  ({n} per filter)" if a["bias"] else "")] + (
+            ["+ the residual input, value by value, before the activation"] if a.get("residual") else [])
+
+    def absorbs_affine(self, a, shapes, side):
+        if side == "out":       # act(conv + r)·s + t would scale r too
+            return not a.get("residual")
+        return not any(a["pad"])   # padded zeros would have to become −shift/scale
+
+    def fold_affine(self, a, shapes, w, scale, shift, side):
+        weight = w["weight"].astype(np.float64)
+        oc, cg = weight.shape[:2]
+        bias = w["bias"].astype(np.float64) if a["bias"] else np.zeros(oc)
+        if side == "out":
+            return {"weight": weight * scale[:, None, None, None], "bias": bias * scale + shift}
+        # weight[o, j] reads input channel (o // (oc/g))·cg + j
+        chan = (np.arange(oc) // (oc // a["groups"]))[:, None] * cg + np.arange(cg)
+        s, t = scale[chan][:, :, None, None], shift[chan][:, :, None, None]
+        return {"weight": weight * s, "bias": bias + (weight * t).sum(axis=(1, 2, 3))}
 
     def reference(self, a, xs, w):
         x = pad_nchw(xs[0], a["pad"])
@@ -122,6 +157,8 @@ class Conv(_Window):
         y = np.concatenate(outs, axis=1)
         if a["bias"]:
             y = y + w["bias"].reshape(1, -1, 1, 1)
+        if a.get("residual"):
+            y = y + xs[1]
         return apply_act(y, a["act"])
 
 

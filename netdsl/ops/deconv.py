@@ -54,6 +54,7 @@ class ConvTranspose(OpSpec):
     doc = "Transposed convolution (fractionally strided): learned upsampling."
     arity = 1
     flags = frozenset({"has_weights", "fusible_epilogue"})
+    epilogues = ACTIVATIONS[1:]
     attrs = (
         Attr("out_channels", pos_int, doc="number of output channels"),
         Attr("kernel", pair, 3, "kernel size: 4 or 4x4"),
@@ -137,6 +138,17 @@ class ConvTranspose(OpSpec):
         total = n + (a["out_channels"] if a["bias"] else 0)
         lines.append(f"params: {c}·{og}·{kh}·{kw}{bias} = {total:,}")
         return lines
+
+    def absorbs_affine(self, a, shapes, side):
+        return side == "out"    # on the input side, border outputs get fewer taps of the shift
+
+    def fold_affine(self, a, shapes, w, scale, shift, side):
+        weight = w["weight"].astype(np.float64)               # (C, OC/g, KH, KW)
+        c, og = weight.shape[:2]
+        bias = w["bias"].astype(np.float64) if a["bias"] else np.zeros(a["out_channels"])
+        # weight[i, j] writes output channel (i // (C/g))·og + j
+        chan = (np.arange(c) // (c // a["groups"]))[:, None] * og + np.arange(og)
+        return {"weight": weight * scale[chan][:, :, None, None], "bias": bias * scale + shift}
 
     def reference(self, a, xs, w):
         x = xs[0]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import register
 from .base import Attr, OpSpec, bool_, choice, need_rank, pos_int, shape_str
 from .conv import ACTIVATIONS, apply_act
@@ -21,6 +23,7 @@ class FC(OpSpec):
     doc = "Fully connected layer; flattens a feature map first."
     arity = 1
     flags = frozenset({"has_weights", "fusible_epilogue"})
+    epilogues = ACTIVATIONS[1:]
     attrs = (
         Attr("out_features", pos_int, doc="number of outputs"),
         Attr("bias", bool_, True, "add a learned bias"),
@@ -65,6 +68,18 @@ class FC(OpSpec):
         else:
             lines.append(f"{n_in}·{n_out} = {n_in * n_out:,} params (no bias)")
         return lines
+
+    def absorbs_affine(self, a, shapes, side):
+        return True     # no padding: every input value is read exactly once per output
+
+    def fold_affine(self, a, shapes, w, scale, shift, side):
+        weight = w["weight"].astype(np.float64)
+        bias = w["bias"].astype(np.float64) if a["bias"] else np.zeros(weight.shape[0])
+        if side == "out":
+            return {"weight": weight * scale[:, None], "bias": bias * scale + shift}
+        reps = math.prod(shapes[0][1:])         # a (C,H,W) input is flattened C-major
+        s, t = np.repeat(scale, reps), np.repeat(shift, reps)
+        return {"weight": weight * s[None, :], "bias": bias + weight @ t}
 
     def reference(self, a, xs, w):
         x = xs[0].reshape(xs[0].shape[0], -1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import OpError, OpSpec, shape_str
+from .base import Attr, OpError, OpSpec, choice, shape_str
 
 
 def _all_shapes(shapes):
@@ -76,6 +76,9 @@ class Add(_Elementwise):
     name = "Add"
     aliases = ("Sum", "Residual")
     doc = "Elementwise sum (ResNet shortcut)."
+    flags = frozenset({"merge", "elementwise", "fusible_epilogue"})
+    epilogues = ("relu",)
+    attrs = (Attr("act", choice("none", "relu"), "none", "fused activation after the sum"),)
     mismatch_hint = ("a shortcut across a change of size needs a projection: a 1x1 Conv with the "
                      "block's stride and channel count on the shortcut branch")
 
@@ -83,7 +86,7 @@ class Add(_Elementwise):
         out = xs[0]
         for x in xs[1:]:
             out = out + x
-        return out
+        return np.maximum(out, 0) if a.get("act", "none") == "relu" else out
 
 
 def _per_channel(s, c):

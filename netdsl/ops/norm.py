@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import Attr, OpError, OpSpec, float_, need_rank, pos_int
+from .base import Attr, OpError, OpSpec, choice, float_, need_rank, pos_int
 
 
 def _positive(v, name):
@@ -37,8 +37,15 @@ class BatchNorm(OpSpec):
     aliases = ("BN", "BatchNorm2d")
     doc = "Batch normalization with running statistics (inference)."
     arity = 1
-    flags = frozenset({"has_weights", "inplace_ok"})     # y = x·scale + shift, value by value
-    attrs = (Attr("eps", _positive, 1e-5, "added to the variance before the square root"),)
+    flags = frozenset({"has_weights", "inplace_ok", "fusible_epilogue"})   # y = x·scale + shift, value by value
+    epilogues = ("relu",)
+    channel_affine = True
+    attrs = (Attr("eps", _positive, 1e-5, "added to the variance before the square root"),
+             Attr("act", choice("none", "relu"), "none", "fused activation after the normalization"))
+
+    def affine_params(self, a, w):
+        scale = w["weight"].astype(np.float64) / np.sqrt(w["running_var"].astype(np.float64) + a["eps"])
+        return scale, w["bias"].astype(np.float64) - w["running_mean"].astype(np.float64) * scale
 
     def infer(self, a, shapes):
         need_rank(shapes[0], (1, 3), self.name)
@@ -66,6 +73,8 @@ class BatchNorm(OpSpec):
         x = xs[0]
         scale = w["weight"] / np.sqrt(w["running_var"] + a["eps"])
         y = (x - _per_channel(w["running_mean"], x)) * _per_channel(scale, x) + _per_channel(w["bias"], x)
+        if a.get("act", "none") == "relu":
+            y = np.maximum(y, 0)
         return y.astype(np.result_type(x, w["weight"]), copy=False)
 
 

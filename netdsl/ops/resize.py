@@ -132,6 +132,9 @@ class Pad(OpSpec):
                           f"{fmt(a['pad'])}", attr="pad", hint="use mode=replicate or a smaller pad")
         return (c, h + t + b, w + l + r)
 
+    def identity(self, a, shapes, out):
+        return not any(a["pad"])
+
     def explain(self, a, shapes, out):
         c, h, w = shapes[0]
         t, l, b, r = a["pad"]
@@ -196,6 +199,9 @@ class Crop(OpSpec):
     def infer(self, a, shapes):
         need_rank(shapes[0], (3,), self.name)
         return (shapes[0][0], *a["size"])
+
+    def identity(self, a, shapes, out):
+        return tuple(a["size"]) == tuple(shapes[0][1:])      # the window is the whole input
 
     def explain(self, a, shapes, out):
         c, h, w = shapes[0]

@@ -50,15 +50,12 @@ class Session:
 
     def _build(self, n):
         plan = lower(self.graph, n)
-        bufs = plan.buffers
-        sizes = {}
-        for b in bufs:
-            sizes[b.id] = max(n * prod(self.graph[name].shape) for name in b.nodes)
+        size = {name: n * prod(self.graph[name].shape) for name in plan.where}
         steps = []
         for st in plan.steps:
             w, bias = self._node_weights(st.node, st.call)
-            steps.append(Step(st.call, bufs[st.out].offset, [bufs[i].offset for i in st.ins], w, bias, 0,
-                              sizes[st.out], [sizes[i] for i in st.ins], st.node))
+            steps.append(Step(st.call, plan.offset(st.out), [plan.offset(i) for i in st.ins], w, bias, 0,
+                              size[st.out], [size[i] for i in st.ins], st.node))
         try:
             prog = Program(steps, plan.arena_floats)
         except PlanError as e:
@@ -80,8 +77,8 @@ class Session:
         plan, prog = self.program(n)
         arena, ws = self._arena(n, prog)
         for name, x in inputs.items():
-            b = plan.buffers[plan.inputs[name]]
-            arena[b.offset:b.offset + x.size] = x.reshape(-1)
+            off = plan.offset(name)
+            arena[off:off + x.size] = x.reshape(-1)
         threads = self.threads if self.threads else lib.max_threads()
         try:
             prog.run(arena, ws, threads)
@@ -91,9 +88,9 @@ class Session:
                               "this is a bug in netdsl or an unsupported size; please report it") from None
         out = {}
         for oname, node in plan.outputs.items():
-            b = plan.buffers[plan.node_buffer[node]]
+            off = plan.offset(node)
             shape = (n, *self.graph[node].shape)
-            out[oname] = arena[b.offset:b.offset + prod(shape)].reshape(shape).copy()
+            out[oname] = arena[off:off + prod(shape)].reshape(shape).copy()
         return out
 
 
