@@ -145,13 +145,6 @@ def outputs_list(y):
     return [y]
 
 
-class Engine:
-    name = ""
-
-    def __init__(self):
-        self.error = None
-
-
 def build_engines(m, sd, threads, wanted):
     """name -> callable(x) returning a list of numpy outputs, plus a dict of errors."""
     fns, errors = {}, {}
@@ -235,22 +228,28 @@ def interleaved_medians(fns, x, repeat, budget):
 # ---------------------------------------------------------------- per-layer profile
 
 def profile_netdsl(m, x, threads, reps=3):
-    """{layer: seconds} for every plan step, each run alone on its real inputs."""
+    """{layer: seconds} for every step of the session's own plan, each run alone (same params,
+    same prepacked weights) on its real input activations; best of `reps`."""
     from netdsl.runtime.executor import Program, Step
-    from netdsl.runtime.plan import lower
     sess = m.session()
     n = x.shape[0]
-    plan = lower(m.graph, n)
-    # real activations for every node: run the reference-free way, through netdsl itself
-    acts = {}
-    for name in m.graph.inputs:
-        acts[name] = x
-    # run the whole program once and copy each buffer right after its step: cheap via sub-programs
+    plan, _ = sess.program(n)
+    g = getattr(sess, "graph", m.graph)
+    acts = {name: x for name in g.inputs}
+
+    def act(name):
+        if name not in acts:
+            preds = g.preds(name)
+            if g[name].op == "Concat":         # elided at batch 1: its producers wrote the slices
+                acts[name] = np.concatenate([act(p) for p in preds], axis=1)
+            else:                              # a view (Flatten, Reshape, Dropout, Identity)
+                acts[name] = act(preds[0]).reshape(n, *g[name].shape)
+        return acts[name]
+
     times = {}
     for st in plan.steps:
-        preds = m.graph.preds(st.node)
-        xs = [np.ascontiguousarray(acts[p], np.float32).ravel() for p in preds]
-        out_floats = n * int(np.prod(m.graph[st.node].shape))
+        xs = [np.ascontiguousarray(act(p), np.float32).ravel() for p in g.preds(st.node)]
+        out_floats = n * int(np.prod(g[st.node].shape))
         w, bias = sess._node_weights(st.node, st.call)
         offs, off = [], out_floats + 16
         for a in xs:
@@ -262,19 +261,13 @@ def profile_netdsl(m, x, threads, reps=3):
         for o, a in zip(offs, xs):
             arena[o:o + a.size] = a
         prog.run(arena, ws, threads)
+        acts[st.node] = arena[:out_floats].reshape(n, *g[st.node].shape).copy()
         best = float("inf")
         for _ in range(reps):
             t = time.perf_counter()
             prog.run(arena, ws, threads)
             best = min(best, time.perf_counter() - t)
         times[st.node] = best
-        acts[st.node] = arena[:out_floats].reshape(n, *m.graph[st.node].shape).copy()
-        # views (Flatten, Reshape, Dropout, Identity) following this node share its data
-        for node in m.graph.nodes():
-            if node.name not in acts and node.op not in ("Input",):
-                p = m.graph.preds(node.name)
-                if p and all(q in acts for q in p) and node.name not in {s.node for s in plan.steps}:
-                    acts[node.name] = acts[p[0]].reshape(n, *node.shape)
     return times
 
 
@@ -312,13 +305,14 @@ def profile_ort(proto, x, threads, reps=5):
 
 def print_profile(m, x, threads, ort_fn, top=15):
     nd = profile_netdsl(m, x, threads)
+    g = getattr(m.session(), "graph", m.graph)
     ot = profile_ort(ort_fn.proto, x, threads) if ort_fn is not None else {}
     # attribute each netdsl step to the conv/FC that ORT fuses it into: BN, ReLU after a conv
     owner = {}
-    for node in m.graph.nodes():
-        preds = m.graph.preds(node.name)
+    for node in g.nodes():
+        preds = g.preds(node.name)
         if node.op in ("BatchNorm", "ReLU", "LeakyReLU", "Sigmoid", "Tanh") and len(preds) == 1 and \
-                m.graph[preds[0]].op in ("Conv", "ConvTranspose", "BatchNorm", "FC") and preds[0] not in ot:
+                g[preds[0]].op in ("Conv", "ConvTranspose", "BatchNorm", "FC") and preds[0] not in ot:
             owner[node.name] = owner.get(preds[0], preds[0])
         elif node.op in ("BatchNorm", "ReLU") and len(preds) == 1 and preds[0] in owner:
             owner[node.name] = owner[preds[0]]
@@ -326,13 +320,13 @@ def print_profile(m, x, threads, ort_fn, top=15):
     for layer, t in nd.items():
         key = owner.get(layer, layer)
         by_layer[key] = by_layer.get(key, 0.0) + t
-        ops_of.setdefault(key, []).append(m.graph[layer].op)
+        ops_of.setdefault(key, []).append(g[layer].op)
     total_nd, total_ort = sum(nd.values()), sum(ot.values())
     print(f"\n  per-layer, batch {x.shape[0]}: netdsl kernels sum {total_nd * 1e3:.1f} ms, "
           f"ORT nodes sum {total_ort * 1e3:.1f} ms")
     by_op, by_op_ort = {}, {}
     for key, t in by_layer.items():
-        op = m.graph[key].op
+        op = g[key].op
         by_op[op] = by_op.get(op, 0.0) + t
         by_op_ort[op] = by_op_ort.get(op, 0.0) + ot.get(key, 0.0)
     print("  by op (fused BN/act counted with their conv):")
@@ -345,9 +339,9 @@ def print_profile(m, x, threads, ort_fn, top=15):
           f"{'nd GF/s':>7s}")
     rows = sorted(by_layer.items(), key=lambda kv: -(kv[1] - ot.get(kv[0], 0.0)))[:top]
     for key, t in rows:
-        node = m.graph[key]
-        preds = m.graph.preds(key)
-        shp = "x".join(map(str, m.graph[preds[0]].shape)) + " -> " + "x".join(map(str, node.shape)) if preds else ""
+        node = g[key]
+        preds = g.preds(key)
+        shp = "x".join(map(str, g[preds[0]].shape)) + " -> " + "x".join(map(str, node.shape)) if preds else ""
         desc = ""
         if node.op == "Conv":
             a = node.attrs

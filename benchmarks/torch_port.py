@@ -215,9 +215,11 @@ def to_onnx(graph, state: dict, opset: int = 17):
         inits.append(numpy_helper.from_array(np.asarray(arr), nm))
         return nm
 
+    cur = [""]                      # the netdsl layer being translated: names its ONNX nodes
+
     def node(op, ins, out=None, **attrs):
         out = out or fresh(op)
-        nodes_out.append(helper.make_node(op, ins, [out], **attrs))
+        nodes_out.append(helper.make_node(op, ins, [out], name=f"{cur[0]}/{op}_{counter[0]}", **attrs))
         return out
 
     def act(y, a, name):
@@ -240,6 +242,7 @@ def to_onnx(graph, state: dict, opset: int = 17):
     rank = {}
     for n in graph.nodes():
         name, op, a, shape = n.name, n.op, dict(n.attrs), tuple(n.shape)
+        cur[0] = name
         preds = list(graph.preds(name))
         ins = [env[p] for p in preds]
         x = ins[0] if ins else None
@@ -334,7 +337,7 @@ def to_onnx(graph, state: dict, opset: int = 17):
         rank[name] = len(shape) + 1
     outputs = []
     for oname, nname in graph.outputs.items():
-        nodes_out.append(helper.make_node("Identity", [env[nname]], [oname]))
+        nodes_out.append(helper.make_node("Identity", [env[nname]], [oname], name=f"{oname}/output"))
         shape = tuple(graph[nname].shape)
         outputs.append(helper.make_tensor_value_info(oname, TensorProto.FLOAT, ["N", *shape]))
     g = helper.make_graph(nodes_out, "netdsl", g_inputs, outputs, inits)

@@ -47,6 +47,16 @@ class BatchNorm(OpSpec):
         scale = w["weight"].astype(np.float64) / np.sqrt(w["running_var"].astype(np.float64) + a["eps"])
         return scale, w["bias"].astype(np.float64) - w["running_mean"].astype(np.float64) * scale
 
+    def absorbs_affine(self, a, shapes, side):
+        return side == "out"        # BN after BN is one BN
+
+    def fold_affine(self, a, shapes, w, scale, shift, side):
+        s1, t1 = self.affine_params(a, w)
+        s, t = s1 * scale, t1 * scale + shift
+        # mean 0, var 1: then y = x·weight/√(1 + eps) + bias, so weight carries √(1 + eps)
+        return {"weight": s * np.sqrt(1.0 + a["eps"]), "bias": t,
+                "running_mean": np.zeros_like(s), "running_var": np.ones_like(s)}
+
     def infer(self, a, shapes):
         need_rank(shapes[0], (1, 3), self.name)
         return shapes[0]

@@ -1,0 +1,76 @@
+"""Passes that fuse element-wise epilogues into the op that produces their input, so the
+value is written once: Conv/FC/ConvTranspose/Add/BN + activation (`act`), and at -O3
+Conv + Add (+ ReLU) of residual blocks (`residual=true`, the shortcut as input slot 1).
+Weights are never touched; only attributes and edges change."""
+from __future__ import annotations
+
+from .. import ops
+from .rewrite import Fired, display, flagged, run_rules
+
+
+def _is_activation(ctx, node):
+    return ops.get(node.op).epilogue(node.attrs) is not None
+
+
+def _activation(ctx, node):
+    """The activation's only input P is read by nothing else and is not an output, P fuses
+    epilogues, has none yet and supports this one: P applies it and the activation goes."""
+    act = ctx.spec(node.name).epilogue(node.attrs)
+    preds = ctx.g.preds(node.name)
+    if len(preds) != 1:
+        return None
+    p = ctx.g[preds[0]]
+    pspec = ctx.spec(p.name)
+    if not ("fusible_epilogue" in pspec.flags and act in pspec.epilogues and ctx.private(p.name)
+            and p.attrs.get("act", "none") == "none"):
+        return None
+    p.attrs["act"] = act
+    ctx.bypass(node.name, p.name)
+    return Fired(f"{display(node.op)} fused into {p.name}", p.name, node)
+
+
+def fuse_activations(graph, weights=None):
+    """Fuse ReLU/LeakyReLU(0.01)/Sigmoid/Tanh into the Conv, FC or ConvTranspose before it, and
+    ReLU into an Add or BN before it. Legal only when the producer's value is read by nothing
+    else and is not an output (it no longer exists unactivated) and has no activation yet.
+    LeakyReLU with another slope than 0.01 stays: the fused epilogue has 0.01 built in."""
+    return run_rules(graph, weights, [(_is_activation, _activation)], "fuse_activations")
+
+
+def _is_sum(ctx, node):
+    return {"merge", "elementwise"} <= ops.get(node.op).flags and getattr(ops.get(node.op), "symbol", "") == "+"
+
+
+def _residual(ctx, node):
+    """A two-input sum S = C + R, C an op that accepts a residual (Conv): C computes
+    act(C(x) + R) itself and S goes. Legal when C's value is read only by S and is not an
+    output, C has no activation or residual yet and supports S's activation, R is not C's
+    own input (one edge per pair of nodes), and R comes before C in execution order (so
+    adding the edge R -> C reorders nothing). R itself may have other readers: C only reads it."""
+    preds = ctx.g.preds(node.name)
+    act = node.attrs.get("act", "none")
+    if len(preds) != 2:
+        return None
+    # the later operand first: then the other one is already computed when it runs
+    for c_name in sorted(preds, key=ctx.position, reverse=True):
+        r_name = preds[1] if c_name == preds[0] else preds[0]
+        c = ctx.g[c_name]
+        spec = ctx.spec(c_name)
+        if not (spec.accepts_residual and ctx.private(c_name) and len(ctx.g.preds(c_name)) == 1
+                and c.attrs.get("act", "none") == "none" and not c.attrs.get("residual")
+                and (act == "none" or act in spec.epilogues)
+                and not ctx.g.g.has_edge(r_name, c_name)
+                and ctx.position(r_name) < ctx.position(c_name)):
+            continue
+        ctx.g.connect(r_name, c_name, 1)
+        c.attrs["residual"] = True
+        c.attrs["act"] = act
+        ctx.bypass(node.name, c_name)
+        return Fired(f"{display(node.op)} {node.name} fused into {c_name} as its residual", c_name, node)
+    return None
+
+
+def fuse_residual(graph, weights=None):
+    """Fuse a residual sum (and its fused ReLU) into the Conv producing one of its two operands:
+    y = act(conv(x) + r). Legality: see _residual; the runtime must support Conv residual=true."""
+    return run_rules(graph, weights, [(flagged("merge", "elementwise"), _residual)], "fuse_residual")
