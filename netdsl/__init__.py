@@ -3,6 +3,7 @@
     import netdsl
     m = netdsl.parse("input x: 3x32x32\\nConv(10, 5, pad=2)-ReLU-Pool-FC(10)-SM")
     m = netdsl.load("resnet18")          # a zoo name or a .net path
+    m = netdsl.load("resnet18.netc")     # a compiled bundle (`netdsl compile`); no parser needed
     print(m.summary())
 """
 from .errors import NetDSLError
@@ -12,7 +13,11 @@ __version__ = "0.1.0"
 
 
 def load(path_or_name: str, **kwargs) -> Model:
-    """Load a .net file or zoo model by name; returns a checked Model."""
+    """Load a .net file, a zoo model by name, or a compiled .netc bundle; returns a checked Model."""
+    from .bundle import is_bundle
+    if is_bundle(path_or_name):
+        from .bundle import load as load_bundle
+        return load_bundle(path_or_name, **kwargs)
     from .model import load_source
     return load_source(path_or_name, **kwargs)
 

@@ -15,9 +15,10 @@ import os
 
 from .analysis.infer import analyze, totals
 from .errors import NetDSLError, Source
-from .frontend.expand import expand_module
-from .frontend.parser import parse_source
 from .graph import Graph
+
+# The front end (lark) is imported inside parse(): a compiled bundle (.netc)
+# loads and runs without it.
 
 ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
 
@@ -30,6 +31,8 @@ class Model:
         self._weights = None
         self._session = None
         self._threads = threads
+        self.opt_level = 0          # optimization level the graph was compiled at
+        self.bundle = None          # a loaded .netc bundle's header (netdsl/bundle.py)
 
     # -- weights
     @property
@@ -139,6 +142,8 @@ def zoo_names() -> list[str]:
 
 def parse(text: str, name: str = "<string>", path: str | None = None) -> Model:
     """Parse .net source text into a checked Model (raises NetDSLError)."""
+    from .frontend.expand import expand_module
+    from .frontend.parser import parse_source
     # The front end allocates many small objects and frees none until it is done;
     # the cyclic GC would rescan them again and again (quadratic on long chains).
     enabled = gc.isenabled()
