@@ -20,11 +20,17 @@ all graph optimizations on). Engines that are not installed are skipped;
 netdsl alone still runs.
 
 Noise: machines are shared. The engines are interleaved — each round runs
-every engine in turn (rotating the order), with one untimed call before a
-fast engine's timed calls so one runtime's idle worker threads do not bill
-the next — and the median is taken over all rounds, so a noisy spell hits
-all engines alike. Heavy configurations (U-Net at 572x572) get fewer rounds
-(--budget bounds each configuration's timed seconds).
+every engine in turn (rotating the order) — and the median is taken over all
+rounds, so a slow spell hits all engines alike. Between engine blocks the
+script idles --gap seconds (0.1) and gives a fast engine one untimed call:
+ONNX Runtime's worker thread keeps spinning for some 20-100 ms after a run,
+and netdsl timed in that window on 2 cores measured ~2x slower. Each round
+also records how many CPUs *other* processes used (/proc/stat minus this
+process); when enough rounds were quiet (< 0.25 CPU), only those are used,
+and the table says how many ("runs (quiet rounds)"). Before each
+configuration the script waits up to --quiet-wait seconds for a quiet
+moment. Heavy configurations (U-Net at 572x572) get fewer rounds (--budget
+bounds each configuration's timed seconds, all engines together).
 
 --profile adds, for each configuration slower than 1.5x ONNX Runtime, a
 per-layer table: each netdsl kernel timed on its own (its plan step run alone
@@ -201,8 +207,51 @@ def timed(fn, x):
     return time.perf_counter() - t
 
 
-def interleaved_medians(fns, x, repeat, budget):
-    """Median seconds per engine over interleaved rounds (see the module doc)."""
+class LoadMeter:
+    """CPUs kept busy by *other* processes since the last call (from /proc; None elsewhere):
+    all busy ticks on the machine minus this process's own."""
+
+    def __init__(self):
+        self.tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.last = self._read()
+
+    def _read(self):
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+            busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)       # minus idle and iowait
+            with open("/proc/self/stat") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+            mine = int(own[11]) + int(own[12])                        # utime + stime, all threads
+            return time.perf_counter(), busy, mine
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def foreign(self):
+        now = self._read()
+        prev, self.last = self.last, now
+        if now is None or prev is None or now[0] - prev[0] < 1e-3:
+            return None
+        return max(0.0, ((now[1] - prev[1]) - (now[2] - prev[2])) / self.tck / (now[0] - prev[0]))
+
+
+def wait_quiet(limit_s, threshold=0.25):
+    """Wait (up to limit_s) for a half-second in which other processes use under `threshold` CPUs."""
+    meter, t0 = LoadMeter(), time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        time.sleep(0.5)
+        f = meter.foreign()
+        if f is None or f < threshold:
+            return f
+    return meter.foreign()
+
+
+QUIET = 0.25      # a round counts as quiet when other processes used under this many CPUs on average
+
+
+def interleaved_medians(fns, x, repeat, budget, gap=0.1):
+    """Median seconds per engine over interleaved rounds (see the module doc), the quiet rounds'
+    samples only when there are enough of them. Returns (medians, samples used, quiet rounds/rounds)."""
     names = list(fns)
     for nm in names:                       # warm-up: first-call setup (plans, oneDNN primitives)
         fns[nm](x)
@@ -210,19 +259,33 @@ def interleaved_medians(fns, x, repeat, budget):
     per_block = {nm: max(1, min(10, int(0.05 / max(one[nm], 1e-6)))) for nm in names}
     round_s = sum(one[nm] * (per_block[nm] + (one[nm] < 0.05)) for nm in names)
     if repeat:
-        rounds = max(1, -(-repeat // min(per_block.values())))
+        want = max(1, -(-repeat // min(per_block.values())))
     else:
-        rounds = int(budget / max(round_s, 1e-9))
-        rounds = max(2 if round_s > budget / 3 else 5, min(rounds, 40))
-    samples = {nm: [one[nm]] for nm in names}
-    for r in range(rounds):
+        want = int(budget / max(round_s, 1e-9))
+        want = max(2 if round_s > budget / 3 else 5, min(want, 40))
+    cap = want if repeat else max(want, min(3 * want, int(2.5 * budget / max(round_s, 1e-9))))
+    rounds = []                            # (foreign load, {engine: [samples]})
+    meter = LoadMeter()
+    r = 0
+    while r < cap:
         order = names[r % len(names):] + names[:r % len(names)]
+        got = {}
+        meter.foreign()
         for nm in order:
+            time.sleep(gap)                  # let the previous engine's worker threads stop spinning
             if one[nm] < 0.05:
                 fns[nm](x)                   # untimed: absorbs the previous engine's spinning threads
-            for _ in range(per_block[nm]):
-                samples[nm].append(timed(fns[nm], x))
-    return {nm: statistics.median(s) for nm, s in samples.items()}, {nm: len(s) for nm, s in samples.items()}
+            got[nm] = [timed(fns[nm], x) for _ in range(per_block[nm])]
+        rounds.append((meter.foreign(), got))
+        r += 1
+        quiet = sum(1 for f, _ in rounds if f is None or f < QUIET)
+        if r >= want and quiet >= min(want, 3 if round_s > budget / 3 else 5):
+            break
+    quiet = [g for f, g in rounds if f is None or f < QUIET]
+    use = quiet if len(quiet) >= min(len(rounds), 2 if round_s > budget / 3 else 3) else [g for _, g in rounds]
+    samples = {nm: [t for g in use for t in g[nm]] for nm in names}
+    return ({nm: statistics.median(s) for nm, s in samples.items()}, {nm: len(s) for nm, s in samples.items()},
+            f"{len(quiet)}/{len(rounds)}")
 
 
 # ---------------------------------------------------------------- per-layer profile
@@ -368,6 +431,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=0, help="timed runs per engine (default: fit --budget)")
     ap.add_argument("--budget", type=float, default=6.0,
                     help="seconds of timed runs per configuration, all engines together (default 6)")
+    ap.add_argument("--quiet-wait", type=float, default=20.0,
+                    help="before each configuration, wait up to this many seconds for the machine to be quiet")
+    ap.add_argument("--gap", type=float, default=0.1,
+                    help="idle seconds between engine blocks (ORT's workers spin ~20-100 ms after a run)")
     ap.add_argument("--engines", nargs="+", default=["netdsl", "torch", "ort"])
     ap.add_argument("--peak", type=float, default=None, help="SGEMM peak GFLOP/s (skip measuring it)")
     ap.add_argument("--no-peak", action="store_true")
@@ -399,7 +466,7 @@ def main():
                   f"{peak:.1f} GFLOP/s")
     print()
     cols = ["model", "batch", "netdsl ms", "torch ms", "ORT ms", "nd/torch", "nd/ORT", "nd GFLOP/s",
-            "% peak", "runs", "max rel diff torch / ORT"]
+            "% peak", "runs (quiet rounds)", "max rel diff torch / ORT"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     slow, failures = [], []
@@ -439,14 +506,16 @@ def main():
             if args.check_only:
                 print(f"| {name} | {n} | | | | | | | | | {diff_s} |", flush=True)
                 continue
-            med, runs = interleaved_medians(fns, x, args.repeat, args.budget)
+            if args.quiet_wait:
+                wait_quiet(args.quiet_wait)
+            med, runs, quiet = interleaved_medians(fns, x, args.repeat, args.budget, args.gap)
             t_nd = med["netdsl"]
             gf = 2 * macs * n / t_nd / 1e9
             r_t = t_nd / med["torch"] if "torch" in med else None
             r_o = t_nd / med["ort"] if "ort" in med else None
             row = [name, str(n), fmt_ms(t_nd), fmt_ms(med.get("torch")), fmt_ms(med.get("ort")),
                    f"{r_t:.2f}" if r_t else "—", f"{r_o:.2f}" if r_o else "—", f"{gf:.1f}",
-                   f"{100 * gf / peak:.0f}%" if peak else "—", str(runs["netdsl"]), diff_s]
+                   f"{100 * gf / peak:.0f}%" if peak else "—", f'{runs["netdsl"]} ({quiet})', diff_s]
             print("| " + " | ".join(row) + " |", flush=True)
             if r_o and r_o > TARGET:
                 slow.append((name, n, r_o))

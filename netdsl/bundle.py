@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from math import prod
 
@@ -400,7 +401,8 @@ class _Reader:
         if not all(isinstance(v, str) for v in blocks.values()):
             self.fail("header 'blocks' must map prefixes to block names")
         c = f(h, "contract", dict)
-        self.count(f(c, "weight_bytes", int, "contract"), "contract weight_bytes")
+        for key in ("weight_bytes", "params", "macs", "layers"):
+            self.count(f(c, key, int, "contract"), f"contract {key}")
         for key in ("arena_bytes", "workspace_bytes"):
             for k, v in f(c, key, dict, "contract").items():
                 self.count(v, f"contract {key}[{_short(k)}]")
@@ -435,6 +437,14 @@ class _Reader:
                 self.fail(f"tensors {_short(an)} and {_short(bn)} overlap in the weight blob")
         return out
 
+    def attr(self, v, nd, key, depth=0):
+        """JSON attribute value -> the IR's: lists become tuples; scalars stay; objects are refused."""
+        if isinstance(v, list) and depth < 4:
+            return tuple(self.attr(x, nd, key, depth + 1) for x in v)
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        self.fail(f"node {_short(nd['name'])}: attribute {_short(key)} holds {_short(v)}, not a value")
+
     # -- the graph
     def model(self, h, weights):
         from . import ops
@@ -452,7 +462,7 @@ class _Reader:
                 self.fail(f"node {_short(nd['name'])}: unknown op {_short(nd['op'])}",
                           (did_you_mean(nd["op"], ops.all_names()) or "") +
                           " the bundle was written by a netdsl with ops this one lacks; recompile it")
-            attrs = {k: _dec(v) for k, v in nd["attrs"].items()}
+            attrs = {k: self.attr(v, nd, k) for k, v in nd["attrs"].items()}
             declared = {a.name for a in spec.attrs}
             try:
                 bound = spec.bind([], {k: v for k, v in attrs.items() if k in declared})
@@ -467,6 +477,8 @@ class _Reader:
             g.add(nd["name"], nd["op"], bound, span, scope=nd["scope"])
             for slot, p in enumerate(nd["preds"]):
                 g.connect(p, nd["name"], slot)
+            if g.preds(nd["name"]) != nd["preds"]:
+                self.fail(f"node {_short(nd['name'])}: inputs {_short(nd['preds'])} repeat a layer")
             stored[nd["name"]] = (attrs, nd)
         if list(g.inputs) != list(h["inputs"]):
             self.fail("header 'inputs' does not list the graph's Input nodes in order")
@@ -500,6 +512,16 @@ class _Reader:
                 self.fail(f"tensor {k} has shape {list(weights[k].shape)}; the graph needs {list(shape)}")
             if not np.isfinite(weights[k]).all():
                 self.fail(f"tensor {k} holds NaN or infinite values")
+        from .analysis.infer import totals
+        t, c = totals(g), h["contract"]
+        counts: dict[str, int] = {}
+        for node in g.nodes():
+            counts[node.op] = counts.get(node.op, 0) + 1
+        actual = {"weight_bytes": t["weight_bytes"], "params": t["total_params"], "macs": t["total_macs"],
+                  "layers": len(g), "op_counts": counts}
+        for key, v in actual.items():
+            if c[key] != v:
+                self.fail(f"the memory contract's {key} ({_short(c[key])}) disagrees with the graph ({_short(v)})")
         m = Model(g, h["model"], self.name)
         m._weights = {k: weights[k] for k in want}
         m.opt_level = h["opt_level"]
@@ -514,15 +536,6 @@ def _tuple(kinds):
     return kinds if isinstance(kinds, tuple) else (kinds,)
 
 
-def _dec(v):
-    """JSON attribute value -> the IR's: lists become tuples; anything else must be a JSON scalar."""
-    if isinstance(v, list):
-        return tuple(_dec(x) for x in v)
-    if isinstance(v, dict):
-        raise ValueError("an attribute value is an object")
-    return v
-
-
 def _short(v, n=40):
     s = repr(v)
     return s if len(s) <= n else s[:n - 1] + "…"
@@ -530,7 +543,8 @@ def _short(v, n=40):
 
 # ---------------------------------------------------------------- showing the contract
 
-def _mib(b):
+def size_text(b: int) -> str:
+    """Bytes for people: KiB below a MiB, else MiB."""
     return f"{b / 2**20:,.1f} MiB" if b >= 2**20 else f"{b / 1024:,.1f} KiB"
 
 
@@ -545,15 +559,18 @@ def info_text(h: dict, path: str = "") -> str:
                                         for n in h["inputs"] for nd in h["nodes"] if nd["name"] == n),
              "  outputs:  " + ", ".join(f"{k} {'x'.join(map(str, nd['shape']))}"
                                         for k, v in h["outputs"].items() for nd in h["nodes"] if nd["name"] == v),
-             f"  layers:   {c.get('layers', len(h['nodes']))}, {c.get('params', 0):,} params, "
-             f"{c.get('macs', 0) / 1e9:.2f} GMACs per image",
-             f"  weights:  {c['weight_bytes']:,} bytes ({_mib(c['weight_bytes'])})"]
+             f"  layers:   {c['layers']}, {c['params']:,} params, "
+             + (f"{c['macs'] / 1e9:.2f} GMACs" if c["macs"] >= 1e8 else f"{c['macs'] / 1e6:.2f} MMACs")
+             + " per image",
+             f"  weights:  {c['weight_bytes']:,} bytes ({size_text(c['weight_bytes'])})"]
     for n, b in c["arena_bytes"].items():
         ws = c["workspace_bytes"].get(n, 0)
-        lines.append(f"  arena:    batch {n}: {b:,} bytes ({_mib(b)})"
+        lines.append(f"  arena:    batch {n}: {b:,} bytes ({size_text(b)})"
                      + (f" + workspace {ws:,} bytes" if ws else ""))
     lines.append("  ops:      " + ", ".join(f"{op} {k}" for op, k in
                                             sorted(c["op_counts"].items(), key=lambda x: (-x[1], x[0]))))
-    if h.get("rewrites"):
-        lines.append(f"  compiled: {len(h['rewrites'])} report lines (netdsl compile --report shows them)")
+    totals = [r for r in h.get("rewrites", []) if re.fullmatch(r"[A-Za-z_]\w*: \d+ rewrites?", r)]
+    shown = [r.replace(" rewrites", "").replace(" rewrite", "") for r in totals if not r.endswith(": 0 rewrites")]
+    lines.append(f"  compiled: -O{h['opt_level']}" + (": " + ", ".join(shown) if shown else ", no rewrites")
+                 + " (rewrites per pass; `netdsl compile --report` lists each)")
     return "\n".join(lines)

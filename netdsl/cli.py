@@ -102,6 +102,15 @@ def cmd_run(args):
 
 def cmd_info(args):
     from . import __version__
+    if getattr(args, "model", None):
+        from . import bundle
+        if not bundle.is_bundle(args.model):
+            raise NetDSLError(f"{args.model} is not a compiled bundle",
+                              hint=f"`netdsl info` describes .netc files; for a .net source use "
+                                   f"`netdsl summary {args.model}`, or compile it with `netdsl compile {args.model}`")
+        h = bundle.read_header(args.model)
+        print(bundle.info_text(h, args.model))
+        return 0
     from .runtime import lib
     print(f"netdsl {__version__}")
     inf = lib.info()
@@ -115,6 +124,79 @@ def cmd_info(args):
     return 0
 
 
+def _opt_level(v):
+    try:
+        n = int(v)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 3:
+        raise argparse.ArgumentTypeError(f"invalid optimization level {v!r} (use -O0, -O1, -O2 or -O3)")
+    return n
+
+
+def _graph_for(args):
+    """(graph, title) for compile --emit dot and graph: a bundle as stored, a source at -O level."""
+    from . import bundle
+    if bundle.is_bundle(args.model):
+        m = bundle.load(args.model)
+        return m, f"{m.name} (bundle, -O{m.opt_level})"
+    from . import load
+    m = load(args.model, weights=getattr(args, "weights", None))
+    level = args.opt if getattr(args, "optimized", True) else 0
+    if level:
+        m, _ = bundle.optimize(m, level)
+    return m, f"{m.name} -O{level}"
+
+
+def cmd_compile(args):
+    import os
+
+    from . import bundle
+    if bundle.is_bundle(args.model):
+        raise NetDSLError(f"{args.model} is already a compiled bundle",
+                          hint="compile the .net source (or zoo name) it came from")
+    if args.emit == "dot":
+        from .dot import render, to_dot
+        m, title = _graph_for(args)
+        text = to_dot(m.graph, title)
+        if args.output:
+            path, drawn = render(text, args.output)
+            print(f"wrote {path}" + ("" if drawn or path == args.output else
+                                     f" (Graphviz not found; render it with: dot -T{os.path.splitext(args.output)[1][1:]} "
+                                     f"{path} -o {args.output})"))
+        else:
+            sys.stdout.write(text)
+        return 0
+    opt, report, _ = bundle.compile_model(args.model, None, args.opt, weights=args.weights)
+    out = args.output or (opt.name + ".netc")
+    if args.report:
+        lines = list(report.render()) if report is not None else []
+        print("\n".join(lines) if lines else f"-O{args.opt}: no rewrites")
+    h = bundle.save(opt, out, args.opt, report, opt.path)
+    c = h["contract"]
+    arena = ", ".join(f"batch {n}: {bundle.size_text(b)}" for n, b in c["arena_bytes"].items())
+    print(f"wrote {out}: {c['layers']} layers at -O{args.opt}, {c['params']:,} params, "
+          f"weights {bundle.size_text(c['weight_bytes'])}, arena {arena}")
+    return 0
+
+
+def cmd_graph(args):
+    import os
+
+    from .dot import render, to_dot
+    m, title = _graph_for(args)
+    text = to_dot(m.graph, title)
+    out = args.output or (m.name + ".svg")
+    path, drawn = render(text, out)
+    if drawn or path == out:
+        print(f"wrote {path}")
+    else:
+        print(f"wrote {path}: Graphviz (`dot`) is not installed, so the graph was written as DOT text\n"
+              f"hint: install Graphviz (e.g. apt install graphviz) and run: "
+              f"dot -T{os.path.splitext(out)[1][1:]} {path} -o {out}")
+    return 0
+
+
 def _show(v):
     from .ops.base import fmt
     return fmt(v) if v is not None else "none"
@@ -125,10 +207,10 @@ def build_parser():
                                 "the way the lecture writes them (Conv-ReLU-Pool-FC-SM).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     s = sub.add_parser("check", help="parse and shape-check a network; exit 0 when valid")
-    s.add_argument("model", help=".net file or zoo name")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
     s.set_defaults(fn=cmd_check)
     s = sub.add_parser("summary", help="per-layer table: shapes, params, MACs, memory, receptive field")
-    s.add_argument("model", help=".net file or zoo name")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
     s.add_argument("--json", action="store_true", help="print a JSON document instead")
     s.add_argument("--depth", type=int, default=None, help="collapse layers below this name depth")
     s.set_defaults(fn=cmd_summary)
@@ -136,7 +218,7 @@ def build_parser():
     s.add_argument("model")
     s.set_defaults(fn=cmd_explain)
     s = sub.add_parser("run", help="run a network on an input and print its outputs")
-    s.add_argument("model", help=".net file or zoo name")
+    s.add_argument("model", help=".net file, zoo name or compiled .netc bundle")
     s.add_argument("--weights", help=".npz or .safetensors weights (default: deterministic init, seed 0)")
     s.add_argument("--input", default="random", help="x.npy, an image (needs Pillow), or random (default)")
     s.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
@@ -147,8 +229,31 @@ def build_parser():
     s.add_argument("--repeat", type=int, default=10, help="at least this many timed runs with --bench")
     s.add_argument("--bench-seconds", type=float, default=2.0, help="keep timing for this long with --bench")
     s.set_defaults(fn=cmd_run)
-    s = sub.add_parser("info", help="version, kernel instruction set, threads, plugins")
+    s = sub.add_parser("info", help="version, kernel instruction set, threads, plugins; "
+                       "with MODEL.netc: the bundle's memory contract")
+    s.add_argument("model", nargs="?", help="a compiled .netc bundle to describe (nothing is run)")
     s.set_defaults(fn=cmd_info)
+    s = sub.add_parser("compile", help="optimize a network and write it as one .netc bundle "
+                       "(graph, memory contract, folded weights)")
+    s.add_argument("model", help=".net file or zoo name")
+    s.add_argument("--weights", help=".npz or .safetensors weights to fold in (default: deterministic init)")
+    s.add_argument("-O", dest="opt", type=_opt_level, default=2, metavar="LEVEL",
+                   help="optimization level -O0 .. -O3 (default -O2)")
+    s.add_argument("-o", "--output", help="output file (default MODEL.netc; with --emit dot: .dot/.svg/.png, "
+                   "or stdout when omitted)")
+    s.add_argument("--emit", choices=("bundle", "dot"), default="bundle",
+                   help="bundle (default) or dot: the optimized graph as Graphviz DOT (-O0 for the original)")
+    s.add_argument("--report", action="store_true", help="print each rewrite with its source line, and totals per pass")
+    s.set_defaults(fn=cmd_compile)
+    s = sub.add_parser("graph", help="draw the network (Graphviz): op, output shape and params per layer, "
+                       "one box per block")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s.add_argument("-o", "--output", help="file.svg, .png, .pdf or .dot (default MODEL.svg; .dot without Graphviz)")
+    s.add_argument("--optimized", action="store_true", help="draw the graph after optimization (see -O)")
+    s.add_argument("-O", dest="opt", type=_opt_level, default=2, metavar="LEVEL",
+                   help="optimization level for --optimized (default -O2)")
+    s.add_argument("--weights", help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_graph)
     s = sub.add_parser("ops", help="list the ops and their arguments")
     s.set_defaults(fn=cmd_ops)
     s = sub.add_parser("zoo", help="list the zoo models with their parameter counts")

@@ -1,0 +1,284 @@
+"""Fuzzing the bundle loader: whatever the bytes, `bundle.loads` returns a
+checked Model or raises a NetDSLError naming the file and the problem —
+never another exception, never a crash, and never the loader's last-resort
+"unexpected" wrapper (that would mean a check is missing).
+
+Cases: truncation at many points, byte flips in the prefix, header, blob and
+checksum, random garbage (with and without the magic), huge lengths, and —
+with the checksum recomputed so the deeper checks are reached — random
+header bytes and structured edits of the JSON (types, names, shapes,
+offsets, graph edges). Deterministic seeds; bounded to a few seconds.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import struct
+
+import pytest
+
+import netdsl
+from netdsl import NetDSLError, bundle
+
+NAME = "fuzz.netc"
+SMALL = """input x: 3x12x12
+[ Conv(4, 3, pad=1)-BN-ReLU | Conv(4, 1) ] - Concat - MaxPool
+[ Conv(8, 3, pad=1, bias=false)-BN | Identity ] - Add - ReLU
+GAP - Flatten - FC(5) - SM
+"""
+
+
+@pytest.fixture(scope="module")
+def data():
+    m = netdsl.parse(SMALL, "fuzz.net")
+    opt, report = bundle.optimize(m, 2)
+    return bundle.dumps(opt, 2, report, "fuzz.net")
+
+
+def split(data):
+    _, _, _, hlen = struct.unpack_from("<8sIIQ", data, 0)
+    start = -(-(24 + hlen) // 64) * 64
+    return json.loads(data[24:24 + hlen]), data[start:len(data) - 32]
+
+
+def pack(h, blob, version=bundle.FORMAT_VERSION, raw_header=None):
+    hb = raw_header if raw_header is not None else json.dumps(h).encode()
+    body = struct.pack("<8sIIQ", bundle.MAGIC, version, 0, len(hb)) + hb
+    body += b"\0" * (-(-len(body) // 64) * 64 - len(body)) + blob
+    return body + hashlib.sha256(body).digest()
+
+
+def expect_clean_error(buf):
+    """Load; success is fine (a harmless edit), anything but a clear NetDSLError is a failure."""
+    try:
+        bundle.loads(buf, NAME)
+    except NetDSLError as e:
+        msg = e.render()
+        assert NAME in msg and len(msg) > len(NAME) + 10, msg
+        assert "unexpected" not in msg, f"a check is missing in the loader: {msg}"
+        return msg
+    return None
+
+
+def test_base_loads(data):
+    assert bundle.loads(data, NAME).total_params > 0
+    h, blob = split(data)
+    assert bundle.loads(pack(h, blob), NAME).total_params > 0      # the packer is faithful
+
+
+def test_truncated_everywhere(data):
+    n = len(data)
+    rng = random.Random(1)
+    cuts = set(range(0, 120)) | {n - k for k in range(1, 80)} | {rng.randrange(n) for _ in range(300)}
+    for cut in sorted(cuts):
+        msg = expect_clean_error(data[:cut])
+        assert msg is not None, cut
+    assert "truncated" in expect_clean_error(data[:20]) or "magic" in expect_clean_error(data[:20])
+
+
+def test_flipped_bytes(data):
+    h, _ = split(data)
+    hlen = struct.unpack_from("<Q", data, 16)[0]
+    rng = random.Random(2)
+    n = len(data)
+    where = (list(range(24)) +                                          # the prefix, every byte
+             [rng.randrange(24, 24 + hlen) for _ in range(150)] +        # the header
+             [rng.randrange(24 + hlen, n - 32) for _ in range(100)] +    # padding and blob
+             list(range(n - 32, n)))                                     # the checksum
+    for pos in where:
+        buf = bytearray(data)
+        buf[pos] ^= 1 << rng.randrange(8)
+        msg = expect_clean_error(bytes(buf))
+        assert msg is not None, pos
+    buf = bytearray(data)
+    buf[-40] ^= 0xFF
+    assert "checksum" in expect_clean_error(bytes(buf))
+
+
+def test_garbage(data):
+    rng = random.Random(3)
+    for size in [0, 1, 7, 8, 23, 24, 25, 55, 56, 57, 64, 100, 1000, 5000]:
+        for prefix in (b"", bundle.MAGIC, data[:24]):
+            buf = prefix + bytes(rng.randrange(256) for _ in range(size))
+            expect_clean_error(buf)
+    assert "magic" in expect_clean_error(b"input x: 3x32x32\nConv(8, 3)\n" * 4)
+
+
+def test_huge_and_odd_lengths(data):
+    h, blob = split(data)
+    rest = data[24:]
+    for hlen in (0, 1, 2**31, 2**63, 2**64 - 1, len(data), len(data) - 24):
+        buf = struct.pack("<8sIIQ", bundle.MAGIC, bundle.FORMAT_VERSION, 0, hlen) + rest
+        assert expect_clean_error(buf) is not None
+    for version in (0, 2, 2**32 - 1):
+        msg = expect_clean_error(pack(h, blob, version=version))
+        assert "format" in msg
+    buf = bytearray(data)
+    buf[12] = 1                                                         # reserved field
+    assert "reserved" in expect_clean_error(bytes(buf))
+    for bb in (-1, 2**62, len(blob) + 64, len(blob) - 64):
+        h2 = copy.deepcopy(h)
+        h2["blob_bytes"] = bb
+        assert expect_clean_error(pack(h2, blob)) is not None
+    assert expect_clean_error(pack(h, blob + b"\0" * 64)) is not None      # trailing bytes
+
+
+def test_random_header_bytes_with_valid_checksum(data):
+    """Mutated JSON text with a correct checksum: the JSON and schema checks must hold."""
+    h, blob = split(data)
+    text = bytearray(json.dumps(h).encode())
+    rng = random.Random(4)
+    alphabet = b'{}[]:,"0123456789-.eE tfnaluxyz\\\xff\xc3'
+    for _ in range(400):
+        t = bytearray(text)
+        for _ in range(rng.randrange(1, 4)):
+            pos = rng.randrange(len(t))
+            op = rng.randrange(3)
+            if op == 0:
+                t[pos] = rng.choice(alphabet)
+            elif op == 1:
+                del t[pos:pos + rng.randrange(1, 20)]
+            else:
+                t[pos:pos] = bytes(rng.choice(alphabet) for _ in range(rng.randrange(1, 5)))
+        expect_clean_error(pack(None, blob, raw_header=bytes(t)))
+    for raw in (b"", b"null", b"[]", b"1", b'"x"', b"{}", b"[" * 100000, b'{"a": NaN}', b"\xff\xfe"):
+        assert expect_clean_error(pack(None, blob, raw_header=raw)) is not None
+
+
+def _edits(h):
+    """Structured edits of the header: each yields a header that is valid JSON but wrong."""
+    n0 = next(i for i, nd in enumerate(h["nodes"]) if nd["op"] == "Conv")
+    conv = h["nodes"][n0]["name"]
+    tname = next(iter(h["tensors"]))
+
+    def node(i, key, value):
+        def f(d):
+            d["nodes"][i][key] = value
+        return f
+
+    def attr(i, key, value):
+        def f(d):
+            d["nodes"][i]["attrs"][key] = value
+        return f
+
+    def top(key, value):
+        def f(d):
+            d[key] = value
+        return f
+
+    def tensor(key, value):
+        def f(d):
+            d["tensors"][tname][key] = value
+        return f
+
+    def drop(key):
+        def f(d):
+            del d[key]
+        return f
+
+    yield from [
+        top("format", "other"), top("format_version", 0), top("opt_level", 9), top("opt_level", "2"),
+        top("nodes", []), top("nodes", {}), top("nodes", [1, 2]), top("inputs", []), top("inputs", [conv]),
+        top("inputs", ["nope"]), top("outputs", {}), top("outputs", {"o": "nope"}), top("outputs", []),
+        top("blocks", {"a": 1}), top("tensors", []), top("tensors", {}), top("sources", [1]),
+        top("contract", {}), top("contract", None), top("rewrites", [1]), top("model", 5),
+        drop("nodes"), drop("tensors"), drop("blob_bytes"), drop("contract"), drop("inputs"),
+        node(n0, "op", "Conv2"), node(n0, "op", "conv"), node(n0, "op", 3), node(n0, "op", "__class__"),
+        node(n0, "name", ""), node(n0, "name", h["nodes"][0]["name"]), node(n0, "name", 7),
+        node(n0, "preds", ["later"]), node(n0, "preds", [conv]), node(n0, "preds", []), node(n0, "preds", "x"),
+        node(n0, "preds", [h["nodes"][0]["name"]] * 2),
+        node(n0, "shape", [1, 2, 3]), node(n0, "shape", []), node(n0, "shape", [-1]), node(n0, "shape", [1.5]),
+        node(n0, "shape", [2**70]), node(n0, "shape", [1] * 50), node(n0, "shape", "4x12x12"),
+        node(n0, "params", {"weight": [1, 1, 1, 1]}), node(n0, "params", {}), node(n0, "params", []),
+        node(n0, "buffers", {"x": [1]}), node(n0, "attrs", []), node(n0, "attrs", {}),
+        node(n0, "src", [99, 1, 1]), node(n0, "src", [0, -1, 1]), node(n0, "src", "line 3"),
+        node(n0, "scope", 1), node(0, "preds", [conv]), node(0, "attrs", {"shape": [3, 12]}),
+        node(0, "attrs", {"shape": [3, 0, 12]}), node(0, "attrs", {"shape": [2**40, 2**40, 2**40]}),
+        attr(n0, "out_channels", 0), attr(n0, "out_channels", 5), attr(n0, "out_channels", "four"),
+        attr(n0, "out_channels", 2**70), attr(n0, "out_channels", [4]), attr(n0, "out_channels", {"a": 1}),
+        attr(n0, "kernel", [3]), attr(n0, "kernel", [3, 3, 3]), attr(n0, "kernel", [0, 3]),
+        attr(n0, "kernel", [10**9, 10**9]), attr(n0, "pad", "weird"), attr(n0, "pad", [1, 1, 1]),
+        attr(n0, "pad", [-1, 1, 1, 1]), attr(n0, "stride", [0, 0]), attr(n0, "groups", 3),
+        attr(n0, "act", "swish"), attr(n0, "act", None), attr(n0, "residual", True), attr(n0, "residual", "yes"),
+        attr(n0, "bias", "maybe"), attr(n0, "in_channels", 99), attr(n0, "bogus", 1), attr(n0, "dilation", [1e9, 1]),
+        tensor("offset", -4), tensor("offset", 2**63), tensor("offset", 2), tensor("offset", "0"),
+        tensor("offset", len(h["tensors"]) * 10**9), tensor("shape", [1]), tensor("shape", [2**40, 2**40]),
+        tensor("shape", [-1]), tensor("shape", None), tensor("dtype", "f64"), tensor("dtype", "pickle"),
+        lambda d: d["tensors"].pop(tname), lambda d: d["tensors"].update(extra={"offset": 0, "shape": [1],
+                                                                                "dtype": "f32"}),
+        lambda d: d["tensors"].update({k: dict(v, offset=0) for k, v in d["tensors"].items()}),
+        lambda d: d["nodes"].reverse(), lambda d: d["nodes"].pop(), lambda d: d["nodes"].pop(0),
+        lambda d: d["nodes"].append(copy.deepcopy(d["nodes"][-1])),
+        lambda d: d["contract"].update(arena_bytes={"1": -5}), lambda d: d["contract"].update(params="many"),
+        lambda d: d["contract"]["op_counts"].update(Conv=None),
+    ]
+
+
+def test_structured_header_edits(data):
+    h, blob = split(data)
+    for i, edit in enumerate(_edits(h)):
+        h2 = copy.deepcopy(h)
+        edit(h2)
+        expect_clean_error(pack(h2, blob))
+
+
+def test_nan_weights_refused(data):
+    h, blob = split(data)
+    off = next(iter(h["tensors"].values()))["offset"]
+    bad = bytearray(blob)
+    bad[off:off + 4] = struct.pack("<f", float("nan"))
+    assert "NaN" in expect_clean_error(pack(h, bytes(bad)))
+
+
+def test_nonzero_padding_refused(data):
+    h, blob = split(data)
+    hb = json.dumps(h).encode()
+    body = struct.pack("<8sIIQ", bundle.MAGIC, bundle.FORMAT_VERSION, 0, len(hb)) + hb
+    pad = -(-len(body) // 64) * 64 - len(body)
+    if pad == 0:
+        hb += b" " * 10
+        body = struct.pack("<8sIIQ", bundle.MAGIC, bundle.FORMAT_VERSION, 0, len(hb)) + hb
+        pad = -(-len(body) // 64) * 64 - len(body)
+    body += b"\1" * pad + blob
+    assert "padding" in expect_clean_error(body + hashlib.sha256(body).digest())
+
+
+def _paths(v, path=()):
+    yield path
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _paths(x, path + (k,))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _paths(x, path + (i,))
+
+
+def _random_value(rng):
+    return rng.choice([None, True, False, 0, 1, -1, 3, 2**31, 2**64, 1.5, float(2**70), "", "x", "Conv",
+                       "none", "same", [], [1], [3, 3], [0, 0, 0, 0], [-1, 2], {}, {"a": 1}, [[1, 2]]])
+
+
+def test_random_json_value_replacement(data):
+    """Replace, drop or retype a random JSON value anywhere in the header (checksum recomputed)."""
+    h, blob = split(data)
+    paths = [p for p in _paths(h) if p]
+    rng = random.Random(5)
+    errors = 0
+    for _ in range(600):
+        h2 = copy.deepcopy(h)
+        for _ in range(rng.randrange(1, 3)):
+            path = rng.choice(paths)
+            parent = h2
+            try:
+                for k in path[:-1]:
+                    parent = parent[k]
+                if rng.random() < 0.15 and isinstance(parent, dict):
+                    del parent[path[-1]]
+                else:
+                    parent[path[-1]] = _random_value(rng)
+            except (KeyError, IndexError, TypeError):
+                continue
+        errors += expect_clean_error(pack(h2, blob)) is not None
+    assert errors > 400          # most edits are caught; the rest are harmless (e.g. a source name)
