@@ -37,14 +37,15 @@ def _into_producer(producer_ok, verb):
                 and pspec.absorbs_affine(p.attrs, _in_shapes(ctx, p.name), "out")
                 and (act == "none" or act in pspec.epilogues)):
             return None
+        new = None
         if ctx.w is not None:
             scale, shift = _affine_of(ctx, node)
-            ctx.set_weights(p.name, pspec.fold_affine(p.attrs, _in_shapes(ctx, p.name),
-                                                      ctx.weights_of(p.name), scale, shift, "out"))
+            new = pspec.fold_affine(p.attrs, _in_shapes(ctx, p.name), ctx.weights_of(p.name), scale, shift, "out")
         if "bias" in p.attrs:
             p.attrs["bias"] = True
         if act != "none":
             p.attrs["act"] = act
+        ctx.set_weights(p.name, new)
         ctx.bypass(node.name, p.name)
         return Fired(verb(node, p), p.name, node)
     return rule
@@ -63,12 +64,13 @@ def _into_consumer(ctx, node):
         return None
     if not ctx.can_bypass(node.name, preds[0]):
         return None     # C already reads that input on another slot
+    new = None
     if ctx.w is not None:
         scale, shift = _affine_of(ctx, node)
-        ctx.set_weights(c.name, cspec.fold_affine(c.attrs, _in_shapes(ctx, c.name),
-                                                  ctx.weights_of(c.name), scale, shift, "in"))
+        new = cspec.fold_affine(c.attrs, _in_shapes(ctx, c.name), ctx.weights_of(c.name), scale, shift, "in")
     if "bias" in c.attrs:
         c.attrs["bias"] = True
+    ctx.set_weights(c.name, new)
     ctx.bypass(node.name, preds[0])
     return Fired(f"{display(node.op)} folded into the input of {c.name}", c.name, node)
 

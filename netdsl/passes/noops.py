@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import NetDSLError
 from ..ops.base import OpError
-from .rewrite import Fired, any_node, display, flagged, run_rules
+from .rewrite import Fired, Record, any_node, display, flagged, run_rules
 
 
 def _identity(ctx, node):
@@ -86,7 +86,6 @@ def select_outputs(graph, weights, outputs):
     g = graph.copy()
     dropped = [k for k in g.outputs if k not in wanted]
     g.outputs = {k: v for k, v in g.outputs.items() if k in wanted}
-    from .rewrite import Record
     records = [Record("select_outputs", f"output {k} dropped (not asked for)", graph.outputs[k],
                       graph[graph.outputs[k]].span) for k in dropped]
     g, w, more = run_rules(g, weights, DEAD, "select_outputs")

@@ -138,21 +138,31 @@ class Ctx:
     def changed(self):
         self._topo = None
 
-    def set_weights(self, name, new: dict):
-        """Replace a node's parameters (float64 from the specs, rounded once to float32 here)."""
-        if self.w is None:
-            return
-        for k in [k for k in self.w if k.startswith(name + ".")]:
-            del self.w[k]
-        for p, arr in new.items():
-            self.w[f"{name}.{p}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    def set_weights(self, name, new: dict | None):
+        """Give a node new parameters (float64 from the specs, rounded once to float32 here;
+        None in weightless mode) after its attributes changed, and refresh its metadata."""
+        if self.w is not None:
+            self._drop_weights(name)
+            for p, arr in new.items():
+                self.w[f"{name}.{p}"] = np.ascontiguousarray(arr, dtype=np.float32)
+        node, spec = self.g[name], self.spec(name)
+        shapes = [self.g[p].shape for p in self.g.preds(name)]
+        node.params = dict(spec.params(node.attrs, shapes))
+        node.buffers = dict(spec.buffers(node.attrs, shapes))
+        if self.w is not None:
+            assert {f"{name}.{p}" for p in list(node.params) + list(node.buffers)} <= self.w.keys(), name
+
+    def _drop_weights(self, name):
+        # by the node's own parameter names: a prefix test would also hit a node "conv1.x"
+        if self.w is not None:
+            node = self.g[name]
+            for p in list(node.params) + list(node.buffers):
+                self.w.pop(f"{name}.{p}", None)
 
     def remove(self, name):
         """Delete a node that nothing reads any more, with its weights."""
         assert not self.consumers(name) and not self.is_output(name), name
-        if self.w is not None:
-            for k in [k for k in self.w if k.startswith(name + ".")]:
-                del self.w[k]
+        self._drop_weights(name)
         self.g.remove(name)
         self.changed()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 import numpy as np
 import pytest
@@ -69,8 +70,10 @@ def model(name):
         path = os.path.join(ZOO, name + ".net")
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        assert old in text, f"{name}: the zoo file no longer declares {old}"
-        graph = netdsl.parse(text.replace(old, new, 1), name + ".net", path).graph
+        text, n = re.subn(rf"^(input \w+: ){old}\b", rf"\g<1>{new}", text, count=1, flags=re.M)
+        assert n == 1, f"{name}: the zoo file no longer declares input {old}"
+        graph = netdsl.parse(text, name + ".net", path).graph
+        assert "x".join(map(str, graph[graph.inputs[0]].shape)) == new
         assert sum(n.n_params for n in graph.nodes()) == netdsl.load(name).total_params
     else:
         graph = netdsl.load(name).graph

@@ -357,6 +357,17 @@ def test_bn_after_a_residual_conv_does_not_fold():
     assert "bn" in g2 and report.totals()["fold_batchnorm"] == 0
 
 
+def test_two_bns_fold_one_after_the_other_into_one_conv():
+    g = parse("input x: 3x6x6\nc:Conv(4, 3, bias=false) - BN - BN - GAP")
+    w = randomized(g)
+    g2, w2, records = fold_batchnorm(g, w)
+    assert ops_of(g2) == ["Input", "Conv", "GlobalAvgPool"] and len(records) == 2
+    check_weights(g2, w2)
+    assert_same(g, w, g2, w2)
+    g3, w3, _ = fold_batchnorm(g, None)
+    assert w3 is None and g3["c"].params == g2["c"].params
+
+
 def test_fold_batchnorm_alone_and_its_relu_follows():
     g = parse("input x: 3x6x6\nc:Conv(4, 3) - BN(act=relu) - GAP")
     w = randomized(g)
