@@ -21,6 +21,7 @@ from .graph import Graph
 # loads and runs without it.
 
 ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
+DEFAULT_RUN_LEVEL = 3   # every pass: outputs equal -O0's within float rounding (tests/e2e)
 
 
 class Model:
@@ -32,6 +33,7 @@ class Model:
         self._session = None
         self._threads = threads
         self.opt_level = 0          # optimization level the graph was compiled at
+        self.run_level = DEFAULT_RUN_LEVEL   # passes applied (on a copy) before running
         self.bundle = None          # a loaded .netc bundle's header (netdsl/bundle.py)
 
     # -- weights
@@ -80,9 +82,15 @@ class Model:
             self._session.threads = t
 
     def session(self):
+        """The runtime for this model: the graph optimized at `run_level` (a copy; `graph`
+        and `state_dict()` keep the source names), lowered and bound to the C kernels."""
         if self._session is None:
             from .runtime.session import Session
-            self._session = Session(self.graph, self.weights, self._threads)
+            graph, weights = self.graph, self.weights
+            if self.run_level > self.opt_level:
+                from .passes import optimize
+                graph, weights, _ = optimize(graph, weights, level=self.run_level)
+            self._session = Session(graph, weights, self._threads)
         return self._session
 
     def __call__(self, x):
@@ -171,7 +179,8 @@ def resolve_path(path_or_name: str) -> str:
                       hint=hint or f"zoo models: {', '.join(zoo_names())}")
 
 
-def load_source(path_or_name: str, weights: str | dict | None = None, threads: int | None = None) -> Model:
+def load_source(path_or_name: str, weights: str | dict | None = None, threads: int | None = None,
+                opt: int = DEFAULT_RUN_LEVEL) -> Model:
     path = resolve_path(path_or_name)
     try:
         with open(path, encoding="utf-8") as f:
@@ -181,6 +190,9 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     shown = path if not path.startswith(ZOO) else os.path.join("zoo", os.path.basename(path))
     m = parse(text, shown, path)
     m.threads = threads
+    if opt not in (0, 1, 2, 3):
+        raise NetDSLError(f"opt must be 0, 1, 2 or 3, got {opt!r}")
+    m.run_level = opt
     if isinstance(weights, dict):
         m.load_state_dict(weights)
     elif weights is not None:

@@ -12,8 +12,11 @@
  *     (dispatch.h: nd_im2col), so there is no im2col buffer either.
  * Threads: each GEMM splits its output over threads; when there are many
  * small GEMMs (grouped convs) they run side by side, one thread each.
- * Bias and relu/leaky are fused into the GEMM's store.
+ * Bias and relu/leaky are fused into the GEMM's store. A residual (in[1]) is
+ * copied into y first and the GEMM accumulates onto it (C += A B), so the
+ * add costs one streaming copy and no extra pass for the activation.
  */
+#include <string.h>
 #include "kernels/conv.h"
 
 #include "kernels/gemm.h"
@@ -29,7 +32,8 @@ static int bad_params(const nd_conv_params *p)
     return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
            p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
            p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
-           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->act < 0 || p->act > 4;
+           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->act < 0 || p->act > 4 ||
+           p->residual < 0 || p->residual > 1;
 }
 
 static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->groups == p->c; }
@@ -84,7 +88,7 @@ nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, in
 }
 
 static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float *x, const float *w,
-                                const float *bias)
+                                const float *bias, const float *res)
 {
     const nd_isa_ops *o = nd_ops();
     const int64_t mult = p->oc / p->c, planes = p->n * p->oc, HW = p->h * p->w, OHW = p->oh * p->ow;
@@ -96,6 +100,11 @@ static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float
         float *y = out + pl * OHW;
         o->dw_plane(y, x + (b * p->c + ic) * HW, w + oc * p->kh * p->kw, bias ? bias[oc] : 0.0f, p->h,
                     p->w, p->oh, p->ow, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l);
+        if (res) {
+            const float *r = res + pl * OHW;
+            for (int64_t i = 0; i < OHW; i++)
+                y[i] += r[i];
+        }
         nd_act_inplace(y, OHW, p->act);
     }
     return ND_OK;
@@ -103,7 +112,7 @@ static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float
 
 /* One (image, group) GEMM. */
 static nd_status conv_gemm(const nd_conv_params *p, float *out, const float *x, const float *w,
-                           const float *bias, float *ws, int threads, int64_t b, int64_t g)
+                           const float *bias, const float *res, float *ws, int threads, int64_t b, int64_t g)
 {
     const int64_t cg = p->c / p->groups, og = p->oc / p->groups, HW = p->h * p->w;
     const int64_t k = cg * p->kh * p->kw, OHW = p->oh * p->ow;
@@ -132,6 +141,10 @@ static nd_status conv_gemm(const nd_conv_params *p, float *out, const float *x, 
     }
     d.c = out + (b * p->oc + g * og) * OHW;
     d.ldc = OHW;
+    if (res) {   /* y starts as r; the GEMM adds A B + bias, then the activation */
+        memcpy(d.c, res + (b * p->oc + g * og) * OHW, (size_t)(og * OHW) * sizeof(float));
+        d.accumulate = 1;
+    }
     d.bias = bias ? bias + g * og : NULL;
     d.bias_mode = bias ? ND_BIAS_ROW : ND_BIAS_NONE;
     d.act = p->act;
@@ -143,10 +156,13 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
 {
     if (!p || !out || !in || !in[0] || !w || bad_params(p))
         return ND_EINVAL;
+    const float *res = p->residual ? in[1] : NULL;
+    if (p->residual && (!res || res == out))
+        return ND_EINVAL;
     if (is_depthwise(p)) {
         if (p->w_packed_mr > 0)
             return ND_EUNSUPPORTED;
-        return conv_depthwise(p, out, in[0], w, bias);
+        return conv_depthwise(p, out, in[0], w, bias, res);
     }
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
     const int64_t jobs = p->n * p->groups;
@@ -161,14 +177,15 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            nd_status s = conv_gemm(p, out, in[0], w, bias, ws + tid * per, 1, j / p->groups, j % p->groups);
+            nd_status s = conv_gemm(p, out, in[0], w, bias, res, ws + tid * per, 1, j / p->groups,
+                                    j % p->groups);
             if (s != ND_OK)
                 st = s;
         }
         return st;
     }
     for (int64_t j = 0; j < jobs; j++) {
-        nd_status s = conv_gemm(p, out, in[0], w, bias, ws, T, j / p->groups, j % p->groups);
+        nd_status s = conv_gemm(p, out, in[0], w, bias, res, ws, T, j / p->groups, j % p->groups);
         if (s != ND_OK)
             return s;
     }

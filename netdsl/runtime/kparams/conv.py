@@ -59,7 +59,9 @@ def _weights(a):
 @kparams("Conv")
 def conv(a, in_shapes, out_shape, n):
     f = _window_fields(a, in_shapes[0], out_shape, n)
-    f.update(groups=a.get("groups", 1), act=act_code(a), w_packed_mr=0)
+    f.update(groups=a.get("groups", 1), act=act_code(a), w_packed_mr=0, residual=int(bool(a.get("residual"))))
+    if f["residual"] and (len(in_shapes) != 2 or tuple(in_shapes[1]) != tuple(out_shape)):
+        raise PlanError(f"a residual Conv needs a second input shaped like its output {out_shape}")
     check_int64("weight", f["oc"], f["c"] // f["groups"], f["kh"], f["kw"])
     ws = _ws("nd_conv_ws_floats", "nd_conv_params", f)
 
