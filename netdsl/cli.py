@@ -35,8 +35,24 @@ def cmd_explain(args):
     return 0
 
 
+def ops_markdown() -> str:
+    """The op reference table of docs/LANGUAGE.md, generated from the specs."""
+    from . import ops
+    rows = ["| op | aliases | arguments (defaults) | what it does |", "| --- | --- | --- | --- |"]
+    for name, spec in sorted(ops.all_specs().items()):
+        if name == "Input":
+            continue
+        al = ", ".join(f"`{a}`" for a in spec.aliases)
+        attrs = ", ".join(a.name if a.required else f"{a.name}={_show(a.default)}" for a in spec.attrs)
+        rows.append(f"| `{name}` | {al} | `{name}({attrs})` | {spec.doc} |")
+    return "\n".join(rows)
+
+
 def cmd_ops(args):
     from . import ops
+    if args.markdown:
+        print(ops_markdown())
+        return 0
     for name, spec in sorted(ops.all_specs().items()):
         if name == "Input":
             continue
@@ -255,6 +271,7 @@ def build_parser():
     s.add_argument("--weights", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_graph)
     s = sub.add_parser("ops", help="list the ops and their arguments")
+    s.add_argument("--markdown", action="store_true", help="print the op table of docs/LANGUAGE.md")
     s.set_defaults(fn=cmd_ops)
     s = sub.add_parser("zoo", help="list the zoo models with their parameter counts")
     s.set_defaults(fn=cmd_zoo)

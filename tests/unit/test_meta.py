@@ -42,3 +42,9 @@ def test_every_op_documents_itself(name):
     spec = SPECS[name]
     assert spec.doc, f"{name} has no doc line"
     assert all(a.doc for a in spec.attrs), f"{name} has an undocumented attribute"
+
+
+def test_language_reference_op_table_is_current():
+    from netdsl.cli import ops_markdown
+    text = open(os.path.join(ROOT, "docs", "LANGUAGE.md"), encoding="utf-8").read()
+    assert ops_markdown() in text, "regenerate the op table: netdsl ops --markdown"
