@@ -206,16 +206,16 @@ def to_onnx(graph, state: dict, opset: int = 17):
     nodes_out, inits = [], []
     counter = [0]
 
-    def fresh(base):
+    cur = [""]                      # the netdsl layer being translated: names its ONNX nodes and tensors
+
+    def fresh(base):                # ORT names fused nodes after their output tensor: keep the layer in it
         counter[0] += 1
-        return f"{base}__{counter[0]}"
+        return f"{cur[0]}/{base}_{counter[0]}"
 
     def const(base, arr):
         nm = fresh(base)
         inits.append(numpy_helper.from_array(np.asarray(arr), nm))
         return nm
-
-    cur = [""]                      # the netdsl layer being translated: names its ONNX nodes
 
     def node(op, ins, out=None, **attrs):
         out = out or fresh(op)
