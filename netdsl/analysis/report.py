@@ -85,11 +85,18 @@ def rows(model, depth=None):
 
 
 def memory(model, n=1) -> dict:
-    """Arena plan at batch n: peak arena bytes, the naive sum, the lower bound, weight bytes."""
+    """Arena plan at batch n for the graph as the runtime runs it (optimized at the model's
+    run level): peak arena bytes, the naive sum, the lower bound, weight bytes."""
     from ..runtime.plan import lower
-    plan = lower(model.graph, n, kernels=False)
+    graph = model.graph
+    level = max(getattr(model, "run_level", 0), getattr(model, "opt_level", 0))
+    if getattr(model, "run_level", 0) > getattr(model, "opt_level", 0):
+        from ..passes import optimize
+        graph, _, _ = optimize(graph, None, level=model.run_level)
+    plan = lower(graph, n, kernels=False)
     mem = plan.memory()
-    mem["weight_bytes"] = totals(model.graph)["weight_bytes"]
+    mem["weight_bytes"] = totals(graph)["weight_bytes"]
+    mem["opt_level"] = level
     return mem
 
 
@@ -141,8 +148,8 @@ def summary_text(model, depth=None):
                f"   weights: {_fmt_bytes(t['weight_bytes'])}   activations (batch 1): "
                f"{_fmt_bytes(t['activation_bytes'])}")
     mem = memory(model)
-    out.append(f"arena (batch 1): {_fmt_bytes(mem['arena_bytes'])} peak   naive sum {_fmt_bytes(mem['naive_bytes'])}"
-               f"   lower bound {_fmt_bytes(mem['lower_bound_bytes'])}")
+    out.append(f"arena (batch 1, -O{mem['opt_level']}): {_fmt_bytes(mem['arena_bytes'])} peak   "
+               f"naive sum {_fmt_bytes(mem['naive_bytes'])}   lower bound {_fmt_bytes(mem['lower_bound_bytes'])}")
     out.append(f"outputs: {outs}")
     del multi
     return "\n".join(out)
