@@ -1,5 +1,5 @@
 """netdsl: a small language and compiler for convolutional neural networks."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="netdsl",
@@ -8,8 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["netdsl", "netdsl.frontend", "netdsl.ops", "netdsl.analysis", "netdsl.runtime",
-              "netdsl.zoo", "netdsl.stdlib", "netdsl.grammars"],
+    packages=find_packages(include=["netdsl", "netdsl.*"]) + ["netdsl.grammars"],
     package_dir={"netdsl.grammars": "grammars"},
     package_data={"netdsl.zoo": ["*.net"], "netdsl.stdlib": ["*.net"], "netdsl.grammars": ["*.lark"]},
     install_requires=["cffi>=1.15", "numpy>=1.22", "networkx>=2.8", "lark>=1.1"],

@@ -124,7 +124,9 @@ def to_dot(graph, title: str | None = None, rankdir: str = "TB") -> str:
         indent = "  " * (depth + 1)
         if scope:
             out.append(f"{indent}subgraph {_q('cluster_' + scope)} {{")
-            out.append(f"{indent}  label={_q(scope + ': ' + graph.blocks[scope])}; style=\"rounded,dashed\"; "
+            parent = _parent(scope, graph.blocks)
+            shown = scope[len(parent) + 1:] if parent else scope
+            out.append(f"{indent}  label={_q(shown + ': ' + graph.blocks[scope])}; style=\"rounded,dashed\"; "
                        f"color=\"#8888aa\"; fontname=\"Helvetica\"; fontsize=10;")
             indent += "  "
         for node in members.get(scope, []):
