@@ -79,6 +79,7 @@ def optimize(model, level: int = 2, outputs=None):
     m = Model(graph, model.name, model.path, threads=model.threads)
     m._weights = weights
     m.opt_level = level
+    m.run_level = level                    # runs exactly as optimized here (and as a bundle would)
     return m, report
 
 
@@ -525,6 +526,7 @@ class _Reader:
         m = Model(g, h["model"], self.name)
         m._weights = {k: weights[k] for k in want}
         m.opt_level = h["opt_level"]
+        m.run_level = m.opt_level          # run the graph exactly as it was compiled
         m.bundle = h
         return m
 
