@@ -42,6 +42,8 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a x */
     /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
+    /* y = act(y) for act 3 (sigmoid) / 4 (tanh), vectorized (GEMM/conv epilogues); NULL: scalar libm */
+    void (*act_vec)(float *y, int64_t n, int act);
     void (*dw_plane)(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                      int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                      int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -66,15 +68,20 @@ typedef struct {
     const float *p;
     int64_t rs, cs;
     int32_t packed_mr;
+    int32_t packed_nr;         /* B only: p holds B packed in panels of packed_nr columns over the full K */
 } nd_mat;
 
 /* B given implicitly as the im2col matrix of one image (channels of one
  * group): B(k, n) with k = (c, i, j) over (C, KH, KW) and n = (oy, ox) over
  * (OH, OW) is x[c, oy*sh - pt + i*dh, ox*sw - pl + j*dw], 0 outside. The
- * driver packs B panels straight from the image: no im2col buffer. */
+ * driver packs B panels straight from the image: no im2col buffer. With
+ * img_stride > 0, n runs on over further images (n = b*OH*OW + oy*OW + ox,
+ * image b at x + b*img_stride): the batch folded into one GEMM dimension.
+ * The same matrix transposed can be A (nd_gemm_desc.a_im2col): row n, col k. */
 typedef struct {
     const float *x;
     int64_t c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+    int64_t img_stride;
 } nd_im2col;
 
 enum { ND_BIAS_NONE = 0, ND_BIAS_ROW = 1, ND_BIAS_COL = 2 };
@@ -84,6 +91,7 @@ typedef struct {
     nd_mat a;
     nd_mat b;                  /* ignored when b_im2col is set */
     const nd_im2col *b_im2col;
+    const nd_im2col *a_im2col; /* A(n, k) = im2col(n, k): the transposed conv GEMM; a is ignored */
     float *c;                  /* row-major, row stride ldc */
     int64_t ldc;
     const float *bias;
@@ -97,8 +105,12 @@ typedef struct {
  * small problems). Returns ND_EINVAL on a bad size. */
 nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads);
 int64_t nd_sgemm_ws(int64_t m, int64_t n, int64_t k, int threads);
+/* the NR of the compiled-in table whose MR is mr (MRs differ per ISA), 0 if none */
+int64_t nd_nr_for_mr(int64_t mr);
+/* B (K x N) = src(k, j) = src[k*rs + j*cs] packed into NR-wide k-major panels over the full K */
+void nd_pack_b_full(float *dst, const float *src, int64_t k, int64_t n, int64_t rs, int64_t cs, int64_t nr);
 
-/* scalar activation for epilogues that the micro-kernels do not fuse */
+/* activation for epilogues that the micro-kernels do not fuse (vectorized when the ISA has it) */
 void nd_act_inplace(float *y, int64_t n, int act);
 /* threads an OpenMP region may use now, capped by the workspace's `cap` */
 int nd_threads(int cap);

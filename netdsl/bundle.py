@@ -66,16 +66,8 @@ def optimize(model, level: int = 2, outputs=None):
     from .model import Model
     if not isinstance(level, int) or not 0 <= level <= 3:
         raise NetDSLError(f"optimization level must be 0, 1, 2 or 3, got {level!r}", hint="use -O0 .. -O3")
-    graph, weights = model.graph.copy(), dict(model.weights)
-    report = None
-    try:
-        from . import passes
-    except ImportError:
-        passes = None
-    if passes is not None and hasattr(passes, "optimize"):
-        graph, weights, report = passes.optimize(graph, weights, level=level, outputs=outputs)
-    elif level > 0:
-        raise NetDSLError(f"-O{level} needs netdsl.passes, which this build does not have", hint="use -O0")
+    from .passes import optimize as run_passes
+    graph, weights, report = run_passes(model.graph, model.weights, level=level, outputs=outputs)
     m = Model(graph, model.name, model.path, threads=model.threads)
     m._weights = weights
     m.opt_level = level

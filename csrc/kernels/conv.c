@@ -9,7 +9,13 @@
  *   - depthwise (groups == C > 1): direct per-plane kernel (conv_dw.c), since a
  *     GEMM with K = KH*KW and M = OC/C would be all packing and no math;
  *   - otherwise: the GEMM driver packs B panels straight from the image
- *     (dispatch.h: nd_im2col), so there is no im2col buffer either.
+ *     (dispatch.h: nd_im2col), so there is no im2col buffer either;
+ *   - transposed (groups == 1, small OH*OW — late ResNet/VGG stages, LeNet's
+ *     C5): Y^T (N*OH*OW, OC) = im2col(X)^T . W^T with the batch folded into
+ *     the rows, into the workspace, then transposed into NCHW. The micro-tile
+ *     is MR pixels x NR channels, so a 7x7 map (49 pixels) no longer fills
+ *     two 32-wide column panels to 77%, and OC (a multiple of 32) is the wide
+ *     side. Chosen when it wastes clearly fewer tile cells (use_transposed).
  * Threads: each GEMM splits its output over threads; when there are many
  * small GEMMs (grouped convs) they run side by side, one thread each.
  * Bias and relu/leaky are fused into the GEMM's store. A residual (in[1]) is
@@ -38,6 +44,43 @@ static int bad_params(const nd_conv_params *p)
 
 static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->groups == p->c; }
 
+static inline int64_t rup(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+/* The transposed GEMM for a micro-tile of mr x nr: when forced (algo 2), or on
+ * auto when the share of useful cells in the padded tiles beats the plain
+ * GEMM's by 8% (the transpose pass and the per-thread im2col pack it adds
+ * cost a few percent). A function of the params and the tile only, so the
+ * workspace size, the weight packing and the kernel agree. */
+static int use_transposed(const nd_conv_params *p, int64_t mr, int64_t nr)
+{
+    if (p->groups != 1 || is_depthwise(p) || p->algo == 1 || mr <= 0 || nr <= 0)
+        return 0;
+    if (p->algo == 2)
+        return 1;
+    const int64_t ohw = p->oh * p->ow, np = p->n * ohw;
+    const double eff_g = (double)p->oc / rup(p->oc, mr) * (double)ohw / rup(ohw, nr);
+    const double eff_t = (double)np / rup(np, mr) * (double)p->oc / rup(p->oc, nr);
+    return eff_t > 1.08 * eff_g;
+}
+
+/* the tile the kernel will use: the prepacked weights' ISA, else the one in use */
+static void conv_tile(const nd_conv_params *p, int64_t *mr, int64_t *nr)
+{
+    if (p->w_packed_mr > 0) {
+        *mr = p->w_packed_mr;
+        *nr = nd_nr_for_mr(p->w_packed_mr);
+    } else {
+        *mr = nd_ops()->mr;
+        *nr = nd_ops()->nr;
+    }
+}
+
+static int64_t transposed_ws(const nd_conv_params *p, int T)
+{
+    const int64_t np = p->n * p->oh * p->ow, k = p->c * p->kh * p->kw;
+    return rup(np * p->oc, 16) + nd_sgemm_ws(np, p->oc, k, T);
+}
+
 static int is_pointwise(const nd_conv_params *p)
 {
     return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
@@ -60,7 +103,15 @@ int64_t nd_conv_ws_floats(const nd_conv_params *p)
         return 0;
     const int64_t m = p->oc / p->groups, n = p->oh * p->ow, k = p->c / p->groups * p->kh * p->kw;
     const int T = p->threads < 1 ? 1 : p->threads;
-    return max64(nd_sgemm_ws(m, n, k, T), T * nd_sgemm_ws(m, n, k, 1));
+    int64_t ws = max64(nd_sgemm_ws(m, n, k, T), T * nd_sgemm_ws(m, n, k, 1));
+    for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {   /* any ISA may run the plan */
+        const nd_isa_ops *o = nd_ops_for(lv);
+        if (o && use_transposed(p, o->mr, o->nr)) {
+            ws = max64(ws, transposed_ws(p, T));
+            break;
+        }
+    }
+    return ws;
 }
 
 int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr)
@@ -70,6 +121,9 @@ int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr)
     if (is_depthwise(p))
         return 0;
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
+    const int64_t nr = nd_nr_for_mr(mr);
+    if (use_transposed(p, mr, nr))   /* W^T as B panels */
+        return rup(p->oc, nr) * k;
     return p->groups * ((og + mr - 1) / mr * mr) * k;
 }
 
@@ -78,6 +132,11 @@ nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, in
     if (nd_conv_packed_w_floats(p, mr) <= 0 || !dst || !w)
         return ND_EINVAL;
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
+    const int64_t nr = nd_nr_for_mr(mr);
+    if (use_transposed(p, mr, nr)) {   /* B(k, oc) = w[oc, k] */
+        nd_pack_b_full(dst, w, k, p->oc, 1, k, nr);
+        return ND_OK;
+    }
     const int64_t per = (og + mr - 1) / mr * mr * k;
     for (int64_t g = 0; g < p->groups; g++) {
         nd_status s = nd_gemm_pack_a(dst + g * per, w + g * og * k, og, k, k, 1, mr);
@@ -106,6 +165,61 @@ static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float
                 y[i] += r[i];
         }
         nd_act_inplace(y, OHW, p->act);
+    }
+    return ND_OK;
+}
+
+/* The whole batch as one GEMM, Y^T = im2col(X)^T . W^T into the workspace,
+ * then transposed into NCHW; the residual and the activation that must follow
+ * it are applied in that pass (relu/leaky/sigmoid/tanh are fused otherwise). */
+static nd_status conv_transposed(const nd_conv_params *p, float *out, const float *x, const float *w,
+                                 const float *bias, const float *res, float *ws, int T)
+{
+    const int64_t OHW = p->oh * p->ow, np = p->n * OHW, OC = p->oc, K = p->c * p->kh * p->kw;
+    float *t = ws;
+    nd_im2col im = {x, p->c, p->h, p->w, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l,
+                    p->oh, p->ow, p->c * p->h * p->w};
+    nd_gemm_desc d = {0};
+    d.m = np;
+    d.n = OC;
+    d.k = K;
+    d.a_im2col = &im;
+    d.b.p = w;
+    if (p->w_packed_mr > 0) {
+        d.b.packed_nr = (int32_t)nd_nr_for_mr(p->w_packed_mr);
+        d.b.rs = K;
+        if (d.b.packed_nr <= 0)
+            return ND_EINVAL;
+    } else {
+        d.b.rs = 1;
+        d.b.cs = K;
+    }
+    d.c = t;
+    d.ldc = OC;
+    d.bias = bias;
+    d.bias_mode = bias ? ND_BIAS_COL : ND_BIAS_NONE;
+    d.act = res ? 0 : p->act;
+    nd_status st = nd_sgemm(&d, ws + rup(np * OC, 16), T);
+    if (st != ND_OK)
+        return st;
+    const int64_t CB = 16, ncb = (OC + CB - 1) / CB, jobs = p->n * ncb;
+    (void)T;
+    /* 16 channels x all pixels of one image per job: reads whole cache lines of t, writes 16 rows */
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && np * OC > 100000)
+    for (int64_t jb = 0; jb < jobs; jb++) {
+        const int64_t b = jb / ncb, c0 = jb % ncb * CB, c1 = c0 + CB < OC ? c0 + CB : OC;
+        const float *tb = t + b * OHW * OC;
+        for (int64_t c = c0; c < c1; c++) {
+            float *y = out + (b * OC + c) * OHW;
+            for (int64_t i = 0; i < OHW; i++)
+                y[i] = tb[i * OC + c];
+            if (res) {
+                const float *r = res + (b * OC + c) * OHW;
+                for (int64_t i = 0; i < OHW; i++)
+                    y[i] += r[i];
+                nd_act_inplace(y, OHW, p->act);
+            }
+        }
     }
     return ND_OK;
 }
@@ -168,6 +282,10 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     const int64_t jobs = p->n * p->groups;
     const int T = nd_threads(p->threads);
     (void)T; /* unused without OpenMP */
+    int64_t mr, nr;
+    conv_tile(p, &mr, &nr);
+    if (use_transposed(p, mr, nr))
+        return conv_transposed(p, out, in[0], w, bias, res, ws, T);
     if (side_by_side(p, T)) {
         const int64_t per = nd_sgemm_ws(og, p->oh * p->ow, k, 1);
         nd_status st = ND_OK;

@@ -18,6 +18,9 @@ typedef struct {
     int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
     int32_t w_packed_mr;         /* > 0: w was prepacked by nd_conv_pack_w with this MR */
     int32_t residual;            /* 1: add in[1] before the activation */
+    int32_t algo;                /* 0 auto, 1 GEMM Y = W . im2col(X), 2 transposed GEMM
+                                  * Y^T = im2col(X)^T . W^T (batch folded; for small OH*OW).
+                                  * Prepacking follows the choice, so pack with the same algo. */
 } nd_conv_params;
 
 nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *in,

@@ -47,6 +47,13 @@ static float *align64(float *p)
 
 void nd_act_inplace(float *y, int64_t n, int act)
 {
+    if (act >= 3) {
+        const nd_isa_ops *o = nd_ops();
+        if (o->act_vec) {
+            o->act_vec(y, n, act);
+            return;
+        }
+    }
     switch (act) {
     case 1:
         for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
@@ -166,7 +173,14 @@ static void pack_b_mat(float *dst, const nd_mat *b, int64_t k0, int64_t kc, int6
     for (int64_t jp = 0; jp < nc; jp += NR) {
         const int64_t nr = min64(NR, nc - jp);
         float *d = dst + jp * kc;
-        if (b->cs == 1) {
+        if (b->packed_nr > 0) {   /* repack from another NR's panels (rare: ISA changed) */
+            const int64_t P = b->packed_nr, K = b->rs;   /* rs holds the full K here */
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t j = 0; j < NR; j++) {
+                    const int64_t c = j0 + jp + j;
+                    d[k * NR + j] = j < nr ? b->p[(c / P) * P * K + (k0 + k) * P + c % P] : 0.0f;
+                }
+        } else if (b->cs == 1) {
             const float *s = b->p + k0 * b->rs + j0 + jp;
             for (int64_t k = 0; k < kc; k++) {
                 memcpy(d + k * NR, s + k * b->rs, (size_t)nr * sizeof(float));
@@ -190,15 +204,17 @@ static void pack_b_mat(float *dst, const nd_mat *b, int64_t k0, int64_t kc, int6
 static void pack_b_im2col(float *dst, const nd_im2col *g, int64_t k0, int64_t kc, int64_t j0,
                           int64_t nc, int64_t NR)
 {
-    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw;
-    int64_t seg_j[64], seg_len[64], seg_iy[64], seg_ix[64]; /* NR <= 64 */
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw, OHW = g->oh * g->ow;
+    int64_t seg_j[64], seg_len[64], seg_iy[64], seg_ix[64], seg_img[64]; /* NR <= 64 */
     for (int64_t jp = 0; jp < nc; jp += NR) {
         const int64_t nr = min64(NR, nc - jp);
         float *d = dst + jp * kc;
         int64_t ns = 0;
         for (int64_t j = 0; j < nr;) {
-            const int64_t n = j0 + jp + j, oy = n / g->ow, ox = n % g->ow;
+            const int64_t nn = j0 + jp + j, b = g->img_stride ? nn / OHW : 0, n = nn - b * OHW;
+            const int64_t oy = n / g->ow, ox = n % g->ow;
             const int64_t len = min64(nr - j, g->ow - ox);
+            seg_img[ns] = b * g->img_stride;
             seg_j[ns] = j;
             seg_len[ns] = len;
             seg_iy[ns] = oy * g->sh - g->pt;
@@ -218,12 +234,13 @@ static void pack_b_im2col(float *dst, const nd_im2col *g, int64_t k0, int64_t kc
                     for (int64_t t = 0; t < len; t++) o[t] = 0.0f;
                     continue;
                 }
-                const float *row = img + iy * W;
+                const float *row = img + seg_img[s] + iy * W;
                 if (g->sw == 1) {
                     /* valid t: 0 <= ix + t < W */
                     const int64_t lo = min64(len, max64(0, -ix)), hi = max64(lo, min64(len, W - ix));
                     for (int64_t t = 0; t < lo; t++) o[t] = 0.0f;
-                    if (hi > lo) memcpy(o + lo, row + ix + lo, (size_t)(hi - lo) * sizeof(float));
+                    const float *src = row + ix;
+                    for (int64_t t = lo; t < hi; t++) o[t] = src[t];   /* short runs: no memcpy call */
                     for (int64_t t = hi; t < len; t++) o[t] = 0.0f;
                 } else {
                     for (int64_t t = 0; t < len; t++) {
@@ -245,6 +262,23 @@ static void pack_b_im2col(float *dst, const nd_im2col *g, int64_t k0, int64_t kc
 }
 
 /* ------------------------------------------------------------- driver */
+
+int64_t nd_nr_for_mr(int64_t mr)
+{
+    for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {
+        const nd_isa_ops *o = nd_ops_for(lv);
+        if (o && o->mr == mr) return o->nr;
+    }
+    return 0;
+}
+
+void nd_pack_b_full(float *dst, const float *src, int64_t k, int64_t n, int64_t rs, int64_t cs, int64_t nr)
+{
+    const nd_mat b = {src, rs, cs, 0, 0};
+    /* one K-deep slice per panel: the layout [panel][k][NR] that gemm_rect indexes */
+    for (int64_t j = 0; j < n; j += nr)
+        pack_b_mat(dst + j * k, &b, 0, k, j, min64(nr, n - j), nr);
+}
 
 static int64_t per_thread_ws(const nd_isa_ops *o, int64_t m, int64_t n, int64_t k)
 {
@@ -273,7 +307,8 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
     const int64_t mcb = min64(o->mc, rup(d->m, MR));
     float *abuf = align64(ws);
     float *bbuf = align64(abuf + mcb * kcb);
-    const int prepacked = d->a.packed_mr == MR;
+    const int prepacked = !d->a_im2col && d->a.packed_mr == MR;
+    const int b_prepacked = !d->b_im2col && d->b.packed_nr == NR;
     const int act = d->act;
     int lastflags = 0;
     if (act == 1) lastflags = ND_UK_RELU;
@@ -284,10 +319,16 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
         for (int64_t pc = 0; pc < K; pc += o->kc) {
             const int64_t kc = min64(o->kc, K - pc);
             const int first = pc == 0, last = pc + kc == K;
-            if (d->b_im2col)
+            const float *bblk = bbuf;
+            int64_t bstride = NR * kc; /* floats between consecutive NR panels */
+            if (b_prepacked) {
+                bblk = d->b.p + (jc / NR) * NR * K + pc * NR;
+                bstride = NR * K;
+            } else if (d->b_im2col) {
                 pack_b_im2col(bbuf, d->b_im2col, pc, kc, jc, nc, NR);
-            else
+            } else {
                 pack_b_mat(bbuf, &d->b, pc, kc, jc, nc, NR);
+            }
             for (int64_t ic = i0; ic < i1; ic += o->mc) {
                 const int64_t mc = min64(o->mc, i1 - ic);
                 const float *apan;
@@ -296,13 +337,16 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                     apan = d->a.p + (ic / MR) * MR * K + pc * MR;
                     astride = MR * K;
                 } else {
-                    pack_a(abuf, &d->a, K, ic, mc, pc, kc, MR);
+                    if (d->a_im2col)   /* A = im2col^T: its MR-row panels are im2col's MR-column panels */
+                        pack_b_im2col(abuf, d->a_im2col, pc, kc, ic, mc, MR);
+                    else
+                        pack_a(abuf, &d->a, K, ic, mc, pc, kc, MR);
                     apan = abuf;
                     astride = MR * kc;
                 }
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = min64(NR, nc - jr), j = jc + jr;
-                    const float *bp = bbuf + jr * kc;
+                    const float *bp = bblk + (jr / NR) * bstride;
                     const float *bcol = (first && d->bias_mode == ND_BIAS_COL) ? d->bias + j : NULL;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = min64(MR, mc - ir), i = ic + ir;
@@ -367,7 +411,7 @@ static void gemm_axpy(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
  * each thread packs the least: a thread packs all of A for its rows (nothing
  * when A is prepacked) and all of B for its columns. Ties go to columns. */
 static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64_t K, int a_prepacked,
-                  int64_t *tn, int64_t *tm)
+                  int b_prepacked, int64_t *tn, int64_t *tm)
 {
     double best = -1;
     *tn = 1;
@@ -377,7 +421,7 @@ static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64
         if (a > pn || b > pm)
             continue;
         /* per-thread packing, plus the idle share when the grid leaves threads out */
-        const double pack = (a_prepacked ? 0.0 : (double)M * K / b) + (double)K * N / a;
+        const double pack = (a_prepacked ? 0.0 : (double)M * K / b) + (b_prepacked ? 0.0 : (double)K * N / a);
         const double work = (double)M * N * K / (double)(a * b);
         const double cost = pack + work / 8.0;   /* ~8 multiply-adds cost one packed float */
         if (best < 0 || cost < best) {
@@ -414,7 +458,7 @@ nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
     const double flops = 2.0 * (double)M * (double)N * (double)K;
     if (flops < 2e6) T = 1;
 
-    if (!d->b_im2col && d->a.packed_mr == 0 && d->a.cs == 1) {
+    if (!d->b_im2col && !d->a_im2col && d->a.packed_mr == 0 && d->b.packed_nr == 0 && d->a.cs == 1) {
         if (M <= 8 && d->b.rs == 1) {
             gemm_dot(d, o, T);
             return ND_OK;
@@ -440,7 +484,8 @@ nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
         nt = omp_get_num_threads();
 #endif
         int64_t tn, tm;
-        split(nt, pm, pn, M, N, K, d->a.packed_mr == MR, &tn, &tm);
+        split(nt, pm, pn, M, N, K, !d->a_im2col && d->a.packed_mr == MR,
+              !d->b_im2col && d->b.packed_nr == NR, &tn, &tm);
         if (tid < tn * tm) {
             const int64_t tj = tid % tn, ti = tid / tn;
             const int64_t pj0 = pn * tj / tn, pj1 = pn * (tj + 1) / tn;
@@ -511,7 +556,7 @@ nd_status nd_gemm_pack_a(float *dst, const float *a, int64_t m, int64_t k, int64
 {
     if (!dst || !a || mr <= 0 || m < 0 || k < 0)
         return ND_EINVAL;
-    const nd_mat src = {a, rs, cs, 0};
+    const nd_mat src = {a, rs, cs, 0, 0};
     /* one K-wide slice per panel keeps the layout [panel][k][MR] that gemm_rect indexes */
     for (int64_t i = 0; i < m; i += mr)
         pack_a(dst + i * k, &src, k, i, min64(mr, m - i), 0, k, mr);

@@ -24,7 +24,7 @@ TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, 
         t[i][1] = _mm256_setzero_ps();
     }
     for (int64_t k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+        const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8); /* prepacked B may be unaligned */
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
             const __m256 a = _mm256_broadcast_ss(ap + i);
@@ -118,6 +118,52 @@ TGT static void axpy_avx2(float *y, float a, const float *x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* tanh as Eigen/MLAS do it: x clamped to +-9 (tanh is 1 - 3e-8 there), then a
+ * 13/6-degree odd/even rational polynomial, a few ulp from tanhf; sigmoid(x) =
+ * 0.5 + 0.5 tanh(x/2). Used only in GEMM/conv epilogues (the standalone
+ * activation kernels keep libm's expf/tanhf). */
+TGT static __m256 tanh256(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-9.0f)), _mm256_set1_ps(9.0f));
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-2.76076847742355e-16f);
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.00018790482477e-13f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-8.60467152213735e-11f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(5.12229709037114e-08f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(1.48572235717979e-05f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(6.37261928875436e-04f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(4.89352455891786e-03f));
+    p = _mm256_mul_ps(p, x);
+    __m256 q = _mm256_set1_ps(1.19825839466702e-06f);
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.18534705686654e-04f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(2.26843463243900e-03f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(4.89352518554385e-03f));
+    return _mm256_div_ps(p, q);
+}
+
+TGT static void act_avx2(float *y, int64_t n, int act)
+{
+    if (act != 3 && act != 4)
+        return;
+    const __m256 h = _mm256_set1_ps(0.5f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(y + i);
+        __m256 v = act == 3 ? _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h) : tanh256(x);
+        v = _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));   /* NaN stays NaN */
+        _mm256_storeu_ps(y + i, v);
+    }
+    if (i < n) {
+        float t[8] = {0};
+        for (int64_t j = 0; j < n - i; j++) t[j] = y[i + j];
+        const __m256 x = _mm256_loadu_ps(t);
+        __m256 v = act == 3 ? _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h) : tanh256(x);
+        v = _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        _mm256_storeu_ps(t, v);
+        for (int64_t j = 0; j < n - i; j++) y[i + j] = t[j];
+    }
+}
+
 void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                       int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                       int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -126,6 +172,7 @@ nd_isa_ops nd_ops_avx2 = {
     .level = ND_ISA_AVX2, .name = "avx2",
     .mr = MR, .nr = NR, .mc = 6 * 20, .kc = 256, .nc = 2048,
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
+    .act_vec = act_avx2,
     .dw_plane = nd_dw_plane_avx2,
 };
 #endif

@@ -31,7 +31,7 @@ TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c
         t[i][1] = _mm512_setzero_ps();
     }
     for (int64_t k = 0; k < kc; k++) {
-        const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16); /* prepacked B may be unaligned */
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
@@ -115,6 +115,47 @@ TGT static void axpy_avx512(float *y, float a, const float *x, int64_t n)
     }
 }
 
+/* tanh as Eigen/MLAS do it: x clamped to +-9 (tanh is 1 - 3e-8 there), then a
+ * 13/6-degree odd/even rational polynomial, a few ulp from tanhf; sigmoid(x) =
+ * 0.5 + 0.5 tanh(x/2). Used only in GEMM/conv epilogues (the standalone
+ * activation kernels keep libm's expf/tanhf). */
+TGT static __m512 tanh512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-9.0f)), _mm512_set1_ps(9.0f));
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.00018790482477e-13f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-8.60467152213735e-11f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(5.12229709037114e-08f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(1.48572235717979e-05f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(6.37261928875436e-04f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(4.89352455891786e-03f));
+    p = _mm512_mul_ps(p, x);
+    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(1.18534705686654e-04f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(2.26843463243900e-03f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(4.89352518554385e-03f));
+    return _mm512_div_ps(p, q);
+}
+
+TGT static void act_avx512(float *y, int64_t n, int act)
+{
+    const __m512 h = _mm512_set1_ps(0.5f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, y + i);
+        __m512 v;
+        if (act == 3)
+            v = _mm512_fmadd_ps(tanh512(_mm512_mul_ps(x, h)), h, h);
+        else if (act == 4)
+            v = tanh512(x);
+        else
+            return;
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);   /* NaN stays NaN */
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
 void nd_dw_plane_avx512(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                         int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                         int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -123,6 +164,7 @@ nd_isa_ops nd_ops_avx512 = {
     .level = ND_ISA_AVX512, .name = "avx512",
     .mr = MR, .nr = NR, .mc = MR * (112 / MR), .kc = 256, .nc = 2048,
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
+    .act_vec = act_avx512,
     .dw_plane = nd_dw_plane_avx512,
 };
 #endif

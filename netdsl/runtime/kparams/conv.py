@@ -59,7 +59,8 @@ def _weights(a):
 @kparams("Conv")
 def conv(a, in_shapes, out_shape, n):
     f = _window_fields(a, in_shapes[0], out_shape, n)
-    f.update(groups=a.get("groups", 1), act=act_code(a), w_packed_mr=0, residual=int(bool(a.get("residual"))))
+    f.update(groups=a.get("groups", 1), act=act_code(a), w_packed_mr=0, residual=int(bool(a.get("residual"))),
+             algo=0)
     if f["residual"] and (len(in_shapes) != 2 or tuple(in_shapes[1]) != tuple(out_shape)):
         raise PlanError(f"a residual Conv needs a second input shaped like its output {out_shape}")
     check_int64("weight", f["oc"], f["c"] // f["groups"], f["kh"], f["kw"])
@@ -73,7 +74,9 @@ def conv(a, in_shapes, out_shape, n):
         size = int(lib.nd_conv_packed_w_floats(p, mr))
         if size <= 0 or weight.size != fields["oc"] * (fields["c"] // fields["groups"]) * fields["kh"] * fields["kw"]:
             return weight, {}
-        out = np.empty(size, np.float32)
+        buf = np.empty(size + 16, np.float32)      # 64-byte aligned: the micro-kernel streams its panels
+        start = (-buf.ctypes.data % 64) // 4
+        out = buf[start:start + size]
         src = np.ascontiguousarray(weight, dtype=np.float32)
         st = lib.nd_conv_pack_w(p, ffi.from_buffer("float[]", out), ffi.from_buffer("float[]", src), mr)
         if st != 0:
