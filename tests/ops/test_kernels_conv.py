@@ -39,8 +39,9 @@ def isa(request):
         yield request.param
 
 
-def check(op, kwargs, shape, n, k_terms, seed=0, prepack=True):
-    """Run op through kparams + executor and compare with the numpy reference."""
+def check(op, kwargs, shape, n, k_terms, seed=0, prepack=True, algo=0):
+    """Run op through kparams + executor and compare with the numpy reference.
+    algo (Conv): force an algorithm (nd_conv_params.algo; 2 = transposed GEMM)."""
     spec = ops.get(op)
     shapes = [tuple(shape)]
     a = spec.resolve(spec.bind((), kwargs), shapes)
@@ -52,6 +53,9 @@ def check(op, kwargs, shape, n, k_terms, seed=0, prepack=True):
         w["bias"] = rng.standard_normal(w["bias"].shape).astype(np.float32)
     ref = spec.reference(a, [x.astype(np.float64)], {k: v.astype(np.float64) for k, v in w.items()})
     call = builder(op)(a, shapes, out_shape, n)
+    if algo:
+        call.fields["algo"] = algo
+        call.ws_floats = int(L.lib.nd_conv_ws_floats(L.ffi.new("nd_conv_params *", call.fields)))
     wname, bname = call.weights
     out_floats = n * math.prod(out_shape)
     if prepack:
@@ -121,14 +125,51 @@ def test_conv(case, isa):
                        bias=(oc % 2 == 1 or g > 1)), (c, h, w), n, c // g * kk[0] * kk[1])
 
 
+# Transposed GEMM (Y^T = im2col(X)^T . W^T, batch folded into the rows): forced on odd
+# sizes (pixel and channel tails, batch > 1, strides, pads, dilation, every act), and
+# the shapes where auto picks it (one output pixel; many channels on a 7x7 map at batch 3).
+TRANSPOSED = [
+    (1, 3, 5, 5, 17, 3, 1, 1, 1, 1, "relu"),
+    (3, 3, 13, 17, 64, 3, 2, 1, 1, 1, "none"),
+    (2, 17, 13, 13, 33, 5, 1, 2, 1, 1, "leakyrelu"),
+    (3, 64, 5, 5, 65, 1, 1, 0, 1, 1, "sigmoid"),
+    (2, 17, 13, 17, 31, 1, 2, 0, 1, 1, "tanh"),
+    (1, 17, 17, 17, 17, 3, 1, 2, 2, 1, "none"),
+    (3, 17, 13, 5, 3, (3, 5), 1, (1, 2, 1, 2), 1, 1, "relu"),
+    (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),          # K = 1600 > KC
+]
+AUTO_TRANSPOSED = [
+    (1, 16, 5, 5, 120, 5, 1, 0, 1, 1, "tanh"),           # LeNet-5 C5: one output pixel
+    (3, 64, 7, 7, 160, 3, 1, 1, 1, 1, "relu"),           # 7x7 map, 147 pixels in the batch
+]
+
+
+@pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])
+@pytest.mark.parametrize("case", TRANSPOSED, ids=[conv_id(c) for c in TRANSPOSED])
+def test_conv_transposed_gemm(case, prepack, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d, groups=g, act=act,
+                       bias=oc % 2 == 1), (c, h, w), n, c * kk[0] * kk[1], prepack=prepack, algo=2)
+
+
+@pytest.mark.parametrize("case", AUTO_TRANSPOSED, ids=[conv_id(c) for c in AUTO_TRANSPOSED])
+def test_conv_auto_transposed(case, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, act=act, bias=True), (c, h, w), n,
+          c * k * k)
+
+
 @pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])
 def test_conv_weight_layouts(prepack, isa):
     check("Conv", dict(out_channels=31, kernel=3, stride=1, pad=1, act="relu"), (17, 13, 13), 3, 17 * 9,
           prepack=prepack)
 
 
-def test_conv_prepacked_for_another_isa():
-    """Weights prepacked for one MR and run under another ISA are repacked, not misread."""
+@pytest.mark.parametrize("algo", [0, 2], ids=["gemm", "transposed"])
+def test_conv_prepacked_for_another_isa(algo):
+    """Weights prepacked for one MR (A panels) or NR (transposed: B panels) and run
+    under another ISA are repacked, not misread."""
     isas = L.supported_isas()
     if len(isas) < 2:
         pytest.skip("one ISA only")
@@ -142,6 +183,9 @@ def test_conv_prepacked_for_another_isa():
     ref = spec.reference(a, [x.astype(np.float64)], {k: v.astype(np.float64) for k, v in w.items()})
     with L.using_isa(isas[-1]):
         call = builder("Conv")(a, shapes, out_shape, 2)
+        if algo:
+            call.fields["algo"] = algo
+            call.ws_floats = int(L.lib.nd_conv_ws_floats(L.ffi.new("nd_conv_params *", call.fields)))
         of = 2 * math.prod(out_shape)
         prog = Program([Step(call, 0, [of], w["weight"], w["bias"], out_floats=of, in_floats=[x.size])],
                        of + x.size)

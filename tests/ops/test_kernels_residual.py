@@ -1,6 +1,8 @@
 """Conv with a fused residual (y = act(conv(x) + bias + r), the -O3 ResNet
 epilogue) against the Conv spec's numpy reference, on every algorithm the
-kernel picks: 1x1 GEMM, packed-panel GEMM, grouped side-by-side, depthwise.
+kernel picks: 1x1 GEMM, packed-panel GEMM, grouped side-by-side, depthwise,
+and the transposed GEMM (forced with algo=2; the residual is added in its
+transpose pass).
 Tolerance 1e-4 relative: float32 accumulation over K <= 600 terms."""
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ CASES = [  # (n, c, h, w, oc, k, stride, pad, groups, act)
 ]
 
 
+@pytest.mark.parametrize("algo", [0, 2], ids=["auto", "transposed"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}-c{}-h{}-w{}-oc{}-k{}-s{}-p{}-g{}-{}".format(*c))
 @pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
-def test_conv_residual(case, isa):
+def test_conv_residual(case, isa, algo):
     if isa not in lib.supported_isas():
         pytest.skip(f"no {isa} on this CPU")
     n, c, h, w, oc, k, s, p, g, act = case
@@ -44,6 +47,9 @@ def test_conv_residual(case, isa):
                           {k_: v.astype(np.float64) for k_, v in wt.items()})
     with lib.using_isa(isa):
         call = builder("Conv")(a, [x_shape, out], out, n)
+        if algo:   # ignored by grouped convs
+            call.fields["algo"] = algo
+            call.ws_floats = int(lib.lib.nd_conv_ws_floats(lib.ffi.new("nd_conv_params *", call.fields)))
         got = run_call(call, [x, r], wt["weight"], wt["bias"], out_floats=n * int(np.prod(out)))
     got = got.reshape(want.shape)
     err = np.abs(got - want).max() / np.abs(want).max()

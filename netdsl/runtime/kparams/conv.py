@@ -66,8 +66,11 @@ def conv(a, in_shapes, out_shape, n):
     check_int64("weight", f["oc"], f["c"] // f["groups"], f["kh"], f["kw"])
     ws = _ws("nd_conv_ws_floats", "nd_conv_params", f)
 
-    def prepack_weight(weight, fields=dict(f)):
-        """Weight (OC, C/g, KH, KW) -> GEMM A panels for the ISA in use."""
+    def prepack_weight(weight):
+        """Weight (OC, C/g, KH, KW) -> GEMM panels for the ISA in use: A panels, or B
+        panels of W^T when the kernel takes the transposed GEMM (the choice follows the
+        fields the call will run with, so a changed `algo` packs to match)."""
+        fields = {k: v for k, v in call.fields.items() if k != "w_packed_mr"}
         ffi, lib = _lib.ffi, _lib.lib
         mr = int(lib.nd_gemm_mr())
         p = ffi.new("nd_conv_params *", fields)
@@ -83,8 +86,9 @@ def conv(a, in_shapes, out_shape, n):
             return weight, {}
         return out, {"w_packed_mr": mr}
 
-    return KernelCall("nd_conv_f32", "nd_conv_params", f, ws, weights=_weights(a),
+    call = KernelCall("nd_conv_f32", "nd_conv_params", f, ws, weights=_weights(a),
                       extra={"prepack_weight": prepack_weight})
+    return call
 
 
 @kparams("ConvTranspose")
