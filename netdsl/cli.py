@@ -186,8 +186,10 @@ def cmd_compile(args):
     opt, report, _ = bundle.compile_model(args.model, None, args.opt, weights=args.weights)
     out = args.output or (opt.name + ".netc")
     if args.report:
+        from .runtime.plan import lower, report_lines
         lines = list(report.render()) if report is not None else []
         print("\n".join(lines) if lines else f"-O{args.opt}: no rewrites")
+        print("\n".join(report_lines(lower(opt.graph, 1, kernels=False), opt.graph)))
     h = bundle.save(opt, out, args.opt, report, opt.path)
     c = h["contract"]
     arena = ", ".join(f"batch {n}: {bundle.size_text(b)}" for n, b in c["arena_bytes"].items())

@@ -25,6 +25,7 @@ at one time: no placement of these buffers can use less.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from math import prod
 
@@ -156,6 +157,7 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
                 parent[p] = (nd.name, off)
                 off += size[p]
             elided.append((nd.name, preds))
+    elided.reverse()                       # source order for reports
     elided_set = {c for c, _ in elided}
 
     # 3. steps, and last uses (by step index) of each real tensor
@@ -278,3 +280,20 @@ def _place_in_order(ordered) -> int:
         b.offset = best if best is not None else cursor
         placed.append(b)
     return max((b.offset + b.floats for b in ordered), default=0)
+
+
+def report_lines(plan, graph) -> list:
+    """What the planner did, one line per decision, then the memory totals (for --report)."""
+    def line(node):
+        sp = graph[node].span
+        return f" ({os.path.basename(sp.source.name)} line {sp.line})" if sp else ""
+    out = []
+    for concat, producers in plan.elided:
+        out.append(f"concat elided: {len(producers)} producers write slices of {concat}{line(concat)}")
+    for node, src in plan.inplace:
+        out.append(f"in place: {node} writes over {src}{line(node)}")
+    out.append(f"elide_concat: {len(plan.elided)} concats, in_place: {len(plan.inplace)} buffers")
+    mib = 2 ** 20
+    out.append(f"memory (batch {plan.n}): arena {plan.arena_bytes / mib:.2f} MiB peak, naive sum "
+               f"{plan.naive_bytes / mib:.2f} MiB, lower bound {plan.lower_bound_bytes / mib:.2f} MiB")
+    return out

@@ -64,3 +64,11 @@ def test_run_wrong_npy_shape(capsys, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 32, 32), np.float32))
     rc, _, err = run(capsys, "run", "lenet5", "--input", str(tmp_path / "x.npy"))
     assert rc == 1 and "expects [N, 1, 32, 32]" in err
+
+
+def test_compile_report_shows_planner_decisions(capsys, tmp_path):
+    rc, out, _ = run(capsys, "compile", "googlenet", "-o", str(tmp_path / "g.netc"), "--report")
+    assert rc == 0
+    assert "concat elided: 4 producers write slices of inception3a.concat1 (inception.net line" in out
+    assert "memory (batch 1): arena" in out and "lower bound" in out
+    assert "BN folded into conv1.conv" in out
