@@ -10,6 +10,8 @@
  *     GEMM with K = KH*KW and M = OC/C would be all packing and no math;
  *   - otherwise: the GEMM driver packs B panels straight from the image
  *     (dispatch.h: nd_im2col), so there is no im2col buffer either;
+ *   - the kernel covers the whole unpadded image (one output pixel, LeNet's
+ *     C5) at batch <= 8: N x OC dot products on the raw weights (conv_fc);
  *   - transposed (groups == 1, small OH*OW — late ResNet/VGG stages, LeNet's
  *     C5): Y^T (N*OH*OW, OC) = im2col(X)^T . W^T with the batch folded into
  *     the rows, into the workspace, then transposed into NCHW. The micro-tile
@@ -46,6 +48,17 @@ static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->gr
 
 static inline int64_t rup(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
+/* The kernel covers the whole unpadded image (LeNet's C5: 16x5x5 -> 120x1x1):
+ * im2col has one column per image and it is the image itself, so at small
+ * batch Y (N, OC) = X (N, K) . W^T is N x OC dot products over contiguous
+ * rows of x and of the unpacked w (the GEMM driver's FC path, gemm_dot): no
+ * packing at all. Past 8 images the packed transposed GEMM is better. */
+static int is_fc_like(const nd_conv_params *p)
+{
+    return p->algo == 0 && p->groups == 1 && p->n <= 8 && p->oh == 1 && p->ow == 1 && p->kh == p->h && p->kw == p->w &&
+           p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0 && p->dh == 1 && p->dw == 1;
+}
+
 /* The transposed GEMM for a micro-tile of mr x nr: when forced (algo 2), or on
  * auto when the share of useful cells in the padded tiles beats the plain
  * GEMM's by 8% (the transpose pass and the per-thread im2col pack it adds
@@ -53,7 +66,7 @@ static inline int64_t rup(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
  * workspace size, the weight packing and the kernel agree. */
 static int use_transposed(const nd_conv_params *p, int64_t mr, int64_t nr)
 {
-    if (p->groups != 1 || is_depthwise(p) || p->algo == 1 || mr <= 0 || nr <= 0)
+    if (p->groups != 1 || is_depthwise(p) || is_fc_like(p) || p->algo == 1 || mr <= 0 || nr <= 0)
         return 0;
     if (p->algo == 2)
         return 1;
@@ -125,7 +138,7 @@ int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr)
 {
     if (bad_params(p) || mr <= 0)
         return -1;
-    if (is_depthwise(p))
+    if (is_depthwise(p) || is_fc_like(p))
         return 0;
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
     const int64_t nr = nd_nr_for_mr(mr);
@@ -231,6 +244,33 @@ static nd_status conv_transposed(const nd_conv_params *p, float *out, const floa
     return ND_OK;
 }
 
+/* is_fc_like: y (N, OC) = x (N, K) . w^T (w unpacked, (OC, K) row-major). */
+static nd_status conv_fc(const nd_conv_params *p, float *out, const float *x, const float *w,
+                         const float *bias, const float *res, float *ws, int T)
+{
+    const int64_t K = p->c * p->h * p->w;
+    nd_gemm_desc d = {0};
+    d.m = p->n;
+    d.n = p->oc;
+    d.k = K;
+    d.a.p = x;
+    d.a.rs = K;
+    d.a.cs = 1;
+    d.b.p = w;
+    d.b.rs = 1;
+    d.b.cs = K;
+    d.c = out;
+    d.ldc = p->oc;
+    if (res) {
+        memcpy(out, res, (size_t)(p->n * p->oc) * sizeof(float));
+        d.accumulate = 1;
+    }
+    d.bias = bias;
+    d.bias_mode = bias ? ND_BIAS_COL : ND_BIAS_NONE;
+    d.act = p->act;
+    return nd_sgemm(&d, ws, T);
+}
+
 /* One (image, group) GEMM. */
 static nd_status conv_gemm(const nd_conv_params *p, float *out, const float *x, const float *w,
                            const float *bias, const float *res, float *ws, int threads, int64_t b, int64_t g)
@@ -289,6 +329,8 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     const int64_t jobs = p->n * p->groups;
     const int T = nd_threads(p->threads);
     (void)T; /* unused without OpenMP */
+    if (is_fc_like(p) && p->w_packed_mr <= 0)
+        return conv_fc(p, out, in[0], w, bias, res, ws, T);
     int64_t mr, nr;
     conv_tile(p, &mr, &nr);
     if (use_transposed(p, mr, nr))

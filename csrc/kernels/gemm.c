@@ -408,10 +408,14 @@ static void gemm_axpy(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
 }
 
 /* Cut the output into tn column strips x tm row strips (tn * tm <= T) so that
- * each thread packs the least: a thread packs all of A for its rows (nothing
- * when A is prepacked) and all of B for its columns. Ties go to columns. */
+ * the slowest thread finishes first: a thread packs all of A for its rows
+ * (nothing when A is prepacked) and all of B for its columns, and computes
+ * whole MR x NR tiles — so the work is counted in tiles of the largest strip:
+ * ResNet's 14x14 maps (N = 196, 7 column panels) split 4/3 by columns leave
+ * one thread 14% idle, while OC = 256 (32 row panels) splits 16/16. Ties go
+ * to columns. */
 static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64_t K, int a_prepacked,
-                  int b_prepacked, int64_t *tn, int64_t *tm)
+                  int b_prepacked, int64_t MR, int64_t NR, int64_t *tn, int64_t *tm)
 {
     double best = -1;
     *tn = 1;
@@ -420,9 +424,9 @@ static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64
         const int64_t b = T / a;                 /* row strips */
         if (a > pn || b > pm)
             continue;
-        /* per-thread packing, plus the idle share when the grid leaves threads out */
+        /* the largest strip's packing and tiles (the grid may leave threads out) */
         const double pack = (a_prepacked ? 0.0 : (double)M * K / b) + (b_prepacked ? 0.0 : (double)K * N / a);
-        const double work = (double)M * N * K / (double)(a * b);
+        const double work = (double)((pm + b - 1) / b * MR) * (double)((pn + a - 1) / a * NR) * (double)K;
         const double cost = pack + work / 8.0;   /* ~8 multiply-adds cost one packed float */
         if (best < 0 || cost < best) {
             best = cost;
@@ -485,7 +489,7 @@ nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
 #endif
         int64_t tn, tm;
         split(nt, pm, pn, M, N, K, !d->a_im2col && d->a.packed_mr == MR,
-              !d->b_im2col && d->b.packed_nr == NR, &tn, &tm);
+              !d->b_im2col && d->b.packed_nr == NR, MR, NR, &tn, &tm);
         if (tid < tn * tm) {
             const int64_t tj = tid % tn, ti = tid / tn;
             const int64_t pj0 = pn * tj / tn, pj1 = pn * (tj + 1) / tn;

@@ -139,7 +139,7 @@ TRANSPOSED = [
     (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),          # K = 1600 > KC
 ]
 AUTO_TRANSPOSED = [
-    (1, 16, 5, 5, 120, 5, 1, 0, 1, 1, "tanh"),           # LeNet-5 C5: one output pixel
+    (9, 16, 5, 5, 120, 5, 1, 0, 1, 1, "tanh"),           # LeNet-5 C5 at batch 9: one output pixel
     (3, 64, 7, 7, 160, 3, 1, 1, 1, 1, "relu"),           # 7x7 map, 147 pixels in the batch
 ]
 
@@ -158,6 +158,24 @@ def test_conv_auto_transposed(case, isa):
     n, c, h, w, oc, k, s, p, d, g, act = case
     check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, act=act, bias=True), (c, h, w), n,
           c * k * k)
+
+
+# The kernel covers the whole unpadded image at batch <= 8: N x OC dot products on the
+# raw weights (conv_fc), with K tails off every vector width.
+FC_LIKE = [
+    (1, 16, 5, 5, 120, 5, 1, 0, 1, 1, "tanh"),           # LeNet-5 C5
+    (8, 3, 7, 5, 17, (7, 5), 1, 0, 1, 1, "relu"),
+    (3, 1, 1, 1, 5, 1, 2, 0, 1, 1, "sigmoid"),           # 1x1 kernel on a 1x1 image
+    (2, 13, 3, 3, 33, 3, 3, 0, 1, 1, "none"),
+]
+
+
+@pytest.mark.parametrize("case", FC_LIKE, ids=[conv_id(c) for c in FC_LIKE])
+def test_conv_fc_like(case, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, act=act, bias=oc % 2 == 1), (c, h, w), n,
+          c * kk[0] * kk[1])
 
 
 @pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])

@@ -1,6 +1,7 @@
 """Conv with a fused residual (y = act(conv(x) + bias + r), the -O3 ResNet
 epilogue) against the Conv spec's numpy reference, on every algorithm the
 kernel picks: 1x1 GEMM, packed-panel GEMM, grouped side-by-side, depthwise,
+the dot-product path (one output pixel),
 and the transposed GEMM (forced with algo=2; the residual is added in its
 transpose pass).
 Tolerance 1e-4 relative: float32 accumulation over K <= 600 terms."""
@@ -22,6 +23,7 @@ CASES = [  # (n, c, h, w, oc, k, stride, pad, groups, act)
     (1, 8, 9, 9, 16, 3, 2, 1, 1, "none"),
     (3, 12, 6, 6, 12, 3, 1, 1, 4, "relu"),
     (2, 8, 10, 10, 8, 3, 1, 1, 8, "relu"),
+    (3, 5, 3, 3, 17, 3, 1, 0, 1, "tanh"),      # kernel covers the image: dot products (auto)
 ]
 
 
