@@ -236,9 +236,7 @@ def load(path: str, weights=None, threads: int | None = None):
     header, model = _parse(_read(path), path, build=True)
     if threads is not None:
         model.threads = threads
-    if isinstance(weights, dict):
-        model.load_state_dict(weights)
-    elif weights is not None:
+    if weights is not None:
         model.load_weights(weights)
     return model
 

@@ -64,9 +64,13 @@ class Model:
         from .runtime import weights
         weights.save(path, self.weights)
 
-    def load_weights(self, path: str, strict: bool = True):
+    def load_weights(self, source, strict: bool = True):
+        """Load weights from a .npz/.safetensors path or a state dict."""
+        if isinstance(source, dict):
+            self.load_state_dict(source, strict=strict)
+            return
         from .runtime import weights
-        self.load_state_dict(weights.load(path), strict=strict)
+        self.load_state_dict(weights.load(source), strict=strict)
 
     # -- running
     @property
@@ -193,8 +197,6 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     if opt not in (0, 1, 2, 3):
         raise NetDSLError(f"opt must be 0, 1, 2 or 3, got {opt!r}")
     m.run_level = opt
-    if isinstance(weights, dict):
-        m.load_state_dict(weights)
-    elif weights is not None:
+    if weights is not None:
         m.load_weights(weights)
     return m

@@ -110,6 +110,24 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
      * ceil_mode overhang past it), PyTorch's rule. */
     const int64_t hp = H + p->pad_b, wp = W + p->pad_r;
     float acc[OWB], acc2[OWB], t[OWB], t2[OWB];
+    if (op != POOL_STOCH && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->pad_t == 0 &&
+        p->pad_l == 0 && 2 * OH <= H && 2 * OW <= W) {
+        /* 2x2/s2 without padding (LeNet's subsampling, U-Net's and VGG's pools): every
+         * window is four real cells, so no clipping, divisor 4; one pass per output row
+         * instead of the separable loops, whose per-row setup dominates on tiny planes. */
+        for (int64_t oy = 0; oy < OH; oy++) {
+            const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
+            float *yr = y + oy * OW;
+            for (int64_t j = 0; j < OW; j++) {
+                const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+                if (op == POOL_AVG)
+                    yr[j] = ((a + b) + (c + d)) * 0.25f;
+                else
+                    yr[j] = combine(op, combine(op, a, c), combine(op, b, d));
+            }
+        }
+        return;
+    }
     if ((op == POOL_MAX || op == POOL_MIN) && W <= VROW) {
         /* Max/min: combine the window's input rows first (one contiguous,
          * vectorized sweep per row over the columns the outputs read), then

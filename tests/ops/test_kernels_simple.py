@@ -175,6 +175,16 @@ def test_pool_wide_rows(op, kw, request):
     check(got, want, case, atol=1e-5, rtol=5e-6)     # as test_avgpool / test_stochasticpool
 
 
+@pytest.mark.parametrize("op", ["MaxPool", "MinPool", "AvgPool"])
+@pytest.mark.parametrize("shape", [(1, 6, 28, 28), (3, 16, 10, 10), (2, 3, 7, 9), (1, 2, 2, 2)],
+                         ids=["lenet-s2", "lenet-s4", "odd", "one-window"])
+def test_pool_2x2(op, shape, request):
+    """The 2x2/s2 unpadded fast path, on even and odd (dropped last row/column) planes."""
+    case = request.node.callspec.id
+    got, want = run(op, dict(kernel=2, stride=2), [rng_for(case).standard_normal(shape)])
+    check(got, want, case, atol=1e-6, rtol=1e-6)
+
+
 def test_pool_propagates_nan():
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 1, 1] = np.nan
