@@ -378,9 +378,10 @@ static void gemm_dot(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
             if (d->bias_mode == ND_BIAS_ROW) v += d->bias[i];
             if (d->bias_mode == ND_BIAS_COL) v += d->bias[j];
             *c = v;
-            if (d->act) nd_act_inplace(c, 1, d->act);
         }
     }
+    if (d->act)   /* one vectorized pass per row, not a call per element */
+        for (int64_t i = 0; i < M; i++) nd_act_inplace(d->c + i * d->ldc, N, d->act);
 }
 
 /* M <= 2, B row-major: each row of C is a sum of K scaled rows of B, column chunks per thread. */

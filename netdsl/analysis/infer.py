@@ -14,7 +14,7 @@ from fractions import Fraction
 from math import prod
 
 from .. import ops
-from ..errors import Diagnostic, ErrorSink, NetDSLError
+from ..errors import Diagnostic, ErrorSink
 from ..graph import Graph
 from ..ops.base import OpError, shape_str
 
@@ -145,10 +145,3 @@ def totals(g: Graph) -> dict:
         "weight_bytes": sum((prod(s) for n in nodes for s in list(n.params.values()) +
                              list(getattr(n, "buffers", {}).values())), 0) * BYTES,
     }
-
-
-def check_graph(g: Graph):
-    """Raise if analysis left a node without a shape (should not happen after analyze)."""
-    missing = [n.name for n in g.nodes() if n.shape is None]
-    if missing:
-        raise NetDSLError(f"internal: no shape for {', '.join(missing[:5])}")

@@ -28,13 +28,6 @@ def _fmt_macs(n):
     return str(n)
 
 
-def _rf(node):
-    if node.rf is None:
-        return ""
-    h, w = node.rf
-    return f"{h}" if h == w else f"{h}x{w}"
-
-
 def _jump(node):
     j = node.jump
     if j is None:
@@ -120,7 +113,6 @@ def summary_text(model, depth=None):
     rs = rows(model, depth)
     head = ["layer", "op", "output", "params", "MACs", "memory", "RF", "inputs"]
     table = []
-    multi = {r["name"] for r in rs}
     for r in rs:
         ins = r["inputs"]
         conn = ", ".join(ins) if len(ins) > 1 or (ins and not depth and r["op"] in ("Concat", "Add", "Mul")) else ""
@@ -151,7 +143,6 @@ def summary_text(model, depth=None):
     out.append(f"arena (batch 1, -O{mem['opt_level']}): {_fmt_bytes(mem['arena_bytes'])} peak   "
                f"naive sum {_fmt_bytes(mem['naive_bytes'])}   lower bound {_fmt_bytes(mem['lower_bound_bytes'])}")
     out.append(f"outputs: {outs}")
-    del multi
     return "\n".join(out)
 
 

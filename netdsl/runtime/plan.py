@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from math import prod
 
 from .. import ops
 from ..errors import NetDSLError
@@ -117,7 +116,6 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
         raise NetDSLError(f"batch size must be a positive integer, got {n!r}")
     from .kparams import builder
     nodes = graph.nodes()
-    order = {nd.name: i for i, nd in enumerate(nodes)}
     size = {nd.name: checked_prod((n, *nd.shape), nd.name) for nd in nodes}
     outputs = set(graph.outputs.values())
 
