@@ -33,6 +33,14 @@ enum {
 typedef void (*nd_ukernel_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                               int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags);
 
+struct nd_im2col_s;
+/* One run of an im2col panel's columns that lie on one output row of one
+ * image: panel columns [j, j+len), input row iy and column ix for tap (0, 0),
+ * the image at x + img. kernels/gemm.c cuts panels into these. */
+typedef struct {
+    int64_t j, len, iy, ix, img;
+} nd_im2col_seg;
+
 typedef struct {
     int level;                 /* nd_isa */
     const char *name;
@@ -44,6 +52,9 @@ typedef struct {
     /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
     /* y = act(y) for act 3 (sigmoid) / 4 (tanh), vectorized (GEMM/conv epilogues); NULL: scalar libm */
     void (*act_vec)(float *y, int64_t n, int act);
+    /* kc k-rows (from k0) of one NR-wide im2col panel cut into segments: see kernels/gemm.c */
+    void (*im2col_panel)(float *d, const struct nd_im2col_s *g, const nd_im2col_seg *seg, int64_t ns,
+                         int64_t nr, int64_t NR, int64_t k0, int64_t kc);
     void (*dw_plane)(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                      int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                      int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -78,11 +89,14 @@ typedef struct {
  * img_stride > 0, n runs on over further images (n = b*OH*OW + oy*OW + ox,
  * image b at x + b*img_stride): the batch folded into one GEMM dimension.
  * The same matrix transposed can be A (nd_gemm_desc.a_im2col): row n, col k. */
-typedef struct {
+typedef struct nd_im2col_s {
     const float *x;
     int64_t c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
     int64_t img_stride;
 } nd_im2col;
+
+void nd_im2col_panel_portable(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns, int64_t nr,
+                              int64_t NR, int64_t k0, int64_t kc);
 
 enum { ND_BIAS_NONE = 0, ND_BIAS_ROW = 1, ND_BIAS_COL = 2 };
 

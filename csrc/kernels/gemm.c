@@ -130,6 +130,7 @@ nd_isa_ops nd_ops_portable = {
     .level = ND_ISA_PORTABLE, .name = "portable",
     .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
     .ukernel = uk_portable, .dot = dot_portable, .axpy = axpy_portable,
+    .im2col_panel = nd_im2col_panel_portable,
     .dw_plane = nd_dw_plane_portable,
 };
 
@@ -198,64 +199,72 @@ static void pack_b_mat(float *dst, const nd_mat *b, int64_t k0, int64_t kc, int6
 }
 
 /* im2col B straight from the image. A panel's columns are output pixels
- * n..n+nr, which split into runs on one output row; along a run the input
- * column advances by sw, so with sw == 1 each (k, run) is one memcpy between
- * two zero fills. */
+ * n..n+nr, which split into runs on one output row (nd_im2col_seg); along a
+ * run the input column advances by sw, so with sw == 1 each (k, run) is one
+ * copy between two zero fills. The per-k copies are the ISA's im2col_panel
+ * (AVX-512: masked loads/stores, one or two per run, no scalar tails). */
 static void pack_b_im2col(float *dst, const nd_im2col *g, int64_t k0, int64_t kc, int64_t j0,
                           int64_t nc, int64_t NR)
 {
-    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw, OHW = g->oh * g->ow;
-    int64_t seg_j[64], seg_len[64], seg_iy[64], seg_ix[64], seg_img[64]; /* NR <= 64 */
+    const int64_t OHW = g->oh * g->ow;
+    const nd_isa_ops *o = nd_ops();
+    nd_im2col_seg seg[64]; /* NR <= 64 */
     for (int64_t jp = 0; jp < nc; jp += NR) {
         const int64_t nr = min64(NR, nc - jp);
-        float *d = dst + jp * kc;
         int64_t ns = 0;
         for (int64_t j = 0; j < nr;) {
             const int64_t nn = j0 + jp + j, b = g->img_stride ? nn / OHW : 0, n = nn - b * OHW;
             const int64_t oy = n / g->ow, ox = n % g->ow;
             const int64_t len = min64(nr - j, g->ow - ox);
-            seg_img[ns] = b * g->img_stride;
-            seg_j[ns] = j;
-            seg_len[ns] = len;
-            seg_iy[ns] = oy * g->sh - g->pt;
-            seg_ix[ns] = ox * g->sw - g->pl;
+            seg[ns].img = b * g->img_stride;
+            seg[ns].j = j;
+            seg[ns].len = len;
+            seg[ns].iy = oy * g->sh - g->pt;
+            seg[ns].ix = ox * g->sw - g->pl;
             ns++;
             j += len;
         }
-        int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
-        for (int64_t k = 0; k < kc; k++) {
-            const float *img = g->x + c * H * W;
-            const int64_t dy = ki * g->dh, dx = kj * g->dw;
-            float *drow = d + k * NR;
-            for (int64_t s = 0; s < ns; s++) {
-                float *o = drow + seg_j[s];
-                const int64_t len = seg_len[s], iy = seg_iy[s] + dy, ix = seg_ix[s] + dx;
-                if (iy < 0 || iy >= H) {
-                    for (int64_t t = 0; t < len; t++) o[t] = 0.0f;
-                    continue;
-                }
-                const float *row = img + seg_img[s] + iy * W;
-                if (g->sw == 1) {
-                    /* valid t: 0 <= ix + t < W */
-                    const int64_t lo = min64(len, max64(0, -ix)), hi = max64(lo, min64(len, W - ix));
-                    for (int64_t t = 0; t < lo; t++) o[t] = 0.0f;
-                    const float *src = row + ix;
-                    for (int64_t t = lo; t < hi; t++) o[t] = src[t];   /* short runs: no memcpy call */
-                    for (int64_t t = hi; t < len; t++) o[t] = 0.0f;
-                } else {
-                    for (int64_t t = 0; t < len; t++) {
-                        const int64_t xx = ix + t * g->sw;
-                        o[t] = (xx >= 0 && xx < W) ? row[xx] : 0.0f;
-                    }
+        o->im2col_panel(dst + jp * kc, g, seg, ns, nr, NR, k0, kc);
+    }
+}
+
+void nd_im2col_panel_portable(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns, int64_t nr,
+                              int64_t NR, int64_t k0, int64_t kc)
+{
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw;
+    int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *img = g->x + c * H * W;
+        const int64_t dy = ki * g->dh, dx = kj * g->dw;
+        float *drow = d + k * NR;
+        for (int64_t s = 0; s < ns; s++) {
+            float *o = drow + seg[s].j;
+            const int64_t len = seg[s].len, iy = seg[s].iy + dy, ix = seg[s].ix + dx;
+            if (iy < 0 || iy >= H) {
+                for (int64_t t = 0; t < len; t++) o[t] = 0.0f;
+                continue;
+            }
+            const float *row = img + seg[s].img + iy * W;
+            if (g->sw == 1) {
+                /* valid t: 0 <= ix + t < W */
+                const int64_t lo = min64(len, max64(0, -ix)), hi = max64(lo, min64(len, W - ix));
+                for (int64_t t = 0; t < lo; t++) o[t] = 0.0f;
+                const float *src = row + ix;
+                for (int64_t t = lo; t < hi; t++) o[t] = src[t];   /* short runs: no memcpy call */
+                for (int64_t t = hi; t < len; t++) o[t] = 0.0f;
+            } else {
+                for (int64_t t = 0; t < len; t++) {
+                    const int64_t xx = ix + t * g->sw;
+                    o[t] = (xx >= 0 && xx < W) ? row[xx] : 0.0f;
                 }
             }
-            for (int64_t j = nr; j < NR; j++) drow[j] = 0.0f;
-            if (++kj == g->kw) {
-                kj = 0;
-                if (++ki == g->kh) {
-                    ki = 0;
-                    c++;
-                }
+        }
+        for (int64_t j = nr; j < NR; j++) drow[j] = 0.0f;
+        if (++kj == g->kw) {
+            kj = 0;
+            if (++ki == g->kh) {
+                ki = 0;
+                c++;
             }
         }
     }
@@ -409,14 +418,13 @@ static void gemm_axpy(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
 }
 
 /* Cut the output into tn column strips x tm row strips (tn * tm <= T) so that
- * the slowest thread finishes first: a thread packs all of A for its rows
- * (nothing when A is prepacked) and all of B for its columns, and computes
- * whole MR x NR tiles — so the work is counted in tiles of the largest strip:
- * ResNet's 14x14 maps (N = 196, 7 column panels) split 4/3 by columns leave
- * one thread 14% idle, while OC = 256 (32 row panels) splits 16/16. Ties go
- * to columns. */
+ * each thread packs the least: a thread packs all of A for its rows (nothing
+ * when A is prepacked) and all of B for its columns. Ties go to columns.
+ * (Counting the work in whole tiles of the largest strip, which favours row
+ * splits when the column panels split unevenly, was measured slower on
+ * ResNet's 14x14 convs: im2col packing costs more than the idle tiles.) */
 static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64_t K, int a_prepacked,
-                  int b_prepacked, int64_t MR, int64_t NR, int64_t *tn, int64_t *tm)
+                  int b_prepacked, int64_t *tn, int64_t *tm)
 {
     double best = -1;
     *tn = 1;
@@ -425,9 +433,9 @@ static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64
         const int64_t b = T / a;                 /* row strips */
         if (a > pn || b > pm)
             continue;
-        /* the largest strip's packing and tiles (the grid may leave threads out) */
+        /* per-thread packing, plus the idle share when the grid leaves threads out */
         const double pack = (a_prepacked ? 0.0 : (double)M * K / b) + (b_prepacked ? 0.0 : (double)K * N / a);
-        const double work = (double)((pm + b - 1) / b * MR) * (double)((pn + a - 1) / a * NR) * (double)K;
+        const double work = (double)M * N * K / (double)(a * b);
         const double cost = pack + work / 8.0;   /* ~8 multiply-adds cost one packed float */
         if (best < 0 || cost < best) {
             best = cost;
@@ -490,7 +498,7 @@ nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
 #endif
         int64_t tn, tm;
         split(nt, pm, pn, M, N, K, !d->a_im2col && d->a.packed_mr == MR,
-              !d->b_im2col && d->b.packed_nr == NR, MR, NR, &tn, &tm);
+              !d->b_im2col && d->b.packed_nr == NR, &tn, &tm);
         if (tid < tn * tm) {
             const int64_t tj = tid % tn, ti = tid / tn;
             const int64_t pj0 = pn * tj / tn, pj1 = pn * (tj + 1) / tn;

@@ -172,6 +172,7 @@ nd_isa_ops nd_ops_avx2 = {
     .level = ND_ISA_AVX2, .name = "avx2",
     .mr = MR, .nr = NR, .mc = 6 * 20, .kc = 256, .nc = 2048,
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
+    .im2col_panel = nd_im2col_panel_portable,
     .act_vec = act_avx2,
     .dw_plane = nd_dw_plane_avx2,
 };

@@ -156,6 +156,65 @@ TGT static void act_avx512(float *y, int64_t n, int act)
     }
 }
 
+/* Bits [a, b) of a 16-lane mask, 0 <= a, b <= 16 (empty when b <= a). */
+static inline __mmask16 lanes(int64_t a, int64_t b)
+{
+    if (b <= a)
+        return 0;
+    return (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
+}
+
+/* nd_im2col_panel_portable with stride-1 runs as masked vector copies: a run of
+ * len <= NR columns is ceil(len/16) zero-masked loads (lanes outside [lo, hi),
+ * the padding, read as 0 and are never touched: masked lanes do not fault)
+ * and as many masked stores. ResNet's 14x14 maps cut a 32-wide panel into 3
+ * runs of <= 14: the scalar copy and its three loops cost more than the data. */
+TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns,
+                                    int64_t nr, int64_t NR_, int64_t k0, int64_t kc)
+{
+    if (g->sw != 1) {
+        nd_im2col_panel_portable(d, g, seg, ns, nr, NR_, k0, kc);
+        return;
+    }
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw;
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *img = g->x + c * H * W;
+        const int64_t dy = ki * g->dh, dx = kj * g->dw;
+        float *drow = d + k * NR_;
+        for (int64_t s = 0; s < ns; s++) {
+            float *o = drow + seg[s].j;
+            const int64_t len = seg[s].len, iy = seg[s].iy + dy, ix = seg[s].ix + dx;
+            if (iy < 0 || iy >= H) {
+                for (int64_t q = 0; q < len; q += 16)
+                    _mm512_mask_storeu_ps(o + q, lanes(0, len - q < 16 ? len - q : 16), zero);
+                continue;
+            }
+            /* valid t: 0 <= ix + t < W; the address is formed as an integer so that a
+             * run starting left of the row (padding) is no out-of-bounds pointer in C */
+            const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
+            const uintptr_t src = (uintptr_t)(img + seg[s].img + iy * W) + (uintptr_t)(ix * 4);
+            for (int64_t q = 0; q < len; q += 16) {
+                const int64_t e = len - q < 16 ? len - q : 16;
+                const int64_t a = lo - q < 0 ? 0 : lo - q < e ? lo - q : e;
+                const int64_t b = hi - q < a ? a : hi - q < e ? hi - q : e;
+                const __m512 v = _mm512_maskz_loadu_ps(lanes(a, b), (const float *)(src + (uintptr_t)(q * 4)));
+                _mm512_mask_storeu_ps(o + q, lanes(0, e), v);
+            }
+        }
+        for (int64_t j = nr; j < NR_; j += 16)
+            _mm512_mask_storeu_ps(drow + j, lanes(0, NR_ - j < 16 ? NR_ - j : 16), zero);
+        if (++kj == g->kw) {
+            kj = 0;
+            if (++ki == g->kh) {
+                ki = 0;
+                c++;
+            }
+        }
+    }
+}
+
 void nd_dw_plane_avx512(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                         int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                         int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -165,6 +224,7 @@ nd_isa_ops nd_ops_avx512 = {
     .mr = MR, .nr = NR, .mc = MR * (112 / MR), .kc = 256, .nc = 2048,
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
     .act_vec = act_avx512,
+    .im2col_panel = im2col_panel_avx512,
     .dw_plane = nd_dw_plane_avx512,
 };
 #endif

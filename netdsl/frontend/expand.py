@@ -33,6 +33,14 @@ class _Poison:
     """The value of a statement that already failed: later uses stay silent."""
 
 
+@dataclass(frozen=True)
+class Tensor:
+    """A layer passed to a block by label (`Up(256, skip=enc3)`): inside the
+    block the parameter names that layer, as a label would."""
+    node: str
+    label: str
+
+
 POISON = _Poison()
 
 
@@ -432,6 +440,10 @@ class Expander:
         fctx = scope.fctx
         defaults = dict(fctx.defaults.get(spec.name, {}))
         arg_spans = {}
+        for v, sp in pos + list(kw.values()):
+            if isinstance(v, Tensor):
+                raise err(f"'{v.label}' is a layer, not a value for {spec.name}", sp,
+                          "a layer passed to a block can start a chain or a branch there, e.g. [ _ | skip ]")
         for a, (v, sp) in zip(spec.attrs, pos):
             arg_spans[a.name] = sp
         for k, (v, sp) in kw.items():
@@ -491,7 +503,7 @@ class Expander:
         if len(self.loading) + scope.prefix.count(".") > 64:
             raise err(f"block '{name}' nests more than 64 deep: does it call itself?", span,
                       "a block may call itself only under an `if` that stops the recursion")
-        pos, kw = self.eval_args(args, scope.env) if args else ([], {})
+        pos, kw = self.eval_args(args, scope.env, scope.bindings) if args else ([], {})
         params = [p for p, _, _ in bdef.params]
         if len(pos) > len(params):
             raise err(f"block {name} takes {len(params)} arguments ({', '.join(params)}), got {len(pos)}", span,
@@ -519,7 +531,8 @@ class Expander:
             while scope.prefix + label in self.g:
                 label = str(scope.index)
                 scope.index += 1
-        inner = Scope(scope.prefix + label + ".", False, {}, env, bctx)
+        tensors = {p: v.node for p, v in env.items() if isinstance(v, Tensor)}
+        inner = Scope(scope.prefix + label + ".", False, dict(tensors), env, bctx)
         self.g.blocks[scope.prefix + label] = name
         try:
             return self.block_body(bdef, bctx, env, inner, val)
@@ -551,13 +564,22 @@ class Expander:
         return current
 
     # ------------------------------------------------------------------ expressions
-    def eval_args(self, args: A.Args, env):
-        pos = [(self.eval(e, env), e.span) for e in args.pos]
+    def eval_args(self, args: A.Args, env, tensors=None):
+        """Evaluate call arguments. With `tensors` (the caller's labels), a bare label
+        becomes a Tensor argument (only blocks take those)."""
+        def value(e):
+            if tensors and isinstance(e, A.Name) and e.id in tensors and e.id not in env:
+                node = tensors[e.id]
+                if not isinstance(node, str):
+                    raise err(f"'{e.id}' is not a single layer", e.span, "merge its branches first")
+                return Tensor(node, e.id)
+            return self.eval(e, env)
+        pos = [(value(e), e.span) for e in args.pos]
         kw = {}
         for k, e, sp in args.kw:
             if k in kw:
                 raise err(f"argument '{k}' is given twice", sp, "remove one of them")
-            kw[k] = (self.eval(e, env), sp)
+            kw[k] = (value(e), sp)
         return pos, kw
 
     def eval(self, e, env):
@@ -619,6 +641,9 @@ class Expander:
 
     def need_number(self, v, e):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, Tensor):
+                raise err(f"'{v.label}' is a layer, not a number", e.span,
+                          "a layer passed to a block can start a chain or a branch there, e.g. [ _ | skip ]")
             if isinstance(e, A.Str):
                 raise err(f"expected a number, got the string \"{v}\"", e.span, "remove the quotes")
             if isinstance(v, str):

@@ -469,3 +469,33 @@ def test_backslash_continues_a_line():
         - ReLU
     """)
     assert names(m)[1:] == ["conv1", "relu1"]
+
+
+def test_block_takes_a_layer_argument_for_skips():
+    m = netdsl.parse("""
+input x: 3x64x64
+block Up(c, skip) {
+  up = Deconv(c, 2, stride=2)
+  [ up | skip ] - Concat - Conv(c, 3, pad=1) - ReLU
+}
+enc1: (Conv(16, 3, pad=1) - ReLU)
+Pool - Conv(32, 3, pad=1) - ReLU
+dec1: Up(16, enc1)
+""")
+    concat = next(n for n in m.graph.nodes() if n.op == "Concat")
+    assert concat.name == "dec1.concat1"
+    assert m.graph.preds(concat.name) == ["dec1.deconv1", "enc1.1"]
+    assert concat.shape == (32, 64, 64)
+
+
+def test_layer_argument_used_as_a_number_is_an_error():
+    with pytest.raises(netdsl.NetDSLError) as e:
+        netdsl.parse("input x: 3x8x8\nblock B(c) { Conv(c, 3) }\na: ReLU\nB(a)\n", "t.net")
+    text = str(e.value)
+    assert "t.net:" in text and "is a layer" in text
+
+
+def test_unet_decoder_uses_the_up_block():
+    m = netdsl.load("unet")
+    assert m.graph.blocks["dec4"] == "Up"
+    assert m.total_params == 31_030_658
