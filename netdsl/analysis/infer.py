@@ -106,7 +106,7 @@ def _provenance(g, preds):
             if arith and size is _spatial:
                 line += " — " + arith[0].removeprefix("H: ")
         else:
-            line += f" from the input {node.name}"
+            line += f", the size of the input {node.name} (nothing on this path changes it)"
         notes.append(line)
     return notes
 

@@ -117,7 +117,7 @@ def test_multi_error_files_report_every_error(name):
 def test_add_mismatch_notes_show_both_shapes_and_the_arithmetic():
     text = load_error("add_mismatch").render()
     assert "note: input 1 (relu1) is 14x14: conv1 (line 3) made it 14x14 — (28 + 2·1 − 3)/2 + 1 = 14" in text
-    assert "note: input 2 (x) is 28x28 from the input x" in text
+    assert "note: input 2 (x) is 28x28, the size of the input x" in text
     assert "Conv(64, 1, stride=2)" in text
 
 
