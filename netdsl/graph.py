@@ -43,6 +43,7 @@ class Graph:
         self.inputs: list[str] = []        # Input node names, declaration order
         self.outputs: dict[str, str] = {}  # output name -> node name
         self.blocks: dict[str, str] = {}   # block instance prefix ("layer1.0") -> block name
+        self.block_spans: dict = {}        # block instance prefix -> Span of the call that made it
         self._order = 0
 
     # -- building

@@ -52,6 +52,7 @@ def analyze(g: Graph, earlier=()) -> Graph:
             notes = list(e.notes)
             if len(preds) > 1:
                 notes += _provenance(g, preds)
+            notes += _used_at(g, node)
             hint = e.hint or _merge_hint(g, node, preds)
             if node.op == "Add" and len(preds) > 1:
                 hint = _merge_hint(g, node, preds) or hint     # names the projection needed
@@ -109,6 +110,19 @@ def _provenance(g, preds):
             line += f", the size of the input {node.name} (nothing on this path changes it)"
         notes.append(line)
     return notes
+
+
+def _used_at(g, node):
+    """'in block Bottleneck (layer2.0), used at f.net:14:1' for each enclosing instance,
+    innermost first (at most three): the mistake may be in the block's arguments."""
+    spans = getattr(g, "block_spans", {})
+    parts = node.scope.split(".") if node.scope else []
+    out = []
+    for i in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in spans:
+            out.append(f"in block {g.blocks.get(prefix, '?')} ({prefix}), used at {spans[prefix]}")
+    return out[:2] + out[-1:] if len(out) > 3 else out
 
 
 def _merge_hint(g, node, preds):

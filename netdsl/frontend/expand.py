@@ -534,6 +534,7 @@ class Expander:
         tensors = {p: v.node for p, v in env.items() if isinstance(v, Tensor)}
         inner = Scope(scope.prefix + label + ".", False, dict(tensors), env, bctx)
         self.g.blocks[scope.prefix + label] = name
+        self.g.block_spans[scope.prefix + label] = span
         try:
             return self.block_body(bdef, bctx, env, inner, val)
         except NetDSLError as e:     # say where the block was used: the mistake may be in its arguments

@@ -284,3 +284,16 @@ def test_snippet_errors_are_located_and_hinted(src, line, message):
     assert d.span is not None and d.span.line == line, e.render()
     assert d.hint, e.render()
     assert e.render().startswith(f"s.net:{line}:{d.span.col}: error: ")
+
+
+def test_shape_error_inside_a_block_says_where_the_block_was_used():
+    text = ("input x: 3x32x32\n"
+            "block Res(c, stride=1) {\n"
+            "  [ Conv(c, 3, stride=stride, pad=1) - ReLU | _ ] - Add\n"
+            "}\n"
+            "Conv(16, 3, pad=1) - Res(16) - blk:Res(16, stride=2)\n")
+    with pytest.raises(netdsl.NetDSLError) as e:
+        netdsl.parse(text, "res.net")
+    out = str(e.value)
+    assert "res.net:3:" in out and "Add at blk.add1" in out
+    assert "note: in block Res (blk), used at res.net:5:32" in out
