@@ -296,4 +296,4 @@ def test_shape_error_inside_a_block_says_where_the_block_was_used():
         netdsl.parse(text, "res.net")
     out = str(e.value)
     assert "res.net:3:" in out and "Add at blk.add1" in out
-    assert "note: in block Res (blk), used at res.net:5:32" in out
+    assert "note: in block Res (blk), used at res.net:5:36" in out
