@@ -52,6 +52,12 @@ typedef struct {
     /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
     /* y = act(y) for act 3 (sigmoid) / 4 (tanh), vectorized (GEMM/conv epilogues); NULL: scalar libm */
     void (*act_vec)(float *y, int64_t n, int act);
+    /* Direct convolution, stride 1 (kernels/conv.c, small convs): output row oy of the
+     * mr <= MR channels whose weights are the packed A panel ap (K = c*kh*kw, MR per k),
+     * image and geometry in g (x is one image); y[i*ldy + ox], ox < g->ow; brow: bias per
+     * channel or NULL; flags ND_UK_*. NULL: the ISA has none (the GEMM runs instead). */
+    void (*conv_row)(float *y, int64_t ldy, const struct nd_im2col_s *g, const float *ap, int64_t mr,
+                     int64_t oy, const float *brow, int flags);
     /* kc k-rows (from k0) of one NR-wide im2col panel cut into segments: see kernels/gemm.c */
     void (*im2col_panel)(float *d, const struct nd_im2col_s *g, const nd_im2col_seg *seg, int64_t ns,
                          int64_t nr, int64_t NR, int64_t k0, int64_t kc);

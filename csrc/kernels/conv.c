@@ -12,6 +12,8 @@
  *     (dispatch.h: nd_im2col), so there is no im2col buffer either;
  *   - the kernel covers the whole unpadded image (one output pixel, LeNet's
  *     C5) at batch <= 8: N x OC dot products on the raw weights (conv_fc);
+ *   - small stride-1 convs (LeNet's C1/C3) on ISAs with a conv_row: direct,
+ *     no packing (conv_direct);
  *   - transposed (groups == 1, small OH*OW — late ResNet/VGG stages, LeNet's
  *     C5): Y^T (N*OH*OW, OC) = im2col(X)^T . W^T with the batch folded into
  *     the rows, into the workspace, then transposed into NCHW. The micro-tile
@@ -66,7 +68,7 @@ static int is_fc_like(const nd_conv_params *p)
  * workspace size, the weight packing and the kernel agree. */
 static int use_transposed(const nd_conv_params *p, int64_t mr, int64_t nr)
 {
-    if (p->groups != 1 || is_depthwise(p) || is_fc_like(p) || p->algo == 1 || mr <= 0 || nr <= 0)
+    if (p->groups != 1 || is_depthwise(p) || is_fc_like(p) || p->algo == 1 || p->algo == 3 || mr <= 0 || nr <= 0)
         return 0;
     if (p->algo == 2)
         return 1;
@@ -271,6 +273,53 @@ static nd_status conv_fc(const nd_conv_params *p, float *out, const float *x, co
     return nd_sgemm(&d, ws, T);
 }
 
+/* Direct convolution where im2col packing costs more than it saves: small
+ * problems (LeNet's C1/C3: K = 25..150, rows of 10..28 pixels, thousands of
+ * short copies per call) and thin ones (OC <= 32: DenseNet's 3x3 growth convs,
+ * where every packed float serves only 32 rows of multiply-adds). The ISA's
+ * conv_row reads the image in place, MR channels x one output row per call,
+ * with the GEMM's packed A panels as weights (same prepacking, so the choice
+ * is free at run time). Needs stride 1 along rows (vector loads) and rows of
+ * >= 8 pixels; thin convs also >= 75% of the 16-lane chunks in use (14, 28,
+ * 56 wide: 87.5%; 7 is not). Measured (Zen 4, 2 threads, 3x3 pad 1): 128->32
+ * on 56/28/14 maps 137/105-123/60-70 -> 132-155/163/141-144 GFLOP/s; with
+ * OC = 64..256 the GEMM stays 5-40% faster. (-> algo 3 forces it.) */
+static int use_direct(const nd_conv_params *p, const nd_isa_ops *o)
+{
+    if (!o->conv_row || p->w_packed_mr != o->mr || p->groups != 1 || is_depthwise(p) || p->sw != 1)
+        return 0;
+    if (p->algo == 3)
+        return 1;
+    const int small = (double)p->oc * (double)(p->oh * p->ow) * (double)(p->c * p->kh * p->kw) < 1e6;
+    const int thin = p->oc <= 32 && !is_pointwise(p) && 4 * p->ow >= 3 * rup(p->ow, 16);
+    return p->ow >= 8 && (small || thin);
+}
+
+static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float *out, const float *x,
+                             const float *w, const float *bias, const float *res, int T)
+{
+    const int64_t MR = o->mr, K = p->c * p->kh * p->kw, OHW = p->oh * p->ow, CHW = p->c * p->h * p->w;
+    const int64_t np = (p->oc + MR - 1) / MR, jobs = p->n * np * p->oh;
+    const double macs = (double)p->n * (double)p->oc * (double)OHW * (double)K;
+    const int flags = (res ? ND_UK_ACC : 0) | (p->act == 1 ? ND_UK_RELU : 0) | (p->act == 2 ? ND_UK_LEAKY : 0);
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && macs >= 5e5)
+    for (int64_t jb = 0; jb < jobs; jb++) {
+        const int64_t b = jb / (np * p->oh), pi = jb / p->oh % np, oy = jb % p->oh;
+        const int64_t c0 = pi * MR, mr = p->oc - c0 < MR ? p->oc - c0 : MR;
+        const nd_im2col g = {x + b * CHW, p->c, p->h, p->w, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw,
+                             p->pad_t, p->pad_l, p->oh, p->ow, 0};
+        float *y = out + (b * p->oc + c0) * OHW + oy * p->ow;
+        if (res)
+            for (int64_t i = 0; i < mr; i++)
+                memcpy(y + i * OHW, res + (b * p->oc + c0 + i) * OHW + oy * p->ow, (size_t)p->ow * sizeof(float));
+        o->conv_row(y, OHW, &g, w + c0 * K, mr, oy, bias ? bias + c0 : NULL, flags);
+        if (p->act >= 3)
+            for (int64_t i = 0; i < mr; i++) nd_act_inplace(y + i * OHW, p->ow, p->act);
+    }
+    return ND_OK;
+}
+
 /* One (image, group) GEMM. */
 static nd_status conv_gemm(const nd_conv_params *p, float *out, const float *x, const float *w,
                            const float *bias, const float *res, float *ws, int threads, int64_t b, int64_t g)
@@ -335,6 +384,8 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     conv_tile(p, &mr, &nr);
     if (use_transposed(p, mr, nr))
         return conv_transposed(p, out, in[0], w, bias, res, ws, T);
+    if ((p->algo == 0 || p->algo == 3) && use_direct(p, nd_ops()))
+        return conv_direct(p, nd_ops(), out, in[0], w, bias, res, T);
     if (side_by_side(p, T)) {
         const int64_t per = nd_sgemm_ws(og, p->oh * p->ow, k, 1);
         nd_status st = ND_OK;

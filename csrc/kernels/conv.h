@@ -19,7 +19,8 @@ typedef struct {
     int32_t w_packed_mr;         /* > 0: w was prepacked by nd_conv_pack_w with this MR */
     int32_t residual;            /* 1: add in[1] before the activation */
     int32_t algo;                /* 0 auto, 1 GEMM Y = W . im2col(X), 2 transposed GEMM
-                                  * Y^T = im2col(X)^T . W^T (batch folded; for small OH*OW).
+                                  * Y^T = im2col(X)^T . W^T (batch folded; for small OH*OW),
+                                  * 3 direct (stride-1 rows, ISAs with conv_row; else as 1).
                                   * Prepacking follows the choice, so pack with the same algo. */
 } nd_conv_params;
 

@@ -164,7 +164,7 @@ static inline __mmask16 lanes(int64_t a, int64_t b)
     return (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
 }
 
-/* nd_im2col_panel_portable with stride-1 runs as masked vector copies: a run of
+/* nd_im2col_panel_portable with stride-1 and stride-2 runs as masked vector copies: a run of
  * len <= NR columns is ceil(len/16) zero-masked loads (lanes outside [lo, hi),
  * the padding, read as 0 and are never touched: masked lanes do not fault)
  * and as many masked stores. ResNet's 14x14 maps cut a 32-wide panel into 3
@@ -172,12 +172,13 @@ static inline __mmask16 lanes(int64_t a, int64_t b)
 TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns,
                                     int64_t nr, int64_t NR_, int64_t k0, int64_t kc)
 {
-    if (g->sw != 1) {
+    if (g->sw != 1 && g->sw != 2) {
         nd_im2col_panel_portable(d, g, seg, ns, nr, NR_, k0, kc);
         return;
     }
-    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw;
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw, sw = g->sw;
     const __m512 zero = _mm512_setzero_ps();
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
     for (int64_t k = 0; k < kc; k++) {
         const float *img = g->x + c * H * W;
@@ -195,6 +196,22 @@ TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2co
              * run starting left of the row (padding) is no out-of-bounds pointer in C */
             const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
             const uintptr_t src = (uintptr_t)(img + seg[s].img + iy * W) + (uintptr_t)(ix * 4);
+            if (sw == 2) {
+                /* outputs q..q+16 read source lanes 2q..2q+32 (valid: [lo, hi)); load both
+                 * halves zero-masked and keep the even lanes (the stems' 7x7/s2 convs) */
+                for (int64_t q = 0; q < len; q += 16) {
+                    const int64_t e = len - q < 16 ? len - q : 16, s0 = 2 * q;
+                    const int64_t a = lo - s0 < 0 ? 0 : lo - s0 < 32 ? lo - s0 : 32;
+                    const int64_t b = hi - s0 < a ? a : hi - s0 < 2 * e - 1 ? hi - s0 : 2 * e - 1;
+                    const uintptr_t p = src + (uintptr_t)(s0 * 4);
+                    const __m512 v0 = _mm512_maskz_loadu_ps(lanes(a < 16 ? a : 16, b < 16 ? b : 16),
+                                                            (const float *)p);
+                    const __m512 v1 = _mm512_maskz_loadu_ps(lanes(a > 16 ? a - 16 : 0, b > 16 ? b - 16 : 0),
+                                                            (const float *)(p + 64));
+                    _mm512_mask_storeu_ps(o + q, lanes(0, e), _mm512_permutex2var_ps(v0, even, v1));
+                }
+                continue;
+            }
             for (int64_t q = 0; q < len; q += 16) {
                 const int64_t e = len - q < 16 ? len - q : 16;
                 const int64_t a = lo - q < 0 ? 0 : lo - q < e ? lo - q : e;
@@ -215,6 +232,92 @@ TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2co
     }
 }
 
+/* conv_row: one output row of MR channels, `two` 16-wide column chunks at a time
+ * (MR x 2 accumulators, like the GEMM tile), reading the image directly: for
+ * each tap (c, ki, kj) one zero-masked load per chunk (the mask is the padding)
+ * and MR broadcast FMAs from the packed weights. No packing at all, which is
+ * what LeNet-sized convs (K = 25..150, 10..28-pixel rows) spend most time on. */
+TGT static inline __attribute__((always_inline)) void
+conv_chunks_avx512(float *y, int64_t ldy, const nd_im2col *g, const float *ap, int64_t mr, int64_t oy,
+                   const float *brow, int flags, int64_t q, const int two)
+{
+    const int64_t H = g->h, W = g->w, OW = g->ow;
+    const int64_t e0 = OW - q < 16 ? OW - q : 16, e1 = two ? (OW - q - 16 < 16 ? OW - q - 16 : 16) : 0;
+    __m512 t[MR][2];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        t[i][0] = _mm512_setzero_ps();
+        t[i][1] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < g->c; c++) {
+        for (int64_t ki = 0; ki < g->kh; ki++) {
+            const int64_t iy = oy * g->sh - g->pt + ki * g->dh;
+            if (iy < 0 || iy >= H) {
+                ap += MR * g->kw;
+                continue;
+            }
+            const uintptr_t row = (uintptr_t)(g->x + (c * H + iy) * W);
+            for (int64_t kj = 0; kj < g->kw; kj++, ap += MR) {
+                const int64_t ix = q - g->pl + kj * g->dw;   /* input column of lane 0 */
+                const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
+                const __m512 v0 = _mm512_maskz_loadu_ps(lanes(lo < e0 ? lo : e0, hi < e0 ? hi : e0),
+                                                        (const float *)(row + (uintptr_t)(ix * 4)));
+                __m512 v1 = v0;
+                if (two)
+                    v1 = _mm512_maskz_loadu_ps(lanes(lo - 16 > 0 ? (lo - 16 < e1 ? lo - 16 : e1) : 0,
+                                                     hi - 16 < e1 ? hi - 16 : e1),
+                                               (const float *)(row + (uintptr_t)((ix + 16) * 4)));
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++) {
+                    const __m512 a = _mm512_set1_ps(ap[i]);
+                    t[i][0] = _mm512_fmadd_ps(a, v0, t[i][0]);
+                    if (two)
+                        t[i][1] = _mm512_fmadd_ps(a, v1, t[i][1]);
+                }
+            }
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(0.01f);
+    const __mmask16 m0 = lanes(0, e0), m1 = lanes(0, e1);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        if (i < mr) {
+            float *cr = y + i * ldy + q;
+            __m512 v0 = t[i][0], v1 = t[i][1];
+            if (flags & ND_UK_ACC) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+                if (two)
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+            }
+            if (brow) {
+                v0 = _mm512_add_ps(v0, _mm512_set1_ps(brow[i]));
+                v1 = _mm512_add_ps(v1, _mm512_set1_ps(brow[i]));
+            }
+            if (flags & ND_UK_RELU) {
+                v0 = _mm512_max_ps(v0, zero);
+                v1 = _mm512_max_ps(v1, zero);
+            }
+            if (flags & ND_UK_LEAKY) {
+                v0 = _mm512_mask_mul_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), v0, slope);
+                v1 = _mm512_mask_mul_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), v1, slope);
+            }
+            _mm512_mask_storeu_ps(cr, m0, v0);
+            if (two)
+                _mm512_mask_storeu_ps(cr + 16, m1, v1);
+        }
+    }
+}
+
+TGT static void conv_row_avx512(float *y, int64_t ldy, const nd_im2col *g, const float *ap, int64_t mr,
+                                int64_t oy, const float *brow, int flags)
+{
+    int64_t q = 0;
+    for (; g->ow - q > 16; q += 32)
+        conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 1);
+    if (q < g->ow)
+        conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 0);
+}
+
 void nd_dw_plane_avx512(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                         int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                         int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -225,6 +328,7 @@ nd_isa_ops nd_ops_avx512 = {
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
     .act_vec = act_avx512,
     .im2col_panel = im2col_panel_avx512,
+    .conv_row = conv_row_avx512,
     .dw_plane = nd_dw_plane_avx512,
 };
 #endif

@@ -41,7 +41,7 @@ def isa(request):
 
 def check(op, kwargs, shape, n, k_terms, seed=0, prepack=True, algo=0):
     """Run op through kparams + executor and compare with the numpy reference.
-    algo (Conv): force an algorithm (nd_conv_params.algo; 2 = transposed GEMM)."""
+    algo (Conv): force an algorithm (nd_conv_params.algo; 2 = transposed GEMM, 3 = direct)."""
     spec = ops.get(op)
     shapes = [tuple(shape)]
     a = spec.resolve(spec.bind((), kwargs), shapes)
@@ -108,6 +108,9 @@ CONV = [
     (1, 64, 17, 17, 129, 3, 1, 1, 1, 1, "relu"),         # several M panels, K > one slice? no: 576
     (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),          # K = 1600 > KC
     (1, 3, 1, 1, 17, 3, 1, 1, 1, 1, "none"),             # 1x1 image, all padding but the centre
+    (1, 3, 9, 75, 17, 7, 2, 3, 1, 1, "relu"),            # stride 2, rows > 16 wide: two vector chunks
+    (1, 2, 7, 70, 9, 3, 1, 1, 1, 1, "none"),             # stride 1, 32-wide runs padded at both ends
+    (2, 3, 9, 40, 17, (3, 5), 2, (1, 2, 0, 1), (1, 2), 1, "none"),  # stride 2, dilated, asymmetric
 ]
 
 
@@ -176,6 +179,48 @@ def test_conv_fc_like(case, isa):
     kk = k if isinstance(k, tuple) else (k, k)
     check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, act=act, bias=oc % 2 == 1), (c, h, w), n,
           c * kk[0] * kk[1])
+
+
+# Small stride-1 convs run direct on AVX-512 (no packing; conv_row), the GEMM elsewhere:
+# channel tails (OC % 8), rows of 8..70 pixels (one chunk, two, a pair plus one), padding
+# on every side, dilation, a vertical stride, every epilogue.
+DIRECT = [
+    (1, 1, 32, 32, 6, 5, 1, 0, 1, 1, "tanh"),            # LeNet-5 C1
+    (8, 6, 14, 14, 16, 5, 1, 0, 1, 1, "tanh"),           # LeNet-5 C3, batch 8 (threads)
+    (1, 3, 9, 70, 9, 3, 1, 1, 1, 1, "relu"),
+    (2, 5, 11, 19, 17, (3, 5), 1, (2, 1, 0, 3), (1, 2), 1, "leakyrelu"),
+    (1, 4, 12, 8, 3, 3, (2, 1), 1, 1, 1, "sigmoid"),
+    (3, 2, 6, 33, 8, (1, 4), 1, (0, 2, 0, 1), 1, 1, "none"),
+    (1, 40, 14, 14, 32, 3, 1, 1, 1, 1, "relu"),          # thin (DenseNet growth conv): direct past 1M MACs
+    (2, 19, 9, 28, 31, 3, 1, 1, 1, 1, "none"),
+]
+
+
+@pytest.mark.parametrize("algo", [0, 3], ids=["auto", "forced"])
+@pytest.mark.parametrize("case", DIRECT, ids=[conv_id(c) for c in DIRECT])
+def test_conv_direct(case, algo, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d, act=act, bias=oc % 2 == 1),
+          (c, h, w), n, c * kk[0] * kk[1], algo=algo)
+
+
+# algo 3 forces the direct kernel where the auto rule would not take it: wide OC (several
+# panels plus a tail), 7-pixel and 1-pixel rows, a 1x1 kernel, K past the GEMM's KC.
+FORCED_DIRECT = [
+    (2, 17, 7, 7, 41, 3, 1, 1, 1, 1, "relu"),
+    (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),
+    (1, 9, 5, 1, 17, (3, 1), 1, (1, 0, 1, 0), 1, 1, "tanh"),
+    (3, 64, 5, 5, 65, 1, 1, 0, 1, 1, "sigmoid"),
+]
+
+
+@pytest.mark.parametrize("case", FORCED_DIRECT, ids=[conv_id(c) for c in FORCED_DIRECT])
+def test_conv_direct_forced(case, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d, act=act, bias=oc % 2 == 1),
+          (c, h, w), n, c * kk[0] * kk[1], algo=3)
 
 
 @pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])

@@ -1,9 +1,9 @@
 """Conv with a fused residual (y = act(conv(x) + bias + r), the -O3 ResNet
 epilogue) against the Conv spec's numpy reference, on every algorithm the
 kernel picks: 1x1 GEMM, packed-panel GEMM, grouped side-by-side, depthwise,
-the dot-product path (one output pixel),
-and the transposed GEMM (forced with algo=2; the residual is added in its
-transpose pass).
+the dot-product path (one output pixel), the direct conv (auto for small and
+thin convs, forced with algo=3 on the rest), and the transposed GEMM (forced
+with algo=2; the residual is added in its transpose pass).
 Tolerance 1e-4 relative: float32 accumulation over K <= 600 terms."""
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ CASES = [  # (n, c, h, w, oc, k, stride, pad, groups, act)
     (3, 12, 6, 6, 12, 3, 1, 1, 4, "relu"),
     (2, 8, 10, 10, 8, 3, 1, 1, 8, "relu"),
     (3, 5, 3, 3, 17, 3, 1, 0, 1, "tanh"),      # kernel covers the image: dot products (auto)
+    (2, 3, 9, 21, 11, 3, 1, 1, 1, "relu"),     # small stride-1: direct on AVX-512 (auto)
 ]
 
 
-@pytest.mark.parametrize("algo", [0, 2], ids=["auto", "transposed"])
+@pytest.mark.parametrize("algo", [0, 2, 3], ids=["auto", "transposed", "direct"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}-c{}-h{}-w{}-oc{}-k{}-s{}-p{}-g{}-{}".format(*c))
 @pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
 def test_conv_residual(case, isa, algo):
