@@ -29,7 +29,7 @@ LEVELS = {
     2: (remove_noops, fold_constants, fold_batchnorm, fuse_activations),
     3: (remove_noops, fold_constants, fold_batchnorm, fuse_activations, fuse_residual),
 }
-DEFAULT_LEVEL = 2
+DEFAULT_LEVEL = 3          # what `netdsl run`, `netdsl.load` and `netdsl compile` use
 
 
 def optimize(graph, weights=None, level=DEFAULT_LEVEL, outputs=None):
