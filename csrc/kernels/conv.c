@@ -37,6 +37,15 @@
 
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* y = act(y + r) over n values (r may be NULL: just the activation). */
+static void add_residual_act(float *y, const float *r, int64_t n, int act)
+{
+    if (r)
+        for (int64_t i = 0; i < n; i++)
+            y[i] += r[i];
+    nd_act_inplace(y, n, act);
+}
+
 static int bad_params(const nd_conv_params *p)
 {
     return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
@@ -181,12 +190,7 @@ static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float
         float *y = out + pl * OHW;
         o->dw_plane(y, x + (b * p->c + ic) * HW, w + oc * p->kh * p->kw, bias ? bias[oc] : 0.0f, p->h,
                     p->w, p->oh, p->ow, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l);
-        if (res) {
-            const float *r = res + pl * OHW;
-            for (int64_t i = 0; i < OHW; i++)
-                y[i] += r[i];
-        }
-        nd_act_inplace(y, OHW, p->act);
+        add_residual_act(y, res ? res + pl * OHW : NULL, OHW, p->act);
     }
     return ND_OK;
 }
@@ -235,12 +239,8 @@ static nd_status conv_transposed(const nd_conv_params *p, float *out, const floa
             float *y = out + (b * OC + c) * OHW;
             for (int64_t i = 0; i < OHW; i++)
                 y[i] = tb[i * OC + c];
-            if (res) {
-                const float *r = res + (b * OC + c) * OHW;
-                for (int64_t i = 0; i < OHW; i++)
-                    y[i] += r[i];
-                nd_act_inplace(y, OHW, p->act);
-            }
+            if (res)
+                add_residual_act(y, res + (b * OC + c) * OHW, OHW, p->act);
         }
     }
     return ND_OK;

@@ -21,6 +21,21 @@
 #endif
 enum { MR = ND_AVX512_MR, NR = 32 };
 
+/* The fused relu / leaky relu (slope 0.01) of a micro-kernel's store, on two vectors. */
+TGT static inline __attribute__((always_inline)) void relu_leaky2(__m512 *v0, __m512 *v1, int flags)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    if (flags & ND_UK_RELU) {
+        *v0 = _mm512_max_ps(*v0, zero);
+        *v1 = _mm512_max_ps(*v1, zero);
+    }
+    if (flags & ND_UK_LEAKY) {
+        const __m512 slope = _mm512_set1_ps(0.01f);
+        *v0 = _mm512_mask_mul_ps(*v0, _mm512_cmp_ps_mask(*v0, zero, _CMP_LT_OQ), *v0, slope);
+        *v1 = _mm512_mask_mul_ps(*v1, _mm512_cmp_ps_mask(*v1, zero, _CMP_LT_OQ), *v1, slope);
+    }
+}
+
 TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                           int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
 {
@@ -49,7 +64,6 @@ TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c
         bc0 = _mm512_maskz_loadu_ps(m0, bcol);
         bc1 = _mm512_maskz_loadu_ps(m1, bcol + 16);
     }
-    const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(0.01f);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
         if (i < mr) {
@@ -68,14 +82,7 @@ TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c
                 v0 = _mm512_add_ps(v0, bc0);
                 v1 = _mm512_add_ps(v1, bc1);
             }
-            if (flags & ND_UK_RELU) {
-                v0 = _mm512_max_ps(v0, zero);
-                v1 = _mm512_max_ps(v1, zero);
-            }
-            if (flags & ND_UK_LEAKY) {
-                v0 = _mm512_mask_mul_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), v0, slope);
-                v1 = _mm512_mask_mul_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), v1, slope);
-            }
+            relu_leaky2(&v0, &v1, flags);
             _mm512_mask_storeu_ps(cr, m0, v0);
             _mm512_mask_storeu_ps(cr + 16, m1, v1);
         }
@@ -277,7 +284,6 @@ conv_chunks_avx512(float *y, int64_t ldy, const nd_im2col *g, const float *ap, i
             }
         }
     }
-    const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(0.01f);
     const __mmask16 m0 = lanes(0, e0), m1 = lanes(0, e1);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
@@ -293,14 +299,7 @@ conv_chunks_avx512(float *y, int64_t ldy, const nd_im2col *g, const float *ap, i
                 v0 = _mm512_add_ps(v0, _mm512_set1_ps(brow[i]));
                 v1 = _mm512_add_ps(v1, _mm512_set1_ps(brow[i]));
             }
-            if (flags & ND_UK_RELU) {
-                v0 = _mm512_max_ps(v0, zero);
-                v1 = _mm512_max_ps(v1, zero);
-            }
-            if (flags & ND_UK_LEAKY) {
-                v0 = _mm512_mask_mul_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), v0, slope);
-                v1 = _mm512_mask_mul_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), v1, slope);
-            }
+            relu_leaky2(&v0, &v1, flags);
             _mm512_mask_storeu_ps(cr, m0, v0);
             if (two)
                 _mm512_mask_storeu_ps(cr + 16, m1, v1);

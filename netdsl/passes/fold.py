@@ -22,6 +22,20 @@ def _in_shapes(ctx, name):
     return [ctx.g[p].shape for p in ctx.g.preds(name)]
 
 
+def _absorb(ctx, node, target, side, bypass_to):
+    """`target` takes the affine op `node` into its weights (on its `side`: "out" or "in"),
+    gains a bias if it can have one, and `node` is removed (its readers read `bypass_to`)."""
+    new = None
+    if ctx.w is not None:
+        scale, shift = _affine_of(ctx, node)
+        new = ctx.spec(target.name).fold_affine(target.attrs, _in_shapes(ctx, target.name),
+                                                ctx.weights_of(target.name), scale, shift, side)
+    if "bias" in target.attrs:
+        target.attrs["bias"] = True
+    ctx.set_weights(target.name, new)
+    ctx.bypass(node.name, bypass_to)
+
+
 def _into_producer(producer_ok, verb):
     def rule(ctx, node):
         """The affine op's only input P is read by nothing else and is not an output, P has no
@@ -37,16 +51,9 @@ def _into_producer(producer_ok, verb):
                 and pspec.absorbs_affine(p.attrs, _in_shapes(ctx, p.name), "out")
                 and (act == "none" or act in pspec.epilogues)):
             return None
-        new = None
-        if ctx.w is not None:
-            scale, shift = _affine_of(ctx, node)
-            new = pspec.fold_affine(p.attrs, _in_shapes(ctx, p.name), ctx.weights_of(p.name), scale, shift, "out")
-        if "bias" in p.attrs:
-            p.attrs["bias"] = True
+        _absorb(ctx, node, p, "out", p.name)
         if act != "none":
             p.attrs["act"] = act
-        ctx.set_weights(p.name, new)
-        ctx.bypass(node.name, p.name)
         return Fired(verb(node, p), p.name, node)
     return rule
 
@@ -64,14 +71,7 @@ def _into_consumer(ctx, node):
         return None
     if not ctx.can_bypass(node.name, preds[0]):
         return None     # C already reads that input on another slot
-    new = None
-    if ctx.w is not None:
-        scale, shift = _affine_of(ctx, node)
-        new = cspec.fold_affine(c.attrs, _in_shapes(ctx, c.name), ctx.weights_of(c.name), scale, shift, "in")
-    if "bias" in c.attrs:
-        c.attrs["bias"] = True
-    ctx.set_weights(c.name, new)
-    ctx.bypass(node.name, preds[0])
+    _absorb(ctx, node, c, "in", preds[0])
     return Fired(f"{display(node.op)} folded into the input of {c.name}", c.name, node)
 
 
