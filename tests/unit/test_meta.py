@@ -1,4 +1,4 @@
-"""Adding an op means adding its spec, kernel, test and reference row: these
+"""Adding an op means adding its spec, kernel, tests and reference row: these
 tests fail when one of them is missing (STYLE.md, "adding an op touches its
 own files only")."""
 from __future__ import annotations
@@ -27,14 +27,23 @@ def test_every_op_is_in_the_language_reference(name):
     assert re.search(rf"\|\s*`?{re.escape(name)}`?\s*\|", text), f"{name} has no row in docs/LANGUAGE.md's op table"
 
 
+def _text(prefixes):
+    d = os.path.join(ROOT, "tests", "ops")
+    return "".join(open(os.path.join(d, f), encoding="utf-8").read() for f in sorted(os.listdir(d))
+                   if f.endswith(".py") and f.startswith(prefixes))
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_op_has_a_reference_test(name):
-    tests = ""
-    for d in ("tests/ops",):
-        for f in os.listdir(os.path.join(ROOT, d)):
-            if f.endswith(".py"):
-                tests += open(os.path.join(ROOT, d, f), encoding="utf-8").read()
-    assert re.search(rf"\b{re.escape(name)}\b", tests), f"no test in tests/ops mentions {name}"
+    """Named as a string ("MaxPool") in a test of the numpy references."""
+    assert re.search(rf"[\"']{re.escape(name)}[\"']", _text(("test_",))), f"no test in tests/ops names {name!r}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if "no_op" not in s.flags))
+def test_every_kernel_has_a_kernel_test(name):
+    """Named as a string in a test that runs the C kernel (tests/ops/test_kernels_*.py, test_executor.py)."""
+    text = _text(("test_kernels", "test_executor"))
+    assert re.search(rf"[\"']{re.escape(name)}[\"']", text), f"no C kernel test names {name!r}"
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
