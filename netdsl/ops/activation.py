@@ -1,89 +1,83 @@
 """Activations: ReLU, LeakyReLU, Sigmoid, Tanh (elementwise), Softmax, LogSoftmax.
 
 The elementwise four keep any shape and may overwrite their input
-(`inplace_ok`), which the in-place pass reads. Softmax and LogSoftmax
-normalize over the channel axis — axis 1 of (N, F) or of (N, C, H, W), so on
-a feature map each pixel gets its own distribution over channels, as in
-segmentation heads — and subtract the maximum first so large logits do not
-overflow. MACs are 0: they are not multiply-accumulates.
+(`inplace_ok`, read by the memory planner); what each computes, whether it
+keeps NaN and the `act` value it becomes when fused are one entry of the
+activation table (activations.py), shared with the layers' fused epilogues.
+Softmax and LogSoftmax normalize over the channel axis — axis 1 of (N, F)
+or of (N, C, H, W), so on a feature map each pixel gets its own distribution
+over channels, as in segmentation heads — and subtract the maximum first so
+large logits do not overflow. MACs are 0: they are not multiply-accumulates.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import activations as acts
 from . import register
 from .base import Attr, OpSpec, float_
 
 _POINTWISE = frozenset({"elementwise", "inplace_ok"})
 
 
-@register
-class ReLU(OpSpec):
-    name = "ReLU"
-    doc = "max(0, x)."
+class _Pointwise(OpSpec):
+    """An activation of the table (activations.py): its reference, its NaN behaviour and the
+    `act` value it becomes when fused all come from the table entry `act`."""
     flags = _POINTWISE
+    linear = False
+    act = ""
+
+    @property
+    def preserves_nan(self):
+        return acts.get(self.act).keeps_nan
 
     def epilogue(self, a):
-        return "relu"
+        return acts.fused_name(self.name, a)
+
+    def reference(self, a, xs, w):
+        entry = acts.get(self.act)
+        return entry(xs[0], **{k: a[k] for k, _ in entry.fixed})
+
+
+@register
+class ReLU(_Pointwise):
+    name = "ReLU"
+    doc = "max(0, x)."
+    act = "relu"
 
     def explain(self, a, shapes, out):
         return ["y = max(0, x) per value; no parameters"]
 
-    def reference(self, a, xs, w):
-        return np.maximum(xs[0], 0)
-
 
 @register
-class LeakyReLU(OpSpec):
+class LeakyReLU(_Pointwise):
     name = "LeakyReLU"
     doc = "x for x >= 0, slope·x below."
-    flags = _POINTWISE
+    act = "leakyrelu"
     attrs = (Attr("slope", float_, 0.01, "gradient for negative inputs"),)
-
-    def epilogue(self, a):
-        # the fused epilogue of Conv/FC (reference and kernels) has the slope 0.01 built in
-        return "leakyrelu" if a["slope"] == 0.01 else None
 
     def explain(self, a, shapes, out):
         return [f"y = x if x ≥ 0 else {a['slope']:g}·x"]
 
-    def reference(self, a, xs, w):
-        x = xs[0]
-        return np.where(x >= 0, x, x * a["slope"]).astype(x.dtype, copy=False)
-
 
 @register
-class Sigmoid(OpSpec):
+class Sigmoid(_Pointwise):
     name = "Sigmoid"
     doc = "1 / (1 + e^-x)."
-    flags = _POINTWISE
-
-    def epilogue(self, a):
-        return "sigmoid"
+    act = "sigmoid"
 
     def explain(self, a, shapes, out):
         return ["y = 1 / (1 + e^−x) per value"]
 
-    def reference(self, a, xs, w):
-        # 1/(1+e^-x) written as (1 + tanh(x/2))/2: the same function, and no overflow for x << 0
-        x = xs[0]
-        return (0.5 * (1 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
-
 
 @register
-class Tanh(OpSpec):
+class Tanh(_Pointwise):
     name = "Tanh"
     doc = "tanh(x)."
-    flags = _POINTWISE
-
-    def epilogue(self, a):
-        return "tanh"
+    act = "tanh"
 
     def explain(self, a, shapes, out):
         return ["y = tanh(x) per value"]
-
-    def reference(self, a, xs, w):
-        return np.tanh(xs[0])
 
 
 def _over(shape):

@@ -163,12 +163,49 @@ class Attr:
 # ---------------------------------------------------------------- the spec base
 
 class OpSpec:
+    """One op: attributes, shapes, costs, numpy reference, and what it IS (capabilities).
+
+    Passes and the memory planner decide by the capabilities an op declares, never by its
+    name; each rewrite asks the exact property it relies on (docs/PASSES.md, "Capabilities"):
+
+    combine          a merge: how its inputs combine. "sum" (Add), "product" (Mul), "concat"
+                     (Concat, along channels); "max", "min", "mean" are the names reserved for
+                     such merges. None for an op that is not a merge. fuse_residual takes only
+                     a "sum": conv(x)·r is not conv(x) + r.
+    linear           without its fused epilogue (`act`), the output is an affine function of
+                     each input: y = A·x + b, A and b fixed by attributes and weights (Conv, FC,
+                     ConvTranspose, Local, BatchNorm, Add, Concat). A per-channel affine on the
+                     input can then be folded into the weights (fold_batchnorm, input side).
+                     False means "not claimed" (Mul, MaxPool, ReLU are not affine).
+    preserves_nan    a NaN in an input makes every output value computed from it NaN, in the
+                     reference and in every kernel (the contract: non-finite values propagate).
+                     True by default; an op that does otherwise must declare False. Activations
+                     take it from the activation table (activations.py).
+    epilogues        the `act` values (names of the activation table) this op can apply to its
+                     own output: the activations that may be fused into it. () for none.
+    epilogue(a)      for a standalone activation: the `act` value it becomes when fused into
+                     its producer, or None (LeakyReLU(0.1): the fused form has slope 0.01).
+    channel_affine   the op is y = x·scale + shift per channel (affine_params): BatchNorm.
+    absorbs_affine() + fold_affine(): where and how a channel affine folds into its weights.
+    accepts_residual a second input r of the output's shape may be fused in: y = act(op(x) + r)
+                     (Conv; the partner must be a two-input "sum").
+    identity()       with these attributes and shapes the op returns input 0 unchanged.
+    flag inplace_ok  the kernel may write its output over input 0 when that input has the
+                     output's size (element i of the output reads only element i of input 0):
+                     activations, BatchNorm, Add, Mul. The planner reads it.
+    flags            the closed set below (has_weights, no_op: a view; elementwise, merge and
+                     fusible_epilogue describe the op for drawings and tests; no pass reads
+                     the pair "merge + elementwise").
+    """
     name: str = ""
     aliases: tuple = ()
     attrs: tuple = ()
     arity: int | tuple | None = 1  # exact count, (min, max), or None: two or more (merges)
     flags: frozenset = frozenset()  # elementwise, inplace_ok, has_weights, fusible_epilogue, merge, no_op
     doc: str = ""
+    combine: str | None = None      # merges: "sum", "product", "concat" (reserved: "max", "min", "mean")
+    linear: bool = False            # affine in each input without its epilogue: y = A·x + b
+    preserves_nan: bool = True      # NaN in, NaN out (False must be declared)
 
     # -- attributes
     def bind(self, args, kwargs, defaults=None):
@@ -244,8 +281,8 @@ class OpSpec:
 
     # -- what graph passes may do with the op (netdsl/passes reads these, never op names).
     # The six flags above are a closed set; these capabilities carry a value, so they are
-    # attributes and methods. The defaults say "nothing": an op opts in.
-    epilogues: tuple = ()           # `act` values this op can apply to its own output (fusion target)
+    # attributes and methods. The defaults say "nothing" (but preserves_nan): an op opts in.
+    epilogues: tuple = ()           # activation-table names this op can apply to its own output
     channel_affine: bool = False    # the op is y = x·scale + shift per channel (affine_params)
     accepts_residual: bool = False  # a second input r may be fused in: y = act(op(x) + r)
 

@@ -11,23 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import (Attr, OpError, OpSpec, bool_, choice, dilated, need_rank, pad_nchw, padding,
+from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
+from .base import (Attr, OpError, OpSpec, bool_, dilated, need_rank, pad_nchw, padding,
                    pair, pos_int, resolve_pads, shape_str, spatial_out, window_arith, windows)
-
-ACTIVATIONS = ("none", "relu", "leakyrelu", "sigmoid", "tanh")
-
-
-def apply_act(y, act, slope=0.01):
-    """The fused activation a Conv/FC may carry (set by `act=` or by the fusion pass)."""
-    if act == "relu":
-        return np.maximum(y, 0)
-    if act == "leakyrelu":
-        return np.where(y >= 0, y, y * slope)
-    if act == "sigmoid":     # as the Sigmoid op computes it: no overflow for y << 0
-        return 0.5 * (1 + np.tanh(0.5 * y))
-    if act == "tanh":
-        return np.tanh(y)
-    return y
 
 
 class _Window(OpSpec):
@@ -68,8 +54,9 @@ class Conv(_Window):
     doc = "2-D convolution (cross-correlation, as in every framework)."
     arity = (1, 2)      # the second input is the fused residual (residual=true)
     flags = frozenset({"has_weights", "fusible_epilogue"})
-    epilogues = ACTIVATIONS[1:]
+    epilogues = ACT_NAMES
     accepts_residual = True
+    linear = True
     attrs = (
         Attr("out_channels", pos_int, doc="number of filters"),
         Attr("kernel", pair, 3, "kernel size: 3 or 3x5"),
@@ -78,7 +65,7 @@ class Conv(_Window):
         Attr("dilation", pair, 1, "spacing between kernel taps"),
         Attr("groups", pos_int, 1, "channel groups; groups = in channels is depthwise"),
         Attr("bias", bool_, True, "add a learned bias"),
-        Attr("act", choice(*ACTIVATIONS), "none", "fused activation after the convolution"),
+        Attr("act", act_kind(), "none", "fused activation after the convolution"),
         Attr("residual", bool_, False,
              "a second input r of the output's shape is added before act: act(conv(x) + r)"),
     )
@@ -168,6 +155,7 @@ class Local(_Window):
     aliases = ("LocallyConnected", "LCL", "LC")
     doc = "Locally connected layer: a convolution whose weights are not shared across positions."
     flags = frozenset({"has_weights"})
+    linear = True
     attrs = (
         Attr("out_channels", pos_int, doc="number of filters per position"),
         Attr("kernel", pair, 3, "kernel size"),

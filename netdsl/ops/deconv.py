@@ -18,9 +18,9 @@ import math
 import numpy as np
 
 from . import register
-from .base import (Attr, Fraction, OpError, OpSpec, bool_, choice, dilated, need_rank, padding,
+from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
+from .base import (Attr, Fraction, OpError, OpSpec, bool_, dilated, need_rank, padding,
                    pair, pos_int)
-from .conv import ACTIVATIONS, apply_act
 
 
 def int_pads(v, name):
@@ -54,7 +54,8 @@ class ConvTranspose(OpSpec):
     doc = "Transposed convolution (fractionally strided): learned upsampling."
     arity = 1
     flags = frozenset({"has_weights", "fusible_epilogue"})
-    epilogues = ACTIVATIONS[1:]
+    epilogues = ACT_NAMES
+    linear = True
     attrs = (
         Attr("out_channels", pos_int, doc="number of output channels"),
         Attr("kernel", pair, 3, "kernel size: 4 or 4x4"),
@@ -65,7 +66,7 @@ class ConvTranspose(OpSpec):
         Attr("dilation", pair, 1, "spacing between kernel taps"),
         Attr("groups", pos_int, 1, "channel groups"),
         Attr("bias", bool_, True, "add a learned bias"),
-        Attr("act", choice(*ACTIVATIONS), "none", "fused activation after the layer"),
+        Attr("act", act_kind(), "none", "fused activation after the layer"),
     )
 
     def example(self):

@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from . import register
-from .base import Attr, OpSpec, bool_, choice, need_rank, pos_int, shape_str
-from .conv import ACTIVATIONS, apply_act
+from .base import Attr, OpSpec, bool_, need_rank, pos_int, shape_str
+from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
 
 
 @register
@@ -23,11 +23,12 @@ class FC(OpSpec):
     doc = "Fully connected layer; flattens a feature map first."
     arity = 1
     flags = frozenset({"has_weights", "fusible_epilogue"})
-    epilogues = ACTIVATIONS[1:]
+    epilogues = ACT_NAMES
+    linear = True
     attrs = (
         Attr("out_features", pos_int, doc="number of outputs"),
         Attr("bias", bool_, True, "add a learned bias"),
-        Attr("act", choice(*ACTIVATIONS), "none", "fused activation after the layer"),
+        Attr("act", act_kind(), "none", "fused activation after the layer"),
     )
 
     def example(self):

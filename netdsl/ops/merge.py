@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import Attr, OpError, OpSpec, choice, shape_str
+from .activations import act_kind, apply as apply_act
+from .base import Attr, OpError, OpSpec, shape_str
 
 
 def _all_shapes(shapes):
@@ -32,6 +33,8 @@ class Concat(OpSpec):
     doc = "Concatenate along the channel axis (Inception, DenseNet, U-Net)."
     arity = None
     flags = frozenset({"merge"})
+    combine = "concat"
+    linear = True
 
     def infer(self, a, shapes):
         _need_two(self.name, shapes)
@@ -55,8 +58,9 @@ class Concat(OpSpec):
 
 
 class _Elementwise(OpSpec):
+    """A value-by-value merge; `combine` says how (a subclass must declare it)."""
     arity = None
-    flags = frozenset({"merge", "elementwise"})
+    flags = frozenset({"merge", "elementwise", "inplace_ok"})
     symbol = "+"
 
     def infer(self, a, shapes):
@@ -76,9 +80,11 @@ class Add(_Elementwise):
     name = "Add"
     aliases = ("Sum", "Residual")
     doc = "Elementwise sum (ResNet shortcut)."
-    flags = frozenset({"merge", "elementwise", "fusible_epilogue"})
+    flags = frozenset({"merge", "elementwise", "inplace_ok", "fusible_epilogue"})
+    combine = "sum"
+    linear = True
     epilogues = ("relu",)
-    attrs = (Attr("act", choice("none", "relu"), "none", "fused activation after the sum"),)
+    attrs = (Attr("act", act_kind(*epilogues), "none", "fused activation after the sum"),)
     mismatch_hint = ("a shortcut across a change of size needs a projection: a 1x1 Conv with the "
                      "block's stride and channel count on the shortcut branch")
 
@@ -86,7 +92,7 @@ class Add(_Elementwise):
         out = xs[0]
         for x in xs[1:]:
             out = out + x
-        return np.maximum(out, 0) if a.get("act", "none") == "relu" else out
+        return apply_act(out, a.get("act", "none"))
 
 
 def _per_channel(s, c):
@@ -98,6 +104,7 @@ class Mul(_Elementwise):
     name = "Mul"
     doc = "Elementwise product; a (C,1,1) or (C,) operand scales each channel (squeeze-excite)."
     symbol = "·"
+    combine = "product"
     mismatch_hint = "give both the same shape, or a per-channel (C,1,1) / (C,) scale"
 
     def infer(self, a, shapes):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import Attr, OpError, OpSpec, choice, float_, need_rank, pos_int
+from .activations import act_kind, apply as apply_act
+from .base import Attr, OpError, OpSpec, float_, need_rank, pos_int
 
 
 def _positive(v, name):
@@ -40,8 +41,9 @@ class BatchNorm(OpSpec):
     flags = frozenset({"has_weights", "inplace_ok", "fusible_epilogue"})   # y = x·scale + shift, value by value
     epilogues = ("relu",)
     channel_affine = True
+    linear = True
     attrs = (Attr("eps", _positive, 1e-5, "added to the variance before the square root"),
-             Attr("act", choice("none", "relu"), "none", "fused activation after the normalization"))
+             Attr("act", act_kind(*epilogues), "none", "fused activation after the normalization"))
 
     def affine_params(self, a, w):
         scale = w["weight"].astype(np.float64) / np.sqrt(w["running_var"].astype(np.float64) + a["eps"])
@@ -83,8 +85,7 @@ class BatchNorm(OpSpec):
         x = xs[0]
         scale = w["weight"] / np.sqrt(w["running_var"] + a["eps"])
         y = (x - _per_channel(w["running_mean"], x)) * _per_channel(scale, x) + _per_channel(w["bias"], x)
-        if a.get("act", "none") == "relu":
-            y = np.maximum(y, 0)
+        y = apply_act(y, a.get("act", "none"))
         return y.astype(np.result_type(x, w["weight"]), copy=False)
 
 

@@ -59,15 +59,17 @@ def _into_producer(producer_ok, verb):
 
 
 def _into_consumer(ctx, node):
-    """The affine op (no activation) is read only by C, on C's input 0, and C can absorb an
-    affine on its input (FC; Conv without padding): C's weights take it and C reads the
+    """The affine op (no activation) is read only by C, on C's input 0, C is affine in that
+    input (`linear`: C(x·s + t) is again an affine map of x) and its weights can absorb it
+    there (`absorbs_affine`: FC; Conv without padding): C's weights take it and C reads the
     affine op's input directly."""
     preds = ctx.g.preds(node.name)
     if len(preds) != 1 or not ctx.private(node.name) or node.attrs.get("act", "none") != "none":
         return None
     c = ctx.g[ctx.consumers(node.name)[0]]
     cspec = ctx.spec(c.name)
-    if ctx.slot(node.name, c.name) != 0 or not cspec.absorbs_affine(c.attrs, _in_shapes(ctx, c.name), "in"):
+    if ctx.slot(node.name, c.name) != 0 or not cspec.linear or \
+            not cspec.absorbs_affine(c.attrs, _in_shapes(ctx, c.name), "in"):
         return None
     if not ctx.can_bypass(node.name, preds[0]):
         return None     # C already reads that input on another slot

@@ -1,28 +1,36 @@
 """Passes that fuse element-wise epilogues into the op that produces their input, so the
-value is written once: Conv/FC/ConvTranspose/Add/BN + activation (`act`), and at -O3
-Conv + Add (+ ReLU) of residual blocks (`residual=true`, the shortcut as input slot 1).
-Weights are never touched; only attributes and edges change."""
+value is written once: an activation into the layer before it (`act`), and at -O3 a residual
+sum into the Conv producing one of its operands (`residual=true`, the other operand as input
+slot 1). Weights are never touched; only attributes and edges change.
+
+Each rule asks the capability it relies on (netdsl/ops/base.py, OpSpec): the activation's
+`epilogue` and the producer's `epilogues` (names of the activation table), the merge's
+`combine == "sum"` and the Conv's `accepts_residual` — never an op name, never the loose
+pair of flags "merge + elementwise" (which a Mul also has)."""
 from __future__ import annotations
 
-from .. import ops
-from .rewrite import Fired, display, flagged, run_rules
+from ..ops import activations as acts
+from .rewrite import Fired, display, run_rules
 
 
 def _is_activation(ctx, node):
-    return ops.get(node.op).epilogue(node.attrs) is not None
+    return ctx.spec(node.name).epilogue(node.attrs) is not None
 
 
 def _activation(ctx, node):
-    """The activation's only input P is read by nothing else and is not an output, P fuses
-    epilogues, has none yet and supports this one: P applies it and the activation goes."""
-    act = ctx.spec(node.name).epilogue(node.attrs)
+    """The activation's only input P is read by nothing else and is not an output, P can apply
+    this activation as its epilogue and has none yet, and the fused form treats NaN as the
+    activation does: P applies it and the activation goes. Where the activation's own value is
+    read by several nodes, all of them read P's (now activated) value: still the same value."""
+    spec = ctx.spec(node.name)
+    act = spec.epilogue(node.attrs)
     preds = ctx.g.preds(node.name)
     if len(preds) != 1:
         return None
     p = ctx.g[preds[0]]
     pspec = ctx.spec(p.name)
-    if not ("fusible_epilogue" in pspec.flags and act in pspec.epilogues and ctx.private(p.name)
-            and p.attrs.get("act", "none") == "none"):
+    if not (act in pspec.epilogues and ctx.private(p.name) and p.attrs.get("act", "none") == "none"
+            and acts.get(act).keeps_nan == spec.preserves_nan):
         return None
     p.attrs["act"] = act
     ctx.bypass(node.name, p.name)
@@ -31,22 +39,26 @@ def _activation(ctx, node):
 
 def fuse_activations(graph, weights=None):
     """Fuse ReLU/LeakyReLU(0.01)/Sigmoid/Tanh into the Conv, FC or ConvTranspose before it, and
-    ReLU into an Add or BN before it. Legal only when the producer's value is read by nothing
-    else and is not an output (it no longer exists unactivated) and has no activation yet.
-    LeakyReLU with another slope than 0.01 stays: the fused epilogue has 0.01 built in."""
+    ReLU into an Add or BN before it (each producer's `epilogues`). Legal only when the
+    producer's value is read by nothing else and is not an output (it no longer exists
+    unactivated) and has no activation yet. LeakyReLU with another slope than 0.01 stays: the
+    fused epilogue has 0.01 built in (the activation table's `fixed`)."""
     return run_rules(graph, weights, [(_is_activation, _activation)], "fuse_activations")
 
 
 def _is_sum(ctx, node):
-    return {"merge", "elementwise"} <= ops.get(node.op).flags and getattr(ops.get(node.op), "symbol", "") == "+"
+    """Pattern: a merge that adds its inputs value by value (Add). A product (Mul), a concat or
+    a max is not a residual: conv(x)·r is not conv(x) + r."""
+    return ctx.spec(node.name).combine == "sum"
 
 
 def _residual(ctx, node):
     """A two-input sum S = C + R, C an op that accepts a residual (Conv): C computes
     act(C(x) + R) itself and S goes. Legal when C's value is read only by S and is not an
-    output, C has no activation or residual yet and supports S's activation, R is not C's
-    own input (one edge per pair of nodes), and R comes before C in execution order (so
-    adding the edge R -> C reorders nothing). R itself may have other readers: C only reads it."""
+    output, C has no activation or residual yet and supports S's activation, R has C's output
+    shape (no broadcast), R is not C's own input (one edge per pair of nodes), and R comes
+    before C in execution order (so adding the edge R -> C reorders nothing). R itself may have
+    other readers: C only reads it."""
     preds = ctx.g.preds(node.name)
     act = node.attrs.get("act", "none")
     if len(preds) != 2:
@@ -59,6 +71,7 @@ def _residual(ctx, node):
         if not (spec.accepts_residual and ctx.private(c_name) and len(ctx.g.preds(c_name)) == 1
                 and c.attrs.get("act", "none") == "none" and not c.attrs.get("residual")
                 and (act == "none" or act in spec.epilogues)
+                and tuple(ctx.g[r_name].shape) == tuple(c.shape)
                 and not ctx.g.g.has_edge(r_name, c_name)
                 and ctx.position(r_name) < ctx.position(c_name)):
             continue
@@ -72,5 +85,5 @@ def _residual(ctx, node):
 
 def fuse_residual(graph, weights=None):
     """Fuse a residual sum (and its fused ReLU) into the Conv producing one of its two operands:
-    y = act(conv(x) + r). Legality: see _residual; the runtime must support Conv residual=true."""
-    return run_rules(graph, weights, [(flagged("merge", "elementwise"), _residual)], "fuse_residual")
+    y = act(conv(x) + r). Only a merge whose `combine` is "sum"; legality: see _residual."""
+    return run_rules(graph, weights, [(_is_sum, _residual)], "fuse_residual")

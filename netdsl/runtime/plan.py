@@ -8,9 +8,9 @@ Tensors and buffers. Every node output is a tensor; a tensor lives in a
 *root buffer* at some offset. Usually each tensor is its own root, but:
 - views (ops flagged `no_op`: Flatten, Reshape, Dropout, Identity) are
   their input's tensor: no copy, no kernel;
-- in place: an op flagged `inplace_ok` (or an elementwise merge whose first
-  operand has the output's shape) writes over its first input when that
-  input dies at this step, is not a graph input or output, and is not part
+- in place: an op flagged `inplace_ok` (activations, BatchNorm, Add, Mul)
+  writes over its first input when that input has the output's size and
+  dies at this step, is not a graph input or output, and is not part
   of a concat buffer;
 - concat elision (batch 1 only, where channel slices are contiguous): when
   every input of a Concat is computed by a kernel here, used by this concat
@@ -189,7 +189,7 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
         for i, s in enumerate(steps):
             nd = graph[s.node]
             spec = ops.get(nd.op)
-            can = "inplace_ok" in spec.flags or ("elementwise" in spec.flags and "merge" in spec.flags)
+            can = "inplace_ok" in spec.flags       # the op's own declaration (OpSpec), never its name
             if not can or not s.ins or s.node in parent or s.node in concat_roots:
                 continue
             src = s.ins[0]

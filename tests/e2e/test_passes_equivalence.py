@@ -120,3 +120,40 @@ def test_zoo_models_lose_their_bn_and_relu_layers_at_O2(name):
     if name == "resnet50":
         assert "ReLU" not in ops
     assert report.totals()["fold_batchnorm"] > 0
+
+
+# ---------------------------------------------------------------- merges on the C runtime
+
+# Two conv branches merged by each merge op. The residual fusion may only take a sum: before the
+# fix `[ c | r ] - Mul` ran as conv(x) + r at -O3 (issue 7: off by 9.7 on values of size 6-12).
+MERGES = {
+    "mul": "[ c | r ] - Mul",                       # the issue's reproduction
+    "mul-relu": "[ c | r ] - Mul - ReLU",
+    "concat": "[ c | r ] - Concat",
+    "add": "[ c | r ] - Add - ReLU",                # the one merge that is fused (control)
+    "mul-scale": "[ c | r - GAP - Reshape(8x1x1) ] - Mul",   # squeeze-excite style broadcast
+}
+
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+def test_every_merge_runs_the_same_at_O3_and_O0_on_the_c_runtime(merge):
+    src = f"input x: 8x6x6\nr = x - Conv(8, 1)\nc = x - Conv(8, 3, pad=1)\n{MERGES[merge]}\n"
+    m = netdsl.parse(src)
+    rng = np.random.default_rng(3)
+    m.load_state_dict({k: rng.normal(0, 0.5, v.shape).astype(np.float32) for k, v in m.state_dict().items()})
+    x = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    ref = m.reference(x)                            # float64 numpy oracle on the unoptimized graph
+    outs = {}
+    for level in (0, 3):
+        m.run_level = level
+        m._session = None
+        outs[level] = m(x)
+    scale = np.abs(ref).max()
+    # float32 kernels against a float64 reference over 8·9 + 8 terms: ~1e-6 relative; a wrong
+    # merge is of order 1
+    for level, y in outs.items():
+        err = float(np.abs(y - ref).max() / scale)
+        assert err < 1e-4, f"{merge} -O{level}: relative error {err:.2e} against the numpy reference"
+    _, _, report = optimize(m.graph, None, 3)
+    fused = report.totals()["fuse_residual"]
+    assert fused == (1 if merge == "add" else 0), report.render()

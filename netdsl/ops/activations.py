@@ -1,0 +1,121 @@
+"""The activation set, declared once: what each activation computes (numpy), whether it maps
+NaN to NaN, and the name of its C enum value (`nd_act` in csrc/nd_common.h).
+
+Everything that knows about activations reads this table: the standalone ops (ReLU,
+LeakyReLU, Sigmoid, Tanh in activation.py) compute their reference with it; a layer's fused
+epilogue (`act=` of Conv, FC, ConvTranspose, Add, BatchNorm) is one of its names, the
+attribute's choices come from it (`act_kind`), and the layer's reference applies it (`apply`);
+the kernel params map a name to its C enum through cffi:
+
+    getattr(lib, activations.c_enum(a.get("act", "none")))      # ND_ACT_NONE .. ND_ACT_TANH
+
+What a fused epilogue has built in is part of the entry (`fixed`): LeakyReLU's fused form has
+slope 0.01, so only a LeakyReLU with exactly that slope may be fused (`fused_name`).
+
+Not here: Softmax and LogSoftmax (they normalize over channels; no layer fuses them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .base import OpError, choice
+
+NONE = "none"                   # the `act` value of a layer without an epilogue
+NONE_C_ENUM = "ND_ACT_NONE"
+
+
+def relu(x):
+    # np.maximum keeps NaN (a compare-and-select `x > 0 ? x : 0` would turn it into 0)
+    return np.maximum(x, 0)
+
+
+def leaky_relu(x, slope):
+    # x ≥ 0 is false for NaN, and NaN·slope is NaN: NaN stays
+    return np.where(x >= 0, x, x * slope).astype(x.dtype, copy=False)
+
+
+def sigmoid(x):
+    # 1/(1+e^-x) written as (1 + tanh(x/2))/2: the same function, and no overflow for x << 0
+    return (0.5 * (1 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One element-wise activation a layer may apply to its own output."""
+    name: str                   # the `act` value, and the standalone op's name in lower case
+    op: str                     # the standalone op
+    fn: Callable                # numpy: fn(x, **params) with the dtype of x
+    keeps_nan: bool             # fn(NaN) is NaN; every kernel (standalone and fused) must agree
+    c_enum: str                 # its value in csrc/nd_common.h `enum nd_act`
+    formula: str
+    fixed: tuple = ()           # ((param, value), ...) the fused epilogue has built in
+
+    def __call__(self, x, **params):
+        """The activation with the fused epilogue's built-in parameters unless given."""
+        return self.fn(x, **{**dict(self.fixed), **params})
+
+
+TABLE: dict[str, Activation] = {a.name: a for a in (
+    Activation("relu", "ReLU", relu, True, "ND_ACT_RELU", "max(0, x)"),
+    Activation("leakyrelu", "LeakyReLU", leaky_relu, True, "ND_ACT_LEAKYRELU", "x if x ≥ 0 else slope·x",
+               fixed=(("slope", 0.01),)),
+    Activation("sigmoid", "Sigmoid", sigmoid, True, "ND_ACT_SIGMOID", "1 / (1 + e^−x)"),
+    Activation("tanh", "Tanh", tanh, True, "ND_ACT_TANH", "tanh(x)"),
+)}
+NAMES = tuple(TABLE)            # every activation a layer can fuse, in C enum order
+
+
+def get(name: str) -> Activation:
+    return TABLE[name]
+
+
+def act_kind(*names):
+    """Attribute kind of a layer's `act`: none or one of `names` (default: all). The word
+    `none` arrives from the language as None and means none."""
+    names = names or NAMES
+    unknown = [n for n in names if n not in TABLE]
+    if unknown:
+        raise ValueError(f"not in the activation table: {unknown}")
+    base = choice(NONE, *names)
+
+    def kind(v, name):
+        return NONE if v is None else base(v, name)
+    kind.options = base.options
+    return kind
+
+
+def apply(y, act):
+    """A layer's fused epilogue on its output y (act `none` or None: y unchanged)."""
+    if act is None or act == NONE:
+        return y
+    return TABLE[act](y)
+
+
+def fused_name(op: str, a: dict):
+    """The `act` value that the standalone op `op` with attributes `a` becomes when fused into
+    the layer before it: its table name, when its parameters are the ones the fused epilogue has
+    built in (LeakyReLU(0.1) is not leakyrelu); else None."""
+    for entry in TABLE.values():
+        if entry.op == op:
+            return entry.name if all(a.get(k) == v for k, v in entry.fixed) else None
+    return None
+
+
+def c_enum(act) -> str:
+    """The C enum name for an `act` value: "ND_ACT_NONE" for none/None."""
+    if act is None or act == NONE:
+        return NONE_C_ENUM
+    if act not in TABLE:
+        raise OpError(f"no fused epilogue for activation {act!r}", hint=f"use one of {', '.join(NAMES)}")
+    return TABLE[act].c_enum
+
+
+__all__ = ["Activation", "TABLE", "NAMES", "NONE", "NONE_C_ENUM", "get", "act_kind", "apply",
+           "fused_name", "c_enum"]
