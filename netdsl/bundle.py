@@ -36,6 +36,7 @@ from math import prod
 import numpy as np
 
 from .errors import NetDSLError, Source, Span
+from .passes import DEFAULT_LEVEL
 
 MAGIC = b"NETDSLC\0"
 FORMAT_VERSION = 1
@@ -59,7 +60,7 @@ def _align(n: int) -> int:
 
 # ---------------------------------------------------------------- compiling
 
-def optimize(model, level: int = 2, outputs=None):
+def optimize(model, level: int = DEFAULT_LEVEL, outputs=None):
     """Run the optimization passes on a Model; returns (optimized Model, report or None).
 
     The input model is left untouched. Level 0 returns an equivalent copy."""
@@ -119,8 +120,9 @@ def _enc(v):
     raise NetDSLError(f"cannot store attribute value {v!r} ({type(v).__name__}) in a bundle")
 
 
-def dumps(model, opt_level: int = 0, report=None, source: str | None = None) -> bytes:
-    """The bundle bytes for an analyzed (optionally optimized) Model."""
+def dumps(model, opt_level: int | None = None, report=None, source: str | None = None) -> bytes:
+    """The bundle bytes for an analyzed (optionally optimized) Model; `opt_level` is the level its
+    graph was optimized at (default: the model's own `opt_level`, 0 for a Model never optimized)."""
     from . import __version__
     from .runtime.weights import expected
     g = model.graph
@@ -160,7 +162,7 @@ def dumps(model, opt_level: int = 0, report=None, source: str | None = None) -> 
     header = {
         "format": "netdsl-bundle", "format_version": FORMAT_VERSION, "netdsl_version": __version__,
         "model": model.name, "source": _source_name(source or model.path or model.name),
-        "opt_level": int(opt_level), "sources": sources,
+        "opt_level": int(model.opt_level if opt_level is None else opt_level), "sources": sources,
         "inputs": list(g.inputs), "outputs": dict(g.outputs), "blocks": dict(g.blocks),
         "nodes": nodes, "contract": contract(g), "rewrites": report_lines,
         "tensors": tensors, "blob_bytes": blob_bytes,
@@ -176,7 +178,7 @@ def dumps(model, opt_level: int = 0, report=None, source: str | None = None) -> 
     return bytes(out)
 
 
-def save(model, path: str, opt_level: int = 0, report=None, source: str | None = None) -> dict:
+def save(model, path: str, opt_level: int | None = None, report=None, source: str | None = None) -> dict:
     """Write `model` as a bundle; returns its header (contract under 'contract')."""
     data = dumps(model, opt_level, report, source)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -193,7 +195,7 @@ def save(model, path: str, opt_level: int = 0, report=None, source: str | None =
     return _parse(data, path)[0]
 
 
-def compile_model(target, out: str | None = None, level: int = 2, weights=None):
+def compile_model(target, out: str | None = None, level: int = DEFAULT_LEVEL, weights=None):
     """Load `target` (.net path or zoo name), optimize at `level`, and write a bundle to `out`.
     Returns (optimized Model, report, header or None when out is None)."""
     from .model import load_source

@@ -221,6 +221,7 @@ def _show(v):
 
 
 def build_parser():
+    from .passes import DEFAULT_LEVEL
     p = argparse.ArgumentParser(prog="netdsl", description="Check, explain, compile and run CNNs written "
                                 "the way the lecture writes them (Conv-ReLU-Pool-FC-SM).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
@@ -255,8 +256,8 @@ def build_parser():
                        "(graph, memory contract, folded weights)")
     s.add_argument("model", help=".net file or zoo name")
     s.add_argument("--weights", help=".npz or .safetensors weights to fold in (default: deterministic init)")
-    s.add_argument("-O", dest="opt", type=_opt_level, default=3, metavar="LEVEL",
-                   help="optimization level -O0 .. -O3 (default -O3, every pass; what `netdsl run` uses)")
+    s.add_argument("-O", dest="opt", type=_opt_level, default=DEFAULT_LEVEL, metavar="LEVEL",
+                   help=f"optimization level -O0 .. -O3 (default -O{DEFAULT_LEVEL}, what `netdsl run` uses)")
     s.add_argument("-o", "--output", help="output file (default MODEL.netc; with --emit dot: .dot/.svg/.png, "
                    "or stdout when omitted)")
     s.add_argument("--emit", choices=("bundle", "dot"), default="bundle",
@@ -268,8 +269,8 @@ def build_parser():
     s.add_argument("model", help=".net file, zoo name or .netc bundle")
     s.add_argument("-o", "--output", help="file.svg, .png, .pdf or .dot (default MODEL.svg; .dot without Graphviz)")
     s.add_argument("--optimized", action="store_true", help="draw the graph after optimization (see -O)")
-    s.add_argument("-O", dest="opt", type=_opt_level, default=3, metavar="LEVEL",
-                   help="optimization level for --optimized (default -O3)")
+    s.add_argument("-O", dest="opt", type=_opt_level, default=DEFAULT_LEVEL, metavar="LEVEL",
+                   help=f"optimization level for --optimized (default -O{DEFAULT_LEVEL})")
     s.add_argument("--weights", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_graph)
     s = sub.add_parser("ops", help="list the ops and their arguments")

@@ -16,12 +16,12 @@ import os
 from .analysis.infer import analyze, totals
 from .errors import NetDSLError, Source
 from .graph import Graph
+from .passes import DEFAULT_LEVEL, LEVELS
 
 # The front end (lark) is imported inside parse(): a compiled bundle (.netc)
 # loads and runs without it.
 
 ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
-DEFAULT_RUN_LEVEL = 3   # every pass: outputs equal -O0's within float rounding (tests/e2e)
 
 
 class Model:
@@ -33,7 +33,7 @@ class Model:
         self._session = None
         self._threads = threads
         self.opt_level = 0          # optimization level the graph was compiled at
-        self.run_level = DEFAULT_RUN_LEVEL   # passes applied (on a copy) before running
+        self.run_level = DEFAULT_LEVEL       # passes applied (on a copy) before running
         self.bundle = None          # a loaded .netc bundle's header (netdsl/bundle.py)
 
     # -- weights
@@ -184,7 +184,7 @@ def resolve_path(path_or_name: str) -> str:
 
 
 def load_source(path_or_name: str, weights: str | dict | None = None, threads: int | None = None,
-                opt: int = DEFAULT_RUN_LEVEL) -> Model:
+                opt: int = DEFAULT_LEVEL) -> Model:
     path = resolve_path(path_or_name)
     try:
         with open(path, encoding="utf-8") as f:
@@ -194,7 +194,7 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     shown = path if not path.startswith(ZOO) else os.path.join("zoo", os.path.basename(path))
     m = parse(text, shown, path)
     m.threads = threads
-    if opt not in (0, 1, 2, 3):
+    if opt not in LEVELS:
         raise NetDSLError(f"opt must be 0, 1, 2 or 3, got {opt!r}")
     m.run_level = opt
     if weights is not None:

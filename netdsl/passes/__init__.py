@@ -1,6 +1,6 @@
 """Graph -> Graph optimization passes (docs/PASSES.md).
 
-    g2, w2, report = netdsl.passes.optimize(model.graph, weights, level=2)
+    g2, w2, report = netdsl.passes.optimize(model.graph, weights)      # level=DEFAULT_LEVEL
     print("\\n".join(report.render()))
 
 Each pass is a pure function `(graph, weights=None) -> (graph, weights, records)` built from
@@ -29,7 +29,11 @@ LEVELS = {
     2: (remove_noops, fold_constants, fold_batchnorm, fuse_activations),
     3: (remove_noops, fold_constants, fold_batchnorm, fuse_activations, fuse_residual),
 }
-DEFAULT_LEVEL = 3          # what `netdsl run`, `netdsl.load` and `netdsl compile` use
+# The one default optimization level: Model.run_level and netdsl.load (model.py), `netdsl
+# compile` and `netdsl graph -O` (cli.py), bundle.optimize/compile_model read it from here. It
+# lives next to LEVELS, which it indexes; importing it costs only the small pass modules, since
+# every reader has already imported netdsl (whose __init__ loads the model, analysis and ops).
+DEFAULT_LEVEL = 3
 
 
 def optimize(graph, weights=None, level=DEFAULT_LEVEL, outputs=None):

@@ -9,7 +9,6 @@ Each rule asks the capability it relies on (netdsl/ops/base.py, OpSpec): the act
 pair of flags "merge + elementwise" (which a Mul also has)."""
 from __future__ import annotations
 
-from ..ops import activations as acts
 from .rewrite import Fired, display, run_rules
 
 
@@ -18,19 +17,18 @@ def _is_activation(ctx, node):
 
 
 def _activation(ctx, node):
-    """The activation's only input P is read by nothing else and is not an output, P can apply
-    this activation as its epilogue and has none yet, and the fused form treats NaN as the
-    activation does: P applies it and the activation goes. Where the activation's own value is
-    read by several nodes, all of them read P's (now activated) value: still the same value."""
-    spec = ctx.spec(node.name)
-    act = spec.epilogue(node.attrs)
+    """The activation's only input P is read by nothing else and is not an output, and P can
+    apply this activation as its epilogue and has none yet: P applies it and the activation goes.
+    Where the activation's own value is read by several nodes, all of them read P's (now
+    activated) value: still the same value. The fused form computes what the op computes, NaN
+    included, by construction: both are the one function of the activation table."""
+    act = ctx.spec(node.name).epilogue(node.attrs)
     preds = ctx.g.preds(node.name)
     if len(preds) != 1:
         return None
     p = ctx.g[preds[0]]
     pspec = ctx.spec(p.name)
-    if not (act in pspec.epilogues and ctx.private(p.name) and p.attrs.get("act", "none") == "none"
-            and acts.get(act).keeps_nan == spec.preserves_nan):
+    if not (act in pspec.epilogues and ctx.private(p.name) and p.attrs.get("act", "none") == "none"):
         return None
     p.attrs["act"] = act
     ctx.bypass(node.name, p.name)

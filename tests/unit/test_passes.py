@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import netdsl
+from netdsl import ops
 from netdsl.errors import NetDSLError
 from netdsl.passes import (LEVELS, fold_batchnorm, fold_constants, fuse_activations, fuse_residual,
                            optimize, remove_noops)
@@ -531,6 +532,85 @@ def test_fuse_residual_alone_keeps_outputs():
     g2, w2, records = fuse_residual(g1, w1)
     assert len(records) == 1 and len(g2) == len(g1) - 1
     assert_same(g, w, g2, w2)
+
+
+MERGE_OF_TWO_CONVS = """
+    input x: 8x6x6
+    r = x - Conv(8, 1)
+    c = x - Conv(8, 3, pad=1)
+    [ c | r ] - {merge}
+"""
+NOT_SUMS = sorted(n for n, s in ops.all_specs().items() if s.combine not in (None, "sum"))
+
+
+def test_the_issue_reproduction_mul_is_not_fused_as_an_add():
+    # issue 7, bug 1: fuse_residual took every "merge + elementwise" op, so conv(x)·r ran as
+    # conv(x) + r at -O3 (optimized() compares against the unoptimized graph in float64)
+    g, g2, _, report = optimized(MERGE_OF_TWO_CONVS.format(merge="m:Mul"), 3)
+    assert "m" in g2 and not any(n.attrs.get("residual") for n in g2.nodes())
+    assert report.totals()["fuse_residual"] == 0
+
+
+@pytest.mark.parametrize("merge", NOT_SUMS)
+def test_residual_not_fused_into_a_merge_that_is_not_a_sum(merge):
+    """Every merge whose `combine` is not "sum" (Mul, Concat, and any max/min merge added
+    later), with and without a ReLU after it."""
+    assert {"Mul", "Concat"} <= set(NOT_SUMS)
+    for tail in ("", " - ReLU"):
+        g, g2, _, report = optimized(MERGE_OF_TWO_CONVS.format(merge=f"m:{merge}{tail}"), 3)
+        assert "m" in g2 and report.totals()["fuse_residual"] == 0
+
+
+def test_residual_not_fused_with_a_broadcast_operand():
+    # squeeze-excite: Mul by a per-channel (C,1,1) scale; a sum would need the same shape anyway
+    g, g2, _, report = optimized("""
+        input x: 8x6x6
+        c:Conv(8, 3, pad=1)
+        [ c | c - GAP - FC(8) - Sigmoid - Reshape(8x1x1) ] - m:Mul
+    """, 3)
+    assert "m" in g2 and report.totals()["fuse_residual"] == 0
+
+
+@pytest.mark.parametrize("slope", ["0.1", "0.02", "0", "-0.01", "0.0100001"])
+def test_leaky_relu_fuses_only_with_the_built_in_slope(slope):
+    g, g2, _, report = optimized(f"input x: 3x6x6\nc:Conv(4, 3) - l:LeakyReLU({slope})", 2)
+    assert "l" in g2 and g2["c"].attrs["act"] == "none"
+    g, g2, _, _ = optimized("input x: 3x6x6\nc:Conv(4, 3) - l:LeakyReLU(0.01)", 2)
+    assert "l" not in g2 and g2["c"].attrs["act"] == "leakyrelu"
+
+
+def test_an_activation_read_twice_is_fused_and_both_readers_see_it():
+    # the producer's value is private to the ReLU; the ReLU's own value may have many readers
+    g, g2, _, report = optimized("""
+        input x: 3x6x6
+        c:Conv(4, 3, pad=1) - r:ReLU
+        [ r - Conv(4, 1) | r ] - Add
+    """, 2)
+    assert "r" not in g2 and g2["c"].attrs["act"] == "relu"
+
+
+def test_a_value_read_by_two_activations_fuses_neither():
+    g, g2, _, report = optimized("""
+        input x: 3x6x6
+        c:Conv(4, 3, pad=1)
+        [ c - a:ReLU | c - b:Sigmoid ] - Concat
+    """, 2)
+    assert {"a", "b"} <= set(g2.g.nodes) and g2["c"].attrs["act"] == "none"
+    assert report.totals()["fuse_activations"] == 0
+
+
+def test_only_relu_fuses_into_bn():
+    g, g2, _, _ = optimized("input x: 3x6x6\nb:BN - s:Sigmoid - Conv(2, 3, pad=1)", 2)
+    assert "s" in g2 and g2["b"].attrs["act"] == "none"
+
+
+def test_bn_read_twice_is_not_folded_into_one_of_its_readers():
+    g, g2, _, report = optimized("""
+        input x: 3x6x6
+        b:BN
+        [ b - FC(4) | b - FC(4) ] - Add
+    """, 2)
+    assert "b" in g2 and report.totals()["fold_batchnorm"] == 0
 
 
 # ---------------------------------------------------------------- the Conv residual form itself
