@@ -6,6 +6,10 @@ shortcuts) and Mul need identical shapes, except that Mul also accepts a
 per-channel operand — (C, 1, 1) or (C,) — broadcast over a (C, H, W) map,
 which is squeeze-and-excitation's rescaling. Shape errors list every
 input's shape. No MACs are counted (the papers' convention).
+
+Each merge declares how it combines (`combine`: "concat", "sum", "product"),
+which is what the passes read: only a "sum" may become a Conv's fused
+residual. Add and Mul may write over their first input (`inplace_ok`).
 """
 from __future__ import annotations
 
