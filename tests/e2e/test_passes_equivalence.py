@@ -132,6 +132,7 @@ MERGES = {
     "concat": "[ c | r ] - Concat",
     "add": "[ c | r ] - Add - ReLU",                # the one merge that is fused (control)
     "mul-scale": "[ c | r - GAP - Reshape(8x1x1) ] - Mul",   # squeeze-excite style broadcast
+    "scale-mul": "[ r - GAP - Reshape(8x1x1) | c ] - Mul",   # the broadcast operand first: not in place
 }
 
 
