@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import OpError, choice
+from .base import choice
 
 NONE = "none"                   # the `act` value of a layer without an epilogue
 NONE_C_ENUM = "ND_ACT_NONE"
@@ -109,11 +109,12 @@ def fused_name(op: str, a: dict):
 
 
 def c_enum(act) -> str:
-    """The C enum name for an `act` value: "ND_ACT_NONE" for none/None."""
+    """The C enum name for an `act` value: "ND_ACT_NONE" for none/None. A name that is not in
+    the table raises ValueError (the kernel params turn it into their PlanError)."""
     if act is None or act == NONE:
         return NONE_C_ENUM
     if act not in TABLE:
-        raise OpError(f"no fused epilogue for activation {act!r}", hint=f"use one of {', '.join(NAMES)}")
+        raise ValueError(f"no fused epilogue for activation {act!r} (the table has {', '.join(NAMES)})")
     return TABLE[act].c_enum
 
 

@@ -33,6 +33,8 @@ def test_table_names_its_ops_and_c_enums():
         assert entry.c_enum == "ND_ACT_" + name.upper() == acts.c_enum(name)
         assert ops.get(entry.op).epilogue({k: v for k, v in entry.fixed}) == name
     assert acts.c_enum("none") == acts.c_enum(None) == "ND_ACT_NONE"
+    with pytest.raises(ValueError, match="no fused epilogue for activation 'elu'"):
+        acts.c_enum("elu")
 
 
 @pytest.mark.parametrize("name", acts.NAMES)
