@@ -120,9 +120,8 @@ def _enc(v):
     raise NetDSLError(f"cannot store attribute value {v!r} ({type(v).__name__}) in a bundle")
 
 
-def dumps(model, opt_level: int | None = None, report=None, source: str | None = None) -> bytes:
-    """The bundle bytes for an analyzed (optionally optimized) Model; `opt_level` is the level its
-    graph was optimized at (default: the model's own `opt_level`, 0 for a Model never optimized)."""
+def dumps(model, opt_level: int = 0, report=None, source: str | None = None) -> bytes:
+    """The bundle bytes for an analyzed (optionally optimized) Model."""
     from . import __version__
     from .runtime.weights import expected
     g = model.graph
@@ -162,7 +161,7 @@ def dumps(model, opt_level: int | None = None, report=None, source: str | None =
     header = {
         "format": "netdsl-bundle", "format_version": FORMAT_VERSION, "netdsl_version": __version__,
         "model": model.name, "source": _source_name(source or model.path or model.name),
-        "opt_level": int(model.opt_level if opt_level is None else opt_level), "sources": sources,
+        "opt_level": int(opt_level), "sources": sources,
         "inputs": list(g.inputs), "outputs": dict(g.outputs), "blocks": dict(g.blocks),
         "nodes": nodes, "contract": contract(g), "rewrites": report_lines,
         "tensors": tensors, "blob_bytes": blob_bytes,
@@ -178,7 +177,7 @@ def dumps(model, opt_level: int | None = None, report=None, source: str | None =
     return bytes(out)
 
 
-def save(model, path: str, opt_level: int | None = None, report=None, source: str | None = None) -> dict:
+def save(model, path: str, opt_level: int = 0, report=None, source: str | None = None) -> dict:
     """Write `model` as a bundle; returns its header (contract under 'contract')."""
     data = dumps(model, opt_level, report, source)
     tmp = f"{path}.tmp{os.getpid()}"
