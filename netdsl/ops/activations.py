@@ -1,5 +1,6 @@
 """The activation set, declared once: what each activation computes (numpy), whether it maps
-NaN to NaN, and the name of its C enum value (`nd_act` in csrc/nd_common.h).
+NaN to NaN, whether its output is never negative, and the name of its C enum value (`nd_act`
+in csrc/nd_common.h).
 
 Everything that knows about activations reads this table: the standalone ops (ReLU,
 LeakyReLU, Sigmoid, Tanh in activation.py) compute their reference with it; a layer's fused
@@ -56,6 +57,7 @@ class Activation:
     c_enum: str                 # its value in csrc/nd_common.h `enum nd_act`
     formula: str
     fixed: tuple = ()           # ((param, value), ...) the fused epilogue has built in
+    nonneg: bool = False        # every output is >= 0 (or NaN), whatever the input
 
     def __call__(self, x, **params):
         """The activation with the fused epilogue's built-in parameters unless given."""
@@ -63,10 +65,10 @@ class Activation:
 
 
 TABLE: dict[str, Activation] = {a.name: a for a in (
-    Activation("relu", "ReLU", relu, True, "ND_ACT_RELU", "max(0, x)"),
+    Activation("relu", "ReLU", relu, True, "ND_ACT_RELU", "max(0, x)", nonneg=True),
     Activation("leakyrelu", "LeakyReLU", leaky_relu, True, "ND_ACT_LEAKYRELU", "x if x ≥ 0 else slope·x",
                fixed=(("slope", 0.01),)),
-    Activation("sigmoid", "Sigmoid", sigmoid, True, "ND_ACT_SIGMOID", "1 / (1 + e^−x)"),
+    Activation("sigmoid", "Sigmoid", sigmoid, True, "ND_ACT_SIGMOID", "1 / (1 + e^−x)", nonneg=True),
     Activation("tanh", "Tanh", tanh, True, "ND_ACT_TANH", "tanh(x)"),
 )}
 NAMES = tuple(TABLE)            # every activation a layer can fuse, in C enum order

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import register
 from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
-from .base import (Attr, OpError, OpSpec, bool_, dilated, need_rank, pad_nchw, padding,
+from .base import (Attr, OpError, OpSpec, bool_, choice, dilated, need_rank, pad_nchw, padding,
                    pair, pos_int, resolve_pads, shape_str, spatial_out, window_arith, windows)
 
 

@@ -47,6 +47,8 @@ def test_table_functions_are_the_textbook_ones_and_keep_nan(name):
     finite = np.isfinite(x)
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-300)
     assert np.isnan(got[5]) == acts.get(name).keeps_nan
+    wide = acts.get(name)(np.linspace(-50, 50, 1001))
+    assert (wide >= 0).all() == acts.get(name).nonneg
     assert got.dtype == x.dtype and acts.get(name)(x.astype(np.float32)).dtype == np.float32
 
 
