@@ -108,6 +108,7 @@ class AvgPool(_Pool):
     name = "AvgPool"
     aliases = ("AvgPool2d", "AveragePool")
     doc = "Average pooling: the mean of each window."
+    linear = True
     attrs = _Pool.attrs + (
         Attr("count_include_pad", bool_, True, "padded zeros count in the divisor (PyTorch default)"),
     )
@@ -182,6 +183,7 @@ class GlobalAvgPool(_Global):
     name = "GlobalAvgPool"
     aliases = ("GAP", "AdaptiveAvgPool")
     doc = "Global average pooling: one mean per channel, (C,H,W) -> (C,1,1)."
+    linear = True
     what = "mean"
 
     def reference(self, a, xs, w):

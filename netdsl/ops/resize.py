@@ -42,6 +42,7 @@ class Upsample(OpSpec):
     name = "Upsample"
     aliases = ("Upsampling", "Resize")
     doc = "Nearest or bilinear upsampling by an integer scale or to a size."
+    linear = True
     arity = 1
     attrs = (
         Attr("scale", optional(pair), None, "integer factor, 2 or 2x3 (2 if neither scale nor size)"),
@@ -113,6 +114,7 @@ def int_padding(v, name):
 class Pad(OpSpec):
     name = "Pad"
     doc = "Add borders: constant value, reflection or edge replication."
+    linear = True
     arity = 1
     attrs = (
         Attr("pad", int_padding, doc="p, (ph, pw) or (top, left, bottom, right)"),
@@ -159,6 +161,7 @@ def _nonneg_pair(v, name):
 class Crop(OpSpec):
     name = "Crop"
     doc = "Cut an HxW window: centre crop to size, at offset, or to a second input's size (U-Net)."
+    linear = True
     arity = (1, 2)
     attrs = (
         Attr("size", optional(pair), None, "output height and width (one input)"),

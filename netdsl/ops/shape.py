@@ -30,6 +30,7 @@ class Flatten(OpSpec):
     doc = "(C, H, W) -> (C·H·W,), C-major like PyTorch's flatten(1)."
     arity = 1
     flags = frozenset({"no_op"})
+    linear = True
 
     def infer(self, a, shapes):
         return (math.prod(shapes[0]),)
@@ -61,6 +62,7 @@ class Reshape(OpSpec):
     doc = "Reinterpret each sample with a new shape (one -1 allowed); the element count must match."
     arity = 1
     flags = frozenset({"no_op"})
+    linear = True
     attrs = (Attr("shape", _target_shape, doc="per-sample shape, e.g. 64x7x7 or (-1,)"),)
 
     def example(self):
@@ -107,6 +109,7 @@ class Identity(OpSpec):
     doc = "Passes its input through unchanged."
     arity = 1
     flags = frozenset({"no_op"})
+    linear = True
 
     def reference(self, a, xs, w):
         return xs[0]
@@ -125,6 +128,7 @@ class Dropout(OpSpec):
     doc = "Dropout; an identity at inference (netdsl only runs inference)."
     arity = 1
     flags = frozenset({"no_op"})
+    linear = True
     attrs = (Attr("p", _probability, 0.5, "drop probability during training"),)
 
     def explain(self, a, shapes, out):

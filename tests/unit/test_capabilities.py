@@ -111,16 +111,57 @@ def test_c_enum_names_exist_in_the_c_library_when_it_declares_them():
 
 # ---------------------------------------------------------------- declarations against the references
 
+# (op, attributes, input shapes); a spec's own `samples` (when ops declare them) are added below
+CASES = [
+    ("Conv", dict(out_channels=4, kernel=3, pad=1, stride=2), [(3, 6, 6)]),
+    ("Conv", dict(out_channels=4, kernel=3, pad=1, residual=True), [(3, 5, 5), (4, 5, 5)]),
+    ("Local", dict(out_channels=2, kernel=3), [(3, 5, 5)]),
+    ("FC", dict(out_features=5), [(3, 2, 2)]),
+    ("ConvTranspose", dict(out_channels=2, kernel=3, stride=2), [(4, 3, 3)]),
+    ("BatchNorm", {}, [(3, 4, 4)]),
+    ("Add", {}, [(3, 4, 4)] * 2),
+    ("Concat", {}, [(3, 4, 4), (2, 4, 4)]),
+    ("AvgPool", dict(kernel=3, stride=2, pad=1, count_include_pad=False), [(2, 7, 7)]),
+    ("GlobalAvgPool", {}, [(2, 3, 5)]),
+    ("Flatten", {}, [(2, 3, 3)]), ("Reshape", dict(shape=(18,)), [(2, 3, 3)]),
+    ("Identity", {}, [(5,)]), ("Dropout", {}, [(5,)]),
+    ("Upsample", dict(scale=2, mode="bilinear"), [(2, 3, 4)]),
+    ("Pad", dict(pad=1, value=0.5), [(2, 3, 3)]), ("Pad", dict(pad=1, mode="reflect"), [(2, 3, 3)]),
+    ("Crop", dict(size=(2, 2)), [(2, 4, 4)]),
+    # not affine: declared False must also fail the identity below
+    ("Mul", {}, [(3, 4, 4)] * 2), ("ReLU", {}, [(3, 4, 4)]), ("MaxPool", dict(kernel=2), [(2, 4, 4)]),
+    ("LRN", dict(size=3), [(4, 3, 3)]), ("Softmax", {}, [(6,)]), ("Tanh", {}, [(6,)]),
+]
+NOT_AFFINE = {"Mul", "ReLU", "MaxPool", "LRN", "Softmax", "Tanh"}
+
+
+def _all_cases():
+    out = [(op, a, shapes, "") for op, a, shapes in CASES]
+    for name, spec in sorted(SPECS.items()):
+        for k, sample in enumerate(getattr(spec, "samples", ()) or ()):
+            if isinstance(sample, tuple) and len(sample) >= 2 and not (len(sample) > 2 and sample[2]):
+                out.append((name, dict(sample[0]), list(sample[1]), f"-sample{k}"))
+    return out
+
+
+def _case_id(c):
+    return f"{c[0]}{c[3]}-" + "+".join("x".join(map(str, s)) for s in c[2])
+
+
 def _ref(op, xs, **attrs):
     spec = ops.get(op)
     a = spec.bind((), attrs)
-    shapes = [x.shape[1:] for x in xs]
+    shapes = [tuple(x.shape[1:]) for x in xs]
     a = spec.resolve(a, shapes)
     g = np.random.default_rng(1)
     w = {k: g.standard_normal(s) for k, s in {**spec.params(a, shapes), **spec.buffers(a, shapes)}.items()}
     if "running_var" in w:
         w["running_var"] = np.abs(w["running_var"]) + 0.5
-    return spec.reference(a, xs, w), w, a
+    return spec.reference(a, xs, w)
+
+
+def _inputs(shapes, rng, n=2):
+    return [rng.standard_normal((n, *s)) for s in shapes]
 
 
 def test_combine_is_what_the_merge_computes():
@@ -134,59 +175,55 @@ def test_combine_is_what_the_merge_computes():
         assert ("merge" in spec.flags) == (spec.combine is not None), name
         assert spec.combine is None or spec.combine in COMBINES, name
     for name, spec in merges.items():
-        np.testing.assert_allclose(_ref(name, [a, b])[0], want[spec.combine], err_msg=name)
+        np.testing.assert_allclose(_ref(name, [a, b]), want[spec.combine], err_msg=name)
 
 
-LINEAR_CASES = {            # op -> (input shape, attributes)
-    "Conv": ((3, 6, 6), dict(out_channels=4, kernel=3, pad=1, stride=2, groups=1)),
-    "Local": ((3, 5, 5), dict(out_channels=2, kernel=3)),
-    "FC": ((3, 2, 2), dict(out_features=5)),
-    "ConvTranspose": ((4, 3, 3), dict(out_channels=2, kernel=3, stride=2)),
-    "BatchNorm": ((3, 4, 4), {}),
-    "Add": ((3, 4, 4), {}),
-    "Concat": ((3, 4, 4), {}),
-    "Mul": ((3, 4, 4), {}),
-    "ReLU": ((3, 4, 4), {}),
-}
-
-
-@pytest.mark.parametrize("op", sorted(LINEAR_CASES))
-def test_linear_is_what_the_reference_does(op):
-    """linear: f(αx + βy) − f(0) = α(f(x) − f(0)) + β(f(y) − f(0)) (affine). Declared True must
-    hold; declared False must fail on random data (Mul, ReLU)."""
-    shape, attrs = LINEAR_CASES[op]
+@pytest.mark.parametrize("case", _all_cases(), ids=_case_id)
+def test_linear_is_what_the_reference_does(case):
+    """linear: f(αx + βy) − f(0) = α(f(x) − f(0)) + β(f(y) − f(0)), every input at once (an
+    affine map). Declared True must hold on every case; declared False must fail on the
+    non-affine ops (Mul, ReLU, MaxPool, LRN, Softmax, Tanh)."""
+    op, attrs, shapes, _ = case
     spec = ops.get(op)
-    arity = 2 if spec.arity is None else 1
+    if spec.linear and attrs.get("act", "none") != "none":
+        attrs = {**attrs, "act": "none"}           # linear is a claim about the op without its epilogue
     rng = np.random.default_rng(5)
-    x, y = rng.standard_normal((2, arity, 2, *shape))
-    z = np.zeros_like(x)
+    x, y = _inputs(shapes, rng), _inputs(shapes, rng)
+    z = [np.zeros_like(v) for v in x]
 
     def f(v):
-        return _ref(op, list(v), **attrs)[0]
+        return _ref(op, v, **attrs)
 
-    lhs = f(2.0 * x - 0.5 * y) - f(z)
+    lhs = f([2.0 * a - 0.5 * b for a, b in zip(x, y)]) - f(z)
     rhs = 2.0 * (f(x) - f(z)) - 0.5 * (f(y) - f(z))
     holds = np.allclose(lhs, rhs, rtol=1e-9, atol=1e-9)
-    assert holds == spec.linear, f"{op}: declared linear={spec.linear}"
+    if spec.linear:
+        assert holds, f"{op} is declared linear but its reference is not affine"
+    elif op in NOT_AFFINE and not case[3]:
+        assert not holds, f"{op}: the identity held; the test case proves nothing"
 
 
-NAN_CASES = {**{k: v for k, v in LINEAR_CASES.items()},
-             "LeakyReLU": ((3, 4, 4), {}), "Sigmoid": ((3, 4, 4), {}), "Tanh": ((3, 4, 4), {}),
-             "Conv-relu": ((3, 6, 6), dict(out_channels=4, kernel=3, act="relu")),
-             "BatchNorm-relu": ((3, 4, 4), dict(act="relu")), "Add-relu": ((3, 4, 4), dict(act="relu"))}
+NAN_CASES = CASES + [
+    ("LeakyReLU", {}, [(3, 4, 4)]), ("Sigmoid", {}, [(3, 4, 4)]),
+    ("Conv", dict(out_channels=4, kernel=3, act="relu"), [(3, 6, 6)]),
+    ("BatchNorm", dict(act="relu"), [(3, 4, 4)]), ("Add", dict(act="relu"), [(3, 4, 4)] * 2),
+    ("FC", dict(out_features=3, act="sigmoid"), [(7,)]),
+]
 
 
-@pytest.mark.parametrize("case", sorted(NAN_CASES))
+@pytest.mark.parametrize("case", [(op, a, s, "") for op, a, s in NAN_CASES] +
+                         [c for c in _all_cases() if c[3]], ids=_case_id)
 def test_preserves_nan_is_what_the_reference_does(case):
-    op = case.split("-")[0]
-    shape, attrs = NAN_CASES[case]
+    """Sample 0 has NaN in input 0 everywhere, sample 1 none: a NaN-preserving op gives NaN in
+    sample 0 and none in sample 1 (its outputs do not mix samples)."""
+    op, attrs, shapes, _ = case
     spec = ops.get(op)
-    arity = 2 if spec.arity is None else 1
-    x = np.random.default_rng(6).standard_normal((arity, 2, *shape))
-    x[0, 0, 0, 0, 0] = np.nan                  # one value of sample 0
-    out = _ref(op, list(x), **attrs)[0]
-    assert spec.preserves_nan
-    assert np.isnan(out[0]).any() and not np.isnan(out[1]).any(), case
+    xs = _inputs(shapes, np.random.default_rng(6))
+    xs[0][0] = np.nan
+    out = _ref(op, xs, **attrs)
+    if spec.preserves_nan:
+        assert np.isnan(out[0]).any(), f"{op} is declared preserves_nan but drops a NaN"
+        assert not np.isnan(out[1]).any(), f"{op}: a NaN in sample 0 reached sample 1"
 
 
 # ---------------------------------------------------------------- the readers follow the declaration
