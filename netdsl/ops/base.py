@@ -203,9 +203,6 @@ class OpSpec:
     arity: int | tuple | None = 1  # exact count, (min, max), or None: two or more (merges)
     flags: frozenset = frozenset()  # elementwise, inplace_ok, has_weights, fusible_epilogue, merge, no_op
     doc: str = ""
-    combine: str | None = None      # merges: "sum", "product", "concat" (reserved: "max", "min", "mean")
-    linear: bool = False            # affine in each input without its epilogue: y = A·x + b
-    preserves_nan: bool = True      # NaN in, NaN out (False must be declared)
 
     # -- attributes
     def bind(self, args, kwargs, defaults=None):
@@ -282,6 +279,9 @@ class OpSpec:
     # -- what graph passes may do with the op (netdsl/passes reads these, never op names).
     # The six flags above are a closed set; these capabilities carry a value, so they are
     # attributes and methods. The defaults say "nothing" (but preserves_nan): an op opts in.
+    combine: str | None = None      # merges: "sum", "product", "concat" (reserved: "max", "min", "mean")
+    linear: bool = False            # affine in each input without its epilogue: y = A·x + b
+    preserves_nan: bool = True      # NaN in, NaN out (False must be declared)
     epilogues: tuple = ()           # activation-table names this op can apply to its own output
     channel_affine: bool = False    # the op is y = x·scale + shift per channel (affine_params)
     accepts_residual: bool = False  # a second input r may be fused in: y = act(op(x) + r)
