@@ -17,30 +17,9 @@ from . import activations as acts
 from . import register
 from .base import Attr, OpSpec, float_
 
-_POINTWISE = frozenset({"elementwise", "inplace_ok"})
-
-
-class _Pointwise(OpSpec):
-    """An activation of the table (activations.py): its reference, its NaN behaviour and the
-    `act` value it becomes when fused all come from the table entry `act`."""
-    flags = _POINTWISE
-    linear = False
-    act = ""
-
-    @property
-    def preserves_nan(self):
-        return acts.get(self.act).keeps_nan
-
-    def epilogue(self, a):
-        return acts.fused_name(self.name, a)
-
-    def reference(self, a, xs, w):
-        entry = acts.get(self.act)
-        return entry(xs[0], **{k: a[k] for k, _ in entry.fixed})
-
 
 @register
-class ReLU(_Pointwise):
+class ReLU(acts.Pointwise):
     name = "ReLU"
     doc = "max(0, x)."
     act = "relu"
@@ -48,9 +27,12 @@ class ReLU(_Pointwise):
     def explain(self, a, shapes, out):
         return ["y = max(0, x) per value; no parameters"]
 
+    def reference(self, a, xs, w):
+        return acts.relu(xs[0])
+
 
 @register
-class LeakyReLU(_Pointwise):
+class LeakyReLU(acts.Pointwise):
     name = "LeakyReLU"
     doc = "x for x >= 0, slope·x below."
     act = "leakyrelu"
@@ -59,9 +41,12 @@ class LeakyReLU(_Pointwise):
     def explain(self, a, shapes, out):
         return [f"y = x if x ≥ 0 else {a['slope']:g}·x"]
 
+    def reference(self, a, xs, w):
+        return acts.leaky_relu(xs[0], a["slope"])
+
 
 @register
-class Sigmoid(_Pointwise):
+class Sigmoid(acts.Pointwise):
     name = "Sigmoid"
     doc = "1 / (1 + e^-x)."
     act = "sigmoid"
@@ -69,15 +54,21 @@ class Sigmoid(_Pointwise):
     def explain(self, a, shapes, out):
         return ["y = 1 / (1 + e^−x) per value"]
 
+    def reference(self, a, xs, w):
+        return acts.sigmoid(xs[0])
+
 
 @register
-class Tanh(_Pointwise):
+class Tanh(acts.Pointwise):
     name = "Tanh"
     doc = "tanh(x)."
     act = "tanh"
 
     def explain(self, a, shapes, out):
         return ["y = tanh(x) per value"]
+
+    def reference(self, a, xs, w):
+        return acts.tanh(xs[0])
 
 
 def _over(shape):

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import choice
+from .base import OpSpec, choice
 
 NONE = "none"                   # the `act` value of a layer without an epilogue
 NONE_C_ENUM = "ND_ACT_NONE"
@@ -110,6 +110,21 @@ def fused_name(op: str, a: dict):
     return None
 
 
+class Pointwise(OpSpec):
+    """The spec base of the table's standalone ops (activation.py): entry `act` gives the NaN
+    behaviour and the `act` value the op becomes when fused; its reference calls the entry's
+    function."""
+    flags = frozenset({"elementwise", "inplace_ok"})
+    act = ""
+
+    @property
+    def preserves_nan(self):
+        return TABLE[self.act].keeps_nan
+
+    def epilogue(self, a):
+        return fused_name(self.name, a)
+
+
 def c_enum(act) -> str:
     """The C enum name for an `act` value: "ND_ACT_NONE" for none/None. A name that is not in
     the table raises ValueError (the kernel params turn it into their PlanError)."""
@@ -120,5 +135,5 @@ def c_enum(act) -> str:
     return TABLE[act].c_enum
 
 
-__all__ = ["Activation", "TABLE", "NAMES", "NONE", "NONE_C_ENUM", "get", "act_kind", "apply",
+__all__ = ["Activation", "Pointwise", "TABLE", "NAMES", "NONE", "NONE_C_ENUM", "get", "act_kind", "apply",
            "fused_name", "c_enum"]

@@ -62,7 +62,6 @@ class Concat(OpSpec):
 
 
 class _Elementwise(OpSpec):
-    """A value-by-value merge; `combine` says how (a subclass must declare it)."""
     arity = None
     flags = frozenset({"merge", "elementwise", "inplace_ok"})
     symbol = "+"
