@@ -37,6 +37,44 @@ static inline int nd_uk_act_flag(int act)
 /* act runs as a pass over the stored tile (sigmoid/tanh), not in the micro-kernel's store */
 static inline int nd_act_is_pass(int act) { return act == ND_ACT_SIGMOID || act == ND_ACT_TANH; }
 
+/* Index arithmetic limits. Every index a window kernel forms along one axis (o*s - p0 + i*d
+ * for o < out, i < k, the clipping sums p + s - 1, size + p - k, ..., and the AVX-512 paths'
+ * byte offsets, 4x those) is bounded in magnitude by 4 * (out*s + p0 + p1 + k*d + size + s).
+ * Keeping that sum under ND_INDEX_MAX / 4 = 2^58, and products of sizes under ND_INDEX_MAX
+ * = 2^60, means no signed overflow can happen, whatever
+ * the compiler flags (-fno-wrapv, -ftrapv). The Python planner refuses such layers first
+ * (netdsl/runtime/kparams/__init__.py: check_window); these checks are the kernels' own. */
+#define ND_INDEX_MAX ((int64_t)1 << 60)
+
+/* 1 when a * b >= 0 fits under ND_INDEX_MAX (a, b >= 0), storing it in *r */
+static inline int nd_mul_ok(int64_t a, int64_t b, int64_t *r)
+{
+    return a >= 0 && b >= 0 && !__builtin_mul_overflow(a, b, r) && *r <= ND_INDEX_MAX;
+}
+
+/* the bound above for one axis of a window op (input `size`, `out` outputs, kernel k, stride s,
+ * dilation d, pads p0/p1; for a transposed conv, size and out swap roles) */
+static inline int nd_axis_ok(int64_t size, int64_t out, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1)
+{
+    int64_t os, kd;
+    if (!nd_mul_ok(out, s, &os) || !nd_mul_ok(k, d, &kd))
+        return 0;
+    if (size < 0 || size > ND_INDEX_MAX || p0 < 0 || p0 > ND_INDEX_MAX || p1 < 0 || p1 > ND_INDEX_MAX)
+        return 0;
+    return os + p0 + p1 + kd + size + s <= ND_INDEX_MAX / 4;   /* six terms <= 2^60: no overflow */
+}
+
+/* 1 when the product of n >= 0 sizes stays under ND_INDEX_MAX */
+static inline int nd_prod_ok(int n, const int64_t *f)
+{
+    int64_t r = 1;
+    for (int i = 0; i < n; i++)
+        if (!nd_mul_ok(r, f[i], &r))
+            return 0;
+    return 1;
+}
+#define ND_PROD_OK(...) nd_prod_ok((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+
 /* T = A(MR x kc) * B(kc x NR) from packed panels; T += C if ND_UK_ACC; T += brow[i]
  * per row and bcol[j] per column when non-NULL (only the first mr / nr are read);
  * relu/leaky; store the top-left mr x nr of T into C (row stride ldc). */

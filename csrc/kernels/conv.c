@@ -52,7 +52,11 @@ static int bad_params(const nd_conv_params *p)
            p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
            p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
            p->groups <= 0 || p->c % p->groups || p->oc % p->groups || !nd_act_ok(p->act) ||
-           p->residual < 0 || p->residual > 1;
+           p->residual < 0 || p->residual > 1 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->oc, p->c, p->kh, p->kw) || !ND_PROD_OK(p->n, p->oh, p->ow, p->c, p->kh, p->kw);
 }
 
 static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->groups == p->c; }

@@ -519,7 +519,8 @@ nd_status nd_gemm_f32(const nd_gemm_params *p, float *out, const float *const *i
                       const float *bias, float *ws)
 {
     if (!p || !out || !in || !in[0] || !w || p->m < 0 || p->n < 0 || p->k < 0 || p->bias_mode < 0 ||
-        p->bias_mode > 2 || (p->bias_mode && !bias))
+        p->bias_mode > 2 || (p->bias_mode && !bias) || !ND_PROD_OK(p->m, p->n) || !ND_PROD_OK(p->m, p->k) ||
+        !ND_PROD_OK(p->k, p->n))
         return ND_EINVAL;
     nd_gemm_desc d = {0};
     d.m = p->m;

@@ -22,6 +22,8 @@
 
 #include <math.h>
 
+#include "dispatch.h"
+
 enum { POOL_MAX, POOL_MIN, POOL_AVG, POOL_STOCH };
 
 #define OWB 256   /* output columns per chunk: the row accumulators live on the stack */
@@ -203,7 +205,10 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
 static inline int pool_bad(const nd_pool_params *p)
 {
     return p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
-           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0;
+           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, 1, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, 1, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->c, p->oh, p->ow, p->kh, p->kw);
 }
 
 /* Fan out only when there is enough work to pay for waking the thread team. */

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import lib as _lib
 from ..executor import PlanError, check_int64
-from . import KernelCall, kparams
+from . import KernelCall, check_window, kparams
 
 def act_code(a, op="this layer"):
     """The `nd_act` code (csrc/nd_common.h) of a node's fused activation `a["act"]`:
@@ -37,7 +37,7 @@ def act_code(a, op="this layer"):
     return code
 
 
-def _window_fields(a, in_shape, out_shape, n):
+def _window_fields(a, in_shape, out_shape, n, op="Conv", transposed=False):
     c, h, w = in_shape
     oc, oh, ow = out_shape
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a.get("dilation", (1, 1))
@@ -47,6 +47,14 @@ def _window_fields(a, in_shape, out_shape, n):
     check_int64("input", n, c, h, w)
     check_int64("output", n, oc, oh, ow)
     check_int64("window", c, kh, kw, oh, ow, max(kh, kw) * max(dh, dw) + 1)
+    check_int64("patches", n, oh, ow, c, kh, kw)
+    check_int64("local workspace", f["threads"], n, c, kh, kw)
+    if transposed:     # the windows run over the input: y[iy*sh - pt + i*dh]
+        check_window(op, "H", oh, h, kh, sh, dh, t, b)
+        check_window(op, "W", ow, w, kw, sw, dw, l, r)
+    else:
+        check_window(op, "H", h, oh, kh, sh, dh, t, b)
+        check_window(op, "W", w, ow, kw, sw, dw, l, r)
     return f
 
 
@@ -99,7 +107,7 @@ def conv(a, in_shapes, out_shape, n):
 
 @kparams("ConvTranspose")
 def conv_transpose(a, in_shapes, out_shape, n):
-    f = _window_fields(a, in_shapes[0], out_shape, n)
+    f = _window_fields(a, in_shapes[0], out_shape, n, "ConvTranspose", transposed=True)
     f.update(groups=a.get("groups", 1), act=act_code(a, "ConvTranspose"))
     check_int64("weight", f["c"], f["oc"] // f["groups"], f["kh"], f["kw"])
     check_int64("column buffer", f["oc"] // f["groups"], f["kh"], f["kw"], f["h"], f["w"])
@@ -109,7 +117,7 @@ def conv_transpose(a, in_shapes, out_shape, n):
 
 @kparams("Local")
 def local(a, in_shapes, out_shape, n):
-    f = _window_fields(a, in_shapes[0], out_shape, n)
+    f = _window_fields(a, in_shapes[0], out_shape, n, "Local")
     f.update(act=act_code(a, "Local"))
     check_int64("weight", f["oh"], f["ow"], f["oc"], f["c"], f["kh"], f["kw"])
     ws = _ws("nd_local_ws_floats", "nd_local_params", f)
