@@ -103,6 +103,7 @@ SIMPLE_LAYERS = [
     ("bn-relu", "5x13x13", "BN(act=relu)"), ("bn", "5x13x13", "BN"),
     ("maxpool", "5x13x13", "MaxPool(3, stride=2, pad=1)"), ("maxpool-2x2", "5x12x12", "MaxPool(2)"),
     ("minpool", "5x13x13", "MinPool(3, stride=2)"), ("avgpool", "5x13x13", "AvgPool(3, stride=2, pad=1)"),
+    ("stochasticpool", "5x13x13", "StochasticPool(3, stride=2, pad=1)"),
     ("gap", "5x13x13", "GAP"), ("gmp", "5x13x13", "GlobalMaxPool"),
     ("softmax", "17x3x5", "Softmax"), ("logsoftmax", "17x3x5", "LogSoftmax"),
     ("softmax-vector", "37", "Softmax"), ("lrn", "17x5x5", "LRN(5)"),
