@@ -23,9 +23,57 @@
 /* micro-kernel flags */
 enum {
     ND_UK_ACC = 1,    /* add the existing C tile */
-    ND_UK_RELU = 2,   /* max(t, 0) before the store */
-    ND_UK_LEAKY = 4   /* t >= 0 ? t : 0.01 t before the store */
+    ND_UK_RELU = 2,   /* t < 0 ? 0 : t before the store (NaN stays NaN) */
+    ND_UK_LEAKY = 4   /* t < 0 ? 0.01 t : t before the store */
 };
+
+/* a valid nd_act code (the kernels' parameter checks) */
+static inline int nd_act_ok(int64_t act) { return act >= ND_ACT_NONE && act <= ND_ACT_TANH; }
+/* the micro-kernel store flag that performs act, 0 when the micro-kernels do not fuse it */
+static inline int nd_uk_act_flag(int act)
+{
+    return act == ND_ACT_RELU ? ND_UK_RELU : act == ND_ACT_LEAKYRELU ? ND_UK_LEAKY : 0;
+}
+/* act runs as a pass over the stored tile (sigmoid/tanh), not in the micro-kernel's store */
+static inline int nd_act_is_pass(int act) { return act == ND_ACT_SIGMOID || act == ND_ACT_TANH; }
+
+/* Index arithmetic limits. Every index a window kernel forms along one axis (o*s - p0 + i*d
+ * for o < out, i < k, the clipping sums p + s - 1, size + p - k, ..., and the AVX-512 paths'
+ * byte offsets, 4x those) is bounded in magnitude by 4 * (out*s + p0 + p1 + k*d + size + s).
+ * Keeping that sum under ND_INDEX_MAX / 4 = 2^58, and products of sizes under ND_INDEX_MAX
+ * = 2^60, means no signed overflow can happen, whatever
+ * the compiler flags (-fno-wrapv, -ftrapv). The Python planner refuses such layers first
+ * (netdsl/runtime/kparams/__init__.py: check_window); these checks are the kernels' own. */
+#define ND_INDEX_MAX ((int64_t)1 << 60)
+
+/* 1 when a * b >= 0 fits under ND_INDEX_MAX (a, b >= 0), storing it in *r */
+static inline int nd_mul_ok(int64_t a, int64_t b, int64_t *r)
+{
+    return a >= 0 && b >= 0 && !__builtin_mul_overflow(a, b, r) && *r <= ND_INDEX_MAX;
+}
+
+/* the bound above for one axis of a window op (input `size`, `out` outputs, kernel k, stride s,
+ * dilation d, pads p0/p1; for a transposed conv, size and out swap roles) */
+static inline int nd_axis_ok(int64_t size, int64_t out, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1)
+{
+    int64_t os, kd;
+    if (!nd_mul_ok(out, s, &os) || !nd_mul_ok(k, d, &kd))
+        return 0;
+    if (size < 0 || size > ND_INDEX_MAX || p0 < 0 || p0 > ND_INDEX_MAX || p1 < 0 || p1 > ND_INDEX_MAX)
+        return 0;
+    return os + p0 + p1 + kd + size + s <= ND_INDEX_MAX / 4;   /* six terms <= 2^60: no overflow */
+}
+
+/* 1 when the product of n >= 0 sizes stays under ND_INDEX_MAX */
+static inline int nd_prod_ok(int n, const int64_t *f)
+{
+    int64_t r = 1;
+    for (int i = 0; i < n; i++)
+        if (!nd_mul_ok(r, f[i], &r))
+            return 0;
+    return 1;
+}
+#define ND_PROD_OK(...) nd_prod_ok((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 /* T = A(MR x kc) * B(kc x NR) from packed panels; T += C if ND_UK_ACC; T += brow[i]
  * per row and bcol[j] per column when non-NULL (only the first mr / nr are read);
@@ -50,7 +98,8 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a x */
     /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
-    /* y = act(y) for act 3 (sigmoid) / 4 (tanh), vectorized (GEMM/conv epilogues); NULL: scalar libm */
+    /* y = act(y) for ND_ACT_SIGMOID / ND_ACT_TANH, vectorized (GEMM/conv epilogues); NULL: scalar libm.
+     * NaN stays NaN; +-inf give exactly 1/0 (sigmoid) and +-1 (tanh). */
     void (*act_vec)(float *y, int64_t n, int act);
     /* Direct convolution, stride 1 (kernels/conv.c, small convs): output row oy of the
      * mr <= MR channels whose weights are the packed A panel ap (K = c*kh*kw, MR per k),
@@ -116,7 +165,7 @@ typedef struct {
     int64_t ldc;
     const float *bias;
     int32_t bias_mode;         /* ND_BIAS_* */
-    int32_t act;               /* 0 none 1 relu 2 leakyrelu(0.01) 3 sigmoid 4 tanh */
+    int32_t act;               /* nd_act (nd_common.h) */
     int32_t accumulate;        /* C += A B (bias still added) */
 } nd_gemm_desc;
 
@@ -130,7 +179,8 @@ int64_t nd_nr_for_mr(int64_t mr);
 /* B (K x N) = src(k, j) = src[k*rs + j*cs] packed into NR-wide k-major panels over the full K */
 void nd_pack_b_full(float *dst, const float *src, int64_t k, int64_t n, int64_t rs, int64_t cs, int64_t nr);
 
-/* activation for epilogues that the micro-kernels do not fuse (vectorized when the ISA has it) */
+/* y = act(y) (an nd_act) in place, vectorized when the ISA has it; keeps NaN. Every epilogue
+ * that the micro-kernels do not fuse goes through here. */
 void nd_act_inplace(float *y, int64_t n, int act);
 /* threads an OpenMP region may use now, capped by the workspace's `cap` */
 int nd_threads(int cap);

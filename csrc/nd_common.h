@@ -29,6 +29,21 @@ typedef enum {
 typedef nd_status (*nd_kernel_fn)(const void *p, float *out, const float *const *in,
                                   const float *w, const float *bias, float *ws);
 
+/* The fused activations, one set for every kernel that takes an `act` field
+ * (conv, conv_transpose, local, fc, gemm, add, mul, batchnorm). Python reads the
+ * codes through cffi (lib.ND_ACT_RELU, ...): netdsl/runtime/kparams/conv.py
+ * act_code maps an op's `act` attribute, upper-cased, to ND_ACT_<NAME>.
+ * Every activation keeps NaN (a NaN in gives a NaN out, as in PyTorch), and
+ * relu(-inf) = 0, sigmoid(+-inf) = 1 / 0, tanh(+-inf) = +-1. LEAKYRELU's
+ * fused slope is 0.01 (PyTorch's default); the standalone kernel takes any. */
+typedef enum {
+    ND_ACT_NONE = 0,
+    ND_ACT_RELU = 1,
+    ND_ACT_LEAKYRELU = 2,
+    ND_ACT_SIGMOID = 3,
+    ND_ACT_TANH = 4
+} nd_act;
+
 /* ISA levels, chosen once at load (csrc/dispatch.c); NETDSL_ISA overrides. */
 typedef enum { ND_ISA_PORTABLE = 0, ND_ISA_AVX2 = 1, ND_ISA_AVX512 = 2 } nd_isa;
 

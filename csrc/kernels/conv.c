@@ -51,8 +51,12 @@ static int bad_params(const nd_conv_params *p)
     return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
            p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
            p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
-           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->act < 0 || p->act > 4 ||
-           p->residual < 0 || p->residual > 1;
+           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || !nd_act_ok(p->act) ||
+           p->residual < 0 || p->residual > 1 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->oc, p->c, p->kh, p->kw) || !ND_PROD_OK(p->n, p->oh, p->ow, p->c, p->kh, p->kw);
 }
 
 static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->groups == p->c; }
@@ -224,7 +228,7 @@ static nd_status conv_transposed(const nd_conv_params *p, float *out, const floa
     d.ldc = OC;
     d.bias = bias;
     d.bias_mode = bias ? ND_BIAS_COL : ND_BIAS_NONE;
-    d.act = res ? 0 : p->act;
+    d.act = res ? ND_ACT_NONE : p->act;
     nd_status st = nd_sgemm(&d, ws + rup(np * OC, 16), T);
     if (st != ND_OK)
         return st;
@@ -301,7 +305,7 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
     const int64_t MR = o->mr, K = p->c * p->kh * p->kw, OHW = p->oh * p->ow, CHW = p->c * p->h * p->w;
     const int64_t np = (p->oc + MR - 1) / MR, jobs = p->n * np * p->oh;
     const double macs = (double)p->n * (double)p->oc * (double)OHW * (double)K;
-    const int flags = (res ? ND_UK_ACC : 0) | (p->act == 1 ? ND_UK_RELU : 0) | (p->act == 2 ? ND_UK_LEAKY : 0);
+    const int flags = (res ? ND_UK_ACC : 0) | nd_uk_act_flag(p->act);
     (void)T;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && macs >= 5e5)
     for (int64_t jb = 0; jb < jobs; jb++) {
@@ -314,7 +318,7 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
             for (int64_t i = 0; i < mr; i++)
                 memcpy(y + i * OHW, res + (b * p->oc + c0 + i) * OHW + oy * p->ow, (size_t)p->ow * sizeof(float));
         o->conv_row(y, OHW, &g, w + c0 * K, mr, oy, bias ? bias + c0 : NULL, flags);
-        if (p->act >= 3)
+        if (nd_act_is_pass(p->act))
             for (int64_t i = 0; i < mr; i++) nd_act_inplace(y + i * OHW, p->ow, p->act);
     }
     return ND_OK;

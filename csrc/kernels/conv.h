@@ -1,6 +1,6 @@
 /* conv.h — 2-D convolution (groups, depthwise, dilation, asymmetric pads, fused act).
  * x is (N,C,H,W), w is (OC,C/groups,KH,KW) — or prepacked, see below — bias is
- * (OC) or NULL, y is (N,OC,OH,OW). act: 0 none 1 relu 2 leakyrelu(0.01) 3 sigmoid 4 tanh.
+ * (OC) or NULL, y is (N,OC,OH,OW). act: an nd_act (nd_common.h).
  * residual: in[1] is r (N,OC,OH,OW) and y = act(conv(x) + bias + r) — a ResNet
  * block's Add (+ReLU) fused into its last conv; r must not alias y.
  */
@@ -14,7 +14,7 @@ typedef struct {
     int64_t kh, kw, sh, sw, dh, dw;
     int64_t pad_t, pad_l, pad_b, pad_r;
     int64_t groups;
-    int32_t act;
+    int32_t act;                 /* nd_act */
     int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
     int32_t w_packed_mr;         /* > 0: w was prepacked by nd_conv_pack_w with this MR */
     int32_t residual;            /* 1: add in[1] before the activation */

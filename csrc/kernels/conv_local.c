@@ -19,7 +19,12 @@ static int bad_params(const nd_local_params *p)
     return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
            p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
            p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
-           p->act < 0 || p->act > 4;
+           !nd_act_ok(p->act) ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->oh, p->ow, p->oc, p->c, p->kh, p->kw) ||
+           !ND_PROD_OK(p->threads < 1 ? 1 : p->threads, p->n, p->c, p->kh, p->kw);
 }
 
 int64_t nd_local_ws_floats(const nd_local_params *p)
@@ -69,7 +74,7 @@ nd_status nd_local_f32(const nd_local_params *p, float *out, const float *const 
                     if (bias) v += bias[oc * P + pos];
                     float *y = out + (b * p->oc + oc) * P + pos;
                     *y = v;
-                    if (p->act) nd_act_inplace(y, 1, p->act);
+                    nd_act_inplace(y, 1, p->act);
                 }
         }
     }

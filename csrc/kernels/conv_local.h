@@ -11,7 +11,7 @@ typedef struct {
     int64_t oc, oh, ow;
     int64_t kh, kw, sh, sw, dh, dw;
     int64_t pad_t, pad_l, pad_b, pad_r;
-    int32_t act;
+    int32_t act;                 /* nd_act */
     int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
 } nd_local_params;
 

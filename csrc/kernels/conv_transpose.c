@@ -19,7 +19,12 @@ static int bad_params(const nd_convtranspose_params *p)
     return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
            p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
            p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
-           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->act < 0 || p->act > 4;
+           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || !nd_act_ok(p->act) ||
+           /* the output is the window side here: indices iy*sh - pt + i*dh for iy < h */
+           !nd_axis_ok(p->oh, p->h, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->ow, p->w, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->c, p->oc, p->kh, p->kw) || !ND_PROD_OK(p->oc, p->kh, p->kw, p->h, p->w);
 }
 
 int64_t nd_convtranspose_ws_floats(const nd_convtranspose_params *p)

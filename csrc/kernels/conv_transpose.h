@@ -13,7 +13,7 @@ typedef struct {
     int64_t kh, kw, sh, sw, dh, dw;
     int64_t pad_t, pad_l, pad_b, pad_r;   /* cropped from the full output */
     int64_t groups;
-    int32_t act;
+    int32_t act;                 /* nd_act */
     int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
 } nd_convtranspose_params;
 

@@ -12,7 +12,7 @@
 
 static int bad_params(const nd_fc_params *p)
 {
-    return p->n < 0 || p->in_features < 0 || p->out_features <= 0 || p->act < 0 || p->act > 4;
+    return p->n < 0 || p->in_features < 0 || p->out_features <= 0 || !nd_act_ok(p->act);
 }
 
 int64_t nd_fc_ws_floats(const nd_fc_params *p)

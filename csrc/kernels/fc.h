@@ -8,7 +8,7 @@
 
 typedef struct {
     int64_t n, in_features, out_features;
-    int32_t act;                 /* 0 none 1 relu 2 leakyrelu(0.01) 3 sigmoid 4 tanh */
+    int32_t act;                 /* nd_act (nd_common.h) */
     int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
 } nd_fc_params;
 

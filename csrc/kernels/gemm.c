@@ -45,9 +45,12 @@ static float *align64(float *p)
 
 /* ------------------------------------------------------------- epilogues */
 
+/* Every comparison is written so that NaN fails it and falls through to the
+ * value itself: `y < 0 ? 0 : y`, never `y > 0 ? y : 0` (which turns NaN into 0).
+ * expf/tanhf keep NaN, and 1/(1 + e^-x) is exactly 1 at +inf and 0 at -inf. */
 void nd_act_inplace(float *y, int64_t n, int act)
 {
-    if (act >= 3) {
+    if (nd_act_is_pass(act)) {
         const nd_isa_ops *o = nd_ops();
         if (o->act_vec) {
             o->act_vec(y, n, act);
@@ -55,16 +58,16 @@ void nd_act_inplace(float *y, int64_t n, int act)
         }
     }
     switch (act) {
-    case 1:
-        for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    case ND_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
         break;
-    case 2:
-        for (int64_t i = 0; i < n; i++) y[i] = y[i] >= 0.0f ? y[i] : 0.01f * y[i];
+    case ND_ACT_LEAKYRELU:
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.01f * y[i] : y[i];
         break;
-    case 3:
+    case ND_ACT_SIGMOID:
         for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
         break;
-    case 4:
+    case ND_ACT_TANH:
         for (int64_t i = 0; i < n; i++) y[i] = tanhf(y[i]);
         break;
     default: break;
@@ -96,8 +99,8 @@ static void uk_portable(int64_t kc, const float *ap, const float *bp, float *c, 
             if (flags & ND_UK_ACC) v += cr[j];
             if (brow) v += brow[i];
             if (bcol) v += bcol[j];
-            if (flags & ND_UK_RELU) v = v > 0.0f ? v : 0.0f;
-            if (flags & ND_UK_LEAKY) v = v >= 0.0f ? v : 0.01f * v;
+            if (flags & ND_UK_RELU) v = v < 0.0f ? 0.0f : v;           /* NaN stays NaN */
+            if (flags & ND_UK_LEAKY) v = v < 0.0f ? 0.01f * v : v;
             cr[j] = v;
         }
     }
@@ -319,9 +322,7 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
     const int prepacked = !d->a_im2col && d->a.packed_mr == MR;
     const int b_prepacked = !d->b_im2col && d->b.packed_nr == NR;
     const int act = d->act;
-    int lastflags = 0;
-    if (act == 1) lastflags = ND_UK_RELU;
-    if (act == 2) lastflags = ND_UK_LEAKY;
+    const int lastflags = nd_uk_act_flag(act);
 
     for (int64_t jc = j0; jc < j1; jc += o->nc) {
         const int64_t nc = min64(o->nc, j1 - jc);
@@ -364,7 +365,7 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                         if (last) flags |= lastflags;
                         float *c = d->c + i * d->ldc + j;
                         o->ukernel(kc, apan + (ir / MR) * astride, bp, c, d->ldc, mr, nr, brow, bcol, flags);
-                        if (last && act >= 3)
+                        if (last && nd_act_is_pass(act))
                             for (int64_t r = 0; r < mr; r++) nd_act_inplace(c + r * d->ldc, nr, act);
                     }
                 }
@@ -389,7 +390,7 @@ static void gemm_dot(const nd_gemm_desc *d, const nd_isa_ops *o, int T)
             *c = v;
         }
     }
-    if (d->act)   /* one vectorized pass per row, not a call per element */
+    if (d->act != ND_ACT_NONE)   /* one vectorized pass per row, not a call per element */
         for (int64_t i = 0; i < M; i++) nd_act_inplace(d->c + i * d->ldc, N, d->act);
 }
 
@@ -447,7 +448,7 @@ static void split(int64_t T, int64_t pm, int64_t pn, int64_t M, int64_t N, int64
 
 nd_status nd_sgemm(const nd_gemm_desc *d, float *ws, int threads)
 {
-    if (d->m < 0 || d->n < 0 || d->k < 0 || d->act < 0 || d->act > 4)
+    if (d->m < 0 || d->n < 0 || d->k < 0 || !nd_act_ok(d->act))
         return ND_EINVAL;
     if (d->m == 0 || d->n == 0)
         return ND_OK;
@@ -518,7 +519,8 @@ nd_status nd_gemm_f32(const nd_gemm_params *p, float *out, const float *const *i
                       const float *bias, float *ws)
 {
     if (!p || !out || !in || !in[0] || !w || p->m < 0 || p->n < 0 || p->k < 0 || p->bias_mode < 0 ||
-        p->bias_mode > 2 || (p->bias_mode && !bias))
+        p->bias_mode > 2 || (p->bias_mode && !bias) || !ND_PROD_OK(p->m, p->n) || !ND_PROD_OK(p->m, p->k) ||
+        !ND_PROD_OK(p->k, p->n))
         return ND_EINVAL;
     nd_gemm_desc d = {0};
     d.m = p->m;

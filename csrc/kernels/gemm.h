@@ -18,7 +18,7 @@ typedef struct {
     int32_t trans_a;      /* A is stored (K,M) */
     int32_t trans_b;      /* B is stored (N,K) */
     int32_t bias_mode;    /* 0 none, 1 bias[m] per row, 2 bias[n] per column */
-    int32_t act;          /* 0 none 1 relu 2 leakyrelu(0.01) 3 sigmoid 4 tanh */
+    int32_t act;          /* nd_act (nd_common.h) */
     int32_t threads;      /* the workspace was sized for this many threads (>= 1) */
     int32_t a_packed_mr;  /* > 0: in[0] holds A prepacked by nd_gemm_pack_a with this MR */
 } nd_gemm_params;

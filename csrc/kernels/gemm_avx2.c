@@ -67,9 +67,9 @@ TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, 
             }
             v0 = _mm256_add_ps(v0, bc0);
             v1 = _mm256_add_ps(v1, bc1);
-            if (flags & ND_UK_RELU) {
-                v0 = _mm256_max_ps(v0, zero);
-                v1 = _mm256_max_ps(v1, zero);
+            if (flags & ND_UK_RELU) {   /* maxps returns its SECOND operand when either is NaN: NaN stays */
+                v0 = _mm256_max_ps(zero, v0);
+                v1 = _mm256_max_ps(zero, v1);
             }
             if (flags & ND_UK_LEAKY) {
                 v0 = _mm256_blendv_ps(v0, _mm256_mul_ps(v0, slope), _mm256_cmp_ps(v0, zero, _CMP_LT_OQ));
@@ -143,13 +143,13 @@ TGT static __m256 tanh256(__m256 x)
 
 TGT static void act_avx2(float *y, int64_t n, int act)
 {
-    if (act != 3 && act != 4)
+    if (!nd_act_is_pass(act))
         return;
     const __m256 h = _mm256_set1_ps(0.5f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 x = _mm256_loadu_ps(y + i);
-        __m256 v = act == 3 ? _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h) : tanh256(x);
+        __m256 v = act == ND_ACT_SIGMOID ? _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h) : tanh256(x);
         v = _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));   /* NaN stays NaN */
         _mm256_storeu_ps(y + i, v);
     }
@@ -157,7 +157,7 @@ TGT static void act_avx2(float *y, int64_t n, int act)
         float t[8] = {0};
         for (int64_t j = 0; j < n - i; j++) t[j] = y[i + j];
         const __m256 x = _mm256_loadu_ps(t);
-        __m256 v = act == 3 ? _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h) : tanh256(x);
+        __m256 v = act == ND_ACT_SIGMOID ? _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h) : tanh256(x);
         v = _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
         _mm256_storeu_ps(t, v);
         for (int64_t j = 0; j < n - i; j++) y[i + j] = t[j];

@@ -21,13 +21,15 @@
 #endif
 enum { MR = ND_AVX512_MR, NR = 32 };
 
-/* The fused relu / leaky relu (slope 0.01) of a micro-kernel's store, on two vectors. */
+/* The fused relu / leaky relu (slope 0.01) of a micro-kernel's store, on two vectors.
+ * vmaxps returns its SECOND source when either is NaN (Intel SDM), so max(0, v)
+ * keeps a NaN v where max(v, 0) would give 0; leaky's `v < 0` is false for NaN. */
 TGT static inline __attribute__((always_inline)) void relu_leaky2(__m512 *v0, __m512 *v1, int flags)
 {
     const __m512 zero = _mm512_setzero_ps();
     if (flags & ND_UK_RELU) {
-        *v0 = _mm512_max_ps(*v0, zero);
-        *v1 = _mm512_max_ps(*v1, zero);
+        *v0 = _mm512_max_ps(zero, *v0);
+        *v1 = _mm512_max_ps(zero, *v1);
     }
     if (flags & ND_UK_LEAKY) {
         const __m512 slope = _mm512_set1_ps(0.01f);
@@ -152,9 +154,9 @@ TGT static void act_avx512(float *y, int64_t n, int act)
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         const __m512 x = _mm512_maskz_loadu_ps(m, y + i);
         __m512 v;
-        if (act == 3)
+        if (act == ND_ACT_SIGMOID)
             v = _mm512_fmadd_ps(tanh512(_mm512_mul_ps(x, h)), h, h);
-        else if (act == 4)
+        else if (act == ND_ACT_TANH)
             v = tanh512(x);
         else
             return;

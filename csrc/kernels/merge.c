@@ -15,6 +15,8 @@
 
 #include <string.h>
 
+#include "dispatch.h"
+
 #define CH 512
 
 nd_status nd_concat_f32(const nd_concat_params *p, float *out, const float *const *in,
@@ -40,11 +42,11 @@ nd_status nd_concat_f32(const nd_concat_params *p, float *out, const float *cons
 
 static nd_status eltwise(const nd_eltwise_params *p, float *out, const float *const *in, int mul)
 {
-    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || p->ninputs <= 0 || p->ninputs > ND_MERGE_MAX_INPUTS)
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || p->ninputs <= 0 || p->ninputs > ND_MERGE_MAX_INPUTS ||
+        !nd_act_ok(p->act))
         return ND_EINVAL;
     const int64_t C = p->c, HW = p->hw, planes = p->n * C, k = p->ninputs;
     const int64_t nch = (HW + CH - 1) / CH, tasks = planes * nch;
-    const int relu = p->relu;
 #pragma omp parallel for schedule(static) if (planes * HW * k > 65536)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t pc = t / nch, j0 = (t % nch) * CH, m = HW - j0 < CH ? HW - j0 : CH;
@@ -63,9 +65,9 @@ static nd_status eltwise(const nd_eltwise_params *p, float *out, const float *co
                 else             for (int64_t j = 0; j < m; j++) acc[j] += x[j];
             }
         }
+        nd_act_inplace(acc, m, p->act);   /* NaN stays NaN */
         float *y = out + pc * HW + j0;
-        if (relu) for (int64_t j = 0; j < m; j++) y[j] = acc[j] < 0.0f ? 0.0f : acc[j];
-        else      for (int64_t j = 0; j < m; j++) y[j] = acc[j];
+        for (int64_t j = 0; j < m; j++) y[j] = acc[j];
     }
     return ND_OK;
 }

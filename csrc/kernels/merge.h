@@ -17,10 +17,10 @@ typedef struct {
 
 /* Add / Mul: output (N,C,HW). Input i is full (N,C,HW) when bcast[i] == 0, or one value
  * per channel (N,C,1,1) when bcast[i] == 1, or one per sample (N,1,1,1) when bcast[i] == 2.
- * Vectors (N,F) are c = F, hw = 1. relu: fused ReLU epilogue. Safe with out == any full input. */
+ * Vectors (N,F) are c = F, hw = 1. act: the fused epilogue, an nd_act. Safe with out == any full input. */
 typedef struct {
     int64_t n, c, hw, ninputs;
-    int32_t relu;
+    int32_t act;
     int32_t bcast[128];
 } nd_eltwise_params;
 

@@ -15,29 +15,24 @@
 
 #include <math.h>
 
+#include "dispatch.h"
+
 #define BLK 64
 
 nd_status nd_batchnorm_f32(const nd_batchnorm_params *p, float *out, const float *const *in,
                            const float *w, const float *bias, float *ws)
 {
     (void)ws;
-    if (p->n <= 0 || p->c <= 0 || p->hw <= 0) return ND_EINVAL;
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || !nd_act_ok(p->act)) return ND_EINVAL;
     const int64_t C = p->c, HW = p->hw, planes = p->n * C;
     const float *x = in[0];
-    const int relu = p->relu;
 #pragma omp parallel for schedule(static) if (planes * HW > 65536)
     for (int64_t pc = 0; pc < planes; pc++) {
         const float s = w[pc % C], t = bias ? bias[pc % C] : 0.0f;
         const float *xp = x + pc * HW;
         float *yp = out + pc * HW;
-        if (relu) {
-            for (int64_t i = 0; i < HW; i++) {
-                float v = xp[i] * s + t;
-                yp[i] = v < 0.0f ? 0.0f : v;
-            }
-        } else {
-            for (int64_t i = 0; i < HW; i++) yp[i] = xp[i] * s + t;
-        }
+        for (int64_t i = 0; i < HW; i++) yp[i] = xp[i] * s + t;
+        nd_act_inplace(yp, HW, p->act);   /* NaN stays NaN; the plane is still in cache */
     }
     return ND_OK;
 }

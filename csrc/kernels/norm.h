@@ -5,12 +5,12 @@
 #define ND_NORM_H
 #include "nd_common.h"
 
-/* y = x*scale[c] + shift[c] (then max(y,0) when relu): w = scale, bias = shift,
+/* y = x*scale[c] + shift[c] then the fused activation act (an nd_act): w = scale, bias = shift,
  * precomputed at plan time as scale = weight/sqrt(var+eps), shift = bias - mean*scale.
  * In-place safe. */
 typedef struct {
     int64_t n, c, hw;
-    int32_t relu;          /* fused ReLU epilogue (set by a fusion pass) */
+    int32_t act;           /* fused epilogue, an nd_act (set by a fusion pass) */
 } nd_batchnorm_params;
 
 /* PyTorch LocalResponseNorm: y = x / (k + alpha/size * sum_{c' in window} x[c']^2)^beta,

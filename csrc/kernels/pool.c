@@ -7,8 +7,10 @@
  *   avg         padded cells are zeros; the divisor counts them only with
  *               count_include_pad, and then only up to pad_b/pad_r — the extra
  *               cells a ceil_mode window hangs past the padding never count;
- *   stochastic  (inference, Zeiler & Fergus) sum(a_i * p_i), p_i = a_i/sum(a),
- *               over the real cells only; 0 when the window sums to 0.
+ *   stochastic  (inference, Zeiler & Fergus) sum(p_i * a_i) over the real cells,
+ *               p_i = a+_i / sum(a+) with a+ = max(a, 0): sum(a+^2) / sum(a+),
+ *               0 when no cell is positive, +inf when one is +inf, NaN when one
+ *               is NaN (netdsl/ops/pool.py StochasticPool says why).
  * A window with no real cell (only possible with pad >= kernel, which PyTorch
  * forbids) gives 0 for every pool.
  *
@@ -21,6 +23,8 @@
 #include "kernels/pool.h"
 
 #include <math.h>
+
+#include "dispatch.h"
 
 enum { POOL_MAX, POOL_MIN, POOL_AVG, POOL_STOCH };
 
@@ -47,6 +51,13 @@ static inline float combine(int op, float m, float v)
     }
 }
 
+/* The value a pool sums or compares: the stochastic pool weighs only the positive
+ * part (a cell <= 0 has probability 0); `v < 0 ? 0 : v` keeps NaN. */
+static inline float val(int op, float v)
+{
+    return op == POOL_STOCH ? (v < 0.0f ? 0.0f : v) : v;
+}
+
 static inline float identity(int op)
 {
     return op == POOL_MAX ? -INFINITY : op == POOL_MIN ? INFINITY : 0.0f;
@@ -69,8 +80,9 @@ hpass(const float *row, const nd_pool_params *p, int64_t o0, int64_t o1, int64_t
         window_range(ox, sw, pl, kw, p->w, &x0, &x1);
         float m = identity(op), m2 = 0.0f;
         for (int64_t j = x0; j < x1; j++) {
-            m = combine(op, m, row[j]);
-            if (op == POOL_STOCH) m2 += row[j] * row[j];
+            const float v = val(op, row[j]);
+            m = combine(op, m, v);
+            if (op == POOL_STOCH) m2 += v * v;
         }
         t[ox - o0] = m;
         if (op == POOL_STOCH) t2[ox - o0] = m2;
@@ -79,14 +91,17 @@ hpass(const float *row, const nd_pool_params *p, int64_t o0, int64_t o1, int64_t
     float *ta = t + (a - o0), *t2a = t2 + (a - o0);
     const float *r = row + a * sw - pl;
     const int64_t m = b - a;
-    for (int64_t j = 0; j < m; j++) ta[j] = r[j * sw];
+    for (int64_t j = 0; j < m; j++) ta[j] = val(op, r[j * sw]);
     if (op == POOL_STOCH)
-        for (int64_t j = 0; j < m; j++) t2a[j] = r[j * sw] * r[j * sw];
+        for (int64_t j = 0; j < m; j++) t2a[j] = ta[j] * ta[j];
     for (int64_t kx = 1; kx < kw; kx++) {
         const float *rk = r + kx;
-        for (int64_t j = 0; j < m; j++) ta[j] = combine(op, ta[j], rk[j * sw]);
+        for (int64_t j = 0; j < m; j++) ta[j] = combine(op, ta[j], val(op, rk[j * sw]));
         if (op == POOL_STOCH)
-            for (int64_t j = 0; j < m; j++) t2a[j] += rk[j * sw] * rk[j * sw];
+            for (int64_t j = 0; j < m; j++) {
+                const float v = val(op, rk[j * sw]);
+                t2a[j] += v * v;
+            }
     }
 }
 
@@ -191,7 +206,10 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
                     }
                     yr[j] = acc[j] / (float)(ch * cw);
                 } else if (op == POOL_STOCH) {
-                    yr[j] = acc[j] != 0.0f ? acc2[j] / acc[j] : 0.0f;
+                    /* acc = sum(a+) >= every a+ in the window, so no cancellation: the ratio
+                     * is as accurate as the sums. A +inf cell wins the whole probability
+                     * (inf/inf would say NaN); NaN != 0, so NaN goes on to the division. */
+                    yr[j] = acc[j] == INFINITY ? INFINITY : acc[j] != 0.0f ? acc2[j] / acc[j] : 0.0f;
                 } else {
                     yr[j] = acc[j];
                 }
@@ -203,7 +221,10 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
 static inline int pool_bad(const nd_pool_params *p)
 {
     return p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
-           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0;
+           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, 1, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, 1, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->c, p->oh, p->ow, p->kh, p->kw);
 }
 
 /* Fan out only when there is enough work to pay for waking the thread team. */

@@ -8,10 +8,16 @@ the input or its left padding. AvgPool's count_include_pad divides by the
 window clipped to the padded input, as PyTorch does under ceil_mode.
 
 StochasticPool is the *inference* rule of stochastic pooling (Zeiler &
-Fergus): the probability-weighted sum sum(p_i a_i) with p_i = a_i / sum(a),
-i.e. sum(a^2) / sum(a), 0 where the window sums to 0. It expects
-non-negative inputs (it follows a ReLU); padded cells count as absent.
-Training-time sampling is deliberately not provided.
+Fergus; the lecture's s_j = sum(p_i a_i)): the expected value of the cell that
+training-time sampling would pick. The lecture's p_i = a_i / sum(a) is a
+probability only for non-negative a (it follows a ReLU), so netdsl takes the
+selection probability from the positive part a+ = max(a, 0):
+    p_i = a+_i / sum(a+),   output = sum(p_i a_i) = sum(a+^2) / sum(a+),
+which is the lecture's rule wherever the input is non-negative. A cell <= 0 is
+never picked; a window with no positive cell gives 0; a +inf cell gives +inf; a
+NaN cell gives NaN. Padded cells count as absent. (Without the clamp, windows
+whose values sum to nearly 0 divide by that cancellation and the result is
+noise.) Training-time sampling is deliberately not provided.
 
 MACs are 0 for every op here: pooling multiplies nothing, and the papers'
 operation counts (which netdsl reproduces) count conv and FC layers only.
@@ -144,19 +150,24 @@ class AvgPool(_Pool):
 @register
 class StochasticPool(_Pool):
     name = "StochasticPool"
-    doc = "Stochastic pooling at inference: sum(p_i·a_i) with p_i = a_i / sum(a) per window."
+    doc = ("Stochastic pooling at inference: sum(p_i·a_i) per window with p_i = a+_i / sum(a+), "
+           "a+ = max(a, 0) (0 if no cell is positive).")
 
     def explain(self, a, shapes, out):
         return super().explain(a, shapes, out) + [
-            "each output: Σ p_i·a_i with p_i = a_i / Σ a  (= Σ a² / Σ a; 0 if Σ a = 0)"]
+            "each output: Σ p_i·a_i with p_i = a⁺_i / Σ a⁺, a⁺ = max(a, 0)  (= Σ a⁺² / Σ a⁺; "
+            "0 if no a_i > 0; the lecture's a_i / Σ a for non-negative inputs)"]
 
     def reference(self, a, xs, w):
         x = xs[0]
         win = self._windows(a, x)                 # padded cells are 0: they add to neither sum
-        s1 = win.sum(axis=(4, 5))
-        s2 = (win * win).sum(axis=(4, 5))
-        out = np.zeros_like(s1)
-        np.divide(s2, s1, out=out, where=s1 != 0)
+        pos = np.where(win < 0, 0, win)           # a+ = max(a, 0), NaN kept
+        s1 = pos.sum(axis=(4, 5))
+        with np.errstate(invalid="ignore"):
+            s2 = (pos * pos).sum(axis=(4, 5))
+            out = np.zeros_like(s1)
+            np.divide(s2, s1, out=out, where=s1 != 0)   # NaN != 0: a NaN cell gives NaN
+        out[np.isposinf(s1)] = np.inf             # a +inf cell takes all the probability
         return out
 
 

@@ -1,5 +1,7 @@
 """cffi build script (API mode, out of line) for the C kernels in csrc/.
 
+NETDSL_ASAN=1 / NETDSL_UBSAN=1 build instrumented kernels (docs/RUNTIME.md says how to run them).
+
 Every csrc/**/*.c is compiled into `netdsl._kernels`; csrc/nd_common.h and
 every csrc/kernels/*.h are the cdef (lines starting with '#' dropped). OpenMP is
 used when the compiler accepts -fopenmp, otherwise the kernels run on one
@@ -62,6 +64,12 @@ extra_link = ["-fopenmp"] if OPENMP else []
 if os.environ.get("NETDSL_ASAN"):
     flags += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1", "-g"]
     extra_link += ["-fsanitize=address"]
+if os.environ.get("NETDSL_UBSAN"):
+    # Undefined behaviour (signed overflow, bad shifts, misaligned loads...) aborts the process
+    # with a report instead of being recovered from; -fno-wrapv so that signed overflow is UB
+    # whatever the compiler's default. See docs/RUNTIME.md "Checking memory safety".
+    flags += ["-fsanitize=undefined", "-fno-sanitize-recover=all", "-fno-wrapv", "-fno-omit-frame-pointer", "-g"]
+    extra_link += ["-fsanitize=undefined"]
 
 ffi = FFI()
 ffi.cdef(_cdef_text())

@@ -240,13 +240,18 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
 
     # 6. kernel calls
     if kernels:
+        from .executor import PlanError
         for s in steps:
             fn = builder(s.op)
             nd = graph[s.node]
             if fn is None:
                 raise NetDSLError(f"no C kernel for {s.op} (layer {s.node})", nd.span,
                                   "this op runs only in the numpy reference executor for now")
-            s.call = fn(nd.attrs, [graph[p].shape for p in graph.preds(s.node)], nd.shape, n)
+            try:
+                s.call = fn(nd.attrs, [graph[p].shape for p in graph.preds(s.node)], nd.shape, n)
+            except PlanError as e:   # sizes the kernel cannot take: refused before any C runs
+                raise NetDSLError(f"layer {s.node}: {e}", nd.span,
+                                  "make the stride, padding or sizes of this layer smaller") from None
     return plan
 
 

@@ -23,8 +23,10 @@ ffi, lib = L.ffi, L.lib
 
 ISAS = ["portable", "avx2", "avx512"]
 SIZES = [1, 7, 13, 17, 31, 64, 129, 300]
-ACTS = {0: lambda y: y, 1: lambda y: np.maximum(y, 0), 2: lambda y: np.where(y >= 0, y, 0.01 * y),
-        3: lambda y: 1 / (1 + np.exp(-y)), 4: np.tanh}
+ACTS = {lib.ND_ACT_NONE: lambda y: y, lib.ND_ACT_RELU: lambda y: np.maximum(y, 0),
+        lib.ND_ACT_LEAKYRELU: lambda y: np.where(y >= 0, y, 0.01 * y),
+        lib.ND_ACT_SIGMOID: lambda y: 1 / (1 + np.exp(-y)), lib.ND_ACT_TANH: np.tanh}
+ACT_ORDER = sorted(ACTS)
 
 
 @pytest.fixture(params=ISAS)
@@ -35,7 +37,7 @@ def isa(request):
         yield request.param
 
 
-def gemm(a, b, bias=None, bias_mode=0, act=0, trans_a=False, trans_b=False, threads=2, packed=False):
+def gemm(a, b, bias=None, bias_mode=0, act=lib.ND_ACT_NONE, trans_a=False, trans_b=False, threads=2, packed=False):
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     p = ffi.new("nd_gemm_params *", dict(m=m, n=n, k=k, trans_a=trans_a, trans_b=trans_b,
@@ -56,7 +58,7 @@ def gemm(a, b, bias=None, bias_mode=0, act=0, trans_a=False, trans_b=False, thre
     return c
 
 
-def check(m, n, k, trans_a=False, trans_b=False, bias_mode=0, act=0, threads=2, packed=False, seed=0):
+def check(m, n, k, trans_a=False, trans_b=False, bias_mode=0, act=lib.ND_ACT_NONE, threads=2, packed=False, seed=0):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
@@ -77,7 +79,7 @@ def check(m, n, k, trans_a=False, trans_b=False, bias_mode=0, act=0, threads=2, 
 # every (M, N) pair; K, storage order, bias and act cycle so each appears with each size
 CASES = []
 for i, (m, n) in enumerate(itertools.product(SIZES, SIZES)):
-    CASES.append((m, n, SIZES[(i * 3 + 1) % len(SIZES)], bool(i % 2), bool((i // 2) % 2), i % 3, i % 5,
+    CASES.append((m, n, SIZES[(i * 3 + 1) % len(SIZES)], bool(i % 2), bool((i // 2) % 2), i % 3, ACT_ORDER[i % 5],
                   1 + (i // 4) % 2))
 
 
@@ -94,18 +96,18 @@ def test_gemm_odd_sizes(case, isa):
 def test_gemm_blocking(case, threads, isa):
     """Past every cache block (MC, KC, NC) and the small-M paths, both thread counts."""
     m, n, k = case
-    check(m, n, k, bias_mode=1, act=1, threads=threads)
+    check(m, n, k, bias_mode=1, act=lib.ND_ACT_RELU, threads=threads)
     check(m, n, k, trans_b=True, bias_mode=2, threads=threads, seed=1)
 
 
 @pytest.mark.parametrize("m,k", [(1, 1), (13, 300), (129, 17)], ids=lambda v: str(v))
 def test_gemm_prepacked_a(m, k, isa):
-    check(m, 31, k, bias_mode=1, act=2, packed=True)
+    check(m, 31, k, bias_mode=1, act=lib.ND_ACT_LEAKYRELU, packed=True)
     check(m, 7, k, trans_a=True, packed=True)
 
 
 def test_gemm_k_zero_gives_bias(isa):
-    check(7, 13, 0, bias_mode=2, act=1)
+    check(7, 13, 0, bias_mode=2, act=lib.ND_ACT_RELU)
 
 
 def test_gemm_rejects_bad_sizes():

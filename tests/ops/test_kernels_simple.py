@@ -284,7 +284,7 @@ def test_batchnorm(shape, relu, request):
     params = {k: v.astype(np.float32) for k, v in _bn_params(shape[1], rng).items()}
 
     def fuse(kc):
-        kc.fields["relu"] = int(relu)           # what a fusion pass would set
+        kc.fields["act"] = lib.ND_ACT_RELU if relu else lib.ND_ACT_NONE           # what a fusion pass would set
     got, want = run("BatchNorm", {"eps": 1e-3}, [x], params, tweak=fuse)
     if relu:
         want = np.maximum(want, 0)
@@ -350,7 +350,7 @@ def test_add(shapes, inplace, relu, request):
     rng = rng_for(case)
 
     def fuse(kc):
-        kc.fields["relu"] = int(relu)
+        kc.fields["act"] = lib.ND_ACT_RELU if relu else lib.ND_ACT_NONE
     got, want = run("Add", {}, [rng.standard_normal(s) for s in shapes], inplace=inplace, tweak=fuse)
     if relu:
         want = np.maximum(want, 0)

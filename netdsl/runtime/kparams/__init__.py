@@ -29,6 +29,26 @@ class KernelCall:
     extra: dict = field(default_factory=dict)
 
 
+# The window kernels' index arithmetic stays below this (csrc/dispatch.h: ND_INDEX_MAX / 4).
+INDEX_LIMIT = 2**58
+
+
+def check_window(op, axis, size, out, k, s, d, p0, p1):
+    """PlanError unless every index a window kernel forms along one axis fits its limit.
+
+    Along an axis the kernels form o*s - p0 + i*d (o < out, i < k) and clipping sums around
+    it; all are bounded by out*s + p0 + p1 + k*d + size + s, which must stay <= INDEX_LIMIT
+    so that no signed overflow can happen in C whatever the compiler flags. For a transposed
+    conv pass the input size as `out` and the output size as `size` (its windows run over
+    the input)."""
+    bound = out * s + p0 + p1 + k * d + size + s
+    if bound > INDEX_LIMIT:
+        from ..executor import PlanError
+        raise PlanError(f"{op}: along {axis} the kernel's indices reach {out}·{s} + {p0} + {p1} + {k}·{d} + "
+                        f"{size} + {s} = {bound:,}, past the kernels' limit 2^58 = {INDEX_LIMIT:,} "
+                        f"(stride, dilation or padding this large cannot be run)")
+
+
 def kparams(*ops):
     def deco(fn):
         for op in ops:

@@ -3,8 +3,8 @@
 Field conventions shared by the three structs: the input is (n, c, h, w) with
 the batch included; output (oc, oh, ow); kernel (kh, kw), stride (sh, sw),
 dilation (dh, dw); pads (pad_t, pad_l, pad_b, pad_r) — input padding for
-Conv/Local, output cropping for ConvTranspose; `act` is the fused activation
-code (ACT_CODES); `threads` is the thread count the workspace is sized for
+Conv/Local, output cropping for ConvTranspose; `act` is the fused activation,
+an `nd_act` code read from the C header through cffi (act_code); `threads` is the thread count the workspace is sized for
 (the kernels never use more). Workspace sizes come from the C side
 (nd_<op>_ws_floats) so the two never disagree.
 
@@ -19,19 +19,25 @@ import numpy as np
 
 from .. import lib as _lib
 from ..executor import PlanError, check_int64
-from . import KernelCall, kparams
+from . import KernelCall, check_window, kparams
 
-ACT_CODES = {"none": 0, None: 0, "relu": 1, "leakyrelu": 2, "sigmoid": 3, "tanh": 4}
-
-
-def act_code(a):
+def act_code(a, op="this layer"):
+    """The `nd_act` code (csrc/nd_common.h) of a node's fused activation `a["act"]`:
+    "leakyrelu" -> lib.ND_ACT_LEAKYRELU. The one place Python turns an activation
+    name into a kernel code; the codes themselves live only in the C enum."""
     act = a.get("act", "none")
-    if act not in ACT_CODES:
-        raise PlanError(f"no fused kernel epilogue for activation {act!r}")
-    return ACT_CODES[act]
+    name = "none" if act is None else act
+    code = None
+    if isinstance(name, str) and name.isidentifier():
+        code = getattr(_lib.lib, f"ND_ACT_{name.upper()}", None)
+    if not isinstance(code, int):
+        known = sorted(k[len("ND_ACT_"):].lower() for k in dir(_lib.lib) if k.startswith("ND_ACT_"))
+        raise PlanError(f"{op} has no fused kernel epilogue for activation {act!r} "
+                        f"(the kernels fuse: {', '.join(known)})")
+    return code
 
 
-def _window_fields(a, in_shape, out_shape, n):
+def _window_fields(a, in_shape, out_shape, n, op="Conv", transposed=False):
     c, h, w = in_shape
     oc, oh, ow = out_shape
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a.get("dilation", (1, 1))
@@ -41,6 +47,14 @@ def _window_fields(a, in_shape, out_shape, n):
     check_int64("input", n, c, h, w)
     check_int64("output", n, oc, oh, ow)
     check_int64("window", c, kh, kw, oh, ow, max(kh, kw) * max(dh, dw) + 1)
+    check_int64("patches", n, oh, ow, c, kh, kw)
+    check_int64("local workspace", f["threads"], n, c, kh, kw)
+    if transposed:     # the windows run over the input: y[iy*sh - pt + i*dh]
+        check_window(op, "H", oh, h, kh, sh, dh, t, b)
+        check_window(op, "W", ow, w, kw, sw, dw, l, r)
+    else:
+        check_window(op, "H", h, oh, kh, sh, dh, t, b)
+        check_window(op, "W", w, ow, kw, sw, dw, l, r)
     return f
 
 
@@ -59,7 +73,7 @@ def _weights(a):
 @kparams("Conv")
 def conv(a, in_shapes, out_shape, n):
     f = _window_fields(a, in_shapes[0], out_shape, n)
-    f.update(groups=a.get("groups", 1), act=act_code(a), w_packed_mr=0, residual=int(bool(a.get("residual"))),
+    f.update(groups=a.get("groups", 1), act=act_code(a, "Conv"), w_packed_mr=0, residual=int(bool(a.get("residual"))),
              algo=0)
     if f["residual"] and (len(in_shapes) != 2 or tuple(in_shapes[1]) != tuple(out_shape)):
         raise PlanError(f"a residual Conv needs a second input shaped like its output {out_shape}")
@@ -93,8 +107,8 @@ def conv(a, in_shapes, out_shape, n):
 
 @kparams("ConvTranspose")
 def conv_transpose(a, in_shapes, out_shape, n):
-    f = _window_fields(a, in_shapes[0], out_shape, n)
-    f.update(groups=a.get("groups", 1), act=act_code(a))
+    f = _window_fields(a, in_shapes[0], out_shape, n, "ConvTranspose", transposed=True)
+    f.update(groups=a.get("groups", 1), act=act_code(a, "ConvTranspose"))
     check_int64("weight", f["c"], f["oc"] // f["groups"], f["kh"], f["kw"])
     check_int64("column buffer", f["oc"] // f["groups"], f["kh"], f["kw"], f["h"], f["w"])
     ws = _ws("nd_convtranspose_ws_floats", "nd_convtranspose_params", f)
@@ -103,11 +117,11 @@ def conv_transpose(a, in_shapes, out_shape, n):
 
 @kparams("Local")
 def local(a, in_shapes, out_shape, n):
-    f = _window_fields(a, in_shapes[0], out_shape, n)
-    f.update(act=act_code(a))
+    f = _window_fields(a, in_shapes[0], out_shape, n, "Local")
+    f.update(act=act_code(a, "Local"))
     check_int64("weight", f["oh"], f["ow"], f["oc"], f["c"], f["kh"], f["kw"])
     ws = _ws("nd_local_ws_floats", "nd_local_params", f)
     return KernelCall("nd_local_f32", "nd_local_params", f, ws, weights=_weights(a))
 
 
-__all__ = ["ACT_CODES", "act_code", "conv", "conv_transpose", "local"]
+__all__ = ["act_code", "conv", "conv_transpose", "local"]

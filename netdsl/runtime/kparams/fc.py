@@ -20,7 +20,7 @@ def fc(a, in_shapes, out_shape, n):
     check_int64("input", n, in_f)
     check_int64("output", n, out_f)
     check_int64("weight", out_f, in_f)
-    f = dict(n=n, in_features=in_f, out_features=out_f, act=act_code(a),
+    f = dict(n=n, in_features=in_f, out_features=out_f, act=act_code(a, "FC"),
              threads=max(1, _lib.max_threads()))
     p = _lib.ffi.new("nd_fc_params *", f)
     ws = int(_lib.lib.nd_fc_ws_floats(p))

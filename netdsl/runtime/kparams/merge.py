@@ -2,8 +2,8 @@
 
 Concat passes each input's per-sample element count (C_i·H·W): joining on
 the channel axis of NCHW is laying those blocks end to end. Add/Mul pass the
-output's (C, H·W) and, per input, whether it is full size (0) or one value per
-channel ((C,1,1) or (C,), code 1). The kernel holds at most MAX_INPUTS
+output's (C, H·W), the fused activation (an nd_act, act_code) and, per input,
+whether it is full size (0) or one value per channel ((C,1,1) or (C,), code 1). The kernel holds at most MAX_INPUTS
 pointers' worth of per-input fields.
 """
 from __future__ import annotations
@@ -12,19 +12,9 @@ import math
 
 from ..executor import PlanError
 from . import KernelCall, kparams
+from .conv import act_code
 
 MAX_INPUTS = 128   # the array bound in csrc/kernels/merge.h
-
-
-def relu_flag(op, a):
-    """The kernels' fused epilogue is ReLU or nothing; anything else a fusion pass
-    put on the node is refused here rather than silently dropped."""
-    act = a.get("act", "none")
-    if a.get("relu") or act == "relu":
-        return 1
-    if act in (None, "none"):
-        return 0
-    raise PlanError(f"{op} has no fused {act!r} epilogue (only relu)")
 
 
 def _check_count(op, k):
@@ -51,7 +41,7 @@ def _eltwise(op, name):
                 bcast.append(1)
             else:
                 raise PlanError(f"{op}: input shape {s} neither matches {out_shape} nor is per-channel")
-        fields = dict(n=n, c=c, hw=hw, ninputs=len(in_shapes), relu=relu_flag(op, a), bcast=bcast)
+        fields = dict(n=n, c=c, hw=hw, ninputs=len(in_shapes), act=act_code(a, op), bcast=bcast)
         return KernelCall(f"nd_{name}_f32", f"nd_{name}_params", fields, weights=(None, None))
     build.__name__ = f"{name}_params"
     return build

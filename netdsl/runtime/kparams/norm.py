@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import KernelCall, kparams
-from .merge import relu_flag
+from .conv import act_code
 
 
 def batchnorm_scale_shift(eps):
@@ -30,7 +30,7 @@ def batchnorm_scale_shift(eps):
 @kparams("BatchNorm")
 def batchnorm(a, in_shapes, out_shape, n):
     s = in_shapes[0]
-    fields = dict(n=n, c=s[0], hw=math.prod(s[1:]), relu=relu_flag("BatchNorm", a))
+    fields = dict(n=n, c=s[0], hw=math.prod(s[1:]), act=act_code(a, "BatchNorm"))
     return KernelCall("nd_batchnorm_f32", "nd_batchnorm_params", fields, weights=("scale", "shift"),
                       extra={"prepare_weights": batchnorm_scale_shift(a["eps"])})
 

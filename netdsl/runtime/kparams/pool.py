@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import math
 
-from . import KernelCall, kparams
+from ..executor import check_int64
+from . import KernelCall, check_window, kparams
 
 
-def _window_pool(name):
+def _window_pool(name, op):
     def build(a, in_shapes, out_shape, n):
         c, h, w = in_shapes[0]
         _, oh, ow = out_shape
         (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+        check_int64("input", n, c, h, w)
+        check_int64("windows", n, c, oh, ow, kh, kw)
+        check_window(op, "H", h, oh, kh, sh, 1, t, b)
+        check_window(op, "W", w, ow, kw, sw, 1, l, r)
         fields = dict(n=n, c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw,
                       pad_t=t, pad_l=l, pad_b=b, pad_r=r,
                       count_include_pad=int(bool(a.get("count_include_pad", False))))
@@ -35,6 +40,6 @@ def _global_pool(name):
 
 
 for _op in ("MaxPool", "MinPool", "AvgPool", "StochasticPool"):
-    kparams(_op)(_window_pool(_op.lower()))
+    kparams(_op)(_window_pool(_op.lower(), _op))
 for _op in ("GlobalAvgPool", "GlobalMaxPool"):
     kparams(_op)(_global_pool(_op.lower()))
