@@ -32,6 +32,8 @@ class ReLU(OpSpec):
     def reference(self, a, xs, w):
         return np.maximum(xs[0], 0)
 
+    samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
+
 
 @register
 class LeakyReLU(OpSpec):
@@ -51,6 +53,8 @@ class LeakyReLU(OpSpec):
         x = xs[0]
         return np.where(x >= 0, x, x * a["slope"]).astype(x.dtype, copy=False)
 
+    samples = (({}, [(3, 5, 7)]), (dict(slope=0.2), [(13,)]))
+
 
 @register
 class Sigmoid(OpSpec):
@@ -69,6 +73,8 @@ class Sigmoid(OpSpec):
         x = xs[0]
         return (0.5 * (1 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
 
+    samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
+
 
 @register
 class Tanh(OpSpec):
@@ -84,6 +90,8 @@ class Tanh(OpSpec):
 
     def reference(self, a, xs, w):
         return np.tanh(xs[0])
+
+    samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
 
 
 def _over(shape):
@@ -109,6 +117,8 @@ class Softmax(OpSpec):
         e = np.exp(x - x.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
+    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]))
+
 
 @register
 class LogSoftmax(OpSpec):
@@ -121,3 +131,5 @@ class LogSoftmax(OpSpec):
 
     def reference(self, a, xs, w):
         return _log_softmax(xs[0])
+
+    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]))
