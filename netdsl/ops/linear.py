@@ -92,4 +92,5 @@ class FC(OpSpec):
         (dict(out_features=5), [(7,)]),
         (dict(out_features=3, bias=False, act="tanh"), [(2, 3, 5)]),     # a feature map, flattened
         (dict(out_features=9, act="leakyrelu"), [(33,)]),
+        (dict(out_features=4, act="relu"), [(2, 5, 5)]),
     )

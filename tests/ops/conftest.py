@@ -163,12 +163,13 @@ def check(got, want, case, atol=0.0, rtol=0.0):
     assert got.shape == want.shape, f"{case}: shape {got.shape} != {want.shape}"
     g = got.astype(np.float64)
     same = (g == want) | (np.isnan(g) & np.isnan(want))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):           # inf - inf, 0·inf: those cells are `same` or bad
         diff = np.where(same, 0.0, np.abs(g - want))
-    bad = ~(same | (diff <= atol + rtol * np.abs(want)))
+        bad = ~(same | (diff <= atol + rtol * np.abs(want)))
     if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)), got.shape)
-        pytest.fail(f"{case}: max abs diff {np.nanmax(np.where(bad, diff, 0)):.3g} "
+        off = np.where(bad, np.nan_to_num(diff, nan=np.inf), -1.0)   # NaN where a number is due: inf off
+        i = np.unravel_index(np.argmax(off), got.shape)
+        pytest.fail(f"{case}: max abs diff {off.max():.3g} "
                     f"(atol {atol:g}, rtol {rtol:g}); {bad.sum()} of {bad.size} cells off, "
                     f"e.g. at {i}: got {got[i]!r}, want {want[i]!r}")
 

@@ -11,6 +11,12 @@ every vector width and of every window). A grown shape the op refuses
 written must always be valid. Ids name the case:
 `portable-Conv-out_channels=4,kernel=3-in3x7x9-n1`.
 
+A second test puts NaN, +inf and -inf into the first input (batch-3 cases) and holds
+the kernel to the same reference: non-finite values must land where the oracle puts
+them, never be replaced. (It found the nearest Upsample reference turning inf into NaN
+by weighting with 0·inf; the known fused-ReLU NaN->0 cases are marked xfail until the
+C fix lands.)
+
 The path is the runtime's: bind -> resolve -> infer -> the op's kparams builder
 -> executor.Program (params filled by field name, weights prepacked, the output
 prefilled with NaN so a cell never written fails) -> one nd_run_plan call, with
@@ -96,21 +102,48 @@ def _weights(spec, a, shapes, rng):
     return out
 
 
+def _known_nan_to_zero(op, attrs):
+    """Issue 7, bug 2: the fused ReLU epilogue of the GEMM-based kernels turns NaN into 0.
+    The C fix (csrc/) makes these cases pass (they xpass); then delete this function and its use."""
+    return attrs.get("act") == "relu" and len(ops.get(op).epilogues) > 1    # Conv, ConvTranspose, FC
+
+
 @pytest.mark.parametrize("op,attrs,shapes,n,opts", CASES)
 def test_kernel_matches_reference(op, attrs, shapes, n, opts, isa, request):
-    case = request.node.callspec.id
+    _run_case(op, attrs, shapes, n, opts, request.node.callspec.id)
+
+
+@pytest.mark.parametrize("op,attrs,shapes,n,opts", [p for p in CASES if p.values[3] == 3])
+def test_kernel_propagates_non_finite(op, attrs, shapes, n, opts, isa, request):
+    """NaN, +inf and -inf in the first input (batch 3) end up where the reference puts them:
+    NaN stays NaN, and inf stays inf or becomes NaN exactly where the reference's arithmetic
+    makes it one (inf - inf, 0·inf). The other cells are held to the same tolerance as above."""
+    if _known_nan_to_zero(op, attrs):
+        request.node.add_marker(pytest.mark.xfail(reason="issue 7 bug 2: fused ReLU turns NaN into 0"))
+    _run_case(op, attrs, shapes, n, opts, request.node.callspec.id, non_finite=True)
+
+
+def _run_case(op, attrs, shapes, n, opts, case, non_finite=False):
     rng = rng_for(case)
     xs = [rng.standard_normal((n, *s)).astype(np.float32) * 2 for s in shapes]
     if opts.get("nonneg"):
         xs = [np.abs(x) for x in xs]
+    if non_finite:
+        flat = xs[0].reshape(-1)
+        flat[flat.size // 2] = np.nan
+        flat[flat.size // 3] = np.inf
+        if not opts.get("nonneg"):
+            flat[-1] = -np.inf
     spec, a, out_shape, call = kernel_plan(op, attrs, shapes, n)
     params = _weights(spec, a, shapes, rng)
-    want = spec.reference(a, [x.astype(np.float64) for x in xs],
+    with np.errstate(invalid="ignore", over="ignore"):     # inf - inf in the oracle is the point
+        want = spec.reference(a, [x.astype(np.float64) for x in xs],
                           {k: v.astype(np.float64) for k, v in params.items()})
     w, bias = kernel_weights(call, params)
     out_floats = n * math.prod(out_shape)
     got = run_call(call, xs, w, bias, out_floats).reshape(n, *out_shape)
     want = np.asarray(want, np.float64).reshape(got.shape)
+    finite = np.isfinite(want)
     terms = max(1.0, spec.macs(a, shapes, out_shape) / max(1, math.prod(out_shape)))
-    tol = 1e-5 * math.sqrt(terms) * max(1.0, float(np.abs(want).max()))
+    tol = 1e-5 * math.sqrt(terms) * max(1.0, float(np.abs(want[finite]).max(initial=0.0)))
     check(got, want, case, atol=tol)
