@@ -70,9 +70,13 @@ def write_ops_markdown(path: str) -> bool:
     if new == text:
         return False
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(new)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(new)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise NetDSLError(f"cannot write {path}: {e.strerror or e}",
+                          hint="check the file and its directory are writable") from None
     return True
 
 

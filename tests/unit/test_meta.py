@@ -9,9 +9,9 @@ not that a name is mentioned somewhere:
 - every op with a kernel has at least one case in the generic kernel test
   (tests/ops/test_op_kernels.CASES, the list pytest parametrizes), so deleting the
   samples, the builder or that test file fails here;
-- every op has a hand-checked reference test: a call in tests/ops/test_*.py (outside the
-  generic test) whose first argument is the op's name, found by parsing the code, so a
-  name in a comment, a docstring or an id list does not count;
+- every op has a hand-checked reference test: a call of the reference-test fixture
+  (`nd.run("PReLU", ...)`, tests/ops/conftest.py) with the op's name in tests/ops/test_*.py,
+  found by parsing the code, so a name in a comment, a string or an id list does not count;
 - the op table in docs/LANGUAGE.md is exactly what `netdsl ops --markdown --write` writes.
 """
 from __future__ import annotations
@@ -102,15 +102,17 @@ def test_every_kernel_runs_in_the_generic_kernel_test():
 
 @functools.lru_cache(maxsize=1)
 def _ops_called_in_tests():
-    """Op names passed as the first argument of a call in tests/ops/test_*.py (not the generic test)."""
+    """Op names written as the first argument of a call to the reference-test fixture
+    (`nd.run("MaxPool", ...)`, `nd.prepare(...)`, `nd.n_params(...)`) in tests/ops/test_*.py."""
     names = set()
     for f in sorted(os.listdir(OPS_TESTS)):
-        if not (f.startswith("test_") and f.endswith(".py")) or f == "test_op_kernels.py":
+        if not (f.startswith("test_") and f.endswith(".py")):
             continue
         tree = ast.parse(open(os.path.join(OPS_TESTS, f), encoding="utf-8").read())
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "nd" \
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 names.add(node.args[0].value)
     return names
 
@@ -120,7 +122,7 @@ def test_every_op_has_a_hand_checked_test(name):
     spec = SPECS[name]
     called = _ops_called_in_tests()
     assert {spec.name, *spec.aliases} & called, \
-        f"no test in tests/ops calls a helper with {name!r} (e.g. nd.run({name!r}, x, ...) against hand values)"
+        f"no test in tests/ops checks {name}'s reference by hand: nd.run({name!r}, x, ...) against known values"
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
