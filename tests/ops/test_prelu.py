@@ -72,8 +72,9 @@ def _special(x):
 @needs_kernels
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
 @pytest.mark.parametrize("shape,k", [((3, 5, 7, 9), 5), ((1, 17, 13, 3), 1), ((3, 13), 13), ((1, 1, 1, 5), 1),
-                                     ((2, 3, 40, 41), 3)],
-                         ids=["n3-c5-h7-w9", "n1-c17-shared", "n3-f13", "n1-c1-h1-w5", "n2-c3-h40-w41"])
+                                     ((2, 3, 40, 41), 3), ((2, 8, 64, 65), 8)],
+                         ids=["n3-c5-h7-w9", "n1-c17-shared", "n3-f13", "n1-c1-h1-w5", "n2-c3-h40-w41",
+                              "n2-c8-h64-w65-threads"])
 def test_kernel(shape, k, inplace, isa):
     rng = np.random.default_rng(shape[1])
     x = _special(rng.standard_normal(shape).astype(np.float32) * 3)
@@ -128,6 +129,20 @@ def test_a_wrong_slope_count_is_a_located_error():
     text = e.value.render()
     assert "bad.net:2:" in text and "PReLU has 3 slopes but its input has 8 channels" in text
     assert "^" in text and "PReLU(1)" in text
+
+
+@pytest.mark.parametrize("arg,msg", [("0", "'num_parameters' must be channels (one slope per channel) or 1"),
+                                     ("slopes", "'num_parameters' must be channels"),
+                                     ("num_parameters=channels", None)])
+def test_slope_argument(arg, msg):
+    src = f"input x: 4x5x5\nPReLU({arg})"
+    if msg is None:
+        assert netdsl.parse(src).state_dict()["prelu1.weight"].shape == (4,)
+        return
+    with pytest.raises(NetDSLError) as e:
+        netdsl.parse(src, "bad.net")
+    text = e.value.render()
+    assert msg in text and "bad.net:2:7" in text and "hint:" in text
 
 
 @needs_kernels
