@@ -127,7 +127,7 @@ def test_a_wrong_slope_count_is_a_located_error():
     with pytest.raises(NetDSLError) as e:
         netdsl.parse("input x: 3x8x8\nConv(8, 3) - PReLU(3)", "bad.net")
     text = e.value.render()
-    assert "bad.net:2:" in text and "PReLU has 3 slopes but its input has 8 channels" in text
+    assert "bad.net:2:" in text and "PReLU at prelu1: 3 slopes (num_parameters=3) but the input has 8 channels" in text
     assert "^" in text and "PReLU(1)" in text
 
 
