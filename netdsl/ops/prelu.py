@@ -47,7 +47,8 @@ class PReLU(OpSpec):
         k = c if a["num_parameters"] == "channels" else a["num_parameters"]
         if k not in (1, c):
             raise OpError(f"{k} slopes (num_parameters={k}) but the input has {c} channels",
-                          attr="num_parameters", hint=f"write PReLU (one slope per channel: {c}) or PReLU(1) (one shared slope)")
+                          attr="num_parameters",
+                          hint=f"write PReLU (one slope per channel: {c}) or PReLU(1) (one shared slope)")
         a["num_parameters"] = k
         return a
 
