@@ -21,9 +21,18 @@ if not L.available():
     pytest.skip("C kernels not built: python netdsl/runtime/_build.py", allow_module_level=True)
 ffi, lib = L.ffi, L.lib
 
+ISAS = ["portable", "avx2", "avx512"]
 SIZES = [1, 7, 13, 17, 31, 64, 129, 300]
 ACTS = {0: lambda y: y, 1: lambda y: np.maximum(y, 0), 2: lambda y: np.where(y >= 0, y, 0.01 * y),
         3: lambda y: 1 / (1 + np.exp(-y)), 4: np.tanh}
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    if request.param not in L.supported_isas():
+        pytest.skip(f"this CPU has no {request.param}")
+    with L.using_isa(request.param):
+        yield request.param
 
 
 def gemm(a, b, bias=None, bias_mode=0, act=0, trans_a=False, trans_b=False, threads=2, packed=False):
