@@ -72,7 +72,7 @@ def as_nchw():
 
 
 # ---------------------------------------------------------------- C kernel helpers
-# One copy, shared by test_kernels_*.py, test_gemm.py, test_op_kernels.py and the op tests
+# One copy, shared by test_kernels_*.py, test_op_kernels.py and the op tests
 # (`from conftest import kernel_plan, kcall, check, ...`). Nothing here imports the compiled
 # extension at import time: a checkout without it still collects, and the kernel tests skip.
 
