@@ -30,6 +30,8 @@ class ReLU(acts.Pointwise):
     def reference(self, a, xs, w):
         return acts.relu(xs[0])
 
+    samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
+
 
 @register
 class LeakyReLU(acts.Pointwise):
@@ -44,6 +46,8 @@ class LeakyReLU(acts.Pointwise):
     def reference(self, a, xs, w):
         return acts.leaky_relu(xs[0], a["slope"])
 
+    samples = (({}, [(3, 5, 7)]), (dict(slope=0.2), [(13,)]))
+
 
 @register
 class Sigmoid(acts.Pointwise):
@@ -57,6 +61,8 @@ class Sigmoid(acts.Pointwise):
     def reference(self, a, xs, w):
         return acts.sigmoid(xs[0])
 
+    samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
+
 
 @register
 class Tanh(acts.Pointwise):
@@ -69,6 +75,8 @@ class Tanh(acts.Pointwise):
 
     def reference(self, a, xs, w):
         return acts.tanh(xs[0])
+
+    samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
 
 
 def _over(shape):
@@ -94,6 +102,8 @@ class Softmax(OpSpec):
         e = np.exp(x - x.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
+    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]))
+
 
 @register
 class LogSoftmax(OpSpec):
@@ -106,3 +116,5 @@ class LogSoftmax(OpSpec):
 
     def reference(self, a, xs, w):
         return _log_softmax(xs[0])
+
+    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]))

@@ -11,6 +11,7 @@ capability flags that passes and the planner read (never op names), and:
     window(a, shapes)   -> (kh, kw, sh, sw) for receptive-field arithmetic
     reference(a, xs, w) -> ndarray  the numpy oracle, batched NCHW float
     explain(a, shapes, out) -> [str]  the arithmetic a student does by hand
+    samples = ((attrs, [input shapes]), ...)  small valid instances the generic tests run
 
 Shapes never include the batch: (C, H, W) for feature maps, (F,) for
 vectors. `a` is a plain dict of resolved attribute values.
@@ -203,6 +204,10 @@ class OpSpec:
     arity: int | tuple | None = 1  # exact count, (min, max), or None: two or more (merges)
     flags: frozenset = frozenset()  # elementwise, inplace_ok, has_weights, fusible_epilogue, merge, no_op
     doc: str = ""
+    # Small, cheap, valid instances: (keyword attrs, [input shapes without the batch]) or
+    # (attrs, shapes, {"nonneg": True}) when the op is defined for non-negative inputs only.
+    # One per distinct code path; tests/ops/test_op_kernels.py runs each on every ISA.
+    samples: tuple = ()
 
     # -- attributes
     def bind(self, args, kwargs, defaults=None):

@@ -148,6 +148,18 @@ class Conv(_Window):
             y = y + xs[1]
         return apply_act(y, a["act"])
 
+    samples = (
+        (dict(out_channels=4, kernel=3), [(3, 7, 9)]),
+        (dict(out_channels=5, kernel=3, stride=2, pad=1, act="relu"), [(3, 9, 7)]),
+        (dict(out_channels=4, kernel=(3, 5), pad=(1, 2, 0, 1), dilation=2, bias=False, act="leakyrelu"),
+         [(3, 11, 13)]),
+        (dict(out_channels=6, kernel=3, pad=1, groups=2, act="sigmoid"), [(4, 7, 7)]),
+        (dict(out_channels=6, kernel=3, stride=2, pad=1, groups=6, act="tanh"), [(6, 9, 9)]),   # depthwise
+        (dict(out_channels=7, kernel=1), [(5, 5, 7)]),                                           # 1x1 GEMM
+        (dict(out_channels=5, kernel=5), [(3, 5, 5)]),                    # one output pixel: dot products
+        (dict(out_channels=4, kernel=3, pad=1, residual=True, act="relu"), [(3, 7, 7), (4, 7, 7)]),
+    )
+
 
 @register
 class Local(_Window):
@@ -207,3 +219,8 @@ class Local(_Window):
         if a["bias"]:
             y = y + w["bias"][None]
         return y
+
+    samples = (
+        (dict(out_channels=3, kernel=3), [(2, 5, 7)]),
+        (dict(out_channels=4, kernel=(3, 2), stride=2, pad=1, dilation=(1, 2), bias=False), [(3, 7, 9)]),
+    )

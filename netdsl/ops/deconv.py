@@ -178,3 +178,11 @@ class ConvTranspose(OpSpec):
         if a["bias"]:
             y = y + w["bias"].reshape(1, -1, 1, 1)
         return apply_act(y, a["act"])
+
+    samples = (
+        (dict(out_channels=3, kernel=4, stride=2, pad=1), [(2, 5, 5)]),
+        (dict(out_channels=4, kernel=3, stride=3, output_padding=2, act="sigmoid"), [(3, 5, 3)]),
+        (dict(out_channels=3, kernel=(3, 5), stride=(2, 1), pad=(1, 0, 0, 2), dilation=2, bias=False),
+         [(2, 5, 7)]),
+        (dict(out_channels=4, kernel=2, stride=2, groups=2, act="relu"), [(4, 3, 5)]),
+    )

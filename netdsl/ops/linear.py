@@ -88,3 +88,10 @@ class FC(OpSpec):
         if a["bias"]:
             y = y + w["bias"]
         return apply_act(y, a["act"])
+
+    samples = (
+        (dict(out_features=5), [(7,)]),
+        (dict(out_features=3, bias=False, act="tanh"), [(2, 3, 5)]),     # a feature map, flattened
+        (dict(out_features=9, act="leakyrelu"), [(33,)]),
+        (dict(out_features=4, act="relu"), [(2, 5, 5)]),
+    )

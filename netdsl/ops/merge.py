@@ -60,6 +60,8 @@ class Concat(OpSpec):
     def reference(self, a, xs, w):
         return np.concatenate(xs, axis=1)
 
+    samples = (({}, [(3, 5, 7), (2, 5, 7)]), ({}, [(1, 3, 3), (4, 3, 3), (2, 3, 3)]), ({}, [(3,), (5,)]))
+
 
 class _Elementwise(OpSpec):
     arity = None
@@ -97,6 +99,8 @@ class Add(_Elementwise):
             out = out + x
         return apply_act(out, a.get("act", "none"))
 
+    samples = (({}, [(3, 5, 7)] * 2), (dict(act="relu"), [(2, 5, 5)] * 3), ({}, [(7,), (7,)]))
+
 
 def _per_channel(s, c):
     return tuple(s) in ((c, 1, 1), (c,))
@@ -126,3 +130,6 @@ class Mul(_Elementwise):
                 out = out.reshape(*out.shape, 1, 1)
             out = out * x
         return out
+
+    samples = (({}, [(3, 5, 7)] * 2), ({}, [(3, 5, 7), (3, 1, 1)]), ({}, [(3,), (3, 5, 5)]),
+               ({}, [(5,), (5,), (5,)]))

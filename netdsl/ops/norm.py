@@ -88,6 +88,8 @@ class BatchNorm(OpSpec):
         y = apply_act(y, a.get("act", "none"))
         return y.astype(np.result_type(x, w["weight"]), copy=False)
 
+    samples = (({}, [(3, 5, 7)]), (dict(eps=1e-3, act="relu"), [(5, 3, 3)]), ({}, [(7,)]))
+
 
 @register
 class LRN(OpSpec):
@@ -118,3 +120,5 @@ class LRN(OpSpec):
         sq = np.pad(x * x, ((0, 0), (lo, hi), (0, 0), (0, 0)))   # zero channels past both ends
         total = sum(sq[:, i:i + c] for i in range(size))
         return x / (a["k"] + a["alpha"] / size * total) ** a["beta"]
+
+    samples = (({}, [(7, 5, 5)]), (dict(size=2, alpha=1e-2, beta=0.5, k=2.0), [(3, 5, 7)]))

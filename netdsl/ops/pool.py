@@ -87,6 +87,13 @@ class _Pool(OpSpec):
         xp = pad_nchw(x, (t, l, b + extra_h, r + extra_w), self.fill)
         return windows(xp, a["kernel"], a["stride"])[:, :, :oh, :ow]
 
+    samples = (
+        (dict(kernel=2), [(3, 7, 9)]),                       # odd sizes: the last row/column dropped
+        (dict(kernel=3, stride=2, pad=1, ceil_mode=True), [(2, 9, 8)]),
+        (dict(kernel=(3, 2), stride=(1, 3), pad=(1, 0, 0, 1)), [(2, 7, 11)]),
+        (dict(kernel=2, ceil_mode=True), [(3, 5, 7)]),
+    )
+
 
 @register
 class MaxPool(_Pool):
@@ -146,6 +153,8 @@ class AvgPool(_Pool):
         dw = self._divisor(x.shape[3], kw, sw, l, r, ow, a["count_include_pad"])
         return (total / np.outer(dh, dw)).astype(x.dtype, copy=False)
 
+    samples = _Pool.samples + ((dict(kernel=3, stride=2, pad=1, count_include_pad=False), [(2, 7, 9)]),)
+
 
 @register
 class StochasticPool(_Pool):
@@ -170,6 +179,8 @@ class StochasticPool(_Pool):
         out[np.isposinf(s1)] = np.inf             # a +inf cell takes all the probability
         return out
 
+    samples = tuple((a, s, {"nonneg": True}) for a, s in _Pool.samples)   # p_i = a_i / Σ a assumes a ≥ 0
+
 
 class _Global(OpSpec):
     arity = 1
@@ -187,6 +198,8 @@ class _Global(OpSpec):
         c, h, w = shapes[0]
         return [f"{self.what} over {h}·{w} = {h * w} values per channel: "
                 f"{shape_str(shapes[0])} → {shape_str(out)}"]
+
+    samples = (({}, [(3, 5, 7)]), ({}, [(1, 1, 1)]), ({}, [(2, 13, 11)]))
 
 
 @register

@@ -95,10 +95,19 @@ class Upsample(OpSpec):
         oh, ow = a["size"]
         r0, r1, fr = _source_index(oh, h, a["mode"], a["align_corners"])
         c0, c1, fc = _source_index(ow, wd, a["mode"], a["align_corners"])
+        if a["mode"] == "nearest":          # a copy: weights of 0 would turn inf into NaN (inf·0)
+            return x[:, :, r0][:, :, :, c0]
         fr, fc = fr[:, None], fc[None, :]
         top = x[:, :, r0][:, :, :, c0] * (1 - fc) + x[:, :, r0][:, :, :, c1] * fc
         bottom = x[:, :, r1][:, :, :, c0] * (1 - fc) + x[:, :, r1][:, :, :, c1] * fc
         return (top * (1 - fr) + bottom * fr).astype(x.dtype, copy=False)
+
+    samples = (
+        (dict(scale=2), [(2, 3, 5)]),
+        (dict(scale=(2, 3), mode="bilinear"), [(2, 3, 5)]),
+        (dict(size=(7, 11), mode="bilinear", align_corners=True), [(2, 3, 5)]),
+        (dict(size=(3, 4)), [(2, 5, 7)]),                     # shrinking
+    )
 
 
 # ---------------------------------------------------------------- Pad
@@ -149,6 +158,13 @@ class Pad(OpSpec):
         if a["mode"] == "constant":
             return np.pad(x, widths, constant_values=a["value"])
         return np.pad(x, widths, mode="reflect" if a["mode"] == "reflect" else "edge")
+
+    samples = (
+        (dict(pad=1), [(2, 3, 5)]),
+        (dict(pad=(0, 1, 2, 3), mode="reflect"), [(2, 5, 7)]),
+        (dict(pad=2, mode="replicate"), [(2, 3, 5)]),
+        (dict(pad=(1, 2), value=-1.5), [(1, 3, 3)]),
+    )
 
 
 # ---------------------------------------------------------------- Crop
@@ -215,3 +231,9 @@ class Crop(OpSpec):
     def reference(self, a, xs, w):
         (y0, x0), (oh, ow) = a["offset"], a["size"]
         return xs[0][:, :, y0:y0 + oh, x0:x0 + ow]
+
+    samples = (
+        (dict(size=(3, 5)), [(2, 7, 9)]),
+        (dict(size=3, offset=(1, 2)), [(2, 5, 7)]),
+        ({}, [(2, 7, 9), (1, 3, 5)]),                         # to a second input's size (U-Net)
+    )

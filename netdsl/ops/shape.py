@@ -44,6 +44,8 @@ class Flatten(OpSpec):
     def reference(self, a, xs, w):
         return xs[0].reshape(xs[0].shape[0], -1)
 
+    samples = (({}, [(3, 5, 7)]),)
+
 
 def _target_shape(v, name):
     shape = int_tuple(v, name)
@@ -101,6 +103,8 @@ class Reshape(OpSpec):
     def reference(self, a, xs, w):
         return xs[0].reshape(xs[0].shape[0], *a["shape"])
 
+    samples = ((dict(shape=(5, 21)), [(3, 5, 7)]), (dict(shape=(-1,)), [(3, 5, 7)]))
+
 
 @register
 class Identity(OpSpec):
@@ -113,6 +117,8 @@ class Identity(OpSpec):
 
     def reference(self, a, xs, w):
         return xs[0]
+
+    samples = (({}, [(3, 5, 7)]),)
 
 
 def _probability(v, name):
@@ -136,3 +142,5 @@ class Dropout(OpSpec):
 
     def reference(self, a, xs, w):
         return xs[0]
+
+    samples = ((dict(p=0.3), [(3, 5, 7)]),)

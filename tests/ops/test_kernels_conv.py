@@ -25,34 +25,22 @@ from netdsl.runtime import lib as L
 from netdsl.runtime.executor import Program, Step, run_call
 from netdsl.runtime.kparams import builder
 
+from conftest import kernel_plan   # the `isa` fixture (every ISA the CPU has) is there too
+
 if not L.available():
     pytest.skip("C kernels not built: python netdsl/runtime/_build.py", allow_module_level=True)
-
-ISAS = ["portable", "avx2", "avx512"]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    if request.param not in L.supported_isas():
-        pytest.skip(f"this CPU has no {request.param}")
-    with L.using_isa(request.param):
-        yield request.param
-
 
 def check(op, kwargs, shape, n, k_terms, seed=0, prepack=True, algo=0):
     """Run op through kparams + executor and compare with the numpy reference.
     algo (Conv): force an algorithm (nd_conv_params.algo; 2 = transposed GEMM, 3 = direct)."""
-    spec = ops.get(op)
     shapes = [tuple(shape)]
-    a = spec.resolve(spec.bind((), kwargs), shapes)
-    out_shape = tuple(spec.infer(a, shapes))
+    spec, a, out_shape, call = kernel_plan(op, kwargs, shapes, n)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, *shape)).astype(np.float32)
     w = spec.init(a, shapes, rng)
     if "bias" in w:
         w["bias"] = rng.standard_normal(w["bias"].shape).astype(np.float32)
     ref = spec.reference(a, [x.astype(np.float64)], {k: v.astype(np.float64) for k, v in w.items()})
-    call = builder(op)(a, shapes, out_shape, n)
     if algo:
         call.fields["algo"] = algo
         call.ws_floats = int(L.lib.nd_conv_ws_floats(L.ffi.new("nd_conv_params *", call.fields)))

@@ -30,10 +30,7 @@ CASES = [  # (n, c, h, w, oc, k, stride, pad, groups, act)
 
 @pytest.mark.parametrize("algo", [0, 2, 3], ids=["auto", "transposed", "direct"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}-c{}-h{}-w{}-oc{}-k{}-s{}-p{}-g{}-{}".format(*c))
-@pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
-def test_conv_residual(case, isa, algo):
-    if isa not in lib.supported_isas():
-        pytest.skip(f"no {isa} on this CPU")
+def test_conv_residual(case, isa, algo):      # isa: the fixture in tests/ops/conftest.py
     n, c, h, w, oc, k, s, p, g, act = case
     spec = ops.get("Conv")
     kw = {"stride": s, "pad": p, "groups": g, "act": act}
@@ -48,12 +45,11 @@ def test_conv_residual(case, isa, algo):
           "bias": rng.standard_normal(oc).astype(np.float32)}
     want = spec.reference(a, [x.astype(np.float64), r.astype(np.float64)],
                           {k_: v.astype(np.float64) for k_, v in wt.items()})
-    with lib.using_isa(isa):
-        call = builder("Conv")(a, [x_shape, out], out, n)
-        if algo:   # ignored by grouped convs
-            call.fields["algo"] = algo
-            call.ws_floats = int(lib.lib.nd_conv_ws_floats(lib.ffi.new("nd_conv_params *", call.fields)))
-        got = run_call(call, [x, r], wt["weight"], wt["bias"], out_floats=n * int(np.prod(out)))
+    call = builder("Conv")(a, [x_shape, out], out, n)
+    if algo:   # ignored by grouped convs
+        call.fields["algo"] = algo
+        call.ws_floats = int(lib.lib.nd_conv_ws_floats(lib.ffi.new("nd_conv_params *", call.fields)))
+    got = run_call(call, [x, r], wt["weight"], wt["bias"], out_floats=n * int(np.prod(out)))
     got = got.reshape(want.shape)
     err = np.abs(got - want).max() / np.abs(want).max()
     assert err < 1e-4, f"max rel diff {err:.3g}"

@@ -14,84 +14,17 @@ from __future__ import annotations
 
 import itertools
 import math
-import zlib
 
 import numpy as np
 import pytest
 
-from netdsl import ops
 from netdsl.ops.base import OpError
-from netdsl.runtime.kparams import builder
+
+# the shared kernel-test helpers (tests/ops/conftest.py)
+from conftest import check, kcall, kernel_plan as plan, kernel_vs_reference as run, ptr as _ptr, rng_for
 
 _k = pytest.importorskip("netdsl._kernels", reason="C kernels not built: python netdsl/runtime/_build.py")
 ffi, lib = _k.ffi, _k.lib
-
-
-# ---------------------------------------------------------------- call helpers
-
-def _ptr(arr, ctype="const float *"):
-    return ffi.NULL if arr is None else ffi.cast(ctype, ffi.from_buffer(arr))
-
-
-def kcall(kc, xs, out_shape, w=None, bias=None, out=None):
-    """Fill kc's params struct and call its kernel on float32 inputs; returns out.
-
-    `out` may be one of `xs` (in-place). Inputs must stay alive during the call:
-    they are held in `xs`.
-    """
-    p = ffi.new(kc.struct + " *", kc.fields)
-    if out is None:
-        out = np.full(out_shape, np.nan, np.float32)      # NaN: an unwritten cell fails the test
-    ins = ffi.new("const float *[]", [_ptr(x) for x in xs])
-    ws = np.empty(kc.ws_floats, np.float32) if kc.ws_floats else None
-    status = getattr(lib, kc.symbol)(p, _ptr(out, "float *"), ins, _ptr(w), _ptr(bias), _ptr(ws, "float *"))
-    assert status == lib.ND_OK, f"{kc.symbol} returned status {status}"
-    return out
-
-
-def plan(op, kwargs, shapes, n):
-    """(spec, resolved attrs, output shape, KernelCall) as the planner would build them."""
-    spec = ops.get(op)
-    a = spec.resolve(spec.bind((), kwargs), shapes)
-    out_shape = tuple(spec.infer(a, shapes))
-    return spec, a, out_shape, builder(op)(a, shapes, out_shape, n)
-
-
-def run(op, kwargs, xs, params=None, inplace=None, tweak=None):
-    """Kernel output (float32) and float64 reference output for one case."""
-    xs = [np.ascontiguousarray(x, np.float32) for x in xs]
-    n = xs[0].shape[0]
-    spec, a, out_shape, kc = plan(op, kwargs, [tuple(x.shape[1:]) for x in xs], n)
-    if tweak:
-        tweak(kc)
-    w = bias = None
-    if "prepare_weights" in kc.extra:
-        w, bias = kc.extra["prepare_weights"](params)
-    x64 = [x.astype(np.float64) for x in xs]
-    p64 = {k: np.asarray(v, np.float64) for k, v in (params or {}).items()}
-    want = spec.reference(a, x64, p64)
-    got = kcall(kc, xs, (n, *out_shape), w, bias, out=None if inplace is None else xs[inplace])
-    return got, np.asarray(want, np.float64).reshape(got.shape)
-
-
-def check(got, want, case, atol=0.0, rtol=0.0):
-    """Assert |got - want| <= atol + rtol*|want| everywhere (NaN only where want is NaN)."""
-    assert got.shape == want.shape, f"{case}: shape {got.shape} != {want.shape}"
-    g = got.astype(np.float64)
-    same = (g == want) | (np.isnan(g) & np.isnan(want))
-    with np.errstate(invalid="ignore"):
-        diff = np.where(same, 0.0, np.abs(g - want))
-    bad = ~(same | (diff <= atol + rtol * np.abs(want)))
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, diff, -1)), got.shape)
-        pytest.fail(f"{case}: max abs diff {np.nanmax(np.where(bad, diff, 0)):.3g} "
-                    f"(atol {atol:g}, rtol {rtol:g}); {bad.sum()} of {bad.size} cells off, "
-                    f"e.g. at {i}: got {got[i]!r}, want {want[i]!r}")
-
-
-def rng_for(case):
-    """A generator seeded by the case id: reruns and single-case runs see the same data."""
-    return np.random.default_rng(zlib.crc32(case.encode()))
 
 
 # ---------------------------------------------------------------- window pools

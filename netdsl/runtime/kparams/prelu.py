@@ -1,0 +1,17 @@
+"""Params for csrc/kernels/prelu.c: PReLU, one slope per channel or one shared.
+
+The shape collapses to (n, c, hw): a (C, H, W) map is c = C, hw = H·W; a vector
+(F,) is c = F, hw = 1. The slopes are the node's `weight`, passed as w; no bias.
+"""
+from __future__ import annotations
+
+import math
+
+from . import KernelCall, kparams
+
+
+@kparams("PReLU")
+def prelu(a, in_shapes, out_shape, n):
+    s = in_shapes[0]
+    fields = dict(n=n, c=s[0], hw=math.prod(s[1:]), nw=a["num_parameters"])
+    return KernelCall("nd_prelu_f32", "nd_prelu_params", fields, weights=("weight", None))
