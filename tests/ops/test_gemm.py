@@ -21,20 +21,11 @@ if not L.available():
     pytest.skip("C kernels not built: python netdsl/runtime/_build.py", allow_module_level=True)
 ffi, lib = L.ffi, L.lib
 
-ISAS = ["portable", "avx2", "avx512"]
 SIZES = [1, 7, 13, 17, 31, 64, 129, 300]
 ACTS = {lib.ND_ACT_NONE: lambda y: y, lib.ND_ACT_RELU: lambda y: np.maximum(y, 0),
         lib.ND_ACT_LEAKYRELU: lambda y: np.where(y >= 0, y, 0.01 * y),
         lib.ND_ACT_SIGMOID: lambda y: 1 / (1 + np.exp(-y)), lib.ND_ACT_TANH: np.tanh}
 ACT_ORDER = sorted(ACTS)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    if request.param not in L.supported_isas():
-        pytest.skip(f"this CPU has no {request.param}")
-    with L.using_isa(request.param):
-        yield request.param
 
 
 def gemm(a, b, bias=None, bias_mode=0, act=lib.ND_ACT_NONE, trans_a=False, trans_b=False, threads=2, packed=False):

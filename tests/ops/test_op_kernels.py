@@ -102,12 +102,6 @@ def _weights(spec, a, shapes, rng):
     return out
 
 
-def _known_nan_to_zero(op, attrs):
-    """Issue 7, bug 2: the fused ReLU epilogue of the GEMM-based kernels turns NaN into 0.
-    The C fix (csrc/) makes these cases pass (they xpass); then delete this function and its use."""
-    return attrs.get("act") == "relu" and len(ops.get(op).epilogues) > 1    # Conv, ConvTranspose, FC
-
-
 @pytest.mark.parametrize("op,attrs,shapes,n,opts", CASES)
 def test_kernel_matches_reference(op, attrs, shapes, n, opts, isa, request):
     _run_case(op, attrs, shapes, n, opts, request.node.callspec.id)
@@ -118,8 +112,6 @@ def test_kernel_propagates_non_finite(op, attrs, shapes, n, opts, isa, request):
     """NaN, +inf and -inf in the first input (batch 3) end up where the reference puts them:
     NaN stays NaN, and inf stays inf or becomes NaN exactly where the reference's arithmetic
     makes it one (inf - inf, 0·inf). The other cells are held to the same tolerance as above."""
-    if _known_nan_to_zero(op, attrs):
-        request.node.add_marker(pytest.mark.xfail(reason="issue 7 bug 2: fused ReLU turns NaN into 0"))
     _run_case(op, attrs, shapes, n, opts, request.node.callspec.id, non_finite=True)
 
 
