@@ -11,6 +11,7 @@ until real ones are loaded; the runtime is built on first call.
 from __future__ import annotations
 
 import gc
+import numbers
 import os
 import threading
 
@@ -26,6 +27,8 @@ DEFAULT_RUN_LEVEL = 3   # every pass: outputs equal -O0's within float rounding 
 
 
 class Model:
+    MAX_THREADS = 1024      # OpenMP threads per call: more is a typo, not a setting
+
     def __init__(self, graph: Graph, name: str = "model", path: str | None = None, threads: int | None = None):
         self.graph = graph
         self.name = name
@@ -40,6 +43,7 @@ class Model:
         self._generation = 0
         self._session_generation = -1
         self._weights_loaded = False    # True once weights were loaded (not the seed-0 init)
+        self._checked_batches = set()   # batch sizes whose memory need was checked
         self._threads = threads
         self.opt_level = 0          # optimization level the graph was compiled at
         self.run_level = DEFAULT_RUN_LEVEL   # passes applied (on a copy) before running
@@ -104,8 +108,11 @@ class Model:
 
     @threads.setter
     def threads(self, t):
-        if t is not None and (not isinstance(t, int) or t < 1):
+        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1):
             raise NetDSLError(f"threads must be a positive integer, got {t!r}")
+        if t is not None and t > self.MAX_THREADS:
+            raise NetDSLError(f"threads = {t} is more than the {self.MAX_THREADS} netdsl accepts",
+                              hint=f"this machine has {os.cpu_count()} cores; leave threads unset to use them all")
         with self._lock:
             self._threads = t
             if self._session is not None:
@@ -144,13 +151,17 @@ class Model:
         from .runtime.memory import check_fits
         check_fits(self.graph, batch, weights_allocated=self._weights is not None, extra=extra)
 
+    def _check_batch(self, n, copies):
+        """Before converting the inputs: a new batch size (or any input copy) must fit."""
+        if n not in self._checked_batches or copies:
+            self.check_memory(n, extra=copies)
+            self._checked_batches.add(n)
+
     def __call__(self, x):
         """Run the network: x is a float32 array [N, C, H, W] (or {input name: array}).
         One output -> an array; several -> {output name: array}."""
         from .runtime.session import prepare_inputs
-        inputs = prepare_inputs(self.graph, x)
-        if self._session is None:              # first call: will it fit, before building anything
-            self.check_memory(next(iter(inputs.values())).shape[0])
+        inputs = prepare_inputs(self.graph, x, self._check_batch)
         out = self.session().run(inputs)
         return next(iter(out.values())) if len(out) == 1 else out
 

@@ -110,8 +110,11 @@ class Session:
         return out
 
 
-def prepare_inputs(graph, x) -> dict:
-    """Validate and convert user inputs to C-contiguous float32 [N, *shape] arrays."""
+def prepare_inputs(graph, x, before_convert=None) -> dict:
+    """Validate and convert user inputs to C-contiguous float32 [N, *shape] arrays.
+    before_convert(n, nbytes), when given, is called after validation and before any copy
+    (nbytes: what the conversions will allocate), so a caller can refuse a batch that
+    cannot fit before it is materialized."""
     if not isinstance(x, dict):
         if len(graph.inputs) != 1:
             raise NetDSLError(f"this network has inputs {', '.join(graph.inputs)}: pass a dict "
@@ -146,5 +149,9 @@ def prepare_inputs(graph, x) -> dict:
         if n0 is not None and a.shape[0] != n0:
             raise NetDSLError("all inputs must have the same batch size")
         n0 = a.shape[0]
-        out[name] = np.ascontiguousarray(a, dtype=np.float32)
-    return out
+        out[name] = a
+    if before_convert is not None:
+        copies = sum(a.size * 4 for a in out.values()
+                     if a.dtype != np.float32 or not a.flags.c_contiguous)
+        before_convert(n0, copies)
+    return {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in out.items()}
