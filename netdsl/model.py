@@ -43,7 +43,7 @@ class Model:
         self._generation = 0
         self._session_generation = -1
         self._weights_loaded = False    # True once weights were loaded (not the seed-0 init)
-        self._checked_batches = set()   # batch sizes whose memory need was checked
+        self._arena_bytes = {}          # batch size -> planned arena bytes (memory checks)
         self._threads = threads
         self.opt_level = 0          # optimization level the graph was compiled at
         self.run_level = DEFAULT_RUN_LEVEL   # passes applied (on a copy) before running
@@ -148,14 +148,16 @@ class Model:
     def check_memory(self, batch: int, extra: int = 0):
         """Raise a located NetDSLError when the weights and the arena for `batch` (plus `extra`
         bytes) do not fit in the memory available (NETDSL_MEMORY_LIMIT, else MemAvailable)."""
-        from .runtime.memory import check_fits
-        check_fits(self.graph, batch, weights_allocated=self._weights is not None, extra=extra)
+        from .runtime.memory import arena_bytes, check_fits
+        if batch not in self._arena_bytes:
+            self._arena_bytes[batch] = arena_bytes(self.graph, batch)
+        check_fits(self.graph, batch, weights_allocated=self._weights is not None, extra=extra,
+                   arena=self._arena_bytes[batch])
 
     def _check_batch(self, n, copies):
         """Before converting the inputs: a new batch size (or any input copy) must fit."""
-        if n not in self._checked_batches or copies:
+        if n not in self._arena_bytes or copies:
             self.check_memory(n, extra=copies)
-            self._checked_batches.add(n)
 
     def __call__(self, x):
         """Run the network: x is a float32 array [N, C, H, W] (or {input name: array}).

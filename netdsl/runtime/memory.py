@@ -120,14 +120,21 @@ def check_weights_fit(graph) -> None:
                       f"{ENV}=BYTES overrides the memory limit")
 
 
-def check_fits(graph, n: int, weights_allocated: bool = False, extra: int = 0, extra_what: str = "input") -> None:
-    """Before the first run at batch n: weights (unless already allocated) + arena + extra must fit."""
+def arena_bytes(graph, n: int) -> int:
+    """The planner's arena for batch n (memory plan only: no C, nothing allocated)."""
+    from .plan import lower
+    return lower(graph, n, kernels=False).arena_bytes
+
+
+def check_fits(graph, n: int, weights_allocated: bool = False, extra: int = 0, extra_what: str = "input",
+               arena: int | None = None) -> None:
+    """Before the first run at batch n: weights (unless already allocated) + arena + extra must fit.
+    `arena`: the arena bytes when the caller has them (see arena_bytes)."""
     avail, source = available_memory()
     if avail is None:
         return
-    from .plan import lower
     wb = 0 if weights_allocated else weight_bytes(graph)
-    arena = lower(graph, n, kernels=False).arena_bytes
+    arena = arena_bytes(graph, n) if arena is None else arena
     parts = [("weights", wb), (f"arena for batch {n}", arena), (extra_what, extra)]
     if sum(b for _, b in parts) > avail:
         nd, b = _largest_output(graph, n)
