@@ -16,7 +16,9 @@ a small hostile file cannot make the loader decompress gigabytes.
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -24,6 +26,11 @@ from ..errors import Diagnostic, NetDSLError
 
 NPY_HEADER_MAX = 65536 + 16      # npy v1 headers are at most 65535 bytes; real ones are ~128
 MAX_ITEMSIZE = 16                # the widest numeric dtype accepted (float128); float32 is 4
+# What zipfile, zlib and numpy's npy reader raise on a truncated, corrupt or hostile file (found by
+# flipping bytes of real .npz files: unknown zip versions and encryption flags are NotImplementedError
+# and RuntimeError, a damaged deflate stream zlib.error). Anything else is a bug, not a bad file.
+READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+               RuntimeError, struct.error, OverflowError)
 HINT = ("weights must match the network's names and PyTorch layouts "
         "(see m.state_dict() for the expected list)")
 
@@ -131,7 +138,7 @@ def load(path: str, expected: dict | None = None, strict: bool = True) -> dict:
         return _load_npz(path, expected, strict)
     except NetDSLError:
         raise
-    except Exception as e:  # noqa: BLE001 — zip, npy and safetensors readers raise many kinds
+    except READ_ERRORS + _safetensors_errors() as e:   # what the readers raise on a bad file (fuzzed)
         raise NetDSLError(f"cannot read weights from {path}: {type(e).__name__}: {e}",
                           hint="the file is truncated, corrupt, or not a weights file")
 
@@ -221,6 +228,14 @@ def _load_safetensors(path, expected, strict):
             dtype = np.dtype(dt) if dt else np.dtype(object)
             headers[k] = (shape, dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize)
         return {k: f.get_tensor(k) for k in _select(path, headers, expected, strict)}
+
+
+def _safetensors_errors() -> tuple:
+    try:
+        from safetensors import SafetensorError
+        return (SafetensorError,)
+    except ImportError:
+        return ()
 
 
 def _safetensors():
