@@ -103,8 +103,11 @@ def _refuse(what, need_parts, avail, source, nd, nd_bytes, nd_what, hint):
     return NetDSLError(Diagnostic(msg, nd.span if nd is not None else None, hint, notes))
 
 
-HINT = (f"use a smaller batch (--batch) or a smaller input size; {ENV}=BYTES overrides the "
-        "memory limit")
+def _hint(n, nd_bytes, avail) -> str:
+    if nd_bytes > avail:        # one layer alone is too large
+        what = "fewer channels or a smaller input size" if n == 1 else "a smaller batch (--batch), fewer channels or a smaller input size"
+        return f"that layer alone does not fit: use {what}; {ENV}=BYTES overrides the memory limit"
+    return f"use a smaller batch (--batch) or a smaller input size; {ENV}=BYTES overrides the memory limit"
 
 
 def check_weights_fit(graph) -> None:
@@ -115,7 +118,7 @@ def check_weights_fit(graph) -> None:
     wb = weight_bytes(graph)
     if wb > avail:
         nd, b = _largest_weights(graph)
-        raise _refuse("this network's weights", [("weights", wb)], avail, source, nd, b,
+        raise _refuse("initializing this network's weights", [("weights", wb)], avail, source, nd, b,
                       "its weights are", "use fewer channels or smaller layers; "
                       f"{ENV}=BYTES overrides the memory limit")
 
@@ -139,7 +142,7 @@ def check_fits(graph, n: int, weights_allocated: bool = False, extra: int = 0, e
     if sum(b for _, b in parts) > avail:
         nd, b = _largest_output(graph, n)
         raise _refuse(f"running this network at batch {n}", parts, avail, source, nd, b,
-                      f"its output for batch {n} is", HINT)
+                      f"its output for batch {n} is", _hint(n, b, avail))
 
 
 def check_plan_fits(graph, plan, weights: dict) -> None:
@@ -152,4 +155,4 @@ def check_plan_fits(graph, plan, weights: dict) -> None:
     if sum(b for _, b in parts) > avail:
         nd, b = _largest_output(graph, plan.n)
         raise _refuse(f"running this network at batch {plan.n}", parts, avail, source, nd, b,
-                      f"its output for batch {plan.n} is", HINT)
+                      f"its output for batch {plan.n} is", _hint(plan.n, b, avail))

@@ -63,8 +63,15 @@ def test_memory_limit_refuses_before_allocating(monkeypatch):
     assert "but only 20 MiB of memory is available (NETDSL_MEMORY_LIMIT)" in text
     assert "weights 154 KiB" in text                            # 157,480 B / 1024 = 153.8
     assert "the largest layer is c1 (Conv, big.net line 2): its output for batch 64 is 64 MiB" in text
-    assert "big.net:2:" in text and "hint: use a smaller batch" in text
+    assert "big.net:2:" in text and "hint: that layer alone does not fit: use a smaller batch" in text
     assert m._weights is None and m._session is None          # nothing was allocated
+    # batch 4: c1 and c2 outputs 64*64*64*4*4 B = 4 MiB each, both live: arena 8 MiB; each layer fits
+    monkeypatch.setenv("NETDSL_MEMORY_LIMIT", str(6 * 2**20))
+    with pytest.raises(NetDSLError) as e:
+        m(x[:4])
+    text = str(e.value)
+    assert "needs 8.15 MiB (weights 154 KiB + arena for batch 4 8 MiB) but only 6 MiB" in text
+    assert "its output for batch 4 is 4 MiB" in text and "hint: use a smaller batch (--batch)" in text
     monkeypatch.setenv("NETDSL_MEMORY_LIMIT", str(2**40))
     assert m(x[:1]).shape == (1, 10)                           # fits: runs
 
@@ -75,7 +82,8 @@ def test_weights_too_large_are_refused_before_init(monkeypatch):
     with pytest.raises(NetDSLError) as e:
         m.state_dict()
     text = str(e.value)
-    assert "this network's weights needs 110 MiB" in text     # (288*100000 + 100000 + 224+8)*4 B
+    # (288*100000 + 100000 + 8*27 + 8) * 4 B = 115,600,896 B = 110.2 MiB
+    assert "initializing this network's weights needs 110 MiB (weights 110 MiB)" in text
     assert "the largest layer is big (FC, w.net line 2): its weights are 110 MiB" in text
     assert m._weights is None
 
