@@ -105,7 +105,8 @@ def _refuse(what, need_parts, avail, source, nd, nd_bytes, nd_what, hint):
 
 def _hint(n, nd_bytes, avail) -> str:
     if nd_bytes > avail:        # one layer alone is too large
-        what = "fewer channels or a smaller input size" if n == 1 else "a smaller batch (--batch), fewer channels or a smaller input size"
+        what = "fewer channels or a smaller input size" if n == 1 else \
+            "a smaller batch (--batch), fewer channels or a smaller input size"
         return f"that layer alone does not fit: use {what}; {ENV}=BYTES overrides the memory limit"
     return f"use a smaller batch (--batch) or a smaller input size; {ENV}=BYTES overrides the memory limit"
 

@@ -53,7 +53,7 @@ def test_run_too_large_for_memory_is_refused_before_drawing_the_input(capsys, mo
     assert "running this network at batch 100000 needs" in err and "input 391 MiB" in err
     assert "but only 64 MiB of memory is available (NETDSL_MEMORY_LIMIT)" in err
     assert "the largest layer is C1 (Conv, lenet5.net line 10)" in err
-    assert "hint: that layer alone does not fit" in err        # C1: 100000 x 6x28x28 x 4 B = 1.75 GiB
+    assert "hint: that layer alone does not fit" in err   # C1: 100000 x 6x28x28 x 4 B = 1.75 GiB
     assert peak < 32 * 2**20                    # neither the input nor the arena was allocated
 
 
@@ -75,8 +75,9 @@ def test_run_huge_png_and_16bit_png(capsys, tmp_path):
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 10000,
-                                        8, 0, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    ihdr = struct.pack(">IIBBBBB", 20000, 10000, 8, 0, 0, 0, 0)     # claims 200 megapixels
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                                        chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
     rc, _, err = run(capsys, "run", "lenet5", "--input", str(tmp_path / "huge.png"))
     assert rc == 1 and "200,000,000 pixels, more than the limit" in err
     v = np.full((32, 32), 65535, np.uint16)
