@@ -46,7 +46,7 @@ def expected(graph) -> dict:
 
 def _entry_problem(k, shape, dtype, want) -> str | None:
     """What is wrong with entry k declared as (shape, dtype), or None; want: name -> shape."""
-    if dtype.kind not in "fiu":
+    if getattr(dtype, "kind", "?") not in "fiu":        # a str: a file dtype numpy has no name for
         return f"'{k}' has dtype {dtype}; expected float32"
     if tuple(shape) != want[k]:
         return f"'{k}' has shape {list(shape)}; the network expects {list(want[k])}"
@@ -225,8 +225,8 @@ def _load_safetensors(path, expected, strict):
             shape = tuple(sl.get_shape())
             dt = {"F64": "f8", "F32": "f4", "F16": "f2", "BF16": None, "I64": "i8", "I32": "i4", "I16": "i2",
                   "I8": "i1", "U8": "u1", "BOOL": "?"}.get(sl.get_dtype(), None)
-            dtype = np.dtype(dt) if dt else np.dtype(object)
-            headers[k] = (shape, dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize)
+            dtype = np.dtype(dt) if dt else sl.get_dtype()        # e.g. BF16: reported, never read
+            headers[k] = (shape, dtype, int(np.prod(shape, dtype=object)) * getattr(dtype, "itemsize", 2))
         return {k: f.get_tensor(k) for k in _select(path, headers, expected, strict)}
 
 

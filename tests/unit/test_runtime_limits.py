@@ -267,3 +267,23 @@ def test_pytorch_counter_entries_are_ignored_in_files(tmp_path):
     m.load_weights(str(tmp_path / "w.npz"))
     x = np.ones((1, 3, 8, 8), np.float32)
     np.testing.assert_allclose(m(x), numpy_forward(sd, x), rtol=1e-4, atol=1e-4)
+
+
+def test_safetensors_checked_from_the_header(tmp_path):
+    """An entry numpy cannot represent (BF16) or that the network lacks is reported, unread."""
+    pytest.importorskip("safetensors")
+    import json
+    m = netdsl.parse(NET)
+    m.save_weights(str(tmp_path / "a.safetensors"))
+    data = (tmp_path / "a.safetensors").read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    h = json.loads(data[8:8 + n])
+    h["c1.bias"]["dtype"], h["c1.bias"]["shape"] = "BF16", [8]        # same 16 bytes, another type
+    h["extra"] = dict(h["fc.bias"])
+    hb = json.dumps(h).encode()
+    hb += b" " * (-len(hb) % 8)
+    (tmp_path / "b.safetensors").write_bytes(struct.pack("<Q", len(hb)) + hb + data[8 + n:])
+    with pytest.raises(NetDSLError) as e:
+        m.load_weights(str(tmp_path / "b.safetensors"))
+    text = str(e.value)
+    assert "'c1.bias' has dtype BF16; expected float32" in text and "unexpected entry 'extra'" in text
