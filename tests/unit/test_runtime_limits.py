@@ -279,10 +279,11 @@ def test_safetensors_checked_from_the_header(tmp_path):
     n = struct.unpack("<Q", data[:8])[0]
     h = json.loads(data[8:8 + n])
     h["c1.bias"]["dtype"], h["c1.bias"]["shape"] = "BF16", [8]        # same 16 bytes, another type
-    h["extra"] = dict(h["fc.bias"])
+    end = len(data) - 8 - n
+    h["extra"] = {"dtype": "F32", "shape": [5], "data_offsets": [end, end + 20]}
     hb = json.dumps(h).encode()
     hb += b" " * (-len(hb) % 8)
-    (tmp_path / "b.safetensors").write_bytes(struct.pack("<Q", len(hb)) + hb + data[8 + n:])
+    (tmp_path / "b.safetensors").write_bytes(struct.pack("<Q", len(hb)) + hb + data[8 + n:] + bytes(20))
     with pytest.raises(NetDSLError) as e:
         m.load_weights(str(tmp_path / "b.safetensors"))
     text = str(e.value)
