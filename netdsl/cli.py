@@ -123,7 +123,21 @@ def cmd_run(args):
         raise NetDSLError(f"--batch must be at least 1, got {args.batch}")
     if args.threads is not None and args.threads < 1:
         raise NetDSLError(f"--threads must be at least 1, got {args.threads}")
+    if args.top < 1:
+        raise NetDSLError(f"--top must be at least 1, got {args.top}")
+    if args.bench and args.repeat < 1:
+        raise NetDSLError(f"--repeat must be at least 1, got {args.repeat}")
     m = load(args.model, weights=args.weights, threads=args.threads)
+    if len(m.graph.inputs) == 1 and args.input in (None, "random"):
+        from math import prod
+        shape = m.graph[m.graph.inputs[0]].shape
+        m.check_memory(args.batch, extra=args.batch * prod(shape) * 4)   # before drawing the input
+    else:
+        m.check_memory(args.batch)
+    if args.weights is None and m.bundle is None and not m.weights_loaded:
+        print(f"note: {m.name} runs with its deterministic initial weights (seed 0), not trained ones: "
+              "the outputs below are not predictions\nhint: load real weights with --weights W "
+              "(.npz or .safetensors, PyTorch names; see docs/RUNTIME.md)", file=sys.stderr)
     x = read_input(args.input, m.graph, args.batch)
     y = m(x)
     outs = y if isinstance(y, dict) else {next(iter(m.graph.outputs)): y}
@@ -138,7 +152,11 @@ def cmd_run(args):
         else:
             print(f"  min {arr.min():.4g}  max {arr.max():.4g}  mean {arr.mean():.4g}")
     if args.save:
-        np.savez(args.save, **outs)
+        try:
+            np.savez(args.save, **outs)
+        except OSError as e:
+            raise NetDSLError(f"cannot write {args.save}: {e.strerror or e}",
+                              hint="check that the folder exists and is writable") from None
         print(f"saved outputs to {args.save}")
     if args.bench:
         for _ in range(2):
@@ -177,8 +195,19 @@ def cmd_info(args):
         print(f"kernels: {inf['isa']} (this CPU supports: {', '.join(inf['supported_isas'])}; "
               f"force one with NETDSL_ISA=portable|avx2|avx512)")
         print(f"threads: {inf['max_threads']} (OpenMP {'on' if inf['openmp'] else 'off: single-threaded build'})")
-    print("CUDA plugin: not present (netdsl/plugins/cuda is not part of this build)")
+    found = _plugins()
+    print(f"plugins: {', '.join(found) if found else 'none'}")
     return 0
+
+
+def _plugins() -> list:
+    """Names of the plugin packages installed under netdsl/plugins/ (none in this build)."""
+    import os
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")
+    if not os.path.isdir(root):
+        return []
+    return sorted(d for d in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, d, "__init__.py")))
 
 
 def _opt_level(v):
@@ -335,6 +364,10 @@ def main(argv=None):
         return args.fn(args)
     except NetDSLError as e:
         print(e.render(), file=sys.stderr)
+        return 1
+    except MemoryError:      # the checks before allocating leave only what they cannot foresee
+        print("netdsl: error: out of memory\nhint: use a smaller --batch or input; "
+              "NETDSL_MEMORY_LIMIT=BYTES makes netdsl refuse early", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

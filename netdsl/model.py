@@ -11,7 +11,9 @@ until real ones are loaded; the runtime is built on first call.
 from __future__ import annotations
 
 import gc
+import numbers
 import os
+import threading
 
 from .analysis.infer import analyze, totals
 from .errors import NetDSLError, Source
@@ -25,12 +27,23 @@ ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
 
 
 class Model:
+    MAX_THREADS = 1024      # OpenMP threads per call: more is a typo, not a setting
+
     def __init__(self, graph: Graph, name: str = "model", path: str | None = None, threads: int | None = None):
         self.graph = graph
         self.name = name
         self.path = path
         self._weights = None
         self._session = None
+        # Weight changes and session builds are ordered by _lock and _generation: every
+        # weight change bumps the generation, and a session built from an older generation
+        # is never installed, so the last write wins whatever the threads do (issue 7).
+        self._lock = threading.RLock()
+        self._build_lock = threading.Lock()     # one build at a time (they are large)
+        self._generation = 0
+        self._session_generation = -1
+        self._weights_loaded = False    # True once weights were loaded (not the seed-0 init)
+        self._arena_bytes = {}          # batch size -> planned arena bytes (memory checks)
         self._threads = threads
         self.opt_level = 0          # optimization level the graph was compiled at
         self.run_level = DEFAULT_LEVEL       # passes applied (on a copy) before running
@@ -39,10 +52,25 @@ class Model:
     # -- weights
     @property
     def weights(self) -> dict:
-        if self._weights is None:
-            from .reference import init_weights
-            self._weights = init_weights(self.graph, seed=0)
-        return self._weights
+        with self._lock:
+            if self._weights is None:
+                from .reference import init_weights
+                from .runtime.memory import check_weights_fit
+                check_weights_fit(self.graph)          # before allocating them
+                self._weights = init_weights(self.graph, seed=0)
+            return self._weights
+
+    @property
+    def weights_loaded(self) -> bool:
+        """False while the weights are still the deterministic initialization (seed 0)."""
+        return self._weights_loaded
+
+    def _set_weights(self, new: dict):
+        with self._lock:
+            self._weights = new
+            self._weights_loaded = True
+            self._generation += 1
+            self._session = None
 
     def state_dict(self) -> dict:
         """Ordered name -> array (copies), PyTorch names and layouts, in source order."""
@@ -54,10 +82,10 @@ class Model:
         from .runtime.weights import check_state_dict
         d = {k: v for k, v in d.items() if not k.endswith(".num_batches_tracked")}
         checked = check_state_dict(self.graph, d, strict=strict)
-        new = dict(self.weights)
-        new.update(checked)
-        self._weights = new
-        self._session = None
+        with self._lock:
+            new = dict(self.weights)
+            new.update(checked)
+            self._set_weights(new)
 
     def save_weights(self, path: str):
         """Write the weights to .npz or .safetensors."""
@@ -70,7 +98,8 @@ class Model:
             self.load_state_dict(source, strict=strict)
             return
         from .runtime import weights
-        self.load_state_dict(weights.load(source), strict=strict)
+        d = weights.load(source, expected=weights.expected(self.graph), strict=strict)
+        self.load_state_dict(d, strict=strict)
 
     # -- running
     @property
@@ -79,29 +108,63 @@ class Model:
 
     @threads.setter
     def threads(self, t):
-        if t is not None and (not isinstance(t, int) or t < 1):
+        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1):
             raise NetDSLError(f"threads must be a positive integer, got {t!r}")
-        self._threads = t
-        if self._session is not None:
-            self._session.threads = t
+        if t is not None and t > self.MAX_THREADS:
+            raise NetDSLError(f"threads = {t} is more than the {self.MAX_THREADS} netdsl accepts",
+                              hint=f"this machine has {os.cpu_count()} cores; leave threads unset to use them all")
+        with self._lock:
+            self._threads = t
+            if self._session is not None:
+                self._session.threads = t
 
     def session(self):
         """The runtime for this model: the graph optimized at `run_level` (a copy; `graph`
         and `state_dict()` keep the source names), lowered and bound to the C kernels."""
-        if self._session is None:
-            from .runtime.session import Session
-            graph, weights = self.graph, self.weights
-            if self.run_level > self.opt_level:
-                from .passes import optimize
-                graph, weights, _ = optimize(graph, weights, level=self.run_level)
-            self._session = Session(graph, weights, self._threads)
-        return self._session
+        while True:
+            with self._lock:
+                if self._session is not None and self._session_generation == self._generation:
+                    return self._session
+            with self._build_lock:
+                with self._lock:       # another thread may have built it meanwhile
+                    if self._session is not None and self._session_generation == self._generation:
+                        return self._session
+                    gen, graph, weights = self._generation, self.graph, self.weights
+                sess = self._build_session(graph, weights)
+                with self._lock:
+                    if gen == self._generation:
+                        sess.threads = self._threads
+                        self._session, self._session_generation = sess, gen
+                        return sess
+            # the weights changed while we built: build again from the new ones
+
+    def _build_session(self, graph, weights):
+        from .runtime.session import Session
+        if self.run_level > self.opt_level:
+            from .passes import optimize
+            graph, weights, _ = optimize(graph, weights, level=self.run_level)
+        return Session(graph, weights, self._threads)
+
+    def check_memory(self, batch: int, extra: int = 0):
+        """Raise a located NetDSLError when the weights and the arena for `batch` (plus `extra`
+        bytes) do not fit in the memory available (NETDSL_MEMORY_LIMIT, else MemAvailable)."""
+        from .runtime.memory import arena_bytes, check_fits
+        if batch not in self._arena_bytes:
+            self._arena_bytes[batch] = arena_bytes(self.graph, batch)
+        check_fits(self.graph, batch, weights_allocated=self._weights is not None, extra=extra,
+                   arena=self._arena_bytes[batch])
+
+    def _check_batch(self, n, copies):
+        """Before converting the inputs: a new batch size (or any input copy) must fit."""
+        if n not in self._arena_bytes or copies:
+            self.check_memory(n, extra=copies)
 
     def __call__(self, x):
         """Run the network: x is a float32 array [N, C, H, W] (or {input name: array}).
         One output -> an array; several -> {output name: array}."""
         from .runtime.session import prepare_inputs
-        out = self.session().run(prepare_inputs(self.graph, x))
+        inputs = prepare_inputs(self.graph, x, self._check_batch)
+        out = self.session().run(inputs)
         return next(iter(out.values())) if len(out) == 1 else out
 
     def reference(self, x):

@@ -12,8 +12,9 @@ Everything is checked here, in Python, before C sees it: symbols exist, params
 fields exist and fit their C types, buffers lie inside the arena, workspace
 slices inside the workspace, weights are contiguous float32 (converted and kept
 alive here; C never frees). Failures raise `PlanError` (bad plan, before any C
-runs) or `KernelError` (a kernel returned a status); the caller wraps them in
-the project's error type.
+runs) or `KernelError` (a kernel returned a status). Both are NetDSLErrors,
+located at the step's source span when the Step carries one, so callers pass
+them on as they are.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import Diagnostic, NetDSLError, Span
 from . import lib as _lib
 
 INT64_MAX = 2**63 - 1
@@ -30,16 +32,29 @@ STATUS = {0: "ok", 1: "a size or parameter out of range (ND_EINVAL)",
           2: "a combination this kernel does not implement (ND_EUNSUPPORTED)"}
 
 
-class PlanError(ValueError):
+PLAN_HINT = "a size is out of range for the C kernels; try a smaller batch or input"
+
+
+class PlanError(NetDSLError):
     """A step that cannot be run: unknown symbol, bad field, buffer out of range, size overflow."""
 
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = PLAN_HINT):
+        super().__init__(message, span, hint)
 
-class KernelError(RuntimeError):
+    def located(self, where: str, span: Span | None = None) -> "PlanError":
+        """The same error prefixed with the step it is about (and its span, when not already set)."""
+        d = self.diagnostics[0]
+        return PlanError(f"{where}: {d.message}", d.span or span, d.hint)
+
+
+class KernelError(NetDSLError):
     """A kernel returned a non-zero status."""
 
-    def __init__(self, status, index, name):
+    def __init__(self, status, index, name, span: Span | None = None):
         self.status, self.index, self.name = status, index, name
-        super().__init__(f"kernel {name or '#' + str(index)} failed: {STATUS.get(status, status)}")
+        super().__init__(Diagnostic(
+            f"kernel failed in layer {name or '#' + str(index)}: {STATUS.get(status, status)} (status {status})",
+            span, "this is a bug in netdsl or an unsupported size; please report it"))
 
 
 def check_int64(what: str, *factors: int) -> int:
@@ -108,6 +123,7 @@ class Step:
     in_floats: Sequence[int] | None = None
     name: str = ""                      # for error messages (the graph node)
     extra: dict = field(default_factory=dict)
+    span: Span | None = None            # the node's source span, for located errors
 
 
 class Program:
@@ -118,6 +134,7 @@ class Program:
         self.arena_floats = check_int64("arena", arena_floats)
         self.steps = list(steps)
         self.names = [s.name for s in self.steps]
+        self.spans = [s.span for s in self.steps]
         self._keep = []                 # every cdata / array the records point to
         n = len(self.steps)
         self.records = ffi.new("nd_record[]", max(n, 1))
@@ -127,7 +144,7 @@ class Program:
             try:
                 ws_need = max(ws_need, self._fill(self.records[i], s, prepack))
             except PlanError as e:
-                raise PlanError(f"{where}: {e}") from None
+                raise e.located(where, s.span) from None
         self.ws_floats = ws_need
         self.n = n
 
@@ -200,7 +217,8 @@ class Program:
                              int(threads), failed)
         if st != 0:
             i = int(failed[0])
-            raise KernelError(int(st), i, self.names[i] if 0 <= i < self.n else "")
+            ok = 0 <= i < self.n
+            raise KernelError(int(st), i, self.names[i] if ok else "", self.spans[i] if ok else None)
 
 
 def run_call(call, x_list, w=None, bias=None, out_floats=None, threads=0):

@@ -93,15 +93,15 @@ class Plan:
                 "lower_bound_bytes": self.lower_bound_bytes}
 
 
-def checked_prod(dims, what):
+def checked_prod(dims, what, span=None):
     n = 1
     for d in dims:
         if d <= 0:
-            raise NetDSLError(f"{what}: size {d} is not positive")
+            raise NetDSLError(f"{what}: size {d} is not positive", span)
         n *= int(d)
         if n > INT64_MAX // 16:
             raise NetDSLError(f"{what}: {' x '.join(map(str, dims))} elements overflow 64-bit sizes",
-                              hint="use a smaller batch or input")
+                              span, hint="use a smaller batch or input")
     return n
 
 
@@ -114,9 +114,10 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
     (no C extension needed: what `netdsl summary` uses)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise NetDSLError(f"batch size must be a positive integer, got {n!r}")
+    from .executor import PlanError
     from .kparams import builder
     nodes = graph.nodes()
-    size = {nd.name: checked_prod((n, *nd.shape), nd.name) for nd in nodes}
+    size = {nd.name: checked_prod((n, *nd.shape), nd.name, nd.span) for nd in nodes}
     outputs = set(graph.outputs.values())
 
     # 1. which nodes run a kernel, which are views
@@ -249,9 +250,8 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
                                   "this op runs only in the numpy reference executor for now")
             try:
                 s.call = fn(nd.attrs, [graph[p].shape for p in graph.preds(s.node)], nd.shape, n)
-            except PlanError as e:   # sizes the kernel cannot take: refused before any C runs
-                raise NetDSLError(f"layer {s.node}: {e}", nd.span,
-                                  "make the stride, padding or sizes of this layer smaller") from None
+            except PlanError as e:          # a builder knows the sizes, not the layer: add it
+                raise e.located(f"layer {s.node}", nd.span) from None
     return plan
 
 

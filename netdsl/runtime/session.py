@@ -1,22 +1,33 @@
 """Session: runs an analyzed graph with the C kernels.
 
-One Program (lowered plan + checked C records) is built per batch size and
-cached. Concurrency: the Program is shared and read-only; every calling
-thread gets its own arena and workspace (thread-local, cached per batch
-size), so several Python threads may call one model at once without a lock.
-The C call releases the GIL (cffi does), so those calls run in parallel.
+One Program (lowered plan + checked C records, with its prepacked weights)
+is built per batch size and cached; only the CACHED_BATCHES most recently
+used batch sizes are kept (a caller cycling through batch sizes 1..64 would
+otherwise keep every plan, packed weight copy and arena alive). Concurrency:
+the Program is shared and read-only; every calling thread gets its own arena
+and workspace (thread-local, also cached for CACHED_BATCHES batch sizes), so
+several Python threads may call one model at once without a lock. The C call
+releases the GIL (cffi does), so those calls run in parallel.
+
+Memory is checked before anything is allocated (netdsl/runtime/memory.py):
+a batch whose arena and weights do not fit in the machine's memory is a
+NetDSLError naming both numbers and the largest layer.
 """
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from math import prod
 
 import numpy as np
 
 from ..errors import NetDSLError
 from . import lib
-from .executor import KernelError, PlanError, Program, Step
+from .executor import Program, Step
+from .memory import check_plan_fits
 from .plan import lower
+
+CACHED_BATCHES = 4      # batch sizes whose programs and arenas stay cached (least recently used go)
 
 
 class Session:
@@ -24,7 +35,7 @@ class Session:
         self.graph = graph
         self.weights = weights
         self.threads = threads
-        self._programs: dict[int, tuple] = {}
+        self._programs: OrderedDict[int, tuple] = OrderedDict()
         self._build_lock = threading.Lock()
         self._local = threading.local()
 
@@ -40,37 +51,47 @@ class Session:
         return params.get(wname) if wname else None, params.get(bname) if bname else None
 
     def program(self, n: int):
-        prog = self._programs.get(n)
-        if prog is None:
-            with self._build_lock:
-                prog = self._programs.get(n)
-                if prog is None:
-                    prog = self._programs[n] = self._build(n)
+        """(plan, Program) for batch n, built on first use; keeps the CACHED_BATCHES most recent."""
+        with self._build_lock:
+            prog = self._programs.get(n)
+            if prog is None:
+                prog = self._programs[n] = self._build(n)
+            self._programs.move_to_end(n)
+            while len(self._programs) > CACHED_BATCHES:
+                self._programs.popitem(last=False)
         return prog
+
+    def cached_batches(self) -> list:
+        """Batch sizes whose programs are cached, and those of this thread's arenas (tests, debugging)."""
+        with self._build_lock:
+            progs = list(self._programs)
+        return progs, list(getattr(self._local, "arenas", {}) or {})
 
     def _build(self, n):
         plan = lower(self.graph, n)
+        check_plan_fits(self.graph, plan, self.weights)      # before the packed weights and the arena
         size = {name: n * prod(self.graph[name].shape) for name in plan.where}
         steps = []
         for st in plan.steps:
             w, bias = self._node_weights(st.node, st.call)
             steps.append(Step(st.call, plan.offset(st.out), [plan.offset(i) for i in st.ins], w, bias, 0,
-                              size[st.out], [size[i] for i in st.ins], st.node))
-        try:
-            prog = Program(steps, plan.arena_floats)
-        except PlanError as e:
-            raise NetDSLError(f"cannot plan the network for batch {n}: {e}",
-                              hint="a size is out of range; try a smaller batch") from None
-        return plan, prog
+                              size[st.out], [size[i] for i in st.ins], st.node,
+                              span=self.graph[st.node].span))
+        return plan, Program(steps, plan.arena_floats)
 
     # -- running
     def _arena(self, n, prog):
         cache = getattr(self._local, "arenas", None)
         if cache is None:
-            cache = self._local.arenas = {}
-        if n not in cache:
-            cache[n] = (prog.new_arena(), prog.new_ws() if prog.ws_floats else None)
-        return cache[n]
+            cache = self._local.arenas = OrderedDict()
+        got = cache.get(n)
+        if got is None or got[0] is not prog:          # new, or its program was evicted and rebuilt
+            cache.pop(n, None)
+            while len(cache) >= CACHED_BATCHES:       # free before allocating the new one
+                cache.popitem(last=False)
+            got = cache[n] = (prog, prog.new_arena(), prog.new_ws() if prog.ws_floats else None)
+        cache.move_to_end(n)
+        return got[1], got[2]
 
     def run(self, inputs: dict) -> dict:
         n = next(iter(inputs.values())).shape[0]
@@ -80,12 +101,7 @@ class Session:
             off = plan.offset(name)
             arena[off:off + x.size] = x.reshape(-1)
         threads = self.threads if self.threads else lib.max_threads()
-        try:
-            prog.run(arena, ws, threads)
-        except KernelError as e:
-            raise NetDSLError(f"kernel failed in layer {e.name} (status {e.status})",
-                              self.graph[e.name].span if e.name in self.graph else None,
-                              "this is a bug in netdsl or an unsupported size; please report it") from None
+        prog.run(arena, ws, threads)        # PlanError / KernelError are located NetDSLErrors
         out = {}
         for oname, node in plan.outputs.items():
             off = plan.offset(node)
@@ -94,8 +110,11 @@ class Session:
         return out
 
 
-def prepare_inputs(graph, x) -> dict:
-    """Validate and convert user inputs to C-contiguous float32 [N, *shape] arrays."""
+def prepare_inputs(graph, x, before_convert=None) -> dict:
+    """Validate and convert user inputs to C-contiguous float32 [N, *shape] arrays.
+    before_convert(n, nbytes), when given, is called after validation and before any copy
+    (nbytes: what the conversions will allocate), so a caller can refuse a batch that
+    cannot fit before it is materialized."""
     if not isinstance(x, dict):
         if len(graph.inputs) != 1:
             raise NetDSLError(f"this network has inputs {', '.join(graph.inputs)}: pass a dict "
@@ -130,5 +149,9 @@ def prepare_inputs(graph, x) -> dict:
         if n0 is not None and a.shape[0] != n0:
             raise NetDSLError("all inputs must have the same batch size")
         n0 = a.shape[0]
-        out[name] = np.ascontiguousarray(a, dtype=np.float32)
-    return out
+        out[name] = a
+    if before_convert is not None:
+        copies = sum(a.size * 4 for a in out.values()
+                     if a.dtype != np.float32 or not a.flags.c_contiguous)
+        before_convert(n0, copies)
+    return {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in out.items()}

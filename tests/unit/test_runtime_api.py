@@ -138,3 +138,38 @@ def test_load_with_weights_argument(tmp_path):
 def test_threads_validation(m):
     with pytest.raises(NetDSLError):
         m.threads = 0
+
+
+def test_threads_accepts_numpy_integers_and_refuses_huge(m):
+    m.threads = np.int64(2)
+    assert m(np.zeros((1, 3, 8, 8), np.float32)).shape == (1, 5)
+    with pytest.raises(NetDSLError, match="more than the 1024 netdsl accepts"):
+        m.threads = 2**40               # would overflow the C int (an internal error before)
+    with pytest.raises(NetDSLError, match="positive integer"):
+        m.threads = True
+
+
+def test_huge_batch_view_is_refused_before_it_is_copied(m, monkeypatch):
+    """A broadcast view costs nothing; converting it would allocate 7.7 GB: refused first."""
+    monkeypatch.setenv("NETDSL_MEMORY_LIMIT", str(2**30))
+    x = np.broadcast_to(np.float32(0), (10**7, 3, 8, 8))
+    with pytest.raises(NetDSLError) as e:
+        m(x)
+    assert "running this network at batch 10000000 needs" in str(e.value)
+    assert "input 7.15 GiB" in str(e.value)            # 10^7 * 192 * 4 B = 7.15 GiB
+    assert m(x[:2]).shape == (2, 5)
+
+
+def test_runtime_errors_are_located_netdsl_errors():
+    """PlanError and KernelError are NetDSLErrors raised where the knowledge is, with the span."""
+    from netdsl.runtime.executor import KernelError, PlanError, Program, Step
+    from netdsl.runtime.kparams import builder
+    mm = netdsl.parse("input x: 3x8x8\nr:ReLU\n", "net.net")
+    nd = mm.graph["r"]
+    call = builder("ReLU")(nd.attrs, [(3, 8, 8)], nd.shape, 1)
+    with pytest.raises(PlanError) as e:
+        Program([Step(call, out=10_000, ins=[0], out_floats=192, in_floats=[192], name="r", span=nd.span)], 400)
+    assert isinstance(e.value, NetDSLError) and issubclass(KernelError, NetDSLError)
+    text = str(e.value)
+    assert text.startswith("net.net:2:3: error: r: output offset 10000 outside the arena of 400 floats")
+    assert "    r:ReLU\n      ^~~~" in text
