@@ -94,6 +94,8 @@ class Upsample(OpSpec):
         oh, ow = a["size"]
         r0, r1, fr = _source_index(oh, h, a["mode"], a["align_corners"])
         c0, c1, fc = _source_index(ow, wd, a["mode"], a["align_corners"])
+        if a["mode"] == "nearest":          # a copy: weights of 0 would turn inf into NaN (inf·0)
+            return x[:, :, r0][:, :, :, c0]
         fr, fc = fr[:, None], fc[None, :]
         top = x[:, :, r0][:, :, :, c0] * (1 - fc) + x[:, :, r0][:, :, :, c1] * fc
         bottom = x[:, :, r1][:, :, :, c0] * (1 - fc) + x[:, :, r1][:, :, :, c1] * fc
