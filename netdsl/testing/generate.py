@@ -457,7 +457,7 @@ class Generator:
         if not _is_map(s) or max(s[1:]) > 20:
             return None
         c, h, w = s
-        mode = self.pick(["constant", "constant", "reflect", "replicate"])
+        mode = self.pick(["constant", "reflect", "replicate"])
         p = self.pick([1, 2, (1, 0), (0, 1, 2, 1)])
         t, l, b, r = _pads(p, (h, w), (1, 1), (1, 1))
         if mode == "reflect":

@@ -40,7 +40,11 @@ def main(argv=None):
     failures = []
     print(f"soak: seeds from {first}, {args.minutes:g} minutes, known bugs steered around: "
           f"{', '.join(sorted(KNOWN_BUGS)) or 'none'}", flush=True)
+    next_report = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if time.monotonic() >= next_report:
+            next_report += 60
+            print(f"  … {tried} networks, {len(failures)} failing, {len(covered)} ops seen", flush=True)
         try:
             text, net, model, skip = generate(seed)
         except RuntimeError:
