@@ -305,10 +305,9 @@ class Generator:
         return Layer(text, _window_rule(oc, k, st, pad, d, groups)), (oc, oh, ow)
 
     def _fixed(self, s_in, s_out):
-        """A rule for a layer whose text fixes its input: it holds only for that input shape
-        up to what the layer itself reads (channels for weights, sizes for windows); replay
-        recomputes through `_fixed` only in repeated groups, which the generator builds of
-        shape-keeping layers — so equality of input shape is what is required."""
+        """The shape rule of a layer whose text only fits the input it was drawn for (a fixed
+        Crop or Reshape size, …): that input gives s_out, any other is Invalid. (Conv, Local
+        and the pools have general rules instead, so groups of them can be repeated.)"""
         def rule(s):
             _need(tuple(s) == tuple(s_in))
             return s_out
@@ -1003,8 +1002,9 @@ def generate_net(seed: int, known_bugs=KNOWN_BUGS, size: int | None = None) -> N
 
 
 def generate(seed: int, known_bugs=KNOWN_BUGS, size: int | None = None, tries: int = 20):
-    """(text, Net, Model) of the first valid network from seeds seed, seed + 10**6, …;
-    returns also how many invalid texts were skipped: (text, net, model, skipped)."""
+    """The first valid network drawn from seed, seed + 1000003, …, as (text, Net, Model,
+    skipped): its text, its tree (for the shrinker), the parsed Model, and how many invalid
+    texts were skipped on the way (rare: tests/e2e/test_generated.py keeps it under 5%)."""
     import netdsl
     skipped = 0
     for i in range(tries):
