@@ -224,6 +224,7 @@ class Generator:
         self.n_label = 0
         self.depth = 0
         self.cur_name = None        # the label or input naming the tensor flowing in now, if any
+        self.wide = self.r.random() < 0.125
         # a network-wide activation palette: some networks use no ReLU at all (more while
         # known bug (b) makes check.py skip the non-finite comparison of those that do)
         no_relu = 0.4 if "fused_relu_nan" in self.known else 0.2
@@ -250,6 +251,13 @@ class Generator:
         if "act_none_refused" not in self.known and self.chance(0.1):
             return ", act=none"
         return ""
+
+    def width(self, usual):
+        """An output channel count: 1..usual, or in a 'wide' network (one in eight) sometimes
+        up to 40, past the vector widths (8, 16) and GEMM tiles of the kernels' main loops."""
+        if self.wide and self.chance(0.4):
+            return self.r.randint(usual + 1, 40)
+        return self.r.randint(1, usual)
 
     def new_label(self):
         self.n_label += 1
@@ -278,7 +286,7 @@ class Generator:
             return None
         c, h, w = s
         groups = 1
-        oc = self.r.randint(1, 12)
+        oc = self.width(12)
         if c > 1 and self.chance(0.2):
             divs = [g for g in range(2, c + 1) if c % g == 0]
             groups = self.pick(divs)
@@ -372,7 +380,7 @@ class Generator:
             n *= v
         if n > 800:
             return None
-        f = self.r.randint(1, 12)
+        f = self.width(12)
         name = self.pick(["FC", "FC", "Linear", "Dense"])
         bias = ", bias=false" if self.chance(0.25) else ""
         out = (f,)
@@ -825,7 +833,7 @@ class Generator:
                 continue
             if keep == "hw" and (len(out) != len(s) or out[1:] != s[1:]):
                 continue
-            if _is_map(out) and (max(out[1:]) > MAX_HW or out[0] > 3 * MAX_C):
+            if _is_map(out) and (max(out[1:]) > MAX_HW or out[0] > (96 if self.wide else 3 * MAX_C)):
                 continue
             if len(out) == 1 and out[0] > 4000:
                 continue
@@ -899,6 +907,8 @@ class Generator:
         for k in others:
             if self.chance(0.1):
                 outputs.append(k)
+        if self.chance(0.05):                    # an input may be an output too
+            outputs.append(self.pick([name for name, _ in inputs]))
         return Net(inputs, dict(self.blocks), stmts, outputs or ends[-1:], seed=self.seed)
 
     def _refers(self, stmts, name):
@@ -977,7 +987,7 @@ EMITTERS = {
     "FC": ("e_fc", 2), "MaxPool": ("e_maxpool", 3), "MinPool": ("e_minpool", 1.5),
     "AvgPool": ("e_avgpool", 2), "StochasticPool": ("e_stochasticpool", 1.5),
     "GlobalAvgPool": ("e_gap", 1), "GlobalMaxPool": ("e_gmp", 1), "Upsample": ("e_upsample", 2),
-    "Pad": ("e_pad", 2), "Crop": ("e_crop", 1.5), "Flatten": ("e_flatten", 1),
+    "Pad": ("e_pad", 3), "Crop": ("e_crop", 1.5), "Flatten": ("e_flatten", 1),
     "Reshape": ("e_reshape", 1.5), "BatchNorm": ("e_bn", 5), "LRN": ("e_lrn", 1.5),
     "ReLU": ("e_relu", 4), "LeakyReLU": ("e_leakyrelu", 2), "Sigmoid": ("e_sigmoid", 2),
     "Tanh": ("e_tanh", 2), "Softmax": ("e_softmax", 1), "LogSoftmax": ("e_logsoftmax", 1),
