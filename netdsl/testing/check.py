@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .generate import KNOWN_BUGS, mutations
+from .generate import KNOWN_BUGS
+from .tree import mutations
 
 ATOL = 1e-4
 
