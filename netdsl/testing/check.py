@@ -1,0 +1,329 @@
+"""The property every valid network must have, and a shrinker for the networks that lack it.
+
+For one `.net` text, `check()` runs, with the deterministic weights perturbed (every BatchNorm
+gets random running statistics, scale — some negative — and shift; every bias a random value),
+on random inputs:
+
+  * the numpy reference (`Model.reference`, float64) — the oracle;
+  * the C runtime at -O0 and at -O3 (`run_level`), at batch 3 and at batch 1 for each sample,
+    on every ISA the CPU supports (`netdsl.runtime.lib.using_isa`);
+  * non-finite inputs: NaN, +inf and -inf at a few positions of sample 1 of batch 3; NaN, +inf
+    and -inf must sit exactly where the reference has them, at -O0 and -O3, and samples 0 and 2
+    must not be touched;
+  * the compiled bundle (-O3, `netdsl.bundle.save`, then `netdsl.load`), whose outputs must
+    equal the -O3 session's.
+
+Tolerance. Outputs are compared with |got − ref| ≤ tol = ATOL · scale · √depth, scale =
+max(1, max |ref|) over the finite values of that output, depth = the longest path of layers to
+it. Why: the C runtime computes in float32 (unit roundoff u = 6e-8) and sums in other orders
+than numpy (blocked GEMM, per-ISA vector widths, folded BatchNorm weights rounded once,
+fused epilogues), while the reference is float64. One layer's sum of K products of O(scale)
+values differs by at most about K·u·scale — K ≤ 1200 here (the generator caps FC inputs at
+800 and channels at 48, so a 5x5 window sums ≤ 1200 products), so ≤ 7e-5·scale, and
+typically √K·u·scale ≈ 2e-6·scale. The
+He-initialized layers keep magnitudes about constant from layer to layer, so per-layer
+errors add up like a random walk: ∝ √depth. ATOL = 1e-4 is above the worst case of one layer
+and ~50x the typical accumulated error of a 30-layer network, while every real mistake
+(a lost bias, a wrong channel, an activation applied or not, a window off by one, a Mul done
+as an Add) changes outputs by O(scale). The values are never close to a discontinuity: every
+op is continuous (ReLU, pooling, Sigmoid…), and StochasticPool's Σa²/Σa is bounded by max a.
+Batch 3 against batch 1 and the bundle against its session use the same bound (the kernels
+may split work by batch differently).
+
+On failure, `shrink()` deletes statements, layers, branches and outputs and shrinks the inputs
+of the generator's tree (netdsl.testing.generate.mutations) while the same kind of failure
+remains, and returns the smallest text.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .generate import KNOWN_BUGS
+from .tree import mutations
+
+ATOL = 1e-4
+
+
+@dataclass
+class Failure:
+    kind: str   # 'O0-vs-ref', 'O3-vs-ref', 'batch', 'threads', 'nan-O0', 'nan-O3', 'bundle', 'crash'
+    detail: str
+
+    def __str__(self):
+        return f"{self.kind}: {self.detail}"
+
+
+@dataclass
+class Result:
+    text: str
+    failures: list = field(default_factory=list)
+    checked: set = field(default_factory=set)     # which comparisons ran
+    skipped: dict = field(default_factory=dict)   # comparison -> why it was skipped
+    ops: set = field(default_factory=set)
+    isas: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.failures
+
+    def kinds(self):
+        return {f.kind for f in self.failures}
+
+
+# ---------------------------------------------------------------- pieces
+
+def perturbed_weights(model, seed):
+    """The model's deterministic weights, with every BN's statistics and affine randomized
+    (about a fifth of the scales negative) and every bias random."""
+    rng = np.random.default_rng(seed)
+    sd = model.state_dict()
+    bn_nodes = {n.name: n for n in model.graph.nodes() if "running_var" in n.buffers}
+    for k, v in sd.items():
+        layer, _, p = k.rpartition(".")
+        if layer in bn_nodes:
+            c = v.shape
+            if p == "running_mean":
+                sd[k] = rng.normal(0, 0.5, c)
+            elif p == "running_var":
+                sd[k] = rng.uniform(0.3, 2.0, c)
+            elif p == "weight":
+                sd[k] = rng.uniform(0.5, 1.5, c) * np.where(rng.random(c) < 0.2, -1, 1)
+            elif p == "bias":
+                sd[k] = rng.normal(0, 0.3, c)
+        elif p == "bias":
+            sd[k] = rng.normal(0, 0.1, v.shape)
+        sd[k] = np.asarray(sd[k], np.float32)
+    return sd
+
+
+def depths(graph):
+    """Longest path (in layers) from an input to each output."""
+    d = {}
+    for node in graph.nodes():
+        preds = graph.preds(node.name)
+        d[node.name] = 1 + max((d[p] for p in preds), default=0)
+    return {k: d[v] for k, v in graph.outputs.items()}
+
+
+def as_dict(out, graph):
+    if isinstance(out, dict):
+        return out
+    return {next(iter(graph.outputs)): out}
+
+
+def compare(got, ref, depth):
+    """None when got matches ref within the tolerance, else a description. Non-finite values
+    must agree exactly: NaN where the reference has NaN, ±inf where it has ±inf."""
+    got = np.asarray(got, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return f"shape {got.shape} vs reference {ref.shape}"
+    for name, f in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        a, b = f(got), f(ref)
+        if (a != b).any():
+            idx = tuple(int(i) for i in np.argwhere(a != b)[0])
+            return (f"{name} at {int(a.sum())} positions, the reference at {int(b.sum())}; first "
+                    f"difference at {idx}: got {got[idx]!r}, reference {ref[idx]!r}")
+    fin = np.isfinite(ref)
+    if not fin.any():
+        return None
+    scale = max(1.0, float(np.abs(ref[fin]).max()))
+    tol = ATOL * scale * math.sqrt(depth)
+    diff = np.where(fin, np.abs(got - ref), 0.0)
+    err = float(diff.max())
+    if not err <= tol:
+        idx = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), diff.shape))
+        return (f"max |diff| {err:.3g} > tol {tol:.3g} (scale {scale:.3g}, depth {depth}) at {idx}: "
+                f"got {got[idx]:.6g}, reference {ref[idx]:.6g}")
+    return None
+
+
+def has_relu_epilogue(*graphs):
+    """Whether a layer of these graphs (the source, its -O3 rewrite) applies a fused ReLU."""
+    return any(n.attrs.get("act") == "relu" for g in graphs for n in g.nodes())
+
+
+def has_upsample_scale(graph):
+    return any(n.op == "Upsample" and n.attrs.get("scale") is not None for n in graph.nodes())
+
+
+def nonfinite(x, rng, sample=1):
+    """A copy of the batch with one NaN, one +inf and one -inf at random positions of one
+    sample (fewer when the sample has fewer values)."""
+    x = x.copy()
+    flat = x[sample].reshape(-1)
+    pos = rng.choice(flat.size, size=min(flat.size, 3), replace=False)
+    for p, v in zip(pos, (np.nan, np.inf, -np.inf)):
+        flat[p] = v
+    return x
+
+
+# ---------------------------------------------------------------- the check
+
+def check(text, seed=0, isas=None, bundle=True, nan=True, threads=2, known_bugs=KNOWN_BUGS,
+          name="gen.net"):
+    """Run the property on one network text; returns a Result (failures empty when it holds).
+    Raises NetDSLError if the text is not a valid network.
+
+    Every run uses one thread, and -O3 batch 3 runs again with `threads` threads (None: skip)
+    on the default ISA, where the kernels split the work between threads. (One thread for the
+    rest because OpenMP's waiting threads make small runs ~100x slower on a busy machine.)"""
+    import netdsl
+    from ..runtime import lib
+
+    with np.errstate(all="ignore"):     # the reference meets NaN and inf on purpose
+        return _check(text, seed, isas, bundle, nan, threads, known_bugs, name)
+
+
+def _check(text, seed, isas, bundle, nan, threads, known_bugs, name):
+    import netdsl
+    from ..runtime import lib
+
+    m0 = netdsl.parse(text, name)
+    m3 = netdsl.parse(text, name)
+    res = Result(text)
+    res.ops = {n.op for n in m0.graph.nodes()}
+    g = m0.graph
+    m0.run_level, m3.run_level = 0, 3
+    m0.threads = m3.threads = 1
+    try:
+        sd = perturbed_weights(m0, seed)
+        m0.load_state_dict(sd)
+        m3.load_state_dict(sd)
+    except Exception as e:  # noqa: BLE001 - any exception is a finding
+        res.failures.append(Failure("crash", f"load_state_dict: {type(e).__name__}: {e}"))
+        return res
+    rng = np.random.default_rng(seed + 1)
+    x3 = {n: rng.standard_normal((3, *g[n].shape)).astype(np.float32) for n in g.inputs}
+    dep = depths(g)
+    ref = m0.reference(x3)
+    ref = as_dict(ref, g)
+    isas = isas or lib.supported_isas()
+    res.isas = list(isas)
+
+    def cmp(kind, what, got, want):
+        for k in want:
+            if k not in got:
+                res.failures.append(Failure(kind, f"{what}: output {k} missing"))
+                return
+            msg = compare(got[k], want[k], dep[k])
+            if msg:
+                res.failures.append(Failure(kind, f"{what}, output {k}: {msg}"))
+
+    def run(m, x, what):
+        try:
+            return as_dict(m(x), g)
+        except Exception as e:  # noqa: BLE001
+            res.failures.append(Failure("crash", f"{what}: {type(e).__name__}: {e}"))
+            return None
+
+    o3_default = None
+    for isa in isas:
+        with lib.using_isa(isa):
+            for level, m in ((0, m0), (3, m3)):
+                got = run(m, x3, f"-O{level} {isa} batch 3")
+                if got is None:
+                    continue
+                res.checked.add(f"O{level}")
+                cmp(f"O{level}-vs-ref", f"-O{level} {isa} batch 3", got, ref)
+                if level == 3 and o3_default is None:
+                    o3_default = got
+                for i in range(3):
+                    one = run(m, {k: v[i:i + 1] for k, v in x3.items()}, f"-O{level} {isa} batch 1")
+                    if one is None:
+                        break
+                    res.checked.add("batch")
+                    cmp("batch", f"-O{level} {isa} batch 1, sample {i} vs batch 3",
+                        one, {k: v[i:i + 1] for k, v in got.items()})
+    if threads and threads > 1 and o3_default is not None:
+        m3.threads = threads
+        got = run(m3, x3, f"-O3 {threads} threads batch 3")
+        m3.threads = 1
+        if got is not None:
+            res.checked.add("threads")
+            cmp("threads", f"-O3 {threads} threads vs 1 thread, batch 3", got, o3_default)
+    if nan:
+        levels = [(0, m0), (3, m3)]
+        if "fused_relu_nan" in known_bugs:
+            # skip exactly the runs that have a fused ReLU: -O0 with act=relu written in the
+            # source, -O3 also with a ReLU the passes fused
+            levels = [(lv, m) for lv, m in levels
+                      if not has_relu_epilogue(g if lv == 0 else m3.session().graph)]
+            if len(levels) < 2:
+                res.skipped["nan" if not levels else "nan-O3"] = \
+                    "known bug fused_relu_nan: a fused ReLU"
+        if levels:
+            nrng = np.random.default_rng(seed + 2)
+            xn = {k: nonfinite(v, nrng) for k, v in x3.items()}
+            refn = as_dict(m0.reference(xn), g)
+            for isa in isas:
+                with lib.using_isa(isa):
+                    for level, m in levels:
+                        got = run(m, xn, f"-O{level} {isa} non-finite input")
+                        if got is not None:
+                            res.checked.add(f"nan-O{level}")
+                            cmp(f"nan-O{level}", f"-O{level} {isa} non-finite input", got, refn)
+    if bundle:
+        if "bundle_upsample_scale" in known_bugs and has_upsample_scale(g):
+            res.skipped["bundle"] = "known bug bundle_upsample_scale: the network has Upsample(scale)"
+        elif o3_default is not None:
+            _bundle_roundtrip(res, m3, x3, o3_default, g, cmp)
+    return res
+
+
+def _bundle_roundtrip(res, m3, x3, want, g, cmp):
+    import netdsl
+    from .. import bundle as nb
+    fd, path = tempfile.mkstemp(suffix=".netc")
+    os.close(fd)
+    try:
+        try:
+            opt, report = nb.optimize(m3, 3)
+            nb.save(opt, path, 3, report)
+        except Exception as e:  # noqa: BLE001
+            res.failures.append(Failure("bundle", f"save: {type(e).__name__}: {e}"))
+            return
+        try:
+            mb = netdsl.load(path, threads=1)
+            got = as_dict(mb(x3), g)
+        except Exception as e:  # noqa: BLE001
+            res.failures.append(Failure("bundle", f"load/run: {type(e).__name__}: {e}"))
+            return
+        res.checked.add("bundle")
+        cmp("bundle", "bundle vs -O3 session", got, want)
+    finally:
+        os.unlink(path)
+
+
+def fails_like(text, kinds, seed=0, **kw):
+    """True when `text` is valid and check() fails with one of `kinds`."""
+    import netdsl
+    try:
+        r = check(text, seed=seed, **kw)
+    except netdsl.NetDSLError:
+        return False
+    return bool(r.kinds() & set(kinds))
+
+
+def shrink(net, kinds, seed=0, budget_s=60.0, max_tries=400, **kw):
+    """Greedy: take the first smaller variant of `net` that still fails with one of `kinds`,
+    until none does (or the budget is spent). Returns (net, text)."""
+    t0 = time.monotonic()
+    tries = 0
+    improved = True
+    while improved and time.monotonic() - t0 < budget_s and tries < max_tries:
+        improved = False
+        for cand in mutations(net):
+            tries += 1
+            if fails_like(cand.render(), kinds, seed, **kw):
+                net, improved = cand, True
+                break
+            if time.monotonic() - t0 > budget_s or tries >= max_tries:
+                break
+    return net, net.render()
