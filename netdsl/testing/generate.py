@@ -28,21 +28,9 @@ from .tree import Branches, Group, Invalid, Layer, Net, Ref, Stmt, apply, mutati
 # (or the check) steers around exactly that pattern, so the suite passes on a branch without
 # the fix; once the fix is merged, delete the name and the generated tests cover it again.
 KNOWN_BUGS = frozenset({
-    # (a) issue 7 bug 1: fuse_residual fuses Mul as if it were Add. While known, each
-    #     non-identity Mul operand ends with a Sigmoid, so no private Conv feeds a Mul directly.
-    "mul_fused_as_add",
-    # (b) bug 2: a fused ReLU (act=relu on Conv/FC/ConvTranspose/BN/Add) turns NaN into 0.
-    #     While known, check.py skips the non-finite comparison for a network that has a relu
-    #     epilogue before or after -O3 (and 40% of the networks, not 20%, use no ReLU at all).
-    "fused_relu_nan",
-    # (c) bug 10: StochasticPool disagrees with the reference on negative inputs. While known,
-    #     every StochasticPool directly follows a ReLU or a Sigmoid.
-    "stochasticpool_negative",
     # (d) bug 10: a bundle with Upsample by a scale fails to load. While known, check.py skips
     #     the bundle round trip for a network with such an Upsample.
     "bundle_upsample_scale",
-    # (e) bug 3: `act=none` is refused. While known, the generator never writes act=none.
-    "act_none_refused",
 })
 
 MAX_HW = 24
@@ -431,6 +419,11 @@ class Generator:
 
     def e_relu(self, s):
         return self._act(s, "ReLU")
+
+    def e_prelu(self, s):
+        if len(s) not in (1, 3):
+            return None
+        return Layer(self.pick(["PReLU", "PReLU(1)", "PReLU(num_parameters=1)"]), _same_rank), s
 
     def e_leakyrelu(self, s):
         return self._act(s, "LeakyReLU")
@@ -869,7 +862,7 @@ EMITTERS = {
     "GlobalAvgPool": ("e_gap", 1), "GlobalMaxPool": ("e_gmp", 1), "Upsample": ("e_upsample", 2),
     "Pad": ("e_pad", 3), "Crop": ("e_crop", 1.5), "Flatten": ("e_flatten", 1),
     "Reshape": ("e_reshape", 1.5), "BatchNorm": ("e_bn", 5), "LRN": ("e_lrn", 1.5),
-    "ReLU": ("e_relu", 4), "LeakyReLU": ("e_leakyrelu", 2), "Sigmoid": ("e_sigmoid", 2),
+    "ReLU": ("e_relu", 4), "LeakyReLU": ("e_leakyrelu", 2), "PReLU": ("e_prelu", 1.5), "Sigmoid": ("e_sigmoid", 2),
     "Tanh": ("e_tanh", 2), "Softmax": ("e_softmax", 1), "LogSoftmax": ("e_logsoftmax", 1),
     "Dropout": ("e_dropout", 1), "Identity": ("e_identity", 1),
     "Concat": ("e_concat", 4), "Add": ("e_add", 4), "Mul": ("e_mul", 3),

@@ -182,15 +182,36 @@ def mutations(net: Net):
             label = getattr(it, "label", None)
             if label is not None:
                 k = j - 1 if j > 0 else j
-                if not (0 <= k < len(c2)) or isinstance(c2[k], (Group, Ref)) or c2[k].label is not None:
+                if not (0 <= k < len(c2)) or isinstance(c2[k], (Group, Ref)):
                     continue
-                c2[k].label = label
+                if c2[k].label is None:
+                    c2[k].label = label
+                else:                                    # the item before is labelled too:
+                    _rename(m, label, c2[k].label)       # its readers read that label instead
             yield m
     for i, (name, shape) in enumerate(net.inputs):   # a smaller input
         for smaller in _smaller_shapes(shape):
             m = copy.deepcopy(net)
             m.inputs[i] = (name, smaller)
             yield m
+
+
+def _rename(net, old, new):
+    """Every reference to the label `old` (chain starts, branch starts, outputs) names `new`."""
+    def walk(items):
+        for it in items:
+            if isinstance(it, Ref) and it.name == old:
+                it.name = new
+            elif isinstance(it, Group):
+                walk(it.items)
+            elif isinstance(it, Branches):
+                for b in it.branches:
+                    walk(b)
+    for st in net.stmts:
+        if st.start == old:
+            st.start = new
+        walk(st.items)
+    net.outputs = [new if o == old else o for o in net.outputs]
 
 
 def _relabel(items, j, label):
