@@ -174,8 +174,9 @@ def bindable_attrs(spec, node, shapes) -> dict:
                       "this is a bug in netdsl (the op's resolve and check disagree); please report it")
 
 
-def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None) -> bytes:
-    """The bundle bytes for an analyzed (optionally optimized) graph and its weights."""
+def encode_header(graph, *, name="model", opt_level=0, report=None, source=None) -> dict:
+    """The header (a JSON-ready dict) for an analyzed graph: everything but the weight bytes.
+    The tensor table lays out the graph's parameters and buffers, 64-byte aligned."""
     from . import ops
     from .runtime.weights import expected
     sources: list[str] = []
@@ -204,33 +205,47 @@ def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None
                       "params": {k: list(v) for k, v in node.params.items()},
                       "buffers": {k: list(v) for k, v in node.buffers.items()},
                       "scope": node.scope, "src": where(node.span)})
-    tensors, chunks, off = {}, [], 0
+    tensors, off = {}, 0
     for tname, shape in expected(graph).items():
-        a = np.ascontiguousarray(weights[tname], dtype="<f4")
-        if tuple(a.shape) != tuple(shape):
-            raise NetDSLError(f"internal: weight {tname} has shape {list(a.shape)}, the graph says {list(shape)}")
         tensors[tname] = {"offset": off, "shape": list(shape), "dtype": "f32"}
-        chunks.append((off, a))
-        off = _align(off + a.nbytes)
-    blob_bytes = off
+        off = _align(off + 4 * prod(shape))
     report_lines = list(report.render()) if report is not None and hasattr(report, "render") else []
-    header = {
+    return {
         "format": "netdsl-bundle", "format_version": FORMAT_VERSION, "netdsl_version": __version__,
         "model": name, "source": source_name(source or name),
         "opt_level": int(opt_level), "sources": sources,
         "inputs": list(graph.inputs), "outputs": dict(graph.outputs), "blocks": dict(graph.blocks),
         "nodes": nodes, "contract": contract(graph), "rewrites": report_lines,
-        "tensors": tensors, "blob_bytes": blob_bytes,
+        "tensors": tensors, "blob_bytes": off,
     }
+
+
+def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None) -> bytes:
+    """The bundle bytes for an analyzed (optionally optimized) graph and its weights."""
+    header = encode_header(graph, name=name, opt_level=opt_level, report=report, source=source)
     hbytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     start = _align(PREFIX.size + len(hbytes))
-    out = bytearray(start + blob_bytes)
+    out = bytearray(start + header["blob_bytes"])
     out[:PREFIX.size] = PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes))
     out[PREFIX.size:PREFIX.size + len(hbytes)] = hbytes
-    for o, a in chunks:
-        out[start + o:start + o + a.nbytes] = a.tobytes()
+    for tname, t in header["tensors"].items():
+        a = np.ascontiguousarray(weights[tname], dtype="<f4")
+        if list(a.shape) != t["shape"]:
+            raise NetDSLError(f"internal: weight {tname} has shape {list(a.shape)}, the graph says {t['shape']}")
+        o = start + t["offset"]
+        out[o:o + a.nbytes] = a.tobytes()
     out += hashlib.sha256(out).digest()
     return bytes(out)
+
+
+def check_header(h, name: str = "<header>") -> Bundle:
+    """Run the reader's header and graph checks on a header dict alone (no file, no weights):
+    what `encode_header` wrote must come back as the same graph."""
+    blob = h.get("blob_bytes") if isinstance(h, dict) else None
+    size = _align(PREFIX.size + 1) + (blob if isinstance(blob, int) and blob >= 0 else 0) + DIGEST
+    r = _Reader(name, size)
+    r.hlen = 1
+    return r.build(r.header(h), None, 0)
 
 
 def write(path: str, data: bytes):
