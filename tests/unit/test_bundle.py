@@ -375,3 +375,71 @@ def test_cli_graph_svg(capsys, tmp_path):
     rc, out, err = run(capsys, "graph", "lenet5", "-o", str(tmp_path / "l.svg"))
     assert rc == 0, err
     assert (tmp_path / "l.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+# ---------------------------------------------------------------- big files: the prefix first
+
+class _Counting:
+    """A file object that counts the bytes read through it."""
+
+    def __init__(self, f, log):
+        self.f, self.log = f, log
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        self.log.append(len(b))
+        return b
+
+    def readinto(self, buf):
+        k = self.f.readinto(buf)
+        self.log.append(k or 0)
+        return k
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.mark.parametrize("what", ["bad-magic", "header-promises-less"])
+def test_big_file_refused_after_its_prefix(what, small, tmp_path, monkeypatch, capsys):
+    """A 3 GB (sparse) file is refused on its 24-byte prefix and header, not read whole."""
+    p = tmp_path / "big.netc"
+    data = _dumps(small, 0)[0]
+    hlen = struct.unpack_from("<Q", data, 16)[0]
+    head = b"NOTABUND" + data[8:24] if what == "bad-magic" else data[:-(-(24 + hlen) // 64) * 64]
+    with open(p, "wb") as f:
+        f.write(head)
+        f.truncate(3 * 2**30)
+    log = []
+    real_open = bundle._open
+    monkeypatch.setattr(bundle, "_open", lambda path: _Counting(real_open(path), log))
+    for call in (lambda: main(["info", str(p)]), lambda: netdsl.load(str(p))):
+        log.clear()
+        try:
+            rc = call()
+            err = capsys.readouterr().err
+        except NetDSLError as e:
+            rc, err = 1, e.render()
+        assert rc == 1 and "big.netc" in err, err
+        assert ("not a netdsl bundle" if what == "bad-magic" else "promises") in err
+        assert sum(log) <= len(head), f"read {sum(log):,} bytes of a {3 * 2**30:,}-byte file"
+
+
+def test_info_streams_a_valid_bundle(small, tmp_path, monkeypatch):
+    """`info` checks the whole file's checksum in chunks, never holding the weights."""
+    p = tmp_path / "s.netc"
+    data = _dumps(small, 0)[0]
+    p.write_bytes(data)
+    monkeypatch.setattr(bundle, "CHUNK", 64)
+    h = bundle.read_header(str(p))
+    assert h["contract"]["params"] == small.total_params
+    bad = bytearray(data)
+    bad[-33] ^= 1                                   # last weight byte
+    p.write_bytes(bytes(bad))
+    with pytest.raises(NetDSLError, match="checksum"):
+        bundle.read_header(str(p))
