@@ -451,3 +451,47 @@ def test_hypothesis_mutations_with_valid_checksum(edits, blob_edits):
         if b:
             b[pos % len(b)] = val
     expect_clean_error(pack(h, bytes(b)))
+
+
+# ---------------------------------------------------------------- every op's attributes
+
+_VALUES = [None, True, False, 0, 1, -1, 2, 3, 7, 2**31, 2**62, -2**62, 0.5, -0.0, 1e300, 1e-300, "", "x",
+           "same", "valid", "none", "relu", "nearest", "bilinear", "reflect", [], [0], [1], [2, 2], [0, 0],
+           [-1, 3], [3, 3, 3], [1, 1, 1, 1], [10**6, 10**6], [[1, 2]], [1.5, 2], ["a", "b"], [True, False],
+           [-1], [2**40, 1], [1, 2**40]]
+_INPUT_SHAPES = [[3, 4, 4], [1, 1, 1], [2**20, 2**20, 2**20], [5], [1], [2, 1, 2**30]]
+
+
+def _op_cases():
+    from test_bundle_roundtrip import EXTRA, LOCAL
+    cases = [(n, a, s) for n, (a, s) in sorted(LOCAL.items()) if n != "Input"] + list(EXTRA)
+    return [pytest.param(*c, id=f"{c[0]}-{i}") for i, c in enumerate(cases)]
+
+
+@pytest.mark.parametrize("op, attrs, shapes", _op_cases())
+def test_every_op_with_hostile_attributes(op, attrs, shapes):
+    """A one-op bundle per op with its arguments (both forms) and input shape replaced by
+    odd values, checksum recomputed: refused cleanly, or loaded and run."""
+    from test_bundle_roundtrip import one_op
+
+    from netdsl import ops
+    from netdsl.runtime.reference import init_weights
+    g = one_op(op, attrs, shapes)
+    h, blob = split(bundle.dumps(g, init_weights(g), name=op))
+    idx = next(i for i, nd in enumerate(h["nodes"]) if nd["name"] == "op")
+    keys = [a.name for a in ops.get(op).attrs] + ["<input shape>"]
+    rng = random.Random(op)
+    for _ in range(max(15, _EXAMPLES // 8)):
+        h2 = copy.deepcopy(h)
+        nd = h2["nodes"][idx]
+        for _ in range(rng.randrange(1, 3)):
+            k = rng.choice(keys)
+            if k == "<input shape>":
+                s = rng.choice(_INPUT_SHAPES)
+                h2["nodes"][0]["attrs"]["shape"] = h2["nodes"][0]["resolved"]["shape"] = s
+                h2["nodes"][0]["shape"] = s
+            else:
+                nd["attrs"][k] = v = rng.choice(_VALUES)
+                if rng.random() < 0.5:
+                    nd["resolved"][k] = v
+        expect_clean_error(pack(h2, blob))
