@@ -77,6 +77,7 @@ def compile_model(model, out: str | None = None, level: int = DEFAULT_LEVEL, che
                         source=model.path or model.name)
     tmp = f"{out}.tmp{os.getpid()}"
     bundle.write(tmp, data)
+    del data                                   # the read-back holds its own copy
     try:
         back = bundle.read_file(tmp)
         if check:
