@@ -679,7 +679,7 @@ class _Reader:
         extra = [k for k in tensors if k not in want]
         if missing or extra:
             what = (f"missing {', '.join(map(_short, missing[:3]))}" if missing
-                    else f"unexpected {', '.join(map(_short, extra[:3]))}")
+                    else f"tensors the graph lacks: {', '.join(map(_short, extra[:3]))}")
             self.fail(f"the tensor table does not match the graph's parameters ({what})")
         spans = []
         for k, shape in want.items():

@@ -99,6 +99,7 @@ def expect_clean_error(buf):
     except NetDSLError as e:
         msg = e.render()
         assert NAME in msg and len(msg) > len(NAME) + 10, msg
+        assert "unexpected" not in msg, f"a catch-all answered, not a check: {msg}"
         return msg
     _run_accepted(b)
     return None
