@@ -9,14 +9,14 @@
 from .errors import NetDSLError
 from .model import Model, parse, zoo_names
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def load(path_or_name: str, **kwargs) -> Model:
     """Load a .net file, a zoo model by name, or a compiled .netc bundle; returns a checked Model."""
     from .bundle import is_bundle
     if is_bundle(path_or_name):
-        from .bundle import load as load_bundle
+        from .model import load_bundle
         return load_bundle(path_or_name, **kwargs)
     from .model import load_source
     return load_source(path_or_name, **kwargs)

@@ -1,5 +1,7 @@
-"""Bundles: one `.netc` file holding an optimized graph, its memory contract
-and its (folded) weights, loadable without the front end (no lark).
+"""Bundles: the `.netc` file format — write, read, validate. Nothing else: the compile
+pipeline (optimize, plan, write, load back and check) is `netdsl/compiler.py`, the text
+`netdsl info` prints is `netdsl/cli_format.py`, and turning a bundle into a Model is
+`netdsl.model.load_bundle`.
 
 Layout (little-endian; docs/BUNDLE.md has it byte by byte):
 
@@ -12,92 +14,118 @@ Layout (little-endian; docs/BUNDLE.md has it byte by byte):
     B   blob_bytes float32 weights, each tensor at a 64-byte aligned offset inside the blob
     ..  32         SHA-256 of every byte before it
 
-Safety: nothing is unpickled or evaluated. Every length and offset is checked
-against the file size before it is used, the JSON is checked field by field,
-op names must be registered ops, attributes go through each op's own
-validation, the graph is re-analyzed and must give the recorded shapes and
-parameter shapes, and the tensor table must cover exactly those parameters,
-inside the blob. Any problem is a NetDSLError naming the file.
+Attributes. A node stores two forms: `attrs`, the op's declared arguments in a form that
+binds cleanly through the op's own validation (what a `.net` line could say), and
+`resolved`, what analysis made of them (`same` padding as numbers, Upsample's size next to
+its scale, derived `in_channels`). The reader binds `attrs`, re-analyzes, and requires the
+result to equal `resolved`; storing only the resolved form does not work, because a
+resolved form need not bind (Upsample(2) resolves to scale *and* size, which its
+validation refuses), and storing only the declared form would lose the check that this
+netdsl resolves the graph as the writer's did.
 
-What it deliberately does not store: the per-batch kernel plan. Lowering is
-deterministic and cheap and its offsets depend on the batch size, so the
-loader re-plans; the contract records what the planner produced at compile
-time for batch 1 and 8 (`netdsl info` shows it before anything runs).
+Safety: nothing is unpickled or evaluated, and no field is used before it is checked. The
+prefix is checked before anything else is read; every length, offset, count and index
+(header length, blob length, tensor offsets and sizes, edge endpoints, input slots, source
+indices, output names) is checked explicitly against the file and the graph; every op
+must be registered and take the number of inputs it is given; the graph is re-analyzed
+and must give the recorded shapes and parameter shapes; the tensor table must hold
+exactly those parameters, inside the blob, aligned and disjoint. Every problem is a
+BundleError naming the file: there is no catch-all, and the fuzzer
+(tests/unit/test_bundle_fuzz.py) fails on any other exception.
+
+What it deliberately does not store: the per-batch kernel plan. Lowering is deterministic
+and cheap and its offsets depend on the batch size, so the loader re-plans from the
+checked graph — a bundle cannot hand the C code an offset. The contract records what the
+planner produced at compile time for batch 1 and 8 (`netdsl info` shows it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import re
 import struct
+from dataclasses import dataclass
 from math import prod
 
 import numpy as np
 
-from .errors import NetDSLError, Source, Span
-from .passes import DEFAULT_LEVEL
+from ._version import __version__
+from .errors import NetDSLError, Source, Span, did_you_mean
 
 MAGIC = b"NETDSLC\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                      # 2: nodes carry `attrs` (bindable) and `resolved`
 PREFIX = struct.Struct("<8sIIQ")        # magic, version, reserved, header length
 ALIGN = 64                              # bytes: blob start and every tensor offset
 DIGEST = 32                             # SHA-256 trailer
 CONTRACT_BATCHES = (1, 8)
 MAX_NODES = 1_000_000
-MAX_RANK = 8
+MAX_HEADER = 2**30                      # bytes of JSON
+MAX_RANK = 64                           # any rank the language can write (Reshape) fits
 MAX_DIM = 2**40
+MAX_ELEMS = 2**48                       # per-sample elements of one tensor
+MAX_NAME = 4096                         # characters in a node, tensor or output name
+MAX_ATTR_LEN = 64                       # items in one attribute list
+CHUNK = 1 << 20                         # bytes per read when streaming
 _PKG = os.path.dirname(os.path.abspath(__file__))
+_NODE_KEYS = {"name", "op", "attrs", "resolved", "preds", "shape", "params", "buffers", "scope", "src"}
+_TENSOR_KEYS = {"offset", "shape", "dtype"}
 
 
 class BundleError(NetDSLError):
-    """A bundle that cannot be read (corrupt, truncated, wrong version)."""
+    """A bundle that cannot be read (corrupt, truncated, wrong version, hostile)."""
+
+
+@dataclass
+class Bundle:
+    """A read and checked bundle: its header, the analyzed graph, and the weights (views of
+    the file's bytes, or None when only the header was read)."""
+    header: dict
+    graph: object
+    weights: dict | None
 
 
 def _align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-# ---------------------------------------------------------------- compiling
-
-def optimize(model, level: int = DEFAULT_LEVEL, outputs=None):
-    """Run the optimization passes on a Model; returns (optimized Model, report or None).
-
-    The input model is left untouched. Level 0 returns an equivalent copy."""
-    from .model import Model
-    if not isinstance(level, int) or not 0 <= level <= 3:
-        raise NetDSLError(f"optimization level must be 0, 1, 2 or 3, got {level!r}", hint="use -O0 .. -O3")
-    from .passes import optimize as run_passes
-    graph, weights, report = run_passes(model.graph, model.weights, level=level, outputs=outputs)
-    m = Model(graph, model.name, model.path, threads=model.threads)
-    m._weights = weights
-    m.opt_level = level
-    m.run_level = level                    # runs exactly as optimized here (and as a bundle would)
-    return m, report
-
+# ---------------------------------------------------------------- writing
 
 def contract(graph) -> dict:
-    """The memory contract: weight bytes, arena/workspace bytes per batch size, op counts."""
+    """The memory contract: weight bytes, arena/workspace bytes per batch size, op counts.
+
+    The arena comes from the memory plan alone, which every graph has. The workspace needs
+    the kernels' parameters; a batch size whose kernels refuse the graph (a merge wider
+    than a kernel takes, say) is recorded under `limits` with the reason instead of
+    failing the write — the runtime refuses that batch size the same way."""
     from .analysis.infer import totals
+    from .runtime.executor import PlanError
     from .runtime.plan import lower
     t = totals(graph)
-    arena, ws = {}, {}
+    arena, ws, limits = {}, {}, {}
     for n in CONTRACT_BATCHES:
-        plan = lower(graph, n)
-        arena[str(n)] = int(plan.arena_bytes)
-        wsf = getattr(plan, "ws_floats", None)
-        if wsf is None:
-            wsf = max([getattr(getattr(st, "call", None), "ws_floats", 0) or 0 for st in plan.steps] + [0])
-        ws[str(n)] = int(wsf) * 4
+        arena[str(n)] = int(lower(graph, n, kernels=False).arena_bytes)
+        try:
+            plan = lower(graph, n)
+        except (PlanError, NetDSLError) as e:
+            limits[str(n)] = e.diagnostics[0].message if isinstance(e, NetDSLError) else str(e)
+            continue
+        ws[str(n)] = 4 * int(max([getattr(st.call, "ws_floats", 0) or 0 for st in plan.steps] + [0]))
+    out = {"weight_bytes": int(t["weight_bytes"]), "arena_bytes": arena, "workspace_bytes": ws,
+           "op_counts": op_counts(graph), "params": int(t["total_params"]),
+           "macs": int(t["total_macs"]), "layers": len(graph)}
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def op_counts(graph) -> dict:
     counts: dict[str, int] = {}
     for node in graph.nodes():
         counts[node.op] = counts.get(node.op, 0) + 1
-    return {"weight_bytes": int(t["weight_bytes"]), "arena_bytes": arena, "workspace_bytes": ws,
-            "op_counts": dict(sorted(counts.items())), "params": int(t["total_params"]),
-            "macs": int(t["total_macs"]), "layers": len(graph)}
+    return dict(sorted(counts.items()))
 
 
-def _source_name(name: str) -> str:
+def source_name(name: str) -> str:
     """Package files under their package-relative name; user files as given (no absolute paths)."""
     full = os.path.abspath(name) if os.path.isabs(name) or os.path.exists(name) else None
     if full and full.startswith(_PKG + os.sep):
@@ -111,75 +139,117 @@ def _enc(v):
         return [_enc(x) for x in v]
     if isinstance(v, float) and not np.isfinite(v):
         raise NetDSLError(f"cannot store the non-finite attribute value {v} in a bundle")
-    if isinstance(v, (np.integer,)):
+    if isinstance(v, np.integer):
         return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
+    if isinstance(v, np.floating):
+        return _enc(float(v))
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     raise NetDSLError(f"cannot store attribute value {v!r} ({type(v).__name__}) in a bundle")
 
 
-def dumps(model, opt_level: int = 0, report=None, source: str | None = None) -> bytes:
-    """The bundle bytes for an analyzed (optionally optimized) Model."""
-    from . import __version__
+def bindable_attrs(spec, node, shapes) -> dict:
+    """The declared attributes of `node` in a form that binds through the op's validation
+    and resolves to exactly `node.attrs` (what the reader will do). The resolved values
+    themselves usually are that form; where resolution adds a value the op refuses next to
+    another (Upsample: scale and size), one of them is dropped back to its default."""
+    from .ops.base import OpError
+    declared = [a.name for a in spec.attrs]
+    full = {k: node.attrs[k] for k in declared if k in node.attrs}
+
+    def rebinds(cand):
+        try:
+            return spec.resolve(spec.bind([], cand), shapes) == node.attrs
+        except OpError:
+            return False
+
+    if rebinds(full):
+        return full
+    for k in declared:
+        cand = {x: v for x, v in full.items() if x != k}
+        if k in full and rebinds(cand):
+            return cand
+    raise NetDSLError(f"cannot store layer {node.name} ({node.op}): its resolved attributes "
+                      f"{node.attrs} do not re-bind through the op's validation", node.span,
+                      "this is a bug in netdsl (the op's resolve and check disagree); please report it")
+
+
+def encode_header(graph, *, name="model", opt_level=0, report=None, source=None) -> dict:
+    """The header (a JSON-ready dict) for an analyzed graph: everything but the weight bytes.
+    The tensor table lays out the graph's parameters and buffers, 64-byte aligned."""
+    from . import ops
     from .runtime.weights import expected
-    g = model.graph
     sources: list[str] = []
     src_index: dict[str, int] = {}
 
     def where(span):
         if span is None:
             return None
-        name = span.source.name
-        if name not in src_index:
-            src_index[name] = len(sources)
-            sources.append(_source_name(name))
-        return [src_index[name], span.line, span.col]
+        sname = span.source.name
+        if sname not in src_index:
+            src_index[sname] = len(sources)
+            sources.append(source_name(sname))
+        return [src_index[sname], span.line, span.col]
 
     nodes = []
-    for node in g.nodes():
+    for node in graph.nodes():
         if node.shape is None:
             raise NetDSLError(f"internal: layer {node.name} has no shape; analyze the graph before saving")
+        preds = graph.preds(node.name)
+        spec = ops.get(node.op)
+        attrs = bindable_attrs(spec, node, [graph[p].shape for p in preds])
         nodes.append({"name": node.name, "op": node.op,
-                      "attrs": {k: _enc(v) for k, v in node.attrs.items()},
-                      "preds": g.preds(node.name), "shape": list(node.shape),
+                      "attrs": {k: _enc(v) for k, v in attrs.items()},
+                      "resolved": {k: _enc(v) for k, v in node.attrs.items()},
+                      "preds": preds, "shape": list(node.shape),
                       "params": {k: list(v) for k, v in node.params.items()},
                       "buffers": {k: list(v) for k, v in node.buffers.items()},
                       "scope": node.scope, "src": where(node.span)})
-    tensors, chunks, off = {}, [], 0
-    weights = model.weights
-    for name, shape in expected(g).items():
-        a = np.ascontiguousarray(weights[name], dtype="<f4")
-        if tuple(a.shape) != tuple(shape):
-            raise NetDSLError(f"internal: weight {name} has shape {list(a.shape)}, the graph says {list(shape)}")
-        tensors[name] = {"offset": off, "shape": list(shape), "dtype": "f32"}
-        chunks.append((off, a.tobytes()))
-        off = _align(off + a.nbytes)
-    blob_bytes = off
+    tensors, off = {}, 0
+    for tname, shape in expected(graph).items():
+        tensors[tname] = {"offset": off, "shape": list(shape), "dtype": "f32"}
+        off = _align(off + 4 * prod(shape))
     report_lines = list(report.render()) if report is not None and hasattr(report, "render") else []
-    header = {
+    return {
         "format": "netdsl-bundle", "format_version": FORMAT_VERSION, "netdsl_version": __version__,
-        "model": model.name, "source": _source_name(source or model.path or model.name),
+        "model": name, "source": source_name(source or name),
         "opt_level": int(opt_level), "sources": sources,
-        "inputs": list(g.inputs), "outputs": dict(g.outputs), "blocks": dict(g.blocks),
-        "nodes": nodes, "contract": contract(g), "rewrites": report_lines,
-        "tensors": tensors, "blob_bytes": blob_bytes,
+        "inputs": list(graph.inputs), "outputs": dict(graph.outputs), "blocks": dict(graph.blocks),
+        "nodes": nodes, "contract": contract(graph), "rewrites": report_lines,
+        "tensors": tensors, "blob_bytes": off,
     }
+
+
+def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None) -> bytes:
+    """The bundle bytes for an analyzed (optionally optimized) graph and its weights."""
+    header = encode_header(graph, name=name, opt_level=opt_level, report=report, source=source)
     hbytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     start = _align(PREFIX.size + len(hbytes))
-    out = bytearray(start + blob_bytes)
+    out = bytearray(start + header["blob_bytes"])
     out[:PREFIX.size] = PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes))
     out[PREFIX.size:PREFIX.size + len(hbytes)] = hbytes
-    for o, b in chunks:
-        out[start + o:start + o + len(b)] = b
+    for tname, t in header["tensors"].items():
+        a = np.ascontiguousarray(weights[tname], dtype="<f4")
+        if list(a.shape) != t["shape"]:
+            raise NetDSLError(f"internal: weight {tname} has shape {list(a.shape)}, the graph says {t['shape']}")
+        o = start + t["offset"]
+        out[o:o + a.nbytes] = a.tobytes()
     out += hashlib.sha256(out).digest()
     return bytes(out)
 
 
-def save(model, path: str, opt_level: int = 0, report=None, source: str | None = None) -> dict:
-    """Write `model` as a bundle; returns its header (contract under 'contract')."""
-    data = dumps(model, opt_level, report, source)
+def check_header(h, name: str = "<header>") -> Bundle:
+    """Run the reader's header and graph checks on a header dict alone (no file, no weights):
+    what `encode_header` wrote must come back as the same graph."""
+    blob = h.get("blob_bytes") if isinstance(h, dict) else None
+    size = _align(PREFIX.size + 1) + (blob if isinstance(blob, int) and blob >= 0 else 0) + DIGEST
+    r = _Reader(name, size)
+    r.hlen = 1
+    return r.build(r.header(h), None, 0)
+
+
+def write(path: str, data: bytes):
+    """Write bundle bytes to `path` atomically (a temporary file renamed over it)."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -191,20 +261,9 @@ def save(model, path: str, opt_level: int = 0, report=None, source: str | None =
         except OSError:
             pass
         raise NetDSLError(f"cannot write {path}: {e.strerror or e}", hint="check the directory exists and is writable")
-    return _parse(data, path)[0]
 
 
-def compile_model(target, out: str | None = None, level: int = DEFAULT_LEVEL, weights=None):
-    """Load `target` (.net path or zoo name), optimize at `level`, and write a bundle to `out`.
-    Returns (optimized Model, report, header or None when out is None)."""
-    from .model import load_source
-    m = load_source(target, weights=weights)
-    opt, report = optimize(m, level)
-    header = save(opt, out, level, report, m.path) if out else None
-    return opt, report, header
-
-
-# ---------------------------------------------------------------- loading
+# ---------------------------------------------------------------- reading
 
 def is_bundle(path: str) -> bool:
     """True for a .netc name or a file that starts with the bundle magic."""
@@ -217,70 +276,103 @@ def is_bundle(path: str) -> bool:
         return False
 
 
-def _read(path: str) -> bytearray:
+def _open(path):
     try:
-        size = os.path.getsize(path)
-        buf = bytearray(size)
-        with open(path, "rb") as f:
-            got = f.readinto(buf)
+        return open(path, "rb")
     except FileNotFoundError:
         raise NetDSLError(f"no such bundle: {path}", hint="make one with `netdsl compile MODEL -o MODEL.netc`")
     except OSError as e:
         raise NetDSLError(f"cannot read {path}: {e.strerror or e}")
-    if got != size:
-        raise BundleError(f"{path}: the file changed while it was read ({got} of {size} bytes)")
-    return buf
 
 
-def load(path: str, weights=None, threads: int | None = None):
-    """Open a bundle as a ready-to-run Model (its weights view the file's bytes; nothing is pickled)."""
-    header, model = _parse(_read(path), path, build=True)
-    if threads is not None:
-        model.threads = threads
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+def _read_exact(f, n, path, what):
+    try:
+        data = f.read(n)
+    except OSError as e:
+        raise NetDSLError(f"cannot read {path}: {e.strerror or e}")
+    if len(data) != n:
+        raise BundleError(f"{path}: the file changed while it was read (short read of the {what})")
+    return data
 
 
-def loads(data, name: str = "<bundle>"):
-    """A Model from bundle bytes (see `load`)."""
-    return _parse(bytearray(data), name, build=True)[1]
+def read_file(path: str, weights: bool = True) -> Bundle:
+    """Read and check a bundle file. The prefix and header are read and checked first, so a
+    file that is not a bundle (or whose header promises another size) is refused after
+    reading a few bytes. With weights=False (what `netdsl info` needs) the rest is
+    streamed through the checksum and the weights are not kept."""
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        r = _Reader(path, size)
+        hlen = r.prefix(_read_exact(f, min(size, PREFIX.size), path, "prefix"))
+        text = _read_exact(f, hlen, path, "header")
+        h = r.header(r.json(text))
+        start = r.layout(h)
+        pad = _read_exact(f, start - PREFIX.size - hlen, path, "padding")
+        r.padding(pad)
+        digest = hashlib.sha256(PREFIX.pack(MAGIC, FORMAT_VERSION, 0, hlen) + text + pad)
+        if weights:
+            buf = bytearray(size - start)
+            view = memoryview(buf)
+            got = 0
+            try:
+                while got < len(buf):
+                    k = f.readinto(view[got:])
+                    if not k:
+                        break
+                    got += k
+            except OSError as e:
+                raise NetDSLError(f"cannot read {path}: {e.strerror or e}")
+            if got != len(buf):
+                raise BundleError(f"{path}: the file changed while it was read ({start + got} of {size} bytes)")
+            digest.update(view[:len(buf) - DIGEST])
+            r.checksum(digest.digest(), bytes(view[len(buf) - DIGEST:]))
+            return r.build(h, buf, 0)
+        left = size - start - DIGEST
+        while left > 0:
+            chunk = _read_exact(f, min(CHUNK, left), path, "weights")
+            digest.update(chunk)
+            left -= len(chunk)
+        r.checksum(digest.digest(), _read_exact(f, DIGEST, path, "checksum"))
+        return r.build(h, None, 0)
+
+
+def loads(data, name: str = "<bundle>") -> Bundle:
+    """Read and check bundle bytes (the weights are views of a private copy of `data`)."""
+    buf = bytearray(data)
+    r = _Reader(name, len(buf))
+    hlen = r.prefix(bytes(buf[:PREFIX.size]))
+    h = r.header(r.json(bytes(buf[PREFIX.size:PREFIX.size + hlen])))
+    start = r.layout(h)
+    r.padding(bytes(buf[PREFIX.size + hlen:start]))
+    r.checksum(hashlib.sha256(memoryview(buf)[:len(buf) - DIGEST]).digest(), bytes(buf[len(buf) - DIGEST:]))
+    return r.build(h, buf, start)
 
 
 def read_header(path: str) -> dict:
-    """The validated header of a bundle (the whole file is checked, the runtime is not built)."""
-    return _parse(_read(path), path, build=True)[0]
-
-
-def _parse(buf, name, build=False):
-    try:
-        return _Reader(buf, name).parse(build)
-    except NetDSLError:
-        raise
-    except (RecursionError, MemoryError) as e:
-        raise BundleError(f"{name}: corrupt bundle: the header is too deeply nested or too large "
-                          f"({type(e).__name__})", hint="recompile it with `netdsl compile`") from None
-    except Exception as e:  # noqa: BLE001 — a check the reader lacks; still a clear error, never a crash
-        raise BundleError(f"{name}: corrupt bundle (unexpected {type(e).__name__}: {e})",
-                          hint="recompile it with `netdsl compile`") from None
+    """The checked header of a bundle file: the whole file goes through the checksum and the
+    graph is re-analyzed, but the weights are streamed, not kept."""
+    return read_file(path, weights=False).header
 
 
 class _Reader:
-    def __init__(self, buf, name):
-        self.buf, self.name = buf, name
+    """The checks, in the order docs/BUNDLE.md lists them. Each method checks one part and
+    raises BundleError naming the file; none lets another exception out."""
+
+    def __init__(self, name, size):
+        self.name, self.size = name, size
 
     def fail(self, msg, hint="the file is truncated or corrupt; recompile it with `netdsl compile`"):
         raise BundleError(f"{self.name}: {msg}", hint=hint)
 
     # -- the container
-    def parse(self, build):
-        buf, size = self.buf, len(self.buf)
-        if size < PREFIX.size or bytes(buf[:len(MAGIC)]) != MAGIC:
-            if bytes(buf[:len(MAGIC)]) == MAGIC[:min(size, len(MAGIC))] and size < PREFIX.size:
+    def prefix(self, head: bytes) -> int:
+        size = self.size
+        if len(head) < PREFIX.size or head[:len(MAGIC)] != MAGIC:
+            if size < PREFIX.size and head == MAGIC[:len(head)]:
                 self.fail(f"truncated bundle ({size} bytes, the fixed prefix alone is {PREFIX.size})")
             self.fail("not a netdsl bundle (bad magic bytes)",
                       "a .netc file is written by `netdsl compile MODEL -o MODEL.netc`; .net sources are text")
-        _, version, reserved, hlen = PREFIX.unpack_from(buf, 0)
+        _, version, reserved, hlen = PREFIX.unpack(head)
         if version != FORMAT_VERSION:
             if version < FORMAT_VERSION:
                 self.fail(f"written by bundle format {version}; this netdsl reads format {FORMAT_VERSION}",
@@ -291,32 +383,42 @@ class _Reader:
             self.fail(f"reserved prefix field is {reserved}, not 0")
         if hlen == 0 or hlen > size - PREFIX.size - DIGEST:
             self.fail(f"header length {hlen} does not fit in a file of {size} bytes")
+        if hlen > MAX_HEADER:
+            self.fail(f"header length {hlen} is over the {MAX_HEADER}-byte limit")
         if size % 4 != 0:
             self.fail(f"file size {size} is not a multiple of 4 bytes")
-        digest = hashlib.sha256(memoryview(buf)[:size - DIGEST]).digest()
-        if digest != bytes(buf[size - DIGEST:]):
-            self.fail("checksum mismatch: the file is corrupt or was truncated")
+        self.hlen = hlen
+        return hlen
+
+    def json(self, raw: bytes):
         try:
-            text = bytes(buf[PREFIX.size:PREFIX.size + hlen]).decode("utf-8")
-            h = json.loads(text, parse_constant=self._bad_constant)
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             self.fail(f"header is not UTF-8 ({e.reason} at byte {e.start})")
+        try:
+            return json.loads(text, parse_constant=self._bad_constant)
         except json.JSONDecodeError as e:
             self.fail(f"header is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})")
-        start = _align(PREFIX.size + hlen)
-        if any(buf[PREFIX.size + hlen:min(start, size)]):
-            self.fail("non-zero padding between header and weights")
-        h = self.header(h)
-        if start + h["blob_bytes"] + DIGEST != size:
-            self.fail(f"the header promises {h['blob_bytes']} weight bytes at offset {start}, but the "
-                      f"file has {size - DIGEST - start} there")
-        weights = self.tensors(h, start)
-        if not build:
-            return h, None
-        return h, self.model(h, weights)
+        except RecursionError:
+            self.fail("header is nested too deeply to be a bundle header")
 
     def _bad_constant(self, c):
         self.fail(f"header holds the non-JSON number {c}")
+
+    def layout(self, h) -> int:
+        start = _align(PREFIX.size + self.hlen)
+        if start + h["blob_bytes"] + DIGEST != self.size:
+            self.fail(f"the header promises {h['blob_bytes']} weight bytes at offset {start}, but the "
+                      f"file has {self.size - DIGEST - start} there")
+        return start
+
+    def padding(self, pad: bytes):
+        if any(pad):
+            self.fail("non-zero padding between header and weights")
+
+    def checksum(self, got: bytes, stored: bytes):
+        if got != stored:
+            self.fail("checksum mismatch: the file is corrupt or was truncated")
 
     # -- the JSON header, field by field
     def field(self, d, key, kinds, where="header"):
@@ -325,8 +427,9 @@ class _Reader:
         if key not in d:
             self.fail(f"{where} lacks '{key}'")
         v = d[key]
-        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in _tuple(kinds)):
-            want = " or ".join(k.__name__ for k in _tuple(kinds))
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            want = " or ".join(k.__name__ for k in kinds)
             self.fail(f"{where}: '{key}' must be {want}, got {type(v).__name__}")
         return v
 
@@ -335,13 +438,32 @@ class _Reader:
             self.fail(f"{what} must be an integer in [{lo}, {hi}], got {_short(v)}")
         return v
 
+    def text(self, v, what, empty=False):
+        if not isinstance(v, str) or (not v and not empty) or len(v) > MAX_NAME:
+            self.fail(f"{what} must be a{'' if empty else ' non-empty'} string of at most {MAX_NAME} "
+                      f"characters, got {_short(v)}")
+        return v
+
     def shape(self, v, what, lo=1):
-        if not isinstance(v, list) or len(v) > MAX_RANK:
-            self.fail(f"{what} must be a list of at most {MAX_RANK} sizes, got {_short(v)}")
-        return tuple(self.count(x, what, lo, MAX_DIM) for x in v)
+        if not isinstance(v, list) or len(v) > MAX_RANK or (lo and not v):
+            self.fail(f"{what} must be a list of 1 to {MAX_RANK} sizes, got {_short(v)}")
+        dims = tuple(self.count(x, what, lo, MAX_DIM) for x in v)
+        if prod(dims) > MAX_ELEMS:
+            self.fail(f"{what} {_short(list(dims))} holds over {MAX_ELEMS} values")
+        return dims
+
+    def strmap(self, d, what, value_ok):
+        if not isinstance(d, dict):
+            self.fail(f"{what} must be a JSON object")
+        for k, v in d.items():
+            self.text(k, f"{what} key")
+            value_ok(k, v)
+        return d
 
     def header(self, h):
         f = self.field
+        if not isinstance(h, dict):
+            self.fail("the header is not a JSON object")
         if f(h, "format", str) != "netdsl-bundle":
             self.fail("header 'format' is not netdsl-bundle")
         if self.count(f(h, "format_version", int), "format_version") != FORMAT_VERSION:
@@ -350,128 +472,155 @@ class _Reader:
             f(h, k, str)
         self.count(f(h, "opt_level", int), "opt_level", 0, 3)
         sources = f(h, "sources", list)
-        if not all(isinstance(s, str) for s in sources):
-            self.fail("header 'sources' must be a list of file names")
+        for s in sources:
+            self.text(s, "a 'sources' entry")
         nodes = f(h, "nodes", list)
         if not 1 <= len(nodes) <= MAX_NODES:
-            self.fail(f"header has {len(nodes)} nodes")
+            self.fail(f"header has {len(nodes)} nodes (1 to {MAX_NODES})")
         seen = {}
         for i, nd in enumerate(nodes):
-            where = f"node {i}"
-            name = f(nd, "name", str, where)
-            where = f"node {i} ({_short(name)})"
-            if not name or name in seen:
-                self.fail(f"{where}: empty or duplicate node name")
-            f(nd, "op", str, where)
-            f(nd, "attrs", dict, where)
-            preds = f(nd, "preds", list, where)
-            for p in preds:
-                if not isinstance(p, str) or p not in seen:
-                    self.fail(f"{where}: input {_short(p)} is not an earlier node (nodes must be in plan order)")
-            self.shape(f(nd, "shape", list, where), f"{where} shape")
-            for key in ("params", "buffers"):
-                for k, s in f(nd, key, dict, where).items():
-                    self.shape(s, f"{where} {key} {_short(k)}", lo=0)
-            f(nd, "scope", str, where)
-            src = nd.get("src")
-            if src is not None:
-                if not (isinstance(src, list) and len(src) == 3):
-                    self.fail(f"{where}: 'src' must be [file, line, col] or null")
-                self.count(src[0], f"{where} src file", 0, len(sources) - 1)
-                self.count(src[1], f"{where} src line", 0)
-                self.count(src[2], f"{where} src col", 0)
-            seen[name] = nd
+            self.node(nd, i, seen, len(sources))
         ins = f(h, "inputs", list)
         if not ins or any(not isinstance(x, str) or x not in seen or seen[x]["op"] != "Input" for x in ins):
             self.fail("header 'inputs' must name Input nodes of the graph")
         if len(set(ins)) != len(ins):
             self.fail("header 'inputs' repeats a name")
         outs = f(h, "outputs", dict)
-        if not outs or any(not isinstance(v, str) or v not in seen for v in outs.values()):
-            self.fail("header 'outputs' must map names to nodes of the graph")
-        blocks = f(h, "blocks", dict)
-        if not all(isinstance(v, str) for v in blocks.values()):
-            self.fail("header 'blocks' must map prefixes to block names")
+        if not outs:
+            self.fail("header 'outputs' is empty")
+        for k, v in outs.items():
+            self.text(k, "an output name")
+            if not isinstance(v, str) or v not in seen:
+                self.fail(f"output {_short(k)} names {_short(v)}, not a node of the graph")
+        self.strmap(f(h, "blocks", dict), "header 'blocks'",
+                    lambda k, v: self.text(v, f"block {_short(k)}"))
         c = f(h, "contract", dict)
         for key in ("weight_bytes", "params", "macs", "layers"):
             self.count(f(c, key, int, "contract"), f"contract {key}")
         for key in ("arena_bytes", "workspace_bytes"):
-            for k, v in f(c, key, dict, "contract").items():
-                self.count(v, f"contract {key}[{_short(k)}]")
-        for k, v in f(c, "op_counts", dict, "contract").items():
-            self.count(v, f"contract op_counts[{_short(k)}]")
-        rewrites = f(h, "rewrites", list)
-        if not all(isinstance(s, str) for s in rewrites):
-            self.fail("header 'rewrites' must be a list of lines")
-        f(h, "tensors", dict)
-        self.count(f(h, "blob_bytes", int), "blob_bytes", 0, len(self.buf))
+            self.strmap(f(c, key, dict, "contract"), f"contract {key}",
+                        lambda k, v, key=key: self.count(v, f"contract {key}[{_short(k)}]"))
+        self.strmap(f(c, "op_counts", dict, "contract"), "contract op_counts",
+                    lambda k, v: self.count(v, f"contract op_counts[{_short(k)}]"))
+        if "limits" in c:
+            self.strmap(f(c, "limits", dict, "contract"), "contract limits",
+                        lambda k, v: self.text(v, f"contract limits[{_short(k)}]"))
+        for r in f(h, "rewrites", list):
+            self.text(r, "a 'rewrites' line", empty=True)
+        blob = self.count(f(h, "blob_bytes", int), "blob_bytes", 0, self.size)
+        if blob % 4:
+            self.fail(f"blob_bytes {blob} is not a whole number of float32 values")
+        tensors = f(h, "tensors", dict)
+        for tname, t in tensors.items():
+            self.tensor(tname, t, blob)
         return h
 
-    # -- the tensor table
-    def tensors(self, h, start):
-        blob = h["blob_bytes"]
-        out, spans = {}, []
-        for tname, t in h["tensors"].items():
-            where = f"tensor {_short(tname)}"
-            off = self.count(self.field(t, "offset", int, where), f"{where} offset", 0, blob)
-            if self.field(t, "dtype", str, where) != "f32":
-                self.fail(f"{where}: dtype {_short(t['dtype'])} is not supported (only f32)")
-            shape = self.shape(self.field(t, "shape", list, where), f"{where} shape", lo=0)
-            n = prod(shape)
-            if off % 4 or off + 4 * n > blob:
-                self.fail(f"{where}: {4 * n} bytes at offset {off} lie outside the {blob}-byte weight blob")
-            spans.append((off, off + 4 * n, tname))
-            a = np.frombuffer(self.buf, dtype="<f4", count=n, offset=start + off).reshape(shape)
-            out[tname] = a
-        spans.sort()
-        for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
-            if b0 < a1 and a1 > a0 and b1 > b0:
-                self.fail(f"tensors {_short(an)} and {_short(bn)} overlap in the weight blob")
-        return out
+    def node(self, nd, i, seen, n_sources):
+        f = self.field
+        where = f"node {i}"
+        name = self.text(f(nd, "name", str, where), f"{where} name")
+        where = f"node {i} ({_short(name)})"
+        if name in seen:
+            self.fail(f"{where}: duplicate node name")
+        extra = set(nd) - _NODE_KEYS
+        if extra:
+            self.fail(f"{where}: unknown field {_short(sorted(extra)[0])}")
+        self.text(f(nd, "op", str, where), f"{where} op")
+        for key in ("attrs", "resolved"):
+            self.strmap(f(nd, key, dict, where), f"{where} {key}", lambda k, v: self.value(v, where, k))
+        preds = f(nd, "preds", list, where)
+        for p in preds:
+            if not isinstance(p, str) or p not in seen:
+                self.fail(f"{where}: input {_short(p)} is not an earlier node (nodes must be in plan order)")
+        if len(set(preds)) != len(preds):
+            self.fail(f"{where}: inputs {_short(preds)} repeat a layer")
+        self.shape(f(nd, "shape", list, where), f"{where} shape")
+        for key in ("params", "buffers"):
+            self.strmap(f(nd, key, dict, where), f"{where} {key}",
+                        lambda k, s, key=key: self.shape(s, f"{where} {key} {_short(k)}", lo=0))
+        f(nd, "scope", str, where)
+        src = f(nd, "src", (list, type(None)), where)
+        if src is not None:
+            if len(src) != 3:
+                self.fail(f"{where}: 'src' must be [file, line, col] or null")
+            self.count(src[0], f"{where} src file", 0, n_sources - 1)
+            self.count(src[1], f"{where} src line", 0, 2**31)
+            self.count(src[2], f"{where} src col", 0, 2**31)
+        seen[name] = nd
 
-    def attr(self, v, nd, key, depth=0):
-        """JSON attribute value -> the IR's: lists become tuples; scalars stay; objects are refused."""
-        if isinstance(v, list) and depth < 4:
-            return tuple(self.attr(x, nd, key, depth + 1) for x in v)
-        if v is None or isinstance(v, (bool, int, float, str)):
-            return v
-        self.fail(f"node {_short(nd['name'])}: attribute {_short(key)} holds {_short(v)}, not a value")
+    def value(self, v, where, key, depth=0):
+        """An attribute value: a JSON scalar or a short list of them (nested at most 3 deep)."""
+        if isinstance(v, list):
+            if depth >= 3 or len(v) > MAX_ATTR_LEN:
+                self.fail(f"{where}: attribute {_short(key)} holds {_short(v)}, not a value")
+            for x in v:
+                self.value(x, where, key, depth + 1)
+        elif not (v is None or isinstance(v, (bool, int, float, str))):
+            self.fail(f"{where}: attribute {_short(key)} holds {_short(v)}, not a value")
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**63:
+            self.fail(f"{where}: attribute {_short(key)} = {_short(v)} is out of range")
+        elif isinstance(v, str) and len(v) > MAX_NAME:
+            self.fail(f"{where}: attribute {_short(key)} is a string of {len(v)} characters")
 
-    # -- the graph
-    def model(self, h, weights):
+    def tensor(self, tname, t, blob):
+        where = f"tensor {_short(tname)}"
+        self.text(tname, where)
+        if not isinstance(t, dict) or set(t) != _TENSOR_KEYS:
+            self.fail(f"{where} must be an object with exactly offset, shape and dtype")
+        off = self.count(t["offset"], f"{where} offset", 0, blob)
+        if off % ALIGN:
+            self.fail(f"{where}: offset {off} is not a multiple of {ALIGN}")
+        if t["dtype"] != "f32":
+            self.fail(f"{where}: dtype {_short(t['dtype'])} is not supported (only f32)")
+        n = prod(self.shape(t["shape"], f"{where} shape", lo=0))
+        if off + 4 * n > blob:
+            self.fail(f"{where}: {4 * n} bytes at offset {off} lie outside the {blob}-byte weight blob")
+
+    # -- the graph and the weights
+    def build(self, h, buf, start) -> Bundle:
+        g = self.graph(h)
+        want = self.weights_table(h, g)
+        weights = None
+        if buf is not None:
+            weights = {}
+            for tname, shape in want.items():
+                t = h["tensors"][tname]
+                a = np.frombuffer(buf, dtype="<f4", count=prod(shape), offset=start + t["offset"]).reshape(shape)
+                if not np.isfinite(a).all():
+                    self.fail(f"tensor {tname} holds NaN or infinite values")
+                weights[tname] = a
+        return Bundle(h, g, weights)
+
+    def graph(self, h):
         from . import ops
-        from .analysis.infer import analyze
+        from .analysis.infer import analyze, totals
         from .graph import Graph
-        from .model import Model
         from .ops.base import OpError
         srcs = [Source(s, "") for s in h["sources"]]
         g = Graph()
-        stored = {}
         for nd in h["nodes"]:
-            spec = ops.lookup(nd["op"])
-            if spec is None or spec.name != nd["op"]:
-                from .errors import did_you_mean
-                self.fail(f"node {_short(nd['name'])}: unknown op {_short(nd['op'])}",
-                          (did_you_mean(nd["op"], ops.all_names()) or "") +
+            name, op = nd["name"], nd["op"]
+            spec = ops.lookup(op)
+            if spec is None or spec.name != op:
+                self.fail(f"node {_short(name)}: unknown op {_short(op)}",
+                          (did_you_mean(op, ops.all_names()) or "") +
                           " the bundle was written by a netdsl with ops this one lacks; recompile it")
-            attrs = {k: self.attr(v, nd, k) for k, v in nd["attrs"].items()}
+            self.arity(spec, nd)
             declared = {a.name for a in spec.attrs}
+            undeclared = sorted(set(nd["attrs"]) - declared)
+            if undeclared:
+                self.fail(f"node {_short(name)} ({op}) has no argument {_short(undeclared[0])}")
             try:
-                bound = spec.bind([], {k: v for k, v in attrs.items() if k in declared})
+                bound = spec.bind([], {k: _dec(v) for k, v in nd["attrs"].items()})
             except OpError as e:
-                self.fail(f"node {_short(nd['name'])} ({nd['op']}): bad attribute: {e.message}")
+                self.fail(f"node {_short(name)} ({op}): bad attribute: {e.message}")
             span = None
-            if nd.get("src") is not None:
+            if nd["src"] is not None:
                 fi, line, col = nd["src"]
                 span = Span(srcs[fi], line, col)
-            if nd["op"] == "Input" and nd["preds"]:
-                self.fail(f"node {_short(nd['name'])}: an Input has no inputs")
-            g.add(nd["name"], nd["op"], bound, span, scope=nd["scope"])
+            g.add(name, op, bound, span, scope=nd["scope"])
             for slot, p in enumerate(nd["preds"]):
-                g.connect(p, nd["name"], slot)
-            if g.preds(nd["name"]) != nd["preds"]:
-                self.fail(f"node {_short(nd['name'])}: inputs {_short(nd['preds'])} repeat a layer")
-            stored[nd["name"]] = (attrs, nd)
+                g.connect(p, name, slot)
         if list(g.inputs) != list(h["inputs"]):
             self.fail("header 'inputs' does not list the graph's Input nodes in order")
         g.outputs = dict(h["outputs"])
@@ -481,89 +630,78 @@ class _Reader:
         except NetDSLError as e:
             self.fail("the stored graph does not check: " + e.diagnostics[0].message,
                       "the bundle is corrupt or was written by an incompatible netdsl; recompile it")
-        for node in g.nodes():
-            attrs, nd = stored[node.name]
-            if node.attrs != attrs:
-                diff = sorted(k for k in set(attrs) | set(node.attrs) if attrs.get(k, _MISSING) != node.attrs.get(k))
-                self.fail(f"node {node.name}: stored attributes disagree with the op's resolution ({', '.join(diff)})")
+        order = [n.name for n in g.nodes()]
+        if order != [nd["name"] for nd in h["nodes"]]:
+            self.fail("the nodes are not stored in the graph's plan order")
+        for nd in h["nodes"]:
+            node = g[nd["name"]]
+            resolved = {k: _dec(v) for k, v in nd["resolved"].items()}
+            if node.attrs != resolved:
+                diff = sorted(k for k in set(resolved) | set(node.attrs)
+                              if resolved.get(k, _MISSING) != node.attrs.get(k, _MISSING))
+                self.fail(f"node {node.name}: stored attributes disagree with the op's resolution "
+                          f"({', '.join(map(str, diff))})")
             if tuple(nd["shape"]) != tuple(node.shape):
                 self.fail(f"node {node.name}: stored shape {nd['shape']} but the graph gives {list(node.shape)}")
             for key in ("params", "buffers"):
-                want = {k: tuple(v) for k, v in getattr(node, key).items()}
-                if {k: tuple(v) for k, v in nd[key].items()} != want:
-                    self.fail(f"node {node.name}: stored {key} disagree with the op ({want})")
-        from .runtime.weights import expected
-        want = expected(g)
-        missing = [k for k in want if k not in weights]
-        extra = [k for k in weights if k not in want]
-        if missing or extra:
-            what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
-            self.fail(f"the tensor table does not match the graph's parameters ({what})")
-        for k, shape in want.items():
-            if tuple(weights[k].shape) != tuple(shape):
-                self.fail(f"tensor {k} has shape {list(weights[k].shape)}; the graph needs {list(shape)}")
-            if not np.isfinite(weights[k]).all():
-                self.fail(f"tensor {k} holds NaN or infinite values")
-        from .analysis.infer import totals
+                have = {k: tuple(v) for k, v in getattr(node, key).items()}
+                if {k: tuple(v) for k, v in nd[key].items()} != have:
+                    self.fail(f"node {node.name}: stored {key} disagree with the op ({have})")
         t, c = totals(g), h["contract"]
-        counts: dict[str, int] = {}
-        for node in g.nodes():
-            counts[node.op] = counts.get(node.op, 0) + 1
         actual = {"weight_bytes": t["weight_bytes"], "params": t["total_params"], "macs": t["total_macs"],
-                  "layers": len(g), "op_counts": counts}
+                  "layers": len(g), "op_counts": op_counts(g)}
         for key, v in actual.items():
             if c[key] != v:
                 self.fail(f"the memory contract's {key} ({_short(c[key])}) disagrees with the graph ({_short(v)})")
-        m = Model(g, h["model"], self.name)
-        m._weights = {k: weights[k] for k in want}
-        m.opt_level = h["opt_level"]
-        m.run_level = m.opt_level          # run the graph exactly as it was compiled
-        m.bundle = h
-        return m
+        return g
+
+    def arity(self, spec, nd):
+        """The number of inputs against the op's arity (what the front end enforces for sources)."""
+        k, ar, where = len(nd["preds"]), spec.arity, f"node {_short(nd['name'])} ({spec.name})"
+        if spec.name == "Input":
+            ok, want = k == 0, "no inputs"
+        elif ar is None:
+            ok, want = k >= 2, "two or more inputs"
+        elif isinstance(ar, tuple):
+            ok, want = ar[0] <= k <= ar[1], f"{ar[0]} to {ar[1]} inputs"
+        else:
+            ok, want = k == ar, f"{ar} input{'s' if ar != 1 else ''}"
+        if not ok:
+            self.fail(f"{where} has {k} inputs; the op takes {want}")
+
+    def weights_table(self, h, g) -> dict:
+        """The tensor table against the graph: exactly its parameters and buffers, with their
+        shapes, disjoint inside the blob. Returns name -> shape."""
+        from .runtime.weights import expected
+        want = expected(g)
+        tensors = h["tensors"]
+        missing = [k for k in want if k not in tensors]
+        extra = [k for k in tensors if k not in want]
+        if missing or extra:
+            what = (f"missing {', '.join(map(_short, missing[:3]))}" if missing
+                    else f"tensors the graph lacks: {', '.join(map(_short, extra[:3]))}")
+            self.fail(f"the tensor table does not match the graph's parameters ({what})")
+        spans = []
+        for k, shape in want.items():
+            t = tensors[k]
+            if tuple(t["shape"]) != tuple(shape):
+                self.fail(f"tensor {k} has shape {t['shape']}; the graph needs {list(shape)}")
+            spans.append((t["offset"], t["offset"] + 4 * prod(shape), k))
+        spans.sort()
+        for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
+            if b0 < a1 and b1 > b0:
+                self.fail(f"tensors {_short(an)} and {_short(bn)} overlap in the weight blob")
+        return want
 
 
 _MISSING = object()
 
 
-def _tuple(kinds):
-    return kinds if isinstance(kinds, tuple) else (kinds,)
+def _dec(v):
+    """JSON attribute value -> the IR's: lists become tuples (checked by _Reader.value)."""
+    return tuple(_dec(x) for x in v) if isinstance(v, list) else v
 
 
 def _short(v, n=40):
     s = repr(v)
     return s if len(s) <= n else s[:n - 1] + "…"
-
-
-# ---------------------------------------------------------------- showing the contract
-
-def size_text(b: int) -> str:
-    """Bytes for people: KiB below a MiB, else MiB."""
-    return f"{b / 2**20:,.1f} MiB" if b >= 2**20 else f"{b / 1024:,.1f} KiB"
-
-
-def info_text(h: dict, path: str = "") -> str:
-    """What `netdsl info MODEL.netc` prints: where it came from and its memory contract."""
-    c = h["contract"]
-    size = os.path.getsize(path) if path and os.path.exists(path) else None
-    lines = [f"{path or h['model']}: netdsl bundle, format {h['format_version']}"
-             + (f", {size:,} bytes" if size is not None else ""),
-             f"  model:    {h['model']} (from {h['source']}, netdsl {h['netdsl_version']}, -O{h['opt_level']})",
-             "  inputs:   " + ", ".join(f"{n} {'x'.join(map(str, nd['shape']))}"
-                                        for n in h["inputs"] for nd in h["nodes"] if nd["name"] == n),
-             "  outputs:  " + ", ".join(f"{k} {'x'.join(map(str, nd['shape']))}"
-                                        for k, v in h["outputs"].items() for nd in h["nodes"] if nd["name"] == v),
-             f"  layers:   {c['layers']}, {c['params']:,} params, "
-             + (f"{c['macs'] / 1e9:.2f} GMACs" if c["macs"] >= 1e8 else f"{c['macs'] / 1e6:.2f} MMACs")
-             + " per image",
-             f"  weights:  {c['weight_bytes']:,} bytes ({size_text(c['weight_bytes'])})"]
-    for n, b in c["arena_bytes"].items():
-        ws = c["workspace_bytes"].get(n, 0)
-        lines.append(f"  arena:    batch {n}: {b:,} bytes ({size_text(b)})"
-                     + (f" + workspace {ws:,} bytes" if ws else ""))
-    lines.append("  ops:      " + ", ".join(f"{op} {k}" for op, k in
-                                            sorted(c["op_counts"].items(), key=lambda x: (-x[1], x[0]))))
-    totals = [r for r in h.get("rewrites", []) if re.fullmatch(r"[A-Za-z_]\w*: \d+ rewrites?", r)]
-    shown = [r.replace(" rewrites", "").replace(" rewrite", "") for r in totals if not r.endswith(": 0 rewrites")]
-    lines.append(f"  compiled: -O{h['opt_level']}" + (": " + ", ".join(shown) if shown else ", no rewrites")
-                 + " (rewrites per pass; `netdsl compile --report` lists each)")
-    return "\n".join(lines)

@@ -183,8 +183,8 @@ def cmd_info(args):
             raise NetDSLError(f"{args.model} is not a compiled bundle",
                               hint=f"`netdsl info` describes .netc files; for a .net source use "
                                    f"`netdsl summary {args.model}`, or compile it with `netdsl compile {args.model}`")
-        h = bundle.read_header(args.model)
-        print(bundle.info_text(h, args.model))
+        from .cli_format import info_text
+        print(info_text(bundle.read_header(args.model), args.model))
         return 0
     from .runtime import lib
     print(f"netdsl {__version__}")
@@ -221,17 +221,18 @@ def _opt_level(v):
 
 
 def _graph_for(args):
-    """(graph, title) for compile --emit dot and graph: a bundle as stored, a source at -O level."""
-    from . import bundle
+    """(graph, name, title) for compile --emit dot and graph: a bundle as stored, a source at -O level."""
+    from . import bundle, load
     if bundle.is_bundle(args.model):
-        m = bundle.load(args.model)
-        return m, f"{m.name} (bundle, -O{m.opt_level})"
-    from . import load
+        m = load(args.model)
+        return m.graph, m.name, f"{m.name} (bundle, -O{m.opt_level})"
     m = load(args.model, weights=getattr(args, "weights", None))
     level = args.opt if getattr(args, "optimized", True) else 0
+    graph = m.graph
     if level:
-        m, _ = bundle.optimize(m, level)
-    return m, f"{m.name} -O{level}"
+        from .compiler import optimize
+        graph, _, _ = optimize(graph, None, level)
+    return graph, m.name, f"{m.name} -O{level}"
 
 
 def cmd_compile(args):
@@ -243,8 +244,8 @@ def cmd_compile(args):
                           hint="compile the .net source (or zoo name) it came from")
     if args.emit == "dot":
         from .dot import render, to_dot
-        m, title = _graph_for(args)
-        text = to_dot(m.graph, title)
+        graph, _, title = _graph_for(args)
+        text = to_dot(graph, title)
         if args.output:
             path, drawn = render(text, args.output)
             print(f"wrote {path}" + ("" if drawn or path == args.output else
@@ -253,18 +254,23 @@ def cmd_compile(args):
         else:
             sys.stdout.write(text)
         return 0
-    opt, report, _ = bundle.compile_model(args.model, None, args.opt, weights=args.weights)
-    out = args.output or (opt.name + ".netc")
+    from . import load
+    from .cli_format import size_text
+    from .compiler import compile_model
+    m = load(args.model, weights=args.weights)
+    out = args.output or (m.name + ".netc")
+    c = compile_model(m, out, args.opt)
     if args.report:
         from .runtime.plan import lower, report_lines
-        lines = list(report.render()) if report is not None else []
+        lines = list(c.report.render()) if c.report is not None else []
         print("\n".join(lines) if lines else f"-O{args.opt}: no rewrites")
-        print("\n".join(report_lines(lower(opt.graph, 1, kernels=False), opt.graph)))
-    h = bundle.save(opt, out, args.opt, report, opt.path)
-    c = h["contract"]
-    arena = ", ".join(f"batch {n}: {bundle.size_text(b)}" for n, b in c["arena_bytes"].items())
-    print(f"wrote {out}: {c['layers']} layers at -O{args.opt}, {c['params']:,} params, "
-          f"weights {bundle.size_text(c['weight_bytes'])}, arena {arena}")
+        print("\n".join(report_lines(lower(c.graph, 1, kernels=False), c.graph)))
+    k = c.header["contract"]
+    arena = ", ".join(f"batch {n}: {size_text(b)}" for n, b in k["arena_bytes"].items())
+    print(f"wrote {out}: {k['layers']} layers at -O{args.opt}, {k['params']:,} params, "
+          f"weights {size_text(k['weight_bytes'])}, arena {arena}; read back and checked")
+    for n, why in k.get("limits", {}).items():
+        print(f"note: at batch {n} this runtime cannot run it: {why}")
     return 0
 
 
@@ -272,9 +278,9 @@ def cmd_graph(args):
     import os
 
     from .dot import render, to_dot
-    m, title = _graph_for(args)
-    text = to_dot(m.graph, title)
-    out = args.output or (m.name + ".svg")
+    graph, name, title = _graph_for(args)
+    text = to_dot(graph, title)
+    out = args.output or (name + ".svg")
     path, drawn = render(text, out)
     if drawn or path == out:
         print(f"wrote {path}")

@@ -54,7 +54,7 @@ class Model:
     def weights(self) -> dict:
         with self._lock:
             if self._weights is None:
-                from .reference import init_weights
+                from .runtime.reference import init_weights
                 from .runtime.memory import check_weights_fit
                 check_weights_fit(self.graph)          # before allocating them
                 self._weights = init_weights(self.graph, seed=0)
@@ -169,7 +169,7 @@ class Model:
 
     def reference(self, x):
         """Run the numpy reference executor (slow; the oracle for tests)."""
-        from .reference import run_reference
+        from .runtime.reference import run_reference
         from .runtime.session import prepare_inputs
         out = run_reference(self.graph, self.weights, prepare_inputs(self.graph, x))
         return next(iter(out.values())) if len(out) == 1 else out
@@ -194,13 +194,18 @@ class Model:
     def total_params(self) -> int:
         return self.totals()["total_params"]
 
+    def memory(self, n: int = 1) -> dict:
+        """The arena plan at batch n for the graph as it runs (optimized at `run_level`)."""
+        from .compiler import memory
+        return memory(self.graph, self.run_level, self.opt_level, n)
+
     def summary(self, depth=None):
         from .analysis.report import summary_text
-        return summary_text(self, depth)
+        return summary_text(self, depth, self.memory())
 
     def summary_dict(self, depth=None):
         from .analysis.report import summary_dict
-        return summary_dict(self, depth)
+        return summary_dict(self, depth, self.memory())
 
     def explain(self):
         from .analysis.report import explain_text
@@ -260,6 +265,20 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     if opt not in LEVELS:
         raise NetDSLError(f"opt must be 0, 1, 2 or 3, got {opt!r}")
     m.run_level = opt
+    if weights is not None:
+        m.load_weights(weights)
+    return m
+
+
+def load_bundle(path: str, weights: str | dict | None = None, threads: int | None = None) -> Model:
+    """Open a compiled .netc bundle as a ready-to-run Model: the graph exactly as compiled
+    (it runs at its own level, no further passes), its weights viewing the file's bytes."""
+    from .bundle import read_file
+    b = read_file(path)
+    m = Model(b.graph, b.header["model"], path, threads=threads)
+    m._weights = b.weights
+    m.opt_level = m.run_level = b.header["opt_level"]
+    m.bundle = b.header
     if weights is not None:
         m.load_weights(weights)
     return m

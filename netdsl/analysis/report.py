@@ -1,6 +1,10 @@
 """Human- and machine-readable reports of an analyzed graph:
 `summary` (a per-layer table, collapsible by block), `--json`, and `explain`
-(the arithmetic a student does by hand, layer by layer)."""
+(the arithmetic a student does by hand, layer by layer).
+
+Analysis comes before the passes and the runtime in the pipeline, so this
+module never optimizes or plans: the arena figures are computed by the
+caller (`Model.summary` via `netdsl.compiler.memory`) and passed in."""
 from __future__ import annotations
 
 from math import prod
@@ -77,23 +81,9 @@ def rows(model, depth=None):
     return out
 
 
-def memory(model, n=1) -> dict:
-    """Arena plan at batch n for the graph as the runtime runs it (optimized at the model's
-    run level): peak arena bytes, the naive sum, the lower bound, weight bytes."""
-    from ..runtime.plan import lower
-    graph = model.graph
-    level = max(getattr(model, "run_level", 0), getattr(model, "opt_level", 0))
-    if getattr(model, "run_level", 0) > getattr(model, "opt_level", 0):
-        from ..passes import optimize
-        graph, _, _ = optimize(graph, None, level=model.run_level)
-    plan = lower(graph, n, kernels=False)
-    mem = plan.memory()
-    mem["weight_bytes"] = totals(graph)["weight_bytes"]
-    mem["opt_level"] = level
-    return mem
-
-
-def summary_dict(model, depth=None):
+def summary_dict(model, depth=None, memory=None):
+    """The summary as a JSON-ready dict; `memory` is the arena plan the caller made
+    (netdsl.compiler.memory: analysis does not run the passes or the planner)."""
     t = totals(model.graph)
     g = model.graph
     return {
@@ -104,12 +94,13 @@ def summary_dict(model, depth=None):
         "total_macs": t["total_macs"],
         "activation_bytes": t["activation_bytes"],
         "weight_bytes": t["weight_bytes"],
-        "memory": memory(model),
+        "memory": memory,
         "layers": rows(model, depth),
     }
 
 
-def summary_text(model, depth=None):
+def summary_text(model, depth=None, memory=None):
+    """The per-layer table; `memory` (netdsl.compiler.memory) adds the arena line."""
     rs = rows(model, depth)
     head = ["layer", "op", "output", "params", "MACs", "memory", "RF", "inputs"]
     table = []
@@ -139,9 +130,10 @@ def summary_text(model, depth=None):
     out.append(f"total params: {t['total_params']:,}   MACs: {t['total_macs']:,} ({_fmt_macs(t['total_macs'])})"
                f"   weights: {_fmt_bytes(t['weight_bytes'])}   activations (batch 1): "
                f"{_fmt_bytes(t['activation_bytes'])}")
-    mem = memory(model)
-    out.append(f"arena (batch 1, -O{mem['opt_level']}): {_fmt_bytes(mem['arena_bytes'])} peak   "
-               f"naive sum {_fmt_bytes(mem['naive_bytes'])}   lower bound {_fmt_bytes(mem['lower_bound_bytes'])}")
+    mem = memory
+    if mem is not None:
+        out.append(f"arena (batch 1, -O{mem['opt_level']}): {_fmt_bytes(mem['arena_bytes'])} peak   "
+                   f"naive sum {_fmt_bytes(mem['naive_bytes'])}   lower bound {_fmt_bytes(mem['lower_bound_bytes'])}")
     out.append(f"outputs: {outs}")
     return "\n".join(out)
 

@@ -21,7 +21,7 @@ import pytest
 import netdsl
 from netdsl.model import ZOO
 from netdsl.passes import LEVELS, optimize
-from netdsl.reference import init_weights, run_reference
+from netdsl.runtime.reference import init_weights, run_reference
 
 # Tolerance: max |optimized - original| / max |original| per output, both run in float32.
 # Folding changes the order of float32 roundings only (w·s once in float64, rounded once,

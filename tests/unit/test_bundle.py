@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import netdsl
-from netdsl import NetDSLError, bundle
+from netdsl import NetDSLError, bundle, compiler
 from netdsl.cli import main
+from netdsl.cli_format import info_text
 from netdsl.runtime import lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,18 +62,37 @@ def small():
     return _trained(netdsl.parse(SMALL, "small.net"))
 
 
+def _dumps(m, level, source=None):
+    """(bundle bytes, optimized graph, its weights) for Model `m` at -O`level`."""
+    g, w, report = compiler.optimize(m.graph, m.weights, level)
+    return bundle.dumps(g, w, name=m.name, opt_level=level, report=report, source=source), g, w
+
+
+def _load_bytes(data, tmp_path, name="b.netc"):
+    """A runnable Model from bundle bytes, through the file path users take."""
+    p = tmp_path / name
+    p.write_bytes(data)
+    return netdsl.load(str(p))
+
+
+def _run(graph, weights, x):
+    from netdsl.runtime.session import Session
+    out = Session(graph, weights).run({graph.inputs[0]: x})
+    return next(iter(out.values()))
+
+
 # ---------------------------------------------------------------- round trips
 
 @needs_kernels
 @pytest.mark.parametrize("level", [0, 1, 2, 3])
-def test_small_round_trip_every_level(small, level):
-    opt, report = bundle.optimize(small, level)
-    m2 = bundle.loads(bundle.dumps(opt, level, report, "small.net"), "small.netc")
+def test_small_round_trip_every_level(small, level, tmp_path):
+    data, g, w = _dumps(small, level, "small.net")
+    m2 = _load_bytes(data, tmp_path)
     x = _x(small)
-    assert np.array_equal(opt(x), m2(x))                 # bit for bit, same opt level
+    assert np.array_equal(_run(g, w, x), m2(x))          # bit for bit, same opt level
     np.testing.assert_allclose(m2(x), small(x), rtol=1e-4, atol=1e-5)   # close to -O0
     assert m2.opt_level == level and m2.bundle["opt_level"] == level
-    assert [n.name for n in m2.graph.nodes()] == [n.name for n in opt.graph.nodes()]
+    assert [n.name for n in m2.graph.nodes()] == [n.name for n in g.nodes()]
 
 
 @needs_kernels
@@ -80,58 +100,65 @@ def test_small_round_trip_every_level(small, level):
 def test_zoo_round_trip(name, tmp_path):
     m = netdsl.load(name)
     path = str(tmp_path / f"{name}.netc")
-    opt, _, header = bundle.compile_model(name, path, 2)
+    c = compiler.compile_model(m, path, 2)
     m2 = netdsl.load(path)
     x = _x(m, n=1)
-    y_opt, y_bundle, y0 = _outs(opt(x)), _outs(m2(x)), _outs(m(x))
+    y_opt = _session_run(c.graph, c.weights, x)
+    y_bundle, y0 = _outs(m2(x)), _outs(m(x))
+    if len(y_opt) == 1:
+        y_opt = {"output": next(iter(y_opt.values()))}
     for k in y0:
         assert np.array_equal(y_opt[k], y_bundle[k]), k
         scale = float(np.abs(y0[k]).max()) + 1e-6
         assert float(np.abs(y_bundle[k] - y0[k]).max()) / scale < 1e-4, k
-    assert header["contract"]["params"] == opt.total_params
-    assert m2.total_params == opt.total_params
+    assert c.header["contract"]["params"] == m2.total_params
+
+
+def _session_run(graph, weights, x):
+    from netdsl.runtime.session import Session
+    return Session(graph, weights).run({graph.inputs[0]: x})
 
 
 def test_fused_attributes_survive(small):
-    opt, _ = bundle.optimize(small, 2)
-    m2 = bundle.loads(bundle.dumps(opt, 2))
-    for node in opt.graph.nodes():
-        assert m2.graph[node.name].attrs == node.attrs
-        assert m2.graph[node.name].shape == node.shape
-        assert m2.graph.preds(node.name) == opt.graph.preds(node.name)
-    fused = [n for n in m2.graph.nodes() if n.attrs.get("act") not in (None, "none")]
+    data, g, _ = _dumps(small, 2)
+    g2 = bundle.loads(data).graph
+    for node in g.nodes():
+        assert g2[node.name].attrs == node.attrs
+        assert g2[node.name].shape == node.shape
+        assert g2.preds(node.name) == g.preds(node.name)
+    fused = [n for n in g2.nodes() if n.attrs.get("act") not in (None, "none")]
     assert fused, "the -O2 graph should carry fused activations"
-    assert not any(n.op == "BatchNorm" for n in m2.graph.nodes())
-    assert m2.graph.blocks == opt.graph.blocks
+    assert not any(n.op == "BatchNorm" for n in g2.nodes())
+    assert g2.blocks == g.blocks
 
 
 def test_residual_attribute_survives(small):
-    opt, _ = bundle.optimize(small, 3)
-    m2 = bundle.loads(bundle.dumps(opt, 3))
-    res = [n.name for n in opt.graph.nodes() if n.attrs.get("residual")]
-    assert res == [n.name for n in m2.graph.nodes() if n.attrs.get("residual")]
+    data, g, _ = _dumps(small, 3)
+    g2 = bundle.loads(data).graph
+    res = [n.name for n in g.nodes() if n.attrs.get("residual")]
+    assert res == [n.name for n in g2.nodes() if n.attrs.get("residual")]
 
 
 def test_weights_equal_and_tuples_restored(small):
-    opt, _ = bundle.optimize(small, 2)
-    m2 = bundle.loads(bundle.dumps(opt, 2))
-    for k, v in opt.weights.items():
-        assert np.array_equal(m2.weights[k], v), k
-    conv = next(n for n in m2.graph.nodes() if n.op == "Conv")
+    data, g, w = _dumps(small, 2)
+    b = bundle.loads(data)
+    for k, v in w.items():
+        assert np.array_equal(b.weights[k], v), k
+    conv = next(n for n in b.graph.nodes() if n.op == "Conv")
     assert isinstance(conv.attrs["kernel"], tuple) and isinstance(conv.attrs["pad"], tuple)
 
 
 def test_spans_keep_source_lines(small):
-    m2 = bundle.loads(bundle.dumps(small, 0, source="small.net"))
-    node = m2.graph["stem.conv1"] if "stem.conv1" in m2.graph else next(
-        n for n in m2.graph.nodes() if n.op == "Conv")
+    data, _, _ = _dumps(small, 0, "small.net")
+    g2 = bundle.loads(data).graph
+    node = g2["stem.conv1"] if "stem.conv1" in g2 else next(n for n in g2.nodes() if n.op == "Conv")
     assert node.span is not None and node.span.line == small.graph[node.name].span.line
     assert str(node.span).startswith("small.net:")
 
 
 def test_no_absolute_paths_in_header(tmp_path):
     path = str(tmp_path / "r.netc")
-    bundle.compile_model("resnet18", path, 2)
+    compiler.compile_model(netdsl.load("resnet18"), path, 2)
     h = bundle.read_header(path)
     assert h["source"] == os.path.join("zoo", "resnet18.net")
     assert all(not os.path.isabs(s) for s in h["sources"])
@@ -142,23 +169,23 @@ def test_no_absolute_paths_in_header(tmp_path):
 
 def test_contract_matches_planner(small):
     from netdsl.runtime.plan import lower
-    opt, _ = bundle.optimize(small, 2)
-    h = bundle.loads(bundle.dumps(opt, 2)).bundle
-    c = h["contract"]
+    data, g, w = _dumps(small, 2)
+    c = bundle.loads(data).header["contract"]
     assert set(c["arena_bytes"]) == {"1", "8"}
     for n in (1, 8):
-        assert c["arena_bytes"][str(n)] == lower(opt.graph, n).arena_bytes
-    assert c["weight_bytes"] == 4 * sum(v.size for v in opt.weights.values())
-    assert c["op_counts"]["Conv"] == sum(1 for n in opt.graph.nodes() if n.op == "Conv")
-    assert c["layers"] == len(opt.graph)
+        assert c["arena_bytes"][str(n)] == lower(g, n).arena_bytes
+    assert c["weight_bytes"] == 4 * sum(v.size for v in w.values())
+    assert c["op_counts"]["Conv"] == sum(1 for n in g.nodes() if n.op == "Conv")
+    assert c["layers"] == len(g)
+    assert "limits" not in c
 
 
 def test_info_text(small, tmp_path):
     path = str(tmp_path / "s.netc")
-    opt, report = bundle.optimize(small, 2)
-    bundle.save(opt, path, 2, report, "small.net")
-    text = bundle.info_text(bundle.read_header(path), path)
-    assert "format 1" in text and "-O2" in text and "weights:" in text
+    small.path = "small.net"
+    compiler.compile_model(small, path, 2)
+    text = info_text(bundle.read_header(path), path)
+    assert f"format {bundle.FORMAT_VERSION}" in text and "-O2" in text and "weights:" in text
     assert "batch 1:" in text and "batch 8:" in text and "Conv" in text
     assert "fold_batchnorm" in text
 
@@ -167,7 +194,7 @@ def test_info_text(small, tmp_path):
 
 def test_loads_and_runs_without_lark(tmp_path):
     path = str(tmp_path / "l5.netc")
-    bundle.compile_model("lenet5", path, 2)
+    compiler.compile_model(netdsl.load("lenet5"), path, 2)
     code = (
         "import sys\n"
         "sys.modules['lark'] = None\n"
@@ -204,7 +231,7 @@ def _repack(data: bytes, version=None, header=None) -> bytes:
 
 
 def test_older_format_is_refused(small):
-    data = bundle.dumps(small, 0)
+    data = _dumps(small, 0)[0]
     with pytest.raises(NetDSLError) as e:
         bundle.loads(_repack(data, version=0), "old.netc")
     msg = e.value.render()
@@ -213,14 +240,14 @@ def test_older_format_is_refused(small):
 
 
 def test_newer_format_is_refused(small):
-    data = bundle.dumps(small, 0)
+    data = _dumps(small, 0)[0]
     with pytest.raises(NetDSLError, match="newer than this netdsl"):
         bundle.loads(_repack(data, version=bundle.FORMAT_VERSION + 1), "new.netc")
 
 
 def test_repack_helper_round_trips(small):
-    data = bundle.dumps(small, 0)
-    assert bundle.loads(_repack(data)).total_params == small.total_params
+    data = _dumps(small, 0)[0]
+    assert bundle.loads(_repack(data)).header["contract"]["params"] == small.total_params
 
 
 def test_not_a_bundle(tmp_path):
@@ -297,7 +324,7 @@ def run_sysexit(capsys, *argv):
 
 def test_cli_errors_are_clear(capsys, tmp_path):
     bad = tmp_path / "bad.netc"
-    data = bytearray(bundle.dumps(netdsl.load("lenet5"), 0))
+    data = bytearray(_dumps(netdsl.load("lenet5"), 0)[0])
     bad.write_bytes(bytes(data[: len(data) // 2]))
     for cmd in (["info", str(bad)], ["run", str(bad)], ["check", str(bad)], ["summary", str(bad)]):
         rc, out, err = run(capsys, *cmd)
@@ -336,7 +363,7 @@ def test_cli_graph(capsys, tmp_path, monkeypatch):
     text = (tmp_path / "r.dot").read_text()
     assert "+ relu" in text and "params" in text and "64x56x56" in text
     l5 = str(tmp_path / "l5.netc")
-    bundle.compile_model("lenet5", l5, 2)
+    compiler.compile_model(netdsl.load("lenet5"), l5, 2)
     rc, out, err = run(capsys, "graph", l5, "-o", str(tmp_path / "l5.dot"))
     assert rc == 0 and "bundle" in (tmp_path / "l5.dot").read_text()
     rc, _, err = run(capsys, "graph", "lenet5", "-o", str(tmp_path / "x.bmp"))
@@ -348,3 +375,71 @@ def test_cli_graph_svg(capsys, tmp_path):
     rc, out, err = run(capsys, "graph", "lenet5", "-o", str(tmp_path / "l.svg"))
     assert rc == 0, err
     assert (tmp_path / "l.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+# ---------------------------------------------------------------- big files: the prefix first
+
+class _Counting:
+    """A file object that counts the bytes read through it."""
+
+    def __init__(self, f, log):
+        self.f, self.log = f, log
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        self.log.append(len(b))
+        return b
+
+    def readinto(self, buf):
+        k = self.f.readinto(buf)
+        self.log.append(k or 0)
+        return k
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.mark.parametrize("what", ["bad-magic", "header-promises-less"])
+def test_big_file_refused_after_its_prefix(what, small, tmp_path, monkeypatch, capsys):
+    """A 3 GB (sparse) file is refused on its 24-byte prefix and header, not read whole."""
+    p = tmp_path / "big.netc"
+    data = _dumps(small, 0)[0]
+    hlen = struct.unpack_from("<Q", data, 16)[0]
+    head = b"NOTABUND" + data[8:24] if what == "bad-magic" else data[:-(-(24 + hlen) // 64) * 64]
+    with open(p, "wb") as f:
+        f.write(head)
+        f.truncate(3 * 2**30)
+    log = []
+    real_open = bundle._open
+    monkeypatch.setattr(bundle, "_open", lambda path: _Counting(real_open(path), log))
+    for call in (lambda: main(["info", str(p)]), lambda: netdsl.load(str(p))):
+        log.clear()
+        try:
+            rc = call()
+            err = capsys.readouterr().err
+        except NetDSLError as e:
+            rc, err = 1, e.render()
+        assert rc == 1 and "big.netc" in err, err
+        assert ("not a netdsl bundle" if what == "bad-magic" else "promises") in err
+        assert sum(log) <= len(head), f"read {sum(log):,} bytes of a {3 * 2**30:,}-byte file"
+
+
+def test_info_streams_a_valid_bundle(small, tmp_path, monkeypatch):
+    """`info` checks the whole file's checksum in chunks, never holding the weights."""
+    p = tmp_path / "s.netc"
+    data = _dumps(small, 0)[0]
+    p.write_bytes(data)
+    monkeypatch.setattr(bundle, "CHUNK", 64)
+    h = bundle.read_header(str(p))
+    assert h["contract"]["params"] == small.total_params
+    bad = bytearray(data)
+    bad[-33] ^= 1                                   # last weight byte
+    p.write_bytes(bytes(bad))
+    with pytest.raises(NetDSLError, match="checksum"):
+        bundle.read_header(str(p))

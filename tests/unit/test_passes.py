@@ -14,7 +14,7 @@ from netdsl import ops
 from netdsl.errors import NetDSLError
 from netdsl.passes import (LEVELS, fold_batchnorm, fold_constants, fuse_activations, fuse_residual,
                            optimize, remove_noops)
-from netdsl.reference import init_weights, run_reference
+from netdsl.runtime.reference import init_weights, run_reference
 
 
 def parse(text):

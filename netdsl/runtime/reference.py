@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .errors import NetDSLError
+from .. import ops
+from ..errors import NetDSLError
 
 
 def init_weights(graph, seed=0) -> dict:
