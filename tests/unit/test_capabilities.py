@@ -14,7 +14,7 @@ import netdsl
 from netdsl import ops
 from netdsl.ops import activations as acts
 from netdsl.passes import DEFAULT_LEVEL, LEVELS, fold_batchnorm, fuse_activations, fuse_residual
-from netdsl.reference import init_weights, run_reference
+from netdsl.runtime.reference import init_weights, run_reference
 
 SPECS = ops.all_specs()
 COMBINES = {"sum", "product", "concat", "max", "min", "mean"}
