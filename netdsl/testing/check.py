@@ -10,7 +10,7 @@ on random inputs:
   * non-finite inputs: NaN, +inf and -inf at a few positions of sample 1 of batch 3; NaN, +inf
     and -inf must sit exactly where the reference has them, at -O0 and -O3, and samples 0 and 2
     must not be touched;
-  * the compiled bundle (-O3, `netdsl.bundle.save`, then `netdsl.load`), whose outputs must
+  * the compiled bundle (-O3, `netdsl.compiler.compile_model`, then `netdsl.load`), whose outputs must
     equal the -O3 session's.
 
 Tolerance. Outputs are compared with |got − ref| ≤ tol = ATOL · scale · √depth, scale =
@@ -279,13 +279,12 @@ def _check(text, seed, isas, bundle, nan, threads, known_bugs, name):
 
 def _bundle_roundtrip(res, m3, x3, want, g, cmp):
     import netdsl
-    from .. import bundle as nb
+    from ..compiler import compile_model
     fd, path = tempfile.mkstemp(suffix=".netc")
     os.close(fd)
     try:
         try:
-            opt, report = nb.optimize(m3, 3)
-            nb.save(opt, path, 3, report)
+            compile_model(m3, path, 3)        # what `netdsl compile` does, load-back check included
         except Exception as e:  # noqa: BLE001
             res.failures.append(Failure("bundle", f"save: {type(e).__name__}: {e}"))
             return

@@ -27,11 +27,7 @@ from .tree import Branches, Group, Invalid, Layer, Net, Ref, Stmt, apply, mutati
 # Bugs known and being fixed on other branches (issue 7). While a name is here, the generator
 # (or the check) steers around exactly that pattern, so the suite passes on a branch without
 # the fix; once the fix is merged, delete the name and the generated tests cover it again.
-KNOWN_BUGS = frozenset({
-    # (d) bug 10: a bundle with Upsample by a scale fails to load. While known, check.py skips
-    #     the bundle round trip for a network with such an Upsample.
-    "bundle_upsample_scale",
-})
+KNOWN_BUGS = frozenset()
 
 MAX_HW = 24
 MAX_C = 16

@@ -16,7 +16,8 @@ The order, lowest first (docs/DESIGN: "each stage only knows the one before it")
     bundle | compiler     the file format, and the pipeline that writes it
     model     the façade users hold (runs the pipeline for summary and calls)
     package   netdsl/__init__.py (netdsl.load)
-    cli       cli.py, cli_format.py, dot.py (presentation)
+    cli | testing   cli.py, cli_format.py, dot.py (presentation); netdsl/testing (the
+              generated-network check and soak, a user of the whole pipeline)
     main      __main__.py
 
 `ops` is below `frontend` although the text comes first in the pipeline: expansion binds
@@ -43,10 +44,11 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
     ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.dot"]),
+    ("testing", 8, ["netdsl.testing"]),                          # generated networks, soak
     ("main", 9, ["netdsl.__main__"]),
 ]
-# Same-rank layers that may use each other (none: peers stay independent).
-ALLOWED_PEERS: set[tuple[str, str]] = {("bundle", "compiler"), ("compiler", "bundle")}
+# Same-rank layers that may use each other (one way only; other peers stay independent).
+ALLOWED_PEERS: set[tuple[str, str]] = {("compiler", "bundle")}     # the pipeline writes the format
 
 
 def layer_of(module: str):
