@@ -139,6 +139,15 @@ class Expander:
             for lbl, line in _labels_in(st):
                 fctx.later_labels.setdefault(lbl, line)
         for st in module.stmts:
+            if not library and isinstance(st, (A.Chain, A.Assign)):
+                unknown = self.unknown_ops(st, scope)
+                if unknown:            # every unknown op of the file is reported, not only the first
+                    self.sink.diagnostics.extend(unknown)
+                    current = POISON
+                    _poison_labels(st, bindings)
+                    self.last_span = st.span
+                    continue
+            failed = False
             try:
                 if isinstance(st, A.Import):
                     self.do_import(st, fctx)
@@ -181,6 +190,7 @@ class Expander:
                     current = self.chain(st, current, scope)
             except NetDSLError as e:
                 self.sink.extend(e)
+                failed = True
                 if isinstance(st, (A.Chain, A.Assign, A.InputStmt)):
                     current = POISON
                 if isinstance(st, A.InputStmt):
@@ -188,10 +198,13 @@ class Expander:
             except RecursionError:
                 self.sink.add("this statement nests too deeply to expand", st.span,
                               "split it up: name parts of it (a = ...) or use a block with a repeat count")
+                failed = True
                 if isinstance(st, (A.Chain, A.Assign, A.InputStmt)):
                     current = POISON
             if isinstance(st, (A.Chain, A.Assign)):
                 self.last_span = st.span
+                if failed or current is POISON:   # its labels are poisoned: later uses stay silent
+                    _poison_labels(st, bindings)
         if library:
             return
         self.finish_outputs(outputs, current, bindings, fctx)
@@ -365,7 +378,11 @@ class Expander:
             return self.table_conv(p, val, scope, label)
         if isinstance(p, A.TableFC):
             args = A.Args([A.Num(p.span, p.n)], [])
-            return self.call(p.word, args, p.span, val, scope, label)
+            word, fctx = p.word, scope.fctx
+            if word not in fctx.aliases and word not in fctx.blocks and ops.lookup(word) is None \
+                    and _case_insensitive(word) is not None:     # the table notation ignores case
+                word = _case_insensitive(word).name
+            return self.call(word, args, p.span, val, scope, label)
         if isinstance(p, A.Call):
             if p.name in scope.bindings and p.args is None:
                 raise err(f"'{p.name}' is a label; a reference can only start a chain or a branch", p.span,
@@ -379,21 +396,54 @@ class Expander:
         fctx = scope.fctx
         if p.args is not None or p.name in fctx.blocks or p.name in fctx.aliases or ops.lookup(p.name):
             return
-        if p.name.islower() and any(n.lower() == p.name for n in ops.all_names()):
-            return
         if fctx.later_labels.get(p.name, 0) >= p.span.line:
             raise err(f"'{p.name}' is defined later (line {fctx.later_labels[p.name]}); "
                       f"a reference can only point back to an earlier label", p.span,
                       f"move the line that defines '{p.name}' above this one")
+        if _case_insensitive(p.name) is not None:      # `relu`: an op in the wrong case
+            raise _unknown_op(p.name, p.span, fctx)
         if p.name[:1].islower():
             labels = [b for b, v in scope.bindings.items() if v is not POISON]
             raise err(f"undefined name '{p.name}': no label, input or op has that name", p.span,
                       did_you_mean(p.name, labels + ops.all_names() + list(fctx.blocks))
                       or "label a layer first (name:Conv(64, 3) or name = ...), then refer to it")
 
+    def unknown_ops(self, st, scope):
+        """A diagnostic for every op name in a top-level statement that names nothing: no op,
+        block, alias or label (run before expanding, so one typo does not hide the next)."""
+        fctx, out = scope.fctx, []
+        todo = [st]
+        while todo:
+            x = todo.pop()
+            if isinstance(x, A.Assign):
+                todo.append(x.chain)
+            elif isinstance(x, A.Chain):
+                todo.extend(reversed(x.elements))
+            elif isinstance(x, A.Element):
+                todo.append(x.primary)
+            elif isinstance(x, A.Group):
+                todo.append(x.chain)
+            elif isinstance(x, A.Parallel):
+                todo.extend(reversed(x.branches))
+            elif isinstance(x, A.Cond):
+                todo.extend(c for c in (x.other, x.then) if c is not None)
+            elif isinstance(x, (A.Call, A.Numbered, A.TableFC, A.TableConv)):
+                name = x.word if isinstance(x, (A.TableFC, A.TableConv)) else x.name
+                table = isinstance(x, (A.TableFC, A.TableConv))
+                if name in fctx.blocks or name in fctx.aliases or ops.lookup(name):
+                    continue
+                if table and _case_insensitive(name) is not None:
+                    continue
+                bare = isinstance(x, A.Call) and x.args is None
+                if bare and (name in scope.bindings or name in fctx.later_labels or
+                             (name[:1].islower() and _case_insensitive(name) is None)):
+                    continue                   # a label, or an undefined word: reported when expanded
+                out.extend(_unknown_op(name, x.span, fctx).diagnostics)
+        return out
+
     def table_conv(self, p: A.TableConv, val, scope, label):
         word = p.word.lower()
-        spec = self.spec_or_error(p.word, p.span, scope.fctx)
+        spec = self.spec_or_error(p.word, p.span, scope.fctx, table=True)
         names = [a.name for a in spec.attrs if a.name != "kernel"]
         pos, kw = [], {"kernel": (p.kernel, p.span)}
         for key, v, sp in p.items:
@@ -408,15 +458,14 @@ class Expander:
         return self.make_op(spec, [], kw, p.span, val, scope, label, written=word)
 
     # ------------------------------------------------------------------ calls
-    def spec_or_error(self, name, span, fctx, allow_alias=True):
+    def spec_or_error(self, name, span, fctx, allow_alias=True, table=False):
+        """The op spec `name` names. Op names are case-sensitive (docs/LANGUAGE.md), except
+        in the table notation (`3x3 conv, 64`, `fc 4096`), which the slides write in any case."""
         spec = ops.lookup(name)
+        if spec is None and table:
+            spec = _case_insensitive(name)
         if spec is None:
-            spec = next((s for n, s in ((n, ops.lookup(n)) for n in ops.all_names())
-                         if n.lower() == name.lower()), None) if name.islower() else None
-        if spec is None:
-            cands = ops.all_names() + list(fctx.blocks) + list(fctx.aliases)
-            raise err(f"unknown op '{name}'", span,
-                      did_you_mean(name, cands) or "see `netdsl ops` for the list of ops, or define a block")
+            raise _unknown_op(name, span, fctx)
         return spec
 
     def call(self, name, args, span, val, scope, label, explicit=False):
@@ -596,7 +645,7 @@ class Expander:
             if e.id in ("false", "False"):
                 return False
             if e.id in ("none", "None"):
-                return None
+                return "none"               # a word like `same`: `act=none` and `stride=none` read it
             return e.id                     # a bare word such as `same` or `max`
         if isinstance(e, A.Tuple):
             return tuple(self.eval(x, env) for x in e.items)
@@ -653,6 +702,30 @@ class Expander:
             raise err(f"expected a number, got {v!r}", e.span)
         if isinstance(v, int) and abs(v) > 10**15:
             raise err("number too large", e.span)
+
+
+def _poison_labels(st, bindings):
+    """Bind every label a failed statement would have defined to POISON, so each later use of
+    it is silent: the one mistake is reported once, where it is."""
+    for lbl, _ in _labels_in(st):
+        bindings.setdefault(lbl, POISON)
+
+
+def _case_insensitive(name):
+    """The op whose name or alias is `name` in another case (`relu` -> ReLU), or None."""
+    low = name.lower()
+    return next((ops.lookup(n) for n in ops.all_names() if n.lower() == low), None)
+
+
+def _unknown_op(name, span, fctx):
+    cands = ops.all_names() + list(fctx.blocks) + list(fctx.aliases)
+    spec = _case_insensitive(name)
+    if spec is not None:
+        return err(f"unknown op '{name}'", span,
+                   f"did you mean '{spec.name}'? op names are case-sensitive; only the table notation "
+                   f"(`3x3 conv, 64`, `fc 4096`) ignores case")
+    return err(f"unknown op '{name}'", span,
+               did_you_mean(name, cands) or "see `netdsl ops` for the list of ops, or define a block")
 
 
 def _signature(spec):

@@ -109,6 +109,8 @@ def padding(v, name):
 
 def choice(*options):
     def kind(v, name):
+        if v is None and "none" in options:     # Python callers may write act=None
+            return "none"
         if isinstance(v, str) and v.lower() in options:
             return v.lower()
         hint = did_you_mean(v, options) if isinstance(v, str) else None
@@ -136,7 +138,7 @@ def float_tuple(v, name):
 
 def optional(kind):
     def k(v, name):
-        return None if v is None or v == "none" else kind(v, name)
+        return None if v is None or (isinstance(v, str) and v.lower() == "none") else kind(v, name)
     k.__name__ = getattr(kind, "__name__", "optional")
     return k
 
