@@ -330,13 +330,57 @@ def window_out(size, k_eff, stride, p0, p1, ceil_mode=False):
     return span // stride + 1
 
 
-def window_arith(size, k_eff, stride, p0, p1, out, ceil_mode=False):
-    """'(32 + 2·2 − 5)/1 + 1 = 32' — the lecture formula with these numbers."""
+def window_arith(size, k_eff, stride, p0, p1, out=None, ceil_mode=False):
+    """'(32 + 2·2 − 5)/1 + 1 = 32' — the lecture formula with these numbers, and always true:
+    a division that is not exact is written with its rounding, ⌊(7 − 3)/3⌋ + 1 = 2 (⌈…⌉ with
+    ceil_mode; "− 1" where PyTorch drops a last window that would start in the padding), and a
+    window larger than the padded input gives the negative number the formula gives,
+    (32 − 40)/1 + 1 = -7. The result is computed here, not taken from `out` (kept for callers)."""
     pad = f" + 2·{p0}" if p0 == p1 and p0 else (f" + {p0} + {p1}" if (p0 or p1) else "")
-    div = f"/{stride}" if stride != 1 else "/1"
-    if ceil_mode:
-        return f"⌈({size}{pad} − {k_eff}){div}⌉ + 1 = {out}"
-    return f"({size}{pad} − {k_eff}){div} + 1 = {out}"
+    span = size + p0 + p1 - k_eff
+    inner = f"({size}{pad} − {k_eff})/{stride}"
+    if span % stride == 0:
+        text, value = f"{inner} + 1", span // stride + 1
+    elif ceil_mode and span >= 0:
+        text, value = f"⌈{inner}⌉ + 1", -(-span // stride) + 1
+    else:
+        text, value = f"⌊{inner}⌋ + 1", span // stride + 1
+    if ceil_mode and span >= 0 and (value - 1) * stride >= size + p0:   # the last window must start inside
+        text, value = text + " − 1", value - 1
+    return f"{text} = {value}"
+
+
+def window_fit_note(size, k_eff, stride, p0, p1, ceil_mode=False, axis=0):
+    """The lecture's "doesn't fit" remark when (size + pads − k) is not a multiple of the
+    stride: how many rows (axis 0), columns (1) or both (2) at the end no window covers, and how
+    many of those are padding. None when the stride fits."""
+    span = size + p0 + p1 - k_eff
+    if span < 0 or span % stride == 0:
+        return None
+    left = span % stride
+    word = ("row", "column", "row and column")[axis]
+    words = ("rows", "columns", "rows and columns")[axis]
+
+    def n_units(n):
+        return f"the last {word}" if n == 1 else f"the last {n} {words}"
+    head = f"stride {stride} does not fit the input evenly: "
+    if ceil_mode and window_out(size, k_eff, stride, p0, p1, True) > span // stride + 1:
+        tail = f"ceil_mode adds a last, partial window over {n_units(left)}"
+    else:
+        real = max(0, left - p1)          # rows of the input itself among the uncovered ones
+        verb = "is" if left == 1 and axis != 2 else "are"
+        if real == left:
+            tail = f"{n_units(left)} of the input {verb} never covered"
+        elif real == 0:
+            tail = f"{n_units(left)} of the padded input {verb} never covered (padding only)"
+        else:
+            tail = f"{n_units(left)} of the padded input {verb} never covered ({real} of them input, " \
+                   f"{left - real} padding)"
+    if stride > k_eff:
+        gap = stride - k_eff
+        tail += f"; and the window ({k_eff}) is smaller than the stride, so {gap} {word if gap == 1 else words} " \
+                f"between windows {'are' if gap != 1 else 'is'} skipped each time"
+    return head + tail
 
 
 def spatial_out(op, shape, k_eff, stride, pads, ceil_mode=False):
@@ -347,8 +391,10 @@ def spatial_out(op, shape, k_eff, stride, pads, ceil_mode=False):
                                                  (shape[2], k_eff[1], stride[1], l, r))):
         o = window_out(size, k, s, p0, p1, ceil_mode)
         if o <= 0:
-            raise OpError(f"{op}: the output {'height' if axis == 0 else 'width'} shrinks to zero: "
-                          f"{window_arith(size, k, s, p0, p1, o, ceil_mode)}",
+            where = "height" if axis == 0 else "width"
+            padded = f"the padded input ({size + p0 + p1})" if p0 or p1 else f"the input ({size})"
+            raise OpError(f"{op}: the output {where} shrinks to zero: the window ({k}) is larger than "
+                          f"{padded}: {window_arith(size, k, s, p0, p1, o, ceil_mode)}",
                           hint=f"the input is only {size} pixels there; use a smaller kernel, "
                                f"more padding (pad=same) or remove a downsampling layer earlier")
         outs.append(o)
