@@ -20,6 +20,33 @@ from ..ops.base import OpError, shape_str
 
 BYTES = 4   # float32
 
+# What netdsl agrees to run (docs/LANGUAGE.md, Limits), checked here, before anything is
+# allocated: a network asking for more is refused at the line that asks for it.
+MAX_PARAMS = 2**31            # learned values in all (8 GiB of float32 weights); one layer alike
+MAX_VALUES = 2**31            # values in one layer's output, per sample (8 GiB of float32)
+
+
+def _gib(n_values):
+    return f"{n_values * BYTES / 2**30:,.1f} GiB"
+
+
+def _check_limits(node, out, total_before):
+    """OpError when one layer's weights or output, or the network's weights so far, pass the limits."""
+    if node.n_params > MAX_PARAMS:
+        raise OpError(f"{node.n_params:,} parameters ({_gib(node.n_params)} of float32 weights) in this one "
+                      f"layer; netdsl's limit is {MAX_PARAMS:,} ({_gib(MAX_PARAMS)}) per network",
+                      hint="check the channel counts and the input size this layer gets; "
+                           "the limits are in docs/LANGUAGE.md (Limits)")
+    n_out = prod(out)
+    if n_out > MAX_VALUES:
+        raise OpError(f"the output {shape_str(out)} holds {n_out:,} values per sample ({_gib(n_out)}); "
+                      f"netdsl's limit is {MAX_VALUES:,} ({_gib(MAX_VALUES)}) per layer",
+                      hint="check the channel counts and the input size; the limits are in docs/LANGUAGE.md (Limits)")
+    if total_before + node.n_params > MAX_PARAMS:
+        raise OpError(f"the network's parameters pass netdsl's limit of {MAX_PARAMS:,} ({_gib(MAX_PARAMS)}) here: "
+                      f"{total_before:,} before this layer + {node.n_params:,} in it",
+                      hint="the limits are in docs/LANGUAGE.md (Limits)")
+
 
 def analyze(g: Graph, earlier=()) -> Graph:
     """Fill shape, params, MACs and receptive field on every node; raise NetDSLError on problems
@@ -27,6 +54,7 @@ def analyze(g: Graph, earlier=()) -> Graph:
     sink = ErrorSink()
     sink.diagnostics.extend(earlier)
     failed = set()
+    total_params = 0
     for name in g.topo():
         node = g[name]
         preds = g.preds(name)
@@ -45,6 +73,8 @@ def analyze(g: Graph, earlier=()) -> Graph:
             node.params = dict(spec.params(a, shapes))
             node.buffers = dict(spec.buffers(a, shapes))
             node.n_params = sum(prod(s) for s in node.params.values())
+            _check_limits(node, out, total_params)
+            total_params += node.n_params
             node.macs = int(spec.macs(a, shapes, out))
             _receptive_field(g, node, spec, a, shapes, preds)
         except OpError as e:

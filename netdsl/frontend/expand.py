@@ -26,7 +26,9 @@ from . import ast as A
 from .parser import parse_source
 
 STDLIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "stdlib")
-MAX_NODES = 1_000_000
+MAX_LAYERS = 100_000        # layers in one expanded network (docs/LANGUAGE.md, Limits)
+MAX_MERGE_INPUTS = 128      # inputs of one Concat / Add / Mul
+MAX_UNROLL = 1_000_000      # repeat iterations in all, also of repeats that build nothing (`_*n`)
 
 
 class _Poison:
@@ -323,15 +325,18 @@ class Expander:
                 raise err(f"a repeat count must be a whole number from 0 to 100000, got {n!r}",
                           el.repeat.span, "write e.g. (Conv(64, 3, pad=1)-ReLU)*2")
             self.unrolled += n
-            if self.unrolled > MAX_NODES:
-                raise err(f"the repeats unroll to more than {MAX_NODES:,} layers", el.repeat.span,
+            if self.unrolled > MAX_UNROLL:
+                raise err(f"the repeats unroll more than {MAX_UNROLL:,} times", el.repeat.span,
                           "check the repeat counts, and repeats nested inside repeats")
         if el.label is None:
             p = el.primary
             for i in range(n):
                 if isinstance(p, A.Numbered) and i:   # Conv:1*3 -> conv1, conv2, conv3
                     p = A.Numbered(p.span, p.name, p.number + 1)
+                before = len(self.g)
                 val = self.primary(p, val, scope, None)
+                if i == 0 and n > 1:
+                    self.check_unroll(el, n, len(self.g) - before)
             return val
         label = el.label
         self.check_label(label, el.label_span, scope)
@@ -341,10 +346,23 @@ class Expander:
             val = self.primary(p, val, scope, label)
         else:
             sub = scope.child_seq(label)
-            for _ in range(n):
+            for i in range(n):
+                before = len(self.g)
                 val = self.primary(p, val, sub, None)
+                if i == 0 and n > 1:
+                    self.check_unroll(el, n, len(self.g) - before)
         scope.bindings[label] = val
         return val
+
+    def check_unroll(self, el, n, per_copy):
+        """After the first copy of a repeat: refuse it, before building the other n − 1 copies,
+        when they would take the network past MAX_LAYERS (nested repeats multiply)."""
+        total = len(self.g) + (n - 1) * per_copy
+        if total > MAX_LAYERS:
+            raise err(f"this repeat makes {n:,} copies of {per_copy:,} layer{'s' if per_copy != 1 else ''}: the "
+                      f"network would have {total:,} layers, more than netdsl's limit of {MAX_LAYERS:,}",
+                      el.repeat.span, "check the repeat counts (repeats nested in repeats multiply); "
+                      "the limits are in docs/LANGUAGE.md (Limits)")
 
     def primary(self, p, val, scope, label):
         if isinstance(p, A.Identity):
@@ -507,6 +525,10 @@ class Expander:
             if len(ins) < 2:
                 raise err(f"{spec.name} merges two or more inputs but gets one", span,
                           f"branch first: [ _ | Conv(64, 3, pad=1) ] - {spec.name}")
+            if len(ins) > MAX_MERGE_INPUTS:     # the merge kernels' fixed bound (csrc/kernels/merge.h)
+                raise err(f"{spec.name} gets {len(ins)} inputs; a merge takes at most {MAX_MERGE_INPUTS}", span,
+                          f"merge in steps: {spec.name} groups of at most {MAX_MERGE_INPUTS} branches, "
+                          f"then {spec.name} the groups")
         elif isinstance(arity, tuple):
             if not arity[0] <= len(ins) <= arity[1]:
                 raise err(f"{spec.name} takes {arity[0]} to {arity[1]} inputs, gets {len(ins)}", span)
@@ -519,8 +541,9 @@ class Expander:
             raise err(f"{spec.name} gets the same tensor on more than one input", span,
                       "put a layer on all but one of the branches; [ _ | Identity ] copies a tensor")
         name = self.node_name(written or spec.name, scope, label, explicit, span)
-        if len(self.g) >= MAX_NODES:
-            raise err(f"the network has more than {MAX_NODES:,} layers", span, "check the repeat counts")
+        if len(self.g) >= MAX_LAYERS:
+            raise err(f"the network has more than {MAX_LAYERS:,} layers, netdsl's limit", span,
+                      "check the repeat counts and recursive blocks; the limits are in docs/LANGUAGE.md (Limits)")
         self.g.add(name, spec.name, attrs, span, arg_spans, scope.prefix.rstrip("."))
         for slot, src in enumerate(ins):
             self.g.connect(src, name, slot)

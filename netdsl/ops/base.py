@@ -48,13 +48,19 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+MAX_INT = 2**31 - 1   # the largest integer any attribute takes (docs/LANGUAGE.md, Limits)
+
+
 def int_(v, name, minimum=None):
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not _is_int(v):
         raise OpError(f"'{name}' must be an integer, got {fmt(v)}")
     if minimum is not None and v < minimum:
-        raise OpError(f"'{name}' must be at least {minimum}, got {v}")
+        raise OpError(f"'{name}' must be at least {minimum}, got {fmt(v)}")
+    if abs(v) > MAX_INT:
+        raise OpError(f"'{name}' is too large: {fmt(v)}; the most any size or count may be is {MAX_INT:,}",
+                      hint="no network needs sizes this big; check the number and the arithmetic that made it")
     return int(v)
 
 
@@ -68,6 +74,9 @@ def nonneg_int(v, name):
 
 def float_(v, name):
     if _is_int(v) or isinstance(v, float):
+        if _is_int(v) and abs(v) > 10**300 or isinstance(v, float) and not math.isfinite(v):
+            raise OpError(f"'{name}' must be a finite number, got {fmt(v)}",
+                          hint="a literal such as 1e999 is larger than any float32 or float64")
         return float(v)
     raise OpError(f"'{name}' must be a number, got {fmt(v)}")
 
@@ -84,6 +93,8 @@ def bool_(v, name):
 
 def pair(v, name, minimum=1):
     """An int or two ints (`3`, `3x5`, `(3, 5)`) -> (h, w)."""
+    if isinstance(v, float) and v.is_integer():      # as int_ takes 3.0: `c / 2` that divides
+        v = int(v)
     if _is_int(v):
         v = (v, v)
     if not (isinstance(v, tuple) and len(v) == 2):
@@ -148,6 +159,9 @@ def fmt(v):
         return "(" + ", ".join(fmt(x) for x in v) + ")"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if _is_int(v) and abs(v) >= 10**20:        # a 100-digit number is shown by its length
+        digits = str(abs(int(v)))
+        return f"{'-' if v < 0 else ''}{digits[:10]}… ({len(digits)} digits)"
     return str(v)
 
 

@@ -262,7 +262,7 @@ SNIPPETS = [
     ("input x: 3x32x32\n[ _ | _ ]-[ _ | _ ]", 2, "parallel branches must be merged before branching again"),
     ("input x: 3x32x32\n[ _ | _ ]-ReLU", 2, "ReLU takes one input, but 2 parallel branches arrive here"),
     ("input x: 3x32x32\nReLU*(1/2)", 2, "a repeat count must be a whole number"),
-    ("input x: 3x32x32\n((_*100000)*100000)*100000", 2, "the repeats unroll to more than"),
+    ("input x: 3x32x32\n((_*100000)*100000)*100000", 2, "the repeats unroll more than 1,000,000 times"),
     ("input x: 3x32x32\nConv(8, 3, groups=5)", 2, "groups=5 must divide"),
     ("input x: 3x32x32\nPool(100)", 2, "shrinks to zero: the window (100) is larger than the input (32): ⌊(32 − 100)/100⌋ + 1 = 0"),
     ("input x: 3x32x32\nCrop(100)", 2, "larger than its input"),

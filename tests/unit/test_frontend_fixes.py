@@ -135,3 +135,71 @@ def test_every_unknown_op_is_reported():
         assert f"t.net:{where}: error: unknown op '{name}'" in text, text
         assert caret_under(text, f"t.net:{where}") == name or name == "Conv2"
     assert text.endswith("5 errors")
+
+
+# ---------------------------------------------------------------- bug 10: sizes nobody can run
+
+def cli(tmp_path, capsys, text, cmd="check"):
+    """Run `netdsl CMD file` on `text`; (exit code, stderr, seconds)."""
+    import time
+
+    from netdsl.cli import main
+    path = tmp_path / "big.net"
+    path.write_text(text)
+    t0 = time.perf_counter()
+    rc = main([cmd, str(path)])
+    return rc, capsys.readouterr().err.replace(str(path), "big.net"), time.perf_counter() - t0
+
+
+HUGE = [
+    # (source line 2, expected start of the rendered error)
+    ("Conv(4, 3, dilation=" + "1" * 120 + ")", "big.net:2:21: error: number too large: 111111111111… (120 digits)"),
+    ("Conv(4, 3, pad=" + "1" * 120 + ")", "big.net:2:16: error: number too large: 111111111111… (120 digits)"),
+    ("Conv(" + "7" * 5000 + ", 3)", "big.net:2:6: error: number too large: 777777777777… (5,000 digits)"),
+    ("Conv(4, 3, stride=9223372036854775808)",
+     "big.net:2:12: error: 'stride' is too large: 9223372036854775808; the most any size or count may be is "
+     "2,147,483,647"),
+    ("Conv(4, 3, pad=2 * 1000000000000)", "big.net:2:12: error: 'pad' is too large: 2000000000000"),
+    ("Conv(4, 3x" + "9" * 25 + ")", "big.net:2:9: error: 'kernel' is too large: 9999999999… (25 digits)"),
+    ("(ReLU*1000)*1000", "big.net:2:13: error: this repeat makes 1,000 copies of 1,000 layers: the network "
+     "would have 1,000,001 layers, more than netdsl's limit of 100,000"),
+    ("(Conv(64, 3, pad=1))*100000", "big.net:2:22: error: this repeat makes 100,000 copies of 1 layer: the "
+     "network would have 100,001 layers, more than netdsl's limit of 100,000"),
+    ("Conv(1000000000, 3)", "big.net:2:1: error: Conv at conv1: 28,000,000,000 parameters (104.3 GiB of float32 "
+     "weights) in this one layer; netdsl's limit is 2,147,483,648 (8.0 GiB) per network"),
+    ("FC(40000) - FC(40000) - FC(40000)", "big.net:2:25: error: FC at fc3: the network's parameters pass "
+     "netdsl's limit of 2,147,483,648 (8.0 GiB) here: 1,607,760,000 before this layer + 1,600,040,000 in it"),
+    ("[ " + " | ".join(["Conv(1, 1)"] * 129) + " ] - Add",
+     f"big.net:2:{len('[ ' + ' | '.join(['Conv(1, 1)'] * 129) + ' ] - ') + 1}: error: Add gets 129 inputs; "
+     "a merge takes at most 128"),
+    ("Dropout(1e999)", "big.net:2:9: error: 'p' must be a finite number, got inf"),
+]
+
+
+@pytest.mark.parametrize("line,want", HUGE, ids=[w.split("error: ")[1][:30] for _, w in HUGE])
+@pytest.mark.parametrize("cmd", ["check", "summary", "explain"])
+def test_sizes_nobody_can_run_are_refused_up_front(tmp_path, capsys, line, want, cmd):
+    rc, err, seconds = cli(tmp_path, capsys, f"input x: 3x8x8\n{line}\n", cmd)
+    assert rc == 1, err
+    assert err.startswith(want), err
+    assert "internal error" not in err and "\n    ^" not in err.split("\n")[2][:5]
+    assert seconds < 30
+
+
+def test_transition_of_a_huge_densenet_is_refused_at_the_conv_it_makes(tmp_path, capsys):
+    text = "import densenet\ninput x: 3x8x8\nConv(3264064, 1) - Transition((64 + 100000*32) // 2)\n"
+    rc, err, _ = cli(tmp_path, capsys, text)
+    assert rc == 1 and "internal error" not in err
+    assert "parameters (" in err and "netdsl's limit is 2,147,483,648 (8.0 GiB)" in err, err
+    assert "note: in block Transition (0), used at big.net:3:20" in err, err
+
+
+def test_an_input_too_large_for_memory_is_refused_at_its_line():
+    text = error("input x: 3x100000x100000\nConv(8, 3)\n")
+    assert text.startswith("t.net:1:1: error: Input at x: the output 3x100000x100000 holds 30,000,000,000 values "
+                           "per sample (111.8 GiB); netdsl's limit is 2,147,483,648 (8.0 GiB) per layer"), text
+
+
+def test_a_merge_of_128_inputs_still_works():
+    m = parse("input x: 3x4x4\n[ " + " | ".join(["Conv(1, 1)"] * 128) + " ] - Concat\n")
+    assert m.output_shape == (128, 4, 4)
