@@ -9,9 +9,14 @@ import sys
 from .errors import NetDSLError
 
 
-def _load(target):
+def _load(target, **kw):
+    """Load a model and print its warnings (not fatal) on stderr, where errors go."""
     from . import load
-    return load(target)
+    from .errors import render_warnings
+    m = load(target, **kw)
+    if getattr(m.graph, "warnings", None):
+        print(render_warnings(m.graph.warnings), file=sys.stderr)
+    return m
 
 
 def cmd_check(args):
@@ -76,13 +81,12 @@ def cmd_run(args):
 
     import numpy as np
 
-    from . import load
     from .runtime.inputs import read_input
     if args.batch < 1:
         raise NetDSLError(f"--batch must be at least 1, got {args.batch}")
     if args.threads is not None and args.threads < 1:
         raise NetDSLError(f"--threads must be at least 1, got {args.threads}")
-    m = load(args.model, weights=args.weights, threads=args.threads)
+    m = _load(args.model, weights=args.weights, threads=args.threads)
     x = read_input(args.input, m.graph, args.batch)
     y = m(x)
     outs = y if isinstance(y, dict) else {next(iter(m.graph.outputs)): y}

@@ -53,6 +53,7 @@ def analyze(g: Graph, earlier=()) -> Graph:
     (together with `earlier` diagnostics from expansion, so one run reports everything)."""
     sink = ErrorSink()
     sink.diagnostics.extend(earlier)
+    sink.warnings.extend(getattr(g, "warnings", ()))
     failed = set()
     total_params = 0
     for name in g.topo():
@@ -90,9 +91,49 @@ def analyze(g: Graph, earlier=()) -> Graph:
                                                hint, notes))
     if not sink and not g.outputs:
         sink.add("the network has no output")
+    _sign_warnings(g, failed, sink)
     sink.diagnostics.sort(key=lambda d: (d.span is None, d.span.line if d.span else 0, d.span.col if d.span else 0))
+    g.warnings = sink.warnings
     sink.raise_if_any()
     return g
+
+
+def _sign_warnings(g, failed, sink):
+    """Warn where an op that assumes non-negative input (StochasticPool: p_i = a_i / Σ a_k, as
+    after a ReLU) gets one not known to be: decided by each spec's nonnegative_output."""
+    nonneg = {}
+    for name in g.topo():
+        if name in failed:
+            continue
+        node, preds = g[name], g.preds(name)
+        spec = ops.get(node.op)
+        ins = [nonneg.get(p, False) for p in preds]
+        nonneg[name] = bool(preds) and spec.nonnegative_output(node.attrs, ins)
+        if node.op == "StochasticPool" and preds and not ins[0]:
+            src = _sign_origin(g, preds[0], nonneg)
+            sink.warn(f"StochasticPool at {name}: its input is not known to be non-negative "
+                      f"({src.name}, {'an' if src.op[0] in 'AEIOU' else 'a'} {src.op}{_act_text(src)}, "
+                      f"can output negative values)", node.span,
+                      "the lecture's p_i = a_i / Σ a_k assumes activations after a ReLU: put a ReLU before it",
+                      notes=_used_at(g, node))
+
+
+def _sign_origin(g, name, nonneg):
+    """The layer a possibly negative value comes from: back through the ops that only pass
+    their inputs' sign on (pools, Dropout, Concat, ...) to one that makes it."""
+    for _ in range(len(g)):
+        node = g[name]
+        spec = ops.get(node.op)
+        bad = [p for p in g.preds(name) if not nonneg.get(p, False)]
+        if spec.output_sign != "inputs" or not bad:
+            return node
+        name = bad[0]
+    return g[name]
+
+
+def _act_text(node):
+    act = node.attrs.get("act")
+    return "" if act is None else (" without an activation" if act == "none" else f" with act={act}")
 
 
 def _receptive_field(g, node, spec, a, shapes, preds):

@@ -273,8 +273,22 @@ class Expander:
             raise err(f"'{st.name}' is defined twice", st.span, "give each input its own name")
         pos, kw = self.eval_args(st.args, scope.env) if st.args else ([], {})
         spec = ops.get("Input")
+        shape = tuple(st.shape)
+        if st.layout == "hwc":
+            if len(shape) != 3:
+                raise err(f"(hwc) describes an image shape HxWxC, but {_dims(shape)} has {len(shape)} "
+                          f"size{'s' if len(shape) != 1 else ''}", st.shape_span or st.span,
+                          "write (hwc) only after a shape such as 32x32x3")
+            shape = (shape[2], shape[0], shape[1])
+        elif st.layout is None and _looks_hwc(shape):
+            c, h, w = shape[2], shape[0], shape[1]
+            self.sink.warn(f"input shape {_dims(shape)} reads as {shape[0]} channels of {shape[1]}x{shape[2]} "
+                           f"pixels: did you mean {c}x{h}x{w}? netdsl shapes are CxHxW",
+                           st.shape_span or st.span,
+                           f"write `input {st.name}: {c}x{h}x{w}`, or `input {st.name}: {_dims(shape)} (hwc)` to "
+                           f"keep the slide's order; `(chw)` keeps {shape[0]} channels and silences this warning")
         try:
-            attrs = spec.bind([st.shape] + pos, {k: v for k, (v, _) in kw.items()})
+            attrs = spec.bind([shape] + pos, {k: v for k, (v, _) in kw.items()})
         except OpError as e:
             raise err(e.message, st.span, e.hint or "an input is written `input x: 3x224x224`, optionally with "
                       "(mean=(...), std=(...))")
@@ -727,6 +741,16 @@ class Expander:
             raise err("number too large", e.span)
 
 
+def _dims(shape):
+    return "x".join(str(s) for s in shape)
+
+
+def _looks_hwc(shape):
+    """32x32x3, 28x28x1, 64x64x4: the slide's HxWxC order, read by netdsl as CxHxW."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] >= 4 * shape[2] and shape[1] >= 4 * shape[2] \
+        and shape[0] >= 8
+
+
 def _poison_labels(st, bindings):
     """Bind every label a failed statement would have defined to POISON, so each later use of
     it is silent: the one mistake is reported once, where it is."""
@@ -788,6 +812,7 @@ def expand_module(module: A.Module, path=None, partial=False):
     ex = Expander()
     fctx = FileCtx(module.source, os.path.abspath(path) if path else None)
     ex.run_module(module, fctx)
+    ex.g.warnings = ex.sink.warnings      # analysis adds its own; the CLI prints them
     if partial:
         return ex.g, ex.sink.diagnostics
     ex.sink.raise_if_any()

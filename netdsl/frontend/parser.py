@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 from lark import Lark, Token, v_args
 from lark.visitors import Transformer_NonRecursive
@@ -18,6 +19,7 @@ from ..errors import Diagnostic, NetDSLError, Source, Span
 from . import ast as A
 
 MAX_SYNTAX_ERRORS = 20
+LAYOUTS = ("hwc", "chw")     # how an input's shape may be written: `input x: 32x32x3 (hwc)`
 MAX_LITERAL_DIGITS = 30     # longer integer literals are refused where they are written
 
 _CONT_AFTER = {"MINUS", "VBAR", "COMMA", "EQUAL", "LBRACE", "LPAR", "LSQB"}
@@ -122,10 +124,17 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
 
     @v_args(meta=True)
     def input_stmt(self, meta, items):
-        return A.InputStmt(self.sp(meta), str(items[0]), items[1], items[2] if len(items) > 2 else None)
+        (shape, shape_span), args = items[1], items[2] if len(items) > 2 else None
+        layout = None
+        if args is not None:      # `input x: 32x32x3 (hwc)`: the order the shape is written in
+            words = [e for e in args.pos if isinstance(e, A.Name) and e.id.lower() in LAYOUTS]
+            if words:
+                layout = words[0].id.lower()
+                args.pos = [e for e in args.pos if e is not words[0]]
+        return A.InputStmt(self.sp(meta), str(items[0]), shape, args, layout, shape_span)
 
     def shape(self, items):
-        return tuple(self.int(x, items[0]) for x in str(items[0]).split("x"))
+        return tuple(self.int(x, items[0]) for x in str(items[0]).split("x")), self.tsp(items[0])
 
     @v_args(meta=True)
     def output_stmt(self, meta, items):
@@ -363,9 +372,44 @@ def _syntax_diag(e: UnexpectedInput, src: Source) -> Diagnostic:
     return Diagnostic(msg, Span(src, line, col, col + width), hint)
 
 
+# Characters that slides and word processors put where netdsl has ASCII, read as that ASCII
+# character (a × between sizes is the x of 3x3; any other × repeats, as *). Each maps one
+# character to one, so every column stays where the file has it.
+_PASTED = str.maketrans({"×": "*", "–": "-", "—": "-", "−": "-", "\u00a0": " ", "\u2009": " ",
+                         "\u202f": " ", "“": '"', "”": '"'})
+# `3 x 32 x 32`, `3X32X32`, `3×32×32`: a size with spaces or another times sign. The spaces
+# move behind it (`3x32x32    `), so the columns of everything after it stay as written.
+_LOOSE_DIMS = re.compile(r"(?<![\w.])\d+(?:[ \t]*[xX×][ \t]*\d+)+(?![\w.])")
+
+
+def _slide_text(text: str) -> str:
+    """The text with slide characters read as ASCII, outside comments and strings."""
+    out = []
+    for line in text.split("\n"):
+        code, rest, quoted = [], "", False
+        for i, ch in enumerate(line):
+            if ch in '"“”':
+                quoted = not quoted
+            elif ch == "#" and not quoted:
+                rest = line[i:]
+                line = line[:i]
+                break
+        pieces = re.split(r'("[^"“”]*["“”]|[“][^"“”]*["“”])', line)
+        for k, piece in enumerate(pieces):
+            if k % 2:                   # a string: kept as written, but with straight quotes
+                code.append(piece[0].translate(_PASTED) + piece[1:-1] + piece[-1].translate(_PASTED))
+                continue
+            piece = _LOOSE_DIMS.sub(lambda m: (re.sub(r"[ \t]*[xX×][ \t]*", "x", m.group(0))).ljust(
+                len(m.group(0))), piece)
+            code.append(piece.translate(_PASTED))     # a × left over repeats: (Conv-ReLU)×2
+        out.append("".join(code) + rest)
+    return "\n".join(out)
+
+
 def parse_source(src: Source) -> A.Module:
     """Parse a Source into a Module, or raise NetDSLError with every syntax error."""
-    text = src.text if src.text.endswith("\n") else src.text + "\n"
+    text = _slide_text(src.text)
+    text = text if text.endswith("\n") else text + "\n"
     if text.startswith("\ufeff"):       # a UTF-8 byte-order mark; a space keeps the columns
         text = " " + text[1:]
     diags: list[Diagnostic] = []

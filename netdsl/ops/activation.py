@@ -20,6 +20,7 @@ _POINTWISE = frozenset({"elementwise", "inplace_ok"})
 @register
 class ReLU(OpSpec):
     name = "ReLU"
+    output_sign = "nonneg"
     doc = "max(0, x)."
     flags = _POINTWISE
 
@@ -55,6 +56,7 @@ class LeakyReLU(OpSpec):
 @register
 class Sigmoid(OpSpec):
     name = "Sigmoid"
+    output_sign = "nonneg"
     doc = "1 / (1 + e^-x)."
     flags = _POINTWISE
 
@@ -98,6 +100,7 @@ def _log_softmax(x):
 @register
 class Softmax(OpSpec):
     name = "Softmax"
+    output_sign = "nonneg"
     aliases = ("SM", "SoftMax")
     doc = "e^x / sum(e^x) over the channels (per pixel on a feature map)."
 

@@ -264,6 +264,14 @@ class OpSpec:
     epilogues: tuple = ()           # `act` values this op can apply to its own output (fusion target)
     channel_affine: bool = False    # the op is y = x·scale + shift per channel (affine_params)
     accepts_residual: bool = False  # a second input r may be fused in: y = act(op(x) + r)
+    output_sign: str = "any"        # "nonneg": every output is >= 0 (or NaN); "inputs": so when every input is
+
+    def nonnegative_output(self, a, inputs_nonneg):
+        """True when the output is known to be >= 0 (NaN aside), given which inputs are (list of bool).
+        Check-time only (the StochasticPool warning): never used to change a result."""
+        if a.get("act") in ("relu", "sigmoid") or self.output_sign == "nonneg":
+            return True
+        return self.output_sign == "inputs" and bool(inputs_nonneg) and all(inputs_nonneg)
 
     def epilogue(self, a):
         """The `act` value this op becomes when fused into its producer, or None."""
@@ -409,7 +417,7 @@ def spatial_out(op, shape, k_eff, stride, pads, ceil_mode=False):
             padded = f"the padded input ({size + p0 + p1})" if p0 or p1 else f"the input ({size})"
             raise OpError(f"{op}: the output {where} shrinks to zero: the window ({k}) is larger than "
                           f"{padded}: {window_arith(size, k, s, p0, p1, o, ceil_mode)}",
-                          hint=f"the input is only {size} pixels there; use a smaller kernel, "
+                          hint=f"the input is only {size} pixel{'s' if size != 1 else ''} there; use a smaller kernel, "
                                f"more padding (pad=same) or remove a downsampling layer earlier")
         outs.append(o)
     return tuple(outs)

@@ -28,6 +28,7 @@ def _need_two(op, shapes):
 @register
 class Concat(OpSpec):
     name = "Concat"
+    output_sign = "inputs"
     aliases = ("Cat",)
     doc = "Concatenate along the channel axis (Inception, DenseNet, U-Net)."
     arity = None
@@ -55,6 +56,7 @@ class Concat(OpSpec):
 
 
 class _Elementwise(OpSpec):
+    output_sign = "inputs"     # a sum or product of non-negative values
     arity = None
     flags = frozenset({"merge", "elementwise"})
     symbol = "+"

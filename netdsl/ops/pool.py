@@ -27,6 +27,7 @@ from .base import (Attr, OpError, OpSpec, bool_, need_rank, optional, pad_nchw, 
 
 class _Pool(OpSpec):
     """A k×k window slid over each channel; subclasses say how a window reduces."""
+    output_sign = "inputs"     # a max, min, mean or sample of non-negative values
     arity = 1
     fill = 0.0   # value of padded cells (and of the cells past the edge under ceil_mode)
     attrs = (
@@ -164,6 +165,7 @@ class StochasticPool(_Pool):
 
 
 class _Global(OpSpec):
+    output_sign = "inputs"
     arity = 1
     attrs = ()
 

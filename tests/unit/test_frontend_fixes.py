@@ -203,3 +203,112 @@ def test_an_input_too_large_for_memory_is_refused_at_its_line():
 def test_a_merge_of_128_inputs_still_works():
     m = parse("input x: 3x4x4\n[ " + " | ".join(["Conv(1, 1)"] * 128) + " ] - Concat\n")
     assert m.output_shape == (128, 4, 4)
+
+
+# ---------------------------------------------------------------- bug 7: shapes as the slides write them
+
+def warnings_of(m):
+    return [w.render() for w in m.graph.warnings]
+
+
+def test_an_hwc_looking_shape_warns_with_the_fix():
+    m = parse("input x: 32x32x3\nConv(10, 5, pad=2)\n")
+    assert m.total_params == 10 * (32 * 5 * 5 + 1)     # read as written: 32 channels
+    [w] = warnings_of(m)
+    assert w == ("t.net:1:10: warning: input shape 32x32x3 reads as 32 channels of 32x3 pixels: did you mean "
+                 "3x32x32? netdsl shapes are CxHxW\n"
+                 "    input x: 32x32x3\n"
+                 "             ^~~~~~~\n"
+                 "hint: write `input x: 3x32x32`, or `input x: 32x32x3 (hwc)` to keep the slide's order; "
+                 "`(chw)` keeps 32 channels and silences this warning")
+
+
+def test_hwc_reads_the_slides_order():
+    m = parse("input x: 32x32x3 (hwc)\nConv(10, 5, pad=2)\n")
+    assert m.graph["x"].shape == (3, 32, 32) and m.total_params == 10 * (3 * 5 * 5 + 1) == 760
+    assert m.graph.warnings == []
+    m = parse("input img: 224x224x3 (HWC, mean=(0.5, 0.5, 0.5))\nConv(8, 1)\n")
+    assert m.graph["img"].attrs["mean"] == (0.5, 0.5, 0.5) and m.graph["img"].shape == (3, 224, 224)
+
+
+@pytest.mark.parametrize("shape", ["3x32x32", "32x32x3 (chw)", "64x7x7", "16x4x4", "10", "4x4x3"])
+def test_no_warning_for_shapes_that_are_channels_first_or_say_so(shape):
+    assert parse(f"input x: {shape}\nIdentity\n").graph.warnings == []
+
+
+def test_hwc_needs_an_image_shape():
+    text = error("input x: 10 (hwc)\nFC(3)\n")
+    assert text.startswith("t.net:1:10: error: (hwc) describes an image shape HxWxC, but 10 has 1 size"), text
+
+
+@pytest.mark.parametrize("pasted,plain", [
+    ("input x: 3×32×32\nConv(8, 3)–ReLU—Pool\n", "input x: 3x32x32\nConv(8, 3)-ReLU-Pool\n"),
+    ("input x: 3 x 32 x 32\nConv(8, 3 x 3)\n", "input x: 3x32x32\nConv(8, 3x3)\n"),
+    ("input x: 3X32X32\n3X3 conv, 8\n", "input x: 3x32x32\n3x3 conv, 8\n"),
+    ("const c = 9\ninput x: 3x32x32\n(Conv(c − 1, 3) - ReLU)×2\n", "input x: 3x32x32\n(Conv(8, 3) - ReLU)*2\n"),
+])
+def test_characters_pasted_from_slides_are_read_as_ascii(pasted, plain):
+    a, b = parse(pasted), parse(plain)
+    assert [(n.op, n.shape) for n in a.graph.nodes()] == [(n.op, n.shape) for n in b.graph.nodes()]
+
+
+def test_pasted_characters_keep_the_columns_of_later_errors():
+    text = error("input x: 3 x 32 x 32\nConv(8, 3) – Relu\n")
+    assert text.startswith("t.net:2:14: error: unknown op 'Relu'"), text
+    assert caret_under(text, "t.net:2:14") == "Relu"
+    assert "    Conv(8, 3) – Relu" in text         # the line is shown as written
+
+
+def test_strings_and_comments_keep_their_dashes(tmp_path):
+    lib = tmp_path / "a–b.net"
+    lib.write_text("block B(c) {\n  Conv(c, 1)\n}\n")
+    main = tmp_path / "m.net"
+    main.write_text('import "a–b.net"   # the en dash stays in the path – and here\ninput x: 3x8x8\nB(4)\n')
+    m = netdsl.load(str(main))
+    assert m.output_shape == (4, 8, 8)
+
+
+# ---------------------------------------------------------------- warnings: StochasticPool's input sign
+
+@pytest.mark.parametrize("before,warns", [
+    ("Conv(4, 3, pad=1) - BN", "bn1, a BatchNorm without an activation"),
+    ("Conv(4, 3, pad=1) - Tanh", "tanh1, a Tanh"),
+    ("Conv(4, 3, pad=1)", "conv1, a Conv without an activation"),
+    ("Conv(4, 3, pad=1, act=leakyrelu)", "conv1, a Conv with act=leakyrelu"),
+    ("Identity", "x, an Input"),
+    ("Conv(4, 3, pad=1) - ReLU", None),
+    ("Conv(4, 3, pad=1, act=relu) - Dropout - MaxPool(1)", None),
+    ("Conv(4, 3, pad=1) - BN(act=relu) - [ _ | Sigmoid ] - Concat", None),
+    ("Conv(4, 3, pad=1) - ReLU - [ _ | Tanh ] - Concat", "tanh1, a Tanh"),
+    ("Conv(4, 3, pad=1) - Dropout - MaxPool(1)", "conv1, a Conv without an activation"),
+    ("Conv(4, 3, pad=1) - ReLU - Pad(1, value=-1)", "pad1, a Pad"),
+    ("Conv(4, 3, pad=1) - ReLU - Pad(1) - Crop(8x8) - Upsample(2)", None),
+])
+def test_stochastic_pool_warns_when_its_input_may_be_negative(before, warns):
+    m = parse(f"input x: 3x8x8\n{before} - StochasticPool(2)\n")
+    ws = warnings_of(m)
+    if warns is None:
+        assert ws == []
+        return
+    [w] = ws
+    col = len(f"{before} - ") + 1
+    assert w.startswith(f"t.net:2:{col}: warning: StochasticPool at stochasticpool1: its input is not known to "
+                        f"be non-negative ({warns}"), w
+    assert w.endswith("hint: the lecture's p_i = a_i / Σ a_k assumes activations after a ReLU: "
+                      "put a ReLU before it"), w
+
+
+def test_warnings_are_printed_by_the_commands_and_are_not_fatal(tmp_path, capsys):
+    for cmd in ("check", "summary", "explain", "run"):
+        rc, err, _ = cli(tmp_path, capsys, "input x: 32x32x3\nConv(4, 3, pad=1) - BN - StochasticPool(2)\n", cmd)
+        assert rc == 0, (cmd, err)
+        assert err.startswith("big.net:1:10: warning: input shape 32x32x3 reads as 32 channels"), err
+        assert "big.net:2:26: warning: StochasticPool at stochasticpool1" in err and err.rstrip().endswith(
+            "2 warnings"), err
+
+
+def test_warnings_are_shown_with_the_errors_they_explain():
+    text = error("input x: 32x32x3\nConv(10, 5)\n")
+    assert text.startswith("t.net:1:10: warning: input shape 32x32x3 reads as 32 channels"), text
+    assert "t.net:2:1: error: Conv at conv1: Conv: the output width shrinks to zero" in text
+    assert text.endswith("1 error, 1 warning")
