@@ -82,13 +82,10 @@ def float_(v, name):
 
 
 def bool_(v, name):
-    if isinstance(v, bool):
-        return v
-    if _is_int(v) and v in (0, 1):
+    """true or false (docs/LANGUAGE.md, Arguments) — not 0/1 or yes/no, which read as other things."""
+    if isinstance(v, (bool, np.bool_)):
         return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "on", "off"):
-        return v.lower() in ("true", "yes", "on")
-    raise OpError(f"'{name}' must be true or false, got {fmt(v)}")
+    raise OpError(f"'{name}' must be true or false, got {fmt(v)}", hint=f"write {name}=true or {name}=false")
 
 
 def pair(v, name, minimum=1):
@@ -104,6 +101,8 @@ def pair(v, name, minimum=1):
 
 def padding(v, name):
     """`same`, `valid`, p, (ph, pw) or (top, left, bottom, right)."""
+    if isinstance(v, float) and v.is_integer():      # as int_ and pair take 2.0
+        v = int(v)
     if isinstance(v, str):
         if v.lower() in ("same", "valid"):
             return v.lower()

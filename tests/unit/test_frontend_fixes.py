@@ -312,3 +312,30 @@ def test_warnings_are_shown_with_the_errors_they_explain():
     assert text.startswith("t.net:1:10: warning: input shape 32x32x3 reads as 32 channels"), text
     assert "t.net:2:1: error: Conv at conv1: Conv: the output width shrinks to zero" in text
     assert text.endswith("1 error, 1 warning")
+
+
+# ---------------------------------------------------------------- attribute kinds accept what the docs say
+
+@pytest.mark.parametrize("arg,want", [
+    ("bias=1", "'bias' must be true or false, got 1"),
+    ("bias=yes", "'bias' must be true or false, got yes"),
+    ('bias="true"', "'bias' must be true or false, got true"),
+    ("pad=-1", "'pad' must be at least 0, got -1"),
+    ("pad=(1, 2, 3)", "'pad' must be same, valid, p, (ph, pw) or (top, left, bottom, right); got (1, 2, 3)"),
+    ("kernel=3x3x3", "'kernel' must be an integer or two (e.g. 3 or 3x5), got (3, 3, 3)"),
+    ("act=soft", "'act' must be one of none, relu, leakyrelu, sigmoid, tanh; got soft"),
+    ("kernel=2.5", "'kernel' must be an integer or two (e.g. 3 or 3x5), got 2.5"),
+])
+def test_attribute_kinds_refuse_what_the_docs_do_not_allow(arg, want):
+    text = error(f"input x: 3x8x8\nConv(4, {arg})\n")
+    assert text.startswith(f"t.net:2:9: error: {want}"), text
+
+
+@pytest.mark.parametrize("arg,attr,value", [
+    ("bias=false", "bias", False), ("bias=True", "bias", True), ("pad=2.0", "pad", (2, 2, 2, 2)),
+    ("kernel=3.0", "kernel", (3, 3)), ("pad=SAME", "pad", (1, 1, 1, 1)), ("pad=(1, 2)", "pad", (1, 2, 1, 2)),
+    ("act=ReLU", "act", "relu"), ("act=none", "act", "none"), ("stride=2x1", "stride", (2, 1)),
+])
+def test_attribute_kinds_accept_what_the_docs_allow(arg, attr, value):
+    m = parse(f"input x: 3x8x8\nConv(4, 3, {arg})\n")
+    assert m.graph["conv1"].attrs[attr] == value
