@@ -85,6 +85,7 @@ class Expander:
         self.loaded: dict[str, FileCtx] = {}
         self.last_span = None             # the last chain, where an unmerged ending is reported
         self.unrolled = 0                 # repeat iterations so far: nested repeats of `_` build no nodes
+        self.block_calls = 0              # block instances so far, also of blocks that build nothing
 
     # ------------------------------------------------------------------ files
     def load_file(self, path, span=None) -> FileCtx:
@@ -586,6 +587,11 @@ class Expander:
     # ------------------------------------------------------------------ blocks
     def block(self, name, args, span, val, scope, label):
         bdef, bctx = scope.fctx.blocks[name]
+        self.block_calls += 1
+        if self.block_calls > MAX_LAYERS:     # blocks that build nothing can still call each other 2^n times
+            raise err(f"blocks are used more than {MAX_LAYERS:,} times while expanding this network", span,
+                      "does a block call itself (or another) more than once per level? "
+                      "the limits are in docs/LANGUAGE.md (Limits)")
         if len(self.loading) + scope.prefix.count(".") > 64:
             raise err(f"block '{name}' nests more than 64 deep: does it call itself?", span,
                       "a block may call itself only under an `if` that stops the recursion")

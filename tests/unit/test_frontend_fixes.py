@@ -339,3 +339,12 @@ def test_attribute_kinds_refuse_what_the_docs_do_not_allow(arg, want):
 def test_attribute_kinds_accept_what_the_docs_allow(arg, attr, value):
     m = parse(f"input x: 3x8x8\nConv(4, 3, {arg})\n")
     assert m.graph["conv1"].attrs[attr] == value
+
+
+def test_a_block_that_calls_itself_twice_per_level_is_refused_not_hung(tmp_path, capsys):
+    # builds no layer at all, but 2^40 block calls: found by fuzzing the language
+    text = "input x: 3x8x8\nblock B(n) {\n  if n > 0 { B(n - 1) - B(n - 1) }\n}\nB(40)\n"
+    rc, err, seconds = cli(tmp_path, capsys, text)
+    assert rc == 1 and seconds < 60
+    assert err.startswith("big.net:3:14: error: blocks are used more than 100,000 times while expanding this "
+                          "network"), err
