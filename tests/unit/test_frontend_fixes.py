@@ -350,5 +350,6 @@ def test_a_block_that_calls_itself_twice_per_level_is_refused_not_hung(tmp_path,
     with mock.patch.object(expand, "MAX_LAYERS", 3000):      # the same check, sooner: keeps the test fast
         rc, err, seconds = cli(tmp_path, capsys, text)
     assert rc == 1 and seconds < 60
-    assert err.startswith("big.net:3:14: error: blocks are used more than 3,000 times while expanding this "
-                          "network"), err
+    first = err.splitlines()[0]      # at one of the two calls on line 3, whichever passes the limit
+    assert first in ("big.net:3:14: error: blocks are used more than 3,000 times while expanding this network",
+                     "big.net:3:25: error: blocks are used more than 3,000 times while expanding this network"), err
