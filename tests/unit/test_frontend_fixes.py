@@ -345,9 +345,9 @@ def test_a_block_that_calls_itself_twice_per_level_is_refused_not_hung(tmp_path,
     # builds no layer at all, but 2^40 block calls: found by fuzzing the language
     from unittest import mock
 
-    from netdsl.frontend import expand
+    from netdsl.frontend import limits
     text = "input x: 3x8x8\nblock B(n) {\n  if n > 0 { B(n - 1) - B(n - 1) }\n}\nB(40)\n"
-    with mock.patch.object(expand, "MAX_LAYERS", 3000):      # the same check, sooner: keeps the test fast
+    with mock.patch.object(limits, "MAX_LAYERS", 3000):      # the same check, sooner: keeps the test fast
         rc, err, seconds = cli(tmp_path, capsys, text)
     assert rc == 1 and seconds < 60
     first = err.splitlines()[0]      # at one of the two calls on line 3, whichever passes the limit

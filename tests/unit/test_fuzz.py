@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import netdsl
 from netdsl import NetDSLError
-from netdsl.frontend import expand
+from netdsl.frontend import limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -121,21 +121,21 @@ FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None
 @FUZZ
 @given(token_soup())
 def test_token_soup_gives_model_or_netdsl_error(text):
-    with mock.patch.object(expand, "MAX_LAYERS", FEW_NODES):
+    with mock.patch.object(limits, "MAX_LAYERS", FEW_NODES):
         check_answer(text)
 
 
 @FUZZ
 @given(mutated())
 def test_mutated_networks_give_model_or_netdsl_error(text):
-    with mock.patch.object(expand, "MAX_LAYERS", FEW_NODES):
+    with mock.patch.object(limits, "MAX_LAYERS", FEW_NODES):
         check_answer(text)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(st.text(max_size=60))
 def test_arbitrary_text_gives_model_or_netdsl_error(text):
-    with mock.patch.object(expand, "MAX_LAYERS", FEW_NODES):
+    with mock.patch.object(limits, "MAX_LAYERS", FEW_NODES):
         check_answer(text)
 
 
