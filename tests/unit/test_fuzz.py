@@ -49,6 +49,9 @@ VOCAB = [
     "x", "y", "c1", "a", "b", "C", "n", "same", "valid", "sme", "true", "stride", "pad", "strid",
     "0", "1", "2", "3", "64", "-1", "100000", "1.5", "1e400", ".5", "3x3", "3x32x32", "0x0", "3x32",
     '"nope.net"', '"', "resnet", "@", "$", ";", "é", "\x00",
+    # sizes too large for their slot, and characters pasted from slides (issue 7)
+    "2147483648", "9223372036854775808", "1" * 40, "1e999", "×", "–", "—", "−", "“", " x ", "(hwc)", "hwc",
+    "none", "act=none", "StochasticPool", "Mul",
     # ops and aliases
     "Conv", "conv", "Conv2", "ReLU", "Pool", "MaxPool", "FC", "SM", "BN", "GAP", "Add", "Concat",
     "Deconv", "Dropout", "Flatten", "Crop", "Pad", "Upsample", "Identity", "Sigmoid", "Reshape",
@@ -60,7 +63,10 @@ TOKEN = re.compile(r"\d+(?:x\d+)+|\d+\.\d*|\d+|[A-Za-z_]\w*|\"[^\"\n]*\"|//|==|!
 def check_answer(text: str):
     """Parse and check `text`: a Model, or a NetDSLError whose diagnostics point into the text."""
     try:
-        netdsl.parse(text, name="fuzz.net")
+        m = netdsl.parse(text, name="fuzz.net")
+        m.explain()                          # the printed arithmetic of every layer
+        for w in m.graph.warnings:
+            assert w.span is not None and w.render()
     except NetDSLError as e:
         rendered = e.render()
         assert rendered and "Traceback" not in rendered
