@@ -8,7 +8,7 @@ from ..errors import did_you_mean
 from ..ops.base import OpError
 from . import ast as A
 from . import limits
-from .scope import Tensor, err
+from .scope import POISON, Consequence, Tensor, err
 
 
 class CallsMixin:
@@ -72,6 +72,8 @@ class CallsMixin:
     def call(self, name, args, span, val, scope, label, explicit=False):
         fctx = scope.fctx
         if name in fctx.aliases:
+            if fctx.aliases[name] is POISON:      # the alias's own line failed, and said so
+                raise Consequence()
             target, aargs, actx = fctx.aliases[name]
             merged = A.Args(list(aargs.pos) if aargs else [], list(aargs.kw) if aargs else [])
             if args:

@@ -3,7 +3,7 @@ environment of constants and block parameters; a bare word is itself (`same`, `n
 from __future__ import annotations
 
 from . import ast as A
-from .scope import Tensor, err
+from .scope import POISON, Consequence, Tensor, err
 
 
 class ExprsMixin:
@@ -13,6 +13,8 @@ class ExprsMixin:
         def value(e):
             if tensors and isinstance(e, A.Name) and e.id in tensors and e.id not in env:
                 node = tensors[e.id]
+                if node is POISON:
+                    raise Consequence()
                 if not isinstance(node, str):
                     raise err(f"'{e.id}' is not a single layer", e.span, "merge its branches first")
                 return Tensor(node, e.id)
@@ -32,6 +34,8 @@ class ExprsMixin:
             return e.value
         if isinstance(e, A.Name):
             if e.id in env:
+                if env[e.id] is POISON:       # its definition failed, and said so
+                    raise Consequence()
                 return env[e.id]
             if e.id in ("true", "True"):
                 return True

@@ -120,6 +120,12 @@ class ModulesMixin:
             except NetDSLError as e:
                 self.sink.extend(e)
                 failed = True
+                if isinstance(st, A.Const):
+                    fctx.consts.setdefault(st.name, POISON)
+                elif isinstance(st, A.Import):
+                    fctx.failed_imports.append(st.target)
+                elif isinstance(st, A.DefaultAlias):
+                    fctx.aliases.setdefault(st.name, POISON)
                 if isinstance(st, (A.Chain, A.Assign, A.InputStmt)):
                     current = POISON
                 if isinstance(st, A.InputStmt):

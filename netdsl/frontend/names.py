@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import ops
 from ..errors import did_you_mean
 from . import ast as A
-from .scope import POISON, err
+from .scope import POISON, Consequence, err
 
 
 class NamesMixin:
@@ -108,6 +108,8 @@ def case_insensitive(name):
 def unknown_op(name, span, fctx):
     cands = ops.all_names() + list(fctx.blocks) + list(fctx.aliases)
     spec = case_insensitive(name)
+    if spec is None and fctx.failed_imports:     # it may be a block of the file that did not import
+        return Consequence()
     if spec is not None:
         return err(f"unknown op '{name}'", span,
                    f"did you mean '{spec.name}'? op names are case-sensitive; only the table notation "

@@ -28,6 +28,14 @@ def err(msg, span, hint=None, notes=()):
     return NetDSLError([Diagnostic(msg, span, hint, list(notes))])
 
 
+class Consequence(NetDSLError):
+    """A failure that follows from an error already reported (a constant whose definition
+    failed, a block from a file that did not import): it stops the statement and says nothing."""
+
+    def __init__(self):
+        super().__init__([])
+
+
 @dataclass
 class FileCtx:
     """What one .net file defines: constants, defaults, aliases, blocks."""
@@ -38,6 +46,7 @@ class FileCtx:
     aliases: dict = field(default_factory=dict)      # name -> (target, Args|None, FileCtx, env)
     blocks: dict = field(default_factory=dict)       # name -> (BlockDef, FileCtx)
     later_labels: dict = field(default_factory=dict)  # label -> line, for "defined later" hints
+    failed_imports: list = field(default_factory=list)  # targets that did not import: names may be theirs
 
 
 class Scope:

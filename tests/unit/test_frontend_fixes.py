@@ -124,6 +124,24 @@ def test_independent_errors_after_a_failed_line_are_still_reported():
     assert text.endswith("3 errors")
 
 
+@pytest.mark.parametrize("text,first", [
+    ("const a = 1/0\ninput x: 3x8x8\nConv(a, 3) - Conv(a * 2, 3)\n", "t.net:1:11: error: division by zero"),
+    ('import "nothere.net"\ninput x: 3x8x8\nMyBlock(4) - ReLU\nOther(3)\n', "t.net:1:1: error: cannot import"),
+    ("default act = Reluu\ninput x: 3x8x8\nConv(4, 3) - act - Conv(4, 3) - act\n",
+     "t.net:1:1: error: unknown op or block 'Reluu'"),
+    ("input x: 3x8x8\nblock B(c, skip) {\n  [ _ | skip ] - Concat\n}\nc1:Conv(4, 3, bogus=1)\nx - B(4, c1)\n",
+     "t.net:5:15: error: Conv has no argument 'bogus'"),
+])
+def test_a_failed_definition_does_not_cascade_into_its_uses(text, first):
+    text = error(text)
+    assert text.count("error:") == 1 and text.startswith(first), text
+
+
+def test_a_failed_import_still_reports_case_typos_of_ops():
+    text = error('import "nothere.net"\ninput x: 3x8x8\nConv(4, 3) - Relu\n')
+    assert "t.net:3:14: error: unknown op 'Relu'" in text and text.endswith("2 errors"), text
+
+
 def test_every_unknown_op_is_reported():
     text = error("""
         input x: 3x8x8
