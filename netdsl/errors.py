@@ -98,15 +98,15 @@ class NetDSLError(Exception):
 
     @property
     def message(self) -> str:
-        return self.diagnostics[0].message
+        return self.diagnostics[0].message if self.diagnostics else ""
 
     @property
     def span(self) -> Span | None:
-        return self.diagnostics[0].span
+        return self.diagnostics[0].span if self.diagnostics else None
 
     @property
     def hint(self) -> str | None:
-        return self.diagnostics[0].hint
+        return self.diagnostics[0].hint if self.diagnostics else None
 
     def render(self) -> str:
         shown = sorted(self.diagnostics + self.warnings, key=_where) if self.warnings else self.diagnostics
