@@ -82,6 +82,10 @@ def test_conv_and_pool_explain_formulas_are_true(seed):
         lines = netdsl.ops.get(node.op).explain(node.attrs, [(1, h, w)], node.shape)
         arith = [ln for ln in lines if ln.startswith(("H:", "W:"))]
         results = [checked(ln) for ln in arith]
+        for ln in lines:
+            if ln.startswith("params: "):          # '(5·5·1 + 1)·2 = 52  (26 per filter)' is the count
+                lhs, rhs = ln.removeprefix("params: ").split("  ")[0].rsplit(" = ", 1)
+                assert evaluate(lhs) == int(rhs.replace(",", "")) == node.n_params, (src, ln)
         assert results[0] == want_h and results[-1] == want_w, (src, lines)
         notes = [ln for ln in lines if "does not fit" in ln]
         for size, want, note_axis in ((h, want_h, 0), (w, want_w, 1)):
@@ -98,6 +102,26 @@ def test_conv_and_pool_explain_formulas_are_true(seed):
             else:
                 assert _note_count(mine[0]) == gap, (src, mine[0], gap)
                 assert ("padding only" in mine[0]) == (gap <= p), (src, mine[0])
+
+
+@pytest.mark.parametrize("src,op", [
+    ("input x: 3x7x7\nDeconv(4, 4, stride=2, pad=1)", "ConvTranspose"),
+    ("input x: 3x7x5\nDeconv(6, 3x2, stride=3, pad=(0, 1), groups=3, bias=false)", "ConvTranspose"),
+    ("input x: 3x7x7\nFC(10)", "FC"), ("input x: 30\nFC(10, bias=false)", "FC"),
+    ("input x: 3x9x7\nLocal(4, 3, stride=2)", "Local"), ("input x: 6x9x9\nConv(4, 3, groups=2, bias=false)", "Conv"),
+])
+def test_other_printed_formulas_are_true(src, op):
+    m = netdsl.parse(src)
+    node = m.graph.nodes()[-1]
+    shapes = [m.graph[p].shape for p in m.graph.preds(node.name)]
+    lines = netdsl.ops.get(op).explain(node.attrs, shapes, node.shape)
+    for ln in lines:
+        if ln.startswith(("H:", "W:")):
+            assert checked(ln) == node.shape[1 if ln.startswith("H:") else 2], ln
+        elif " = " in ln and "params" in ln:
+            lhs, rhs = ln.removeprefix("params: ").split("  ")[0].split(" (")[0].rsplit(" = ", 1)
+            lhs = lhs.removeprefix("flatten ")
+            assert evaluate(lhs.replace(" positions", "")) == int(rhs.split()[0].replace(",", "")) == node.n_params, ln
 
 
 def test_the_lecture_examples():
