@@ -149,7 +149,13 @@ class ErrorSink:
         self.warnings.append(Diagnostic(message, span, hint, list(notes or []), kind="warning"))
 
     def extend(self, err: NetDSLError):
-        self.diagnostics.extend(err.diagnostics)
+        """Add an error's diagnostics, each once: a block used twice with the same mistake
+        inside is reported at its first use."""
+        seen = {(d.span, d.message) for d in self.diagnostics}
+        for d in err.diagnostics:
+            if (d.span, d.message) not in seen:
+                seen.add((d.span, d.message))
+                self.diagnostics.append(d)
         self.warnings.extend(getattr(err, "warnings", ()))
 
     def raise_if_any(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import NetDSLError, did_you_mean
 from . import ast as A
 from . import limits
-from .scope import POISON, Scope, Tensor, err
+from .scope import POISON, Scope, Tensor, err, labels_in
 
 
 class BlocksMixin:
@@ -52,6 +52,11 @@ class BlocksMixin:
         self.g.blocks[scope.prefix + label] = name
         self.g.block_spans[scope.prefix + label] = span
         try:
+            local = {lbl for st in bdef.body for lbl, _ in labels_in(st)} | set(env)
+            unknown = [d for st in bdef.body if isinstance(st, (A.Chain, A.Assign))
+                       for d in self.unknown_ops(st, inner, local)]
+            if unknown:                     # every unknown op of the body, not only the first
+                raise NetDSLError(unknown)
             return self.block_body(bdef, bctx, env, inner, val)
         except NetDSLError as e:     # say where the block was used: the mistake may be in its arguments
             for d in e.diagnostics:

@@ -35,9 +35,10 @@ class NamesMixin:
                       did_you_mean(p.name, labels + ops.all_names() + list(fctx.blocks))
                       or "label a layer first (name:Conv(64, 3) or name = ...), then refer to it")
 
-    def unknown_ops(self, st, scope):
-        """A diagnostic for every op name in a top-level statement that names nothing: no op,
-        block, alias or label (run before expanding, so one typo does not hide the next)."""
+    def unknown_ops(self, st, scope, local=()):
+        """A diagnostic for every op name in a statement that names nothing: no op, block,
+        alias or label (`local`: the labels of the block body it is in). Run before expanding,
+        so one typo does not hide the next."""
         fctx, out = scope.fctx, []
         todo = [st]
         while todo:
@@ -62,7 +63,7 @@ class NamesMixin:
                 if table and case_insensitive(name) is not None:
                     continue
                 bare = isinstance(x, A.Call) and x.args is None
-                if bare and (name in scope.bindings or name in fctx.later_labels or
+                if bare and (name in scope.bindings or name in fctx.later_labels or name in local or
                              (name[:1].islower() and case_insensitive(name) is None)):
                     continue                   # a label, or an undefined word: reported when expanded
                 out.extend(unknown_op(name, x.span, fctx).diagnostics)

@@ -155,6 +155,34 @@ def test_every_unknown_op_is_reported():
     assert text.endswith("5 errors")
 
 
+def test_every_unknown_op_of_a_block_body_is_reported_once():
+    text = error("""
+        input x: 3x8x8
+        block B(c) {
+          Conv(c, 3) - Relu - Fooo
+          Bar(2)
+        }
+        B(4)
+        x - B(8)
+    """)
+    for where, name in [("3:16", "Relu"), ("3:23", "Fooo"), ("4:3", "Bar")]:
+        assert f"t.net:{where}: error: unknown op '{name}'" in text, text
+    assert "note: in block B, used at t.net:6:1" in text and "used at t.net:7:" not in text
+    assert text.endswith("3 errors")
+
+
+def test_block_labels_and_parameters_are_not_unknown_ops():
+    m = parse("""
+        input x: 3x8x8
+        block B(c, Skip) {
+          C1:Conv(c, 3, pad=1) - ReLU
+          [ C1 | Skip ] - Add
+        }
+        s:Conv(4, 1) - B(4, s)
+    """)
+    assert m.output_shape == (4, 8, 8)
+
+
 # ---------------------------------------------------------------- bug 10: sizes nobody can run
 
 def cli(tmp_path, capsys, text, cmd="check"):
