@@ -9,9 +9,14 @@ import sys
 from .errors import NetDSLError
 
 
-def _load(target):
+def _load(target, **kw):
+    """Load a model and print its warnings (not fatal) on stderr, where errors go."""
     from . import load
-    return load(target)
+    from .errors import render_warnings
+    m = load(target, **kw)
+    if getattr(m.graph, "warnings", None):
+        print(render_warnings(m.graph.warnings), file=sys.stderr)
+    return m
 
 
 def cmd_check(args):
@@ -117,7 +122,6 @@ def cmd_run(args):
 
     import numpy as np
 
-    from . import load
     from .runtime.inputs import read_input
     if args.batch < 1:
         raise NetDSLError(f"--batch must be at least 1, got {args.batch}")
@@ -127,7 +131,7 @@ def cmd_run(args):
         raise NetDSLError(f"--top must be at least 1, got {args.top}")
     if args.bench and args.repeat < 1:
         raise NetDSLError(f"--repeat must be at least 1, got {args.repeat}")
-    m = load(args.model, weights=args.weights, threads=args.threads)
+    m = _load(args.model, weights=args.weights, threads=args.threads)
     if len(m.graph.inputs) == 1 and args.input in (None, "random"):
         from math import prod
         shape = m.graph[m.graph.inputs[0]].shape

@@ -53,7 +53,11 @@ class Diagnostic:
     span: Span | None = None
     hint: str | None = None
     notes: list[str] = field(default_factory=list)
-    kind: str = "error"
+    kind: str = "error"             # the severity: "error" (fatal) or "warning" (reported, not fatal)
+
+    @property
+    def severity(self) -> str:
+        return self.kind
 
     def render(self) -> str:
         where = f"{self.span}: " if self.span else ""
@@ -83,30 +87,34 @@ class Diagnostic:
 class NetDSLError(Exception):
     """The one error type of netdsl; holds one or more located diagnostics."""
 
-    def __init__(self, diagnostics, span: Span | None = None, hint: str | None = None):
+    def __init__(self, diagnostics, span: Span | None = None, hint: str | None = None, warnings=()):
         if isinstance(diagnostics, str):
             diagnostics = [Diagnostic(diagnostics, span, hint)]
         elif isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics: list[Diagnostic] = list(diagnostics)
+        self.warnings: list[Diagnostic] = list(warnings)   # shown with the errors: they may explain them
         super().__init__(self.render())
 
     @property
     def message(self) -> str:
-        return self.diagnostics[0].message
+        return self.diagnostics[0].message if self.diagnostics else ""
 
     @property
     def span(self) -> Span | None:
-        return self.diagnostics[0].span
+        return self.diagnostics[0].span if self.diagnostics else None
 
     @property
     def hint(self) -> str | None:
-        return self.diagnostics[0].hint
+        return self.diagnostics[0].hint if self.diagnostics else None
 
     def render(self) -> str:
-        text = "\n\n".join(d.render() for d in self.diagnostics)
-        n = len(self.diagnostics)
-        if n > 1:
+        shown = sorted(self.diagnostics + self.warnings, key=_where) if self.warnings else self.diagnostics
+        text = "\n\n".join(d.render() for d in shown)
+        n, w = len(self.diagnostics), len(self.warnings)
+        if w:
+            text += f"\n\n{n} error{'s' if n != 1 else ''}, {w} warning{'s' if w != 1 else ''}"
+        elif n > 1:
             text += f"\n\n{n} errors"
         return text
 
@@ -114,21 +122,45 @@ class NetDSLError(Exception):
         return self.render()
 
 
+def _where(d: Diagnostic):
+    """Source order: by file position, unlocated ones last."""
+    return (d.span is None, d.span.line if d.span else 0, d.span.col if d.span else 0)
+
+
+def render_warnings(warnings) -> str:
+    """The text a command prints on stderr for the warnings of a model that checked."""
+    ws = sorted(warnings, key=_where)
+    text = "\n\n".join(d.render() for d in ws)
+    return text + (f"\n\n{len(ws)} warnings" if len(ws) > 1 else "")
+
+
 class ErrorSink:
-    """Collects diagnostics while a stage keeps going, then raises them together."""
+    """Collects diagnostics while a stage keeps going, then raises them together.
+    Warnings are kept apart: they travel with the errors, and on the graph when there are none."""
 
     def __init__(self):
         self.diagnostics: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
 
     def add(self, message, span=None, hint=None, notes=None):
         self.diagnostics.append(Diagnostic(message, span, hint, list(notes or [])))
 
+    def warn(self, message, span=None, hint=None, notes=None):
+        self.warnings.append(Diagnostic(message, span, hint, list(notes or []), kind="warning"))
+
     def extend(self, err: NetDSLError):
-        self.diagnostics.extend(err.diagnostics)
+        """Add an error's diagnostics, each once: a block used twice with the same mistake
+        inside is reported at its first use."""
+        seen = {(d.span, d.message) for d in self.diagnostics}
+        for d in err.diagnostics:
+            if (d.span, d.message) not in seen:
+                seen.add((d.span, d.message))
+                self.diagnostics.append(d)
+        self.warnings.extend(getattr(err, "warnings", ()))
 
     def raise_if_any(self):
         if self.diagnostics:
-            raise NetDSLError(self.diagnostics)
+            raise NetDSLError(self.diagnostics, warnings=self.warnings)
 
     def __bool__(self):
         return bool(self.diagnostics)

@@ -20,13 +20,42 @@ from ..ops.base import OpError, shape_str
 
 BYTES = 4   # float32
 
+# What netdsl agrees to run (docs/LANGUAGE.md, Limits), checked here, before anything is
+# allocated: a network asking for more is refused at the line that asks for it.
+MAX_PARAMS = 2**31            # learned values in all (8 GiB of float32 weights); one layer alike
+MAX_VALUES = 2**31            # values in one layer's output, per sample (8 GiB of float32)
+
+
+def _gib(n_values):
+    return f"{n_values * BYTES / 2**30:,.1f} GiB"
+
+
+def _check_limits(node, out, total_before):
+    """OpError when one layer's weights or output, or the network's weights so far, pass the limits."""
+    if node.n_params > MAX_PARAMS:
+        raise OpError(f"{node.n_params:,} parameters ({_gib(node.n_params)} of float32 weights) in this one "
+                      f"layer; netdsl's limit is {MAX_PARAMS:,} ({_gib(MAX_PARAMS)}) per network",
+                      hint="check the channel counts and the input size this layer gets; "
+                           "the limits are in docs/LANGUAGE.md (Limits)")
+    n_out = prod(out)
+    if n_out > MAX_VALUES:
+        raise OpError(f"the output {shape_str(out)} holds {n_out:,} values per sample ({_gib(n_out)}); "
+                      f"netdsl's limit is {MAX_VALUES:,} ({_gib(MAX_VALUES)}) per layer",
+                      hint="check the channel counts and the input size; the limits are in docs/LANGUAGE.md (Limits)")
+    if total_before + node.n_params > MAX_PARAMS:
+        raise OpError(f"the network's parameters pass netdsl's limit of {MAX_PARAMS:,} ({_gib(MAX_PARAMS)}) here: "
+                      f"{total_before:,} before this layer + {node.n_params:,} in it",
+                      hint="the limits are in docs/LANGUAGE.md (Limits)")
+
 
 def analyze(g: Graph, earlier=()) -> Graph:
     """Fill shape, params, MACs and receptive field on every node; raise NetDSLError on problems
     (together with `earlier` diagnostics from expansion, so one run reports everything)."""
     sink = ErrorSink()
     sink.diagnostics.extend(earlier)
+    sink.warnings.extend(getattr(g, "warnings", ()))
     failed = set()
+    total_params = 0
     for name in g.topo():
         node = g[name]
         preds = g.preds(name)
@@ -45,6 +74,8 @@ def analyze(g: Graph, earlier=()) -> Graph:
             node.params = dict(spec.params(a, shapes))
             node.buffers = dict(spec.buffers(a, shapes))
             node.n_params = sum(prod(s) for s in node.params.values())
+            _check_limits(node, out, total_params)
+            total_params += node.n_params
             node.macs = int(spec.macs(a, shapes, out))
             _receptive_field(g, node, spec, a, shapes, preds)
         except OpError as e:
@@ -60,9 +91,49 @@ def analyze(g: Graph, earlier=()) -> Graph:
                                                hint, notes))
     if not sink and not g.outputs:
         sink.add("the network has no output")
+    _sign_warnings(g, failed, sink)
     sink.diagnostics.sort(key=lambda d: (d.span is None, d.span.line if d.span else 0, d.span.col if d.span else 0))
+    g.warnings = sink.warnings
     sink.raise_if_any()
     return g
+
+
+def _sign_warnings(g, failed, sink):
+    """Warn where an op that assumes non-negative input (StochasticPool: p_i = a_i / Σ a_k, as
+    after a ReLU) gets one not known to be: decided by each spec's nonnegative_output."""
+    nonneg = {}
+    for name in g.topo():
+        if name in failed:
+            continue
+        node, preds = g[name], g.preds(name)
+        spec = ops.get(node.op)
+        ins = [nonneg.get(p, False) for p in preds]
+        nonneg[name] = bool(preds) and spec.nonnegative_output(node.attrs, ins)
+        if node.op == "StochasticPool" and preds and not ins[0]:
+            src = _sign_origin(g, preds[0], nonneg)
+            sink.warn(f"StochasticPool at {name}: its input is not known to be non-negative "
+                      f"({src.name}, {'an' if src.op[0] in 'AEIOU' else 'a'} {src.op}{_act_text(src)}, "
+                      f"can output negative values)", node.span,
+                      "the lecture's p_i = a_i / Σ a_k assumes activations after a ReLU: put a ReLU before it",
+                      notes=_used_at(g, node))
+
+
+def _sign_origin(g, name, nonneg):
+    """The layer a possibly negative value comes from: back through the ops that only pass
+    their inputs' sign on (pools, Dropout, Concat, ...) to one that makes it."""
+    for _ in range(len(g)):
+        node = g[name]
+        spec = ops.get(node.op)
+        bad = [p for p in g.preds(name) if not nonneg.get(p, False)]
+        if spec.output_sign != "inputs" or not bad:
+            return node
+        name = bad[0]
+    return g[name]
+
+
+def _act_text(node):
+    act = node.attrs.get("act")
+    return "" if act is None else (" without an activation" if act == "none" else f" with act={act}")
 
 
 def _receptive_field(g, node, spec, a, shapes, preds):

@@ -173,6 +173,8 @@ class InputStmt:
     name: str
     shape: tuple
     args: Args | None
+    layout: str | None = None        # "hwc" or "chw" when the file says how the shape is written
+    shape_span: Span | None = None
 
 
 @dataclass

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 from lark import Lark, Token, v_args
 from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Diagnostic, NetDSLError, Source, Span
 from . import ast as A
 
 MAX_SYNTAX_ERRORS = 20
+LAYOUTS = ("hwc", "chw")     # how an input's shape may be written: `input x: 32x32x3 (hwc)`
+MAX_LITERAL_DIGITS = 30     # longer integer literals are refused where they are written
 
 _CONT_AFTER = {"MINUS", "VBAR", "COMMA", "EQUAL", "LBRACE", "LPAR", "LSQB"}
 _CONT_BEFORE = {"MINUS", "VBAR", "RBRACE", "ELSE"}
@@ -82,6 +85,16 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
     def tsp(self, t: Token):
         return Span(self.src, t.line, t.column, t.column + len(t))
 
+    def int(self, text, tok):
+        """An integer literal; one longer than any slot takes is a located error (Python's
+        int() would refuse one of 4,300 digits with an exception, and no size is that big)."""
+        text = str(text)
+        if len(text) > MAX_LITERAL_DIGITS:
+            raise NetDSLError(f"number too large: {text[:12]}… ({len(text):,} digits)", self.tsp(tok),
+                              "no size or count in a network has more than a few digits; "
+                              "netdsl's limits are in docs/LANGUAGE.md (Limits)")
+        return int(text)
+
     # -- statements
     @v_args(meta=True)
     def start(self, meta, items):
@@ -111,10 +124,17 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
 
     @v_args(meta=True)
     def input_stmt(self, meta, items):
-        return A.InputStmt(self.sp(meta), str(items[0]), items[1], items[2] if len(items) > 2 else None)
+        (shape, shape_span), args = items[1], items[2] if len(items) > 2 else None
+        layout = None
+        if args is not None:      # `input x: 32x32x3 (hwc)`: the order the shape is written in
+            words = [e for e in args.pos if isinstance(e, A.Name) and e.id.lower() in LAYOUTS]
+            if words:
+                layout = words[0].id.lower()
+                args.pos = [e for e in args.pos if e is not words[0]]
+        return A.InputStmt(self.sp(meta), str(items[0]), shape, args, layout, shape_span)
 
     def shape(self, items):
-        return tuple(int(x) for x in str(items[0]).split("x"))
+        return tuple(self.int(x, items[0]) for x in str(items[0]).split("x")), self.tsp(items[0])
 
     @v_args(meta=True)
     def output_stmt(self, meta, items):
@@ -161,7 +181,7 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
         x = items[0]
         if isinstance(x, Token):
             sp = self.tsp(x)
-            return A.Num(sp, int(x)) if x.type == "INT" else A.Name(sp, str(x))
+            return A.Num(sp, self.int(x, x)) if x.type == "INT" else A.Name(sp, str(x))
         return x
 
     @v_args(meta=True)
@@ -170,7 +190,7 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
 
     @v_args(meta=True)
     def numbered(self, meta, items):
-        return A.Numbered(self.sp(meta), str(items[0]), int(items[1]))
+        return A.Numbered(self.sp(meta), str(items[0]), self.int(items[1], items[1]))
 
     @v_args(meta=True)
     def group(self, meta, items):
@@ -190,31 +210,31 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
 
     @v_args(meta=True)
     def table_conv(self, meta, items):
-        k = tuple(int(x) for x in str(items[0]).split("x"))
+        k = tuple(self.int(x, items[0]) for x in str(items[0]).split("x"))
         return A.TableConv(self.sp(meta), k, str(items[1]), list(items[2:]))
 
     @v_args(meta=True)
     def t_pos(self, meta, items):
-        return (None, int(items[0]), self.sp(meta))
+        return (None, self.int(items[0], items[0]), self.sp(meta))
 
     @v_args(meta=True)
     def t_kw(self, meta, items):
         key, v = items
         if v.type == "INT":
-            val = int(v)
+            val = self.int(v, v)
         elif v.type == "DIMS":
-            val = tuple(int(x) for x in str(v).split("x"))
+            val = tuple(self.int(x, v) for x in str(v).split("x"))
         else:
             val = str(v)
         return (str(key), val, self.sp(meta))
 
     @v_args(meta=True)
     def t_stride(self, meta, items):
-        return ("stride", int(items[0]), self.sp(meta))
+        return ("stride", self.int(items[0], items[0]), self.sp(meta))
 
     @v_args(meta=True)
     def table_fc(self, meta, items):
-        return A.TableFC(self.sp(meta), str(items[0]), int(items[1]))
+        return A.TableFC(self.sp(meta), str(items[0]), self.int(items[1], items[1]))
 
     # -- args and expressions
     def args(self, items):
@@ -234,7 +254,7 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
 
     @v_args(meta=True)
     def int_(self, meta, items):
-        return A.Num(self.sp(meta), int(items[0]))
+        return A.Num(self.sp(meta), self.int(items[0], items[0]))
 
     @v_args(meta=True)
     def float_(self, meta, items):
@@ -243,7 +263,7 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
     @v_args(meta=True)
     def dims(self, meta, items):
         sp = self.sp(meta)
-        return A.Tuple(sp, [A.Num(sp, int(x)) for x in str(items[0]).split("x")])
+        return A.Tuple(sp, [A.Num(sp, self.int(x, items[0])) for x in str(items[0]).split("x")])
 
     @v_args(meta=True)
     def string(self, meta, items):
@@ -352,9 +372,44 @@ def _syntax_diag(e: UnexpectedInput, src: Source) -> Diagnostic:
     return Diagnostic(msg, Span(src, line, col, col + width), hint)
 
 
+# Characters that slides and word processors put where netdsl has ASCII, read as that ASCII
+# character (a × between sizes is the x of 3x3; any other × repeats, as *). Each maps one
+# character to one, so every column stays where the file has it.
+_PASTED = str.maketrans({"×": "*", "–": "-", "—": "-", "−": "-", "\u00a0": " ", "\u2009": " ",
+                         "\u202f": " ", "“": '"', "”": '"'})
+# `3 x 32 x 32`, `3X32X32`, `3×32×32`: a size with spaces or another times sign. The spaces
+# move behind it (`3x32x32    `), so the columns of everything after it stay as written.
+_LOOSE_DIMS = re.compile(r"(?<![\w.])\d+(?:[ \t]*[xX×][ \t]*\d+)+(?![\w.])")
+
+
+def _slide_text(text: str) -> str:
+    """The text with slide characters read as ASCII, outside comments and strings."""
+    out = []
+    for line in text.split("\n"):
+        code, rest, quoted = [], "", False
+        for i, ch in enumerate(line):
+            if ch in '"“”':
+                quoted = not quoted
+            elif ch == "#" and not quoted:
+                rest = line[i:]
+                line = line[:i]
+                break
+        pieces = re.split(r'("[^"“”]*["“”]|[“][^"“”]*["“”])', line)
+        for k, piece in enumerate(pieces):
+            if k % 2:                   # a string: kept as written, but with straight quotes
+                code.append(piece[0].translate(_PASTED) + piece[1:-1] + piece[-1].translate(_PASTED))
+                continue
+            piece = _LOOSE_DIMS.sub(lambda m: (re.sub(r"[ \t]*[xX×][ \t]*", "x", m.group(0))).ljust(
+                len(m.group(0))), piece)
+            code.append(piece.translate(_PASTED))     # a × left over repeats: (Conv-ReLU)×2
+        out.append("".join(code) + rest)
+    return "\n".join(out)
+
+
 def parse_source(src: Source) -> A.Module:
     """Parse a Source into a Module, or raise NetDSLError with every syntax error."""
-    text = src.text if src.text.endswith("\n") else src.text + "\n"
+    text = _slide_text(src.text)
+    text = text if text.endswith("\n") else text + "\n"
     if text.startswith("\ufeff"):       # a UTF-8 byte-order mark; a space keeps the columns
         text = " " + text[1:]
     diags: list[Diagnostic] = []
@@ -382,7 +437,12 @@ def parse_source(src: Source) -> A.Module:
             break
     if diags:
         raise NetDSLError(diags)
-    return A.Module(src, _ToAST(src).transform(tree))
+    try:
+        return A.Module(src, _ToAST(src).transform(tree))
+    except VisitError as e:        # a located error raised while building the AST
+        if isinstance(e.orig_exc, NetDSLError):
+            raise e.orig_exc from None
+        raise
 
 
 def parse_text(text: str, name: str = "<string>") -> A.Module:

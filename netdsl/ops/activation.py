@@ -21,6 +21,7 @@ from .base import Attr, OpSpec, float_
 @register
 class ReLU(acts.Pointwise):
     name = "ReLU"
+    output_sign = "nonneg"
     doc = "max(0, x)."
     act = "relu"
 
@@ -52,6 +53,7 @@ class LeakyReLU(acts.Pointwise):
 @register
 class Sigmoid(acts.Pointwise):
     name = "Sigmoid"
+    output_sign = "nonneg"
     doc = "1 / (1 + e^-x)."
     act = "sigmoid"
 
@@ -91,6 +93,7 @@ def _log_softmax(x):
 @register
 class Softmax(OpSpec):
     name = "Softmax"
+    output_sign = "nonneg"
     aliases = ("SM", "SoftMax")
     doc = "e^x / sum(e^x) over the channels (per pixel on a feature map)."
 

@@ -49,13 +49,19 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+MAX_INT = 2**31 - 1   # the largest integer any attribute takes (docs/LANGUAGE.md, Limits)
+
+
 def int_(v, name, minimum=None):
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not _is_int(v):
         raise OpError(f"'{name}' must be an integer, got {fmt(v)}")
     if minimum is not None and v < minimum:
-        raise OpError(f"'{name}' must be at least {minimum}, got {v}")
+        raise OpError(f"'{name}' must be at least {minimum}, got {fmt(v)}")
+    if abs(v) > MAX_INT:
+        raise OpError(f"'{name}' is too large: {fmt(v)}; the most any size or count may be is {MAX_INT:,}",
+                      hint="no network needs sizes this big; check the number and the arithmetic that made it")
     return int(v)
 
 
@@ -69,22 +75,24 @@ def nonneg_int(v, name):
 
 def float_(v, name):
     if _is_int(v) or isinstance(v, float):
+        if _is_int(v) and abs(v) > 10**300 or isinstance(v, float) and not math.isfinite(v):
+            raise OpError(f"'{name}' must be a finite number, got {fmt(v)}",
+                          hint="a literal such as 1e999 is larger than any float32 or float64")
         return float(v)
     raise OpError(f"'{name}' must be a number, got {fmt(v)}")
 
 
 def bool_(v, name):
-    if isinstance(v, bool):
-        return v
-    if _is_int(v) and v in (0, 1):
+    """true or false (docs/LANGUAGE.md, Arguments) — not 0/1 or yes/no, which read as other things."""
+    if isinstance(v, (bool, np.bool_)):
         return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "on", "off"):
-        return v.lower() in ("true", "yes", "on")
-    raise OpError(f"'{name}' must be true or false, got {fmt(v)}")
+    raise OpError(f"'{name}' must be true or false, got {fmt(v)}", hint=f"write {name}=true or {name}=false")
 
 
 def pair(v, name, minimum=1):
     """An int or two ints (`3`, `3x5`, `(3, 5)`) -> (h, w)."""
+    if isinstance(v, float) and v.is_integer():      # as int_ takes 3.0: `c / 2` that divides
+        v = int(v)
     if _is_int(v):
         v = (v, v)
     if not (isinstance(v, tuple) and len(v) == 2):
@@ -94,6 +102,8 @@ def pair(v, name, minimum=1):
 
 def padding(v, name):
     """`same`, `valid`, p, (ph, pw) or (top, left, bottom, right)."""
+    if isinstance(v, float) and v.is_integer():      # as int_ and pair take 2.0
+        v = int(v)
     if isinstance(v, str):
         if v.lower() in ("same", "valid"):
             return v.lower()
@@ -110,6 +120,8 @@ def padding(v, name):
 
 def choice(*options):
     def kind(v, name):
+        if v is None and "none" in options:     # Python callers may write act=None
+            return "none"
         if isinstance(v, str) and v.lower() in options:
             return v.lower()
         hint = did_you_mean(v, options) if isinstance(v, str) else None
@@ -137,7 +149,7 @@ def float_tuple(v, name):
 
 def optional(kind):
     def k(v, name):
-        return None if v is None or v == "none" else kind(v, name)
+        return None if v is None or (isinstance(v, str) and v.lower() == "none") else kind(v, name)
     k.__name__ = getattr(kind, "__name__", "optional")
     return k
 
@@ -147,6 +159,9 @@ def fmt(v):
         return "(" + ", ".join(fmt(x) for x in v) + ")"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if _is_int(v) and abs(v) >= 10**20:        # a 100-digit number is shown by its length
+        digits = str(abs(int(v)))
+        return f"{'-' if v < 0 else ''}{digits[:10]}… ({len(digits)} digits)"
     return str(v)
 
 
@@ -290,6 +305,14 @@ class OpSpec:
     epilogues: tuple = ()           # activation-table names this op can apply to its own output
     channel_affine: bool = False    # the op is y = x·scale + shift per channel (affine_params)
     accepts_residual: bool = False  # a second input r may be fused in: y = act(op(x) + r)
+    output_sign: str = "any"        # "nonneg": every output is >= 0 (or NaN); "inputs": so when every input is
+
+    def nonnegative_output(self, a, inputs_nonneg):
+        """True when the output is known to be >= 0 (NaN aside), given which inputs are (list of bool).
+        Check-time only (the StochasticPool warning): never used to change a result."""
+        if a.get("act") in ("relu", "sigmoid") or self.output_sign == "nonneg":
+            return True
+        return self.output_sign == "inputs" and bool(inputs_nonneg) and all(inputs_nonneg)
 
     def epilogue(self, a):
         """The `act` value this op becomes when fused into its producer, or None."""
@@ -370,13 +393,57 @@ def window_out(size, k_eff, stride, p0, p1, ceil_mode=False):
     return span // stride + 1
 
 
-def window_arith(size, k_eff, stride, p0, p1, out, ceil_mode=False):
-    """'(32 + 2·2 − 5)/1 + 1 = 32' — the lecture formula with these numbers."""
+def window_arith(size, k_eff, stride, p0, p1, out=None, ceil_mode=False):
+    """'(32 + 2·2 − 5)/1 + 1 = 32' — the lecture formula with these numbers, and always true:
+    a division that is not exact is written with its rounding, ⌊(7 − 3)/3⌋ + 1 = 2 (⌈…⌉ with
+    ceil_mode; "− 1" where PyTorch drops a last window that would start in the padding), and a
+    window larger than the padded input gives the negative number the formula gives,
+    (32 − 40)/1 + 1 = -7. The result is computed here, not taken from `out` (kept for callers)."""
     pad = f" + 2·{p0}" if p0 == p1 and p0 else (f" + {p0} + {p1}" if (p0 or p1) else "")
-    div = f"/{stride}" if stride != 1 else "/1"
-    if ceil_mode:
-        return f"⌈({size}{pad} − {k_eff}){div}⌉ + 1 = {out}"
-    return f"({size}{pad} − {k_eff}){div} + 1 = {out}"
+    span = size + p0 + p1 - k_eff
+    inner = f"({size}{pad} − {k_eff})/{stride}"
+    if span % stride == 0:
+        text, value = f"{inner} + 1", span // stride + 1
+    elif ceil_mode and span >= 0:
+        text, value = f"⌈{inner}⌉ + 1", -(-span // stride) + 1
+    else:
+        text, value = f"⌊{inner}⌋ + 1", span // stride + 1
+    if ceil_mode and span >= 0 and (value - 1) * stride >= size + p0:   # the last window must start inside
+        text, value = text + " − 1", value - 1
+    return f"{text} = {value}"
+
+
+def window_fit_note(size, k_eff, stride, p0, p1, ceil_mode=False, axis=0):
+    """The lecture's "doesn't fit" remark when (size + pads − k) is not a multiple of the
+    stride: how many rows (axis 0), columns (1) or both (2) at the end no window covers, and how
+    many of those are padding. None when the stride fits."""
+    span = size + p0 + p1 - k_eff
+    if span < 0 or span % stride == 0:
+        return None
+    left = span % stride
+    word = ("row", "column", "row and column")[axis]
+    words = ("rows", "columns", "rows and columns")[axis]
+
+    def n_units(n):
+        return f"the last {word}" if n == 1 else f"the last {n} {words}"
+    head = f"stride {stride} does not fit the input evenly: "
+    if ceil_mode and window_out(size, k_eff, stride, p0, p1, True) > span // stride + 1:
+        tail = f"ceil_mode adds a last, partial window over {n_units(left)}"
+    else:
+        real = max(0, left - p1)          # rows of the input itself among the uncovered ones
+        verb = "is" if left == 1 and axis != 2 else "are"
+        if real == left:
+            tail = f"{n_units(left)} of the input {verb} never covered"
+        elif real == 0:
+            tail = f"{n_units(left)} of the padded input {verb} never covered (padding only)"
+        else:
+            tail = f"{n_units(left)} of the padded input {verb} never covered ({real} of them input, " \
+                   f"{left - real} padding)"
+    if stride > k_eff:
+        gap = stride - k_eff
+        tail += f"; and the window ({k_eff}) is smaller than the stride, so {gap} {word if gap == 1 else words} " \
+                f"between windows {'are' if gap != 1 else 'is'} skipped each time"
+    return head + tail
 
 
 def spatial_out(op, shape, k_eff, stride, pads, ceil_mode=False):
@@ -387,9 +454,11 @@ def spatial_out(op, shape, k_eff, stride, pads, ceil_mode=False):
                                                  (shape[2], k_eff[1], stride[1], l, r))):
         o = window_out(size, k, s, p0, p1, ceil_mode)
         if o <= 0:
-            raise OpError(f"{op}: the output {'height' if axis == 0 else 'width'} shrinks to zero: "
-                          f"{window_arith(size, k, s, p0, p1, o, ceil_mode)}",
-                          hint=f"the input is only {size} pixels there; use a smaller kernel, "
+            where = "height" if axis == 0 else "width"
+            padded = f"the padded input ({size + p0 + p1})" if p0 or p1 else f"the input ({size})"
+            raise OpError(f"{op}: the output {where} shrinks to zero: the window ({k}) is larger than "
+                          f"{padded}: {window_arith(size, k, s, p0, p1, o, ceil_mode)}",
+                          hint=f"the input is only {size} pixel{'s' if size != 1 else ''} there; use a smaller kernel, "
                                f"more padding (pad=same) or remove a downsampling layer earlier")
         outs.append(o)
     return tuple(outs)

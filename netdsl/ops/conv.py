@@ -13,7 +13,7 @@ import numpy as np
 from . import register
 from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
 from .base import (Attr, OpError, OpSpec, bool_, choice, dilated, need_rank, pad_nchw, padding,
-                   pair, pos_int, resolve_pads, shape_str, spatial_out, window_arith, windows)
+                   pair, pos_int, resolve_pads, shape_str, spatial_out, window_arith, window_fit_note, windows)
 
 
 class _Window(OpSpec):
@@ -41,10 +41,14 @@ class _Window(OpSpec):
         c, h, w = shapes[0]
         keh, kew = dilated(a["kernel"], a["dilation"])
         t, l, b, r = a["pad"]
+        same = (h, keh, a["stride"][0], t, b) == (w, kew, a["stride"][1], l, r)
         lines = [f"H: {window_arith(h, keh, a['stride'][0], t, b, out[1])}"]
-        if (h, keh, a["stride"][0], t, b) != (w, kew, a["stride"][1], l, r):
+        if not same:
             lines.append(f"W: {window_arith(w, kew, a['stride'][1], l, r, out[2])}")
-        return lines
+        notes = [window_fit_note(h, keh, a["stride"][0], t, b, axis=2 if same else 0)]
+        if not same:
+            notes.append(window_fit_note(w, kew, a["stride"][1], l, r, axis=1))
+        return lines + [n for n in notes if n]
 
 
 @register

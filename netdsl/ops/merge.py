@@ -33,6 +33,7 @@ def _need_two(op, shapes):
 @register
 class Concat(OpSpec):
     name = "Concat"
+    output_sign = "inputs"
     aliases = ("Cat",)
     doc = "Concatenate along the channel axis (Inception, DenseNet, U-Net)."
     arity = None
@@ -64,6 +65,7 @@ class Concat(OpSpec):
 
 
 class _Elementwise(OpSpec):
+    output_sign = "inputs"     # a sum or product of non-negative values
     arity = None
     flags = frozenset({"merge", "elementwise", "inplace_ok"})
     symbol = "+"

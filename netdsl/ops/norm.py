@@ -94,6 +94,7 @@ class BatchNorm(OpSpec):
 @register
 class LRN(OpSpec):
     name = "LRN"
+    output_sign = "inputs"     # x / (k + …)^β keeps the sign of x
     aliases = ("LocalResponseNorm",)
     doc = "Local response normalization across channels (PyTorch LocalResponseNorm)."
     arity = 1

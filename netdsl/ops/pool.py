@@ -28,11 +28,12 @@ import numpy as np
 
 from . import register
 from .base import (Attr, OpError, OpSpec, bool_, need_rank, optional, pad_nchw, padding, pair,
-                   resolve_pads, shape_str, spatial_out, window_arith, window_out, windows)
+                   resolve_pads, shape_str, spatial_out, window_arith, window_fit_note, window_out, windows)
 
 
 class _Pool(OpSpec):
     """A k×k window slid over each channel; subclasses say how a window reduces."""
+    output_sign = "inputs"     # a max, min, mean or sample of non-negative values
     arity = 1
     fill = 0.0   # value of padded cells (and of the cells past the edge under ceil_mode)
     attrs = (
@@ -70,10 +71,14 @@ class _Pool(OpSpec):
     def explain(self, a, shapes, out):
         c, h, w = shapes[0]
         (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+        same = (h, kh, sh, t, b) == (w, kw, sw, l, r)
         lines = [f"H: {window_arith(h, kh, sh, t, b, out[1], a['ceil_mode'])}"]
-        if (h, kh, sh, t, b) != (w, kw, sw, l, r):
+        if not same:
             lines.append(f"W: {window_arith(w, kw, sw, l, r, out[2], a['ceil_mode'])}")
-        return lines
+        notes = [window_fit_note(h, kh, sh, t, b, a["ceil_mode"], axis=2 if same else 0)]
+        if not same:
+            notes.append(window_fit_note(w, kw, sw, l, r, a["ceil_mode"], axis=1))
+        return lines + [n for n in notes if n]
 
     # -- reference
     def _windows(self, a, x):
@@ -183,6 +188,7 @@ class StochasticPool(_Pool):
 
 
 class _Global(OpSpec):
+    output_sign = "inputs"
     arity = 1
     attrs = ()
 

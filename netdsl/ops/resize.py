@@ -40,6 +40,7 @@ def _source_index(n_out, n_in, mode, align_corners):
 @register
 class Upsample(OpSpec):
     name = "Upsample"
+    output_sign = "inputs"
     aliases = ("Upsampling", "Resize")
     doc = "Nearest or bilinear upsampling by an integer scale or to a size."
     linear = True
@@ -146,6 +147,9 @@ class Pad(OpSpec):
     def identity(self, a, shapes, out):
         return not any(a["pad"])
 
+    def nonnegative_output(self, a, inputs_nonneg):
+        return all(inputs_nonneg) and (a["mode"] != "constant" or a["value"] >= 0)
+
     def explain(self, a, shapes, out):
         c, h, w = shapes[0]
         t, l, b, r = a["pad"]
@@ -176,6 +180,7 @@ def _nonneg_pair(v, name):
 @register
 class Crop(OpSpec):
     name = "Crop"
+    output_sign = "inputs"
     doc = "Cut an HxW window: centre crop to size, at offset, or to a second input's size (U-Net)."
     linear = True
     arity = (1, 2)

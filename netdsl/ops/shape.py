@@ -27,6 +27,7 @@ def _whole(shape):
 @register
 class Flatten(OpSpec):
     name = "Flatten"
+    output_sign = "inputs"
     doc = "(C, H, W) -> (C·H·W,), C-major like PyTorch's flatten(1)."
     arity = 1
     flags = frozenset({"no_op"})
@@ -60,6 +61,7 @@ def _target_shape(v, name):
 @register
 class Reshape(OpSpec):
     name = "Reshape"
+    output_sign = "inputs"
     aliases = ("View",)
     doc = "Reinterpret each sample with a new shape (one -1 allowed); the element count must match."
     arity = 1
@@ -109,6 +111,7 @@ class Reshape(OpSpec):
 @register
 class Identity(OpSpec):
     name = "Identity"
+    output_sign = "inputs"
     aliases = ("Id",)
     doc = "Passes its input through unchanged."
     arity = 1
@@ -131,6 +134,7 @@ def _probability(v, name):
 @register
 class Dropout(OpSpec):
     name = "Dropout"
+    output_sign = "inputs"
     doc = "Dropout; an identity at inference (netdsl only runs inference)."
     arity = 1
     flags = frozenset({"no_op"})

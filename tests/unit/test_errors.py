@@ -42,7 +42,7 @@ CASES = [
     ("forward_reference", 3, 26, "'y' is defined later (line 4)", "move the line that defines 'y' above"),
     ("label_mid_chain", 3, 21, "'c1' is a label; a reference can only start a chain",
      "[ _ | c1 ] - Concat"),
-    ("shrinks_to_zero", 3, 1, "the output height shrinks to zero: (8 − 11)/1 + 1 = 0",
+    ("shrinks_to_zero", 3, 1, "the output height shrinks to zero: the window (11) is larger than the input (8): (8 − 11)/1 + 1 = -2",
      "the input is only 8 pixels there"),
     ("input_rank", 2, 1, "an input is CxHxW (e.g. 3x224x224) or a feature count", "batch size"),
     ("fc_then_conv", 3, 8, "Conv expects a feature map (C,H,W) as input, got shape 10", "CxHxW"),
@@ -116,7 +116,7 @@ def test_multi_error_files_report_every_error(name):
 
 def test_add_mismatch_notes_show_both_shapes_and_the_arithmetic():
     text = load_error("add_mismatch").render()
-    assert "note: input 1 (relu1) is 14x14: conv1 (line 3) made it 14x14 — (28 + 2·1 − 3)/2 + 1 = 14" in text
+    assert "note: input 1 (relu1) is 14x14: conv1 (line 3) made it 14x14 — ⌊(28 + 2·1 − 3)/2⌋ + 1 = 14" in text
     assert "note: input 2 (x) is 28x28, the size of the input x" in text
     assert "Conv(64, 1, stride=2)" in text
 
@@ -262,9 +262,9 @@ SNIPPETS = [
     ("input x: 3x32x32\n[ _ | _ ]-[ _ | _ ]", 2, "parallel branches must be merged before branching again"),
     ("input x: 3x32x32\n[ _ | _ ]-ReLU", 2, "ReLU takes one input, but 2 parallel branches arrive here"),
     ("input x: 3x32x32\nReLU*(1/2)", 2, "a repeat count must be a whole number"),
-    ("input x: 3x32x32\n((_*100000)*100000)*100000", 2, "the repeats unroll to more than"),
+    ("input x: 3x32x32\n((_*100000)*100000)*100000", 2, "the repeats unroll more than 1,000,000 times"),
     ("input x: 3x32x32\nConv(8, 3, groups=5)", 2, "groups=5 must divide"),
-    ("input x: 3x32x32\nPool(100)", 2, "shrinks to zero: (32 − 100)/100 + 1 = 0"),
+    ("input x: 3x32x32\nPool(100)", 2, "shrinks to zero: the window (100) is larger than the input (32): ⌊(32 − 100)/100⌋ + 1 = 0"),
     ("input x: 3x32x32\nCrop(100)", 2, "larger than its input"),
     ("input x: 3x32x32\nx = ReLU", 2, "'x' is defined twice"),
     ("input x: 3x32x32\nReLU:ReLU", 2, "label 'ReLU' hides the op"),
