@@ -212,12 +212,11 @@ def test_compile_cli_failure_is_clean(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------- a very wide merge
 
-def test_wide_concat_300_branches(tmp_path, capsys):
-    """300 branches into one Concat: more inputs than the merge kernel takes at batch > 1
-    (at batch 1 the concat is elided: each branch writes its slice). Writing the bundle
-    planned batch 8 with the kernels and failed; now the contract records the limit, the
-    bundle is written, loads, and runs at batch 1."""
-    k = 300
+def test_wide_concat_128_branches(tmp_path, capsys):
+    """128 branches into one Concat (the widest merge the language takes; the merge kernels
+    hold 128 inputs): the bundle is written, loads, and runs at batch 1 (where the concat is
+    elided: each branch writes its slice) and at batch 8 (the concat kernel)."""
+    k = 128
     text = "input x: 3x4x4\n[ " + " | ".join(["Conv(1, 1)"] * k) + " ] - Concat - GAP\n"
     src = tmp_path / "wide.net"
     src.write_text(text)
@@ -227,11 +226,26 @@ def test_wide_concat_300_branches(tmp_path, capsys):
     assert rc == 0, e
     h = bundle.read_header(str(out))
     assert h["contract"]["op_counts"]["Concat"] == 1 and h["contract"]["op_counts"]["Conv"] == k
+    assert not h["contract"].get("limits")
     m0, m1 = netdsl.load(str(src)), netdsl.load(str(out))
-    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
-    want = run_reference(m0.graph, m0.weights, x)["output"]
-    np.testing.assert_allclose(m1.reference(x), want, rtol=1e-5, atol=1e-6)
-    if lib.available():
-        np.testing.assert_allclose(m1(x), want, rtol=1e-4, atol=1e-5)
-    for n, why in h["contract"].get("limits", {}).items():
-        assert f"batch {n}" in o and why in o                 # said, not hidden
+    for n in (1, 8):
+        x = np.random.default_rng(n).standard_normal((n, 3, 4, 4)).astype(np.float32)
+        want = run_reference(m0.graph, m0.weights, x)["output"]
+        np.testing.assert_allclose(m1.reference(x), want, rtol=1e-5, atol=1e-6)
+        if lib.available():
+            np.testing.assert_allclose(m1(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_wider_merge_is_a_located_error_and_writes_nothing(tmp_path, capsys):
+    """300 branches: refused at check time with the line and column of the merge and a hint
+    (merge in steps), so compile never writes a bundle it could not run."""
+    text = "input x: 3x4x4\n[ " + " | ".join(["Conv(1, 1)"] * 300) + " ] - Concat - GAP\n"
+    src = tmp_path / "wide.net"
+    src.write_text(text)
+    out = tmp_path / "wide.netc"
+    rc = main(["compile", str(src), "-o", str(out)])
+    o, e = capsys.readouterr()
+    assert rc == 1 and "wide.net:2:" in e and "at most 128" in e and "hint:" in e, e
+    assert not out.exists()
+
+
