@@ -30,16 +30,19 @@ static nd_status softmax_impl(const nd_softmax_params *p, float *out, const floa
         const int64_t m = I - j0 < BLK ? I - j0 : BLK;
         const float *xs = x + b * C * I + j0;
         float *ys = out + b * C * I + j0;
-        float mx[BLK], sum[BLK];
-        for (int64_t j = 0; j < m; j++) { mx[j] = -INFINITY; sum[j] = 0.0f; }
+        float mx[BLK];
+        double sum[BLK];     /* C terms summed one after another: in float32 a sum of C = 1000
+                              * terms loses ~C·u = 6e-5 (numpy sums pairwise); double keeps it exact */
+        for (int64_t j = 0; j < m; j++) { mx[j] = -INFINITY; sum[j] = 0.0; }
         for (int64_t c = 0; c < C; c++)
             for (int64_t j = 0; j < m; j++) mx[j] = xs[c * I + j] > mx[j] ? xs[c * I + j] : mx[j];
         if (logsm) {
             for (int64_t c = 0; c < C; c++)
                 for (int64_t j = 0; j < m; j++) sum[j] += expf(xs[c * I + j] - mx[j]);
-            for (int64_t j = 0; j < m; j++) sum[j] = logf(sum[j]);   /* log-sum-exp minus the max */
+            float lse[BLK];                                       /* log-sum-exp minus the max */
+            for (int64_t j = 0; j < m; j++) lse[j] = (float)log(sum[j]);
             for (int64_t c = 0; c < C; c++)
-                for (int64_t j = 0; j < m; j++) ys[c * I + j] = (xs[c * I + j] - mx[j]) - sum[j];
+                for (int64_t j = 0; j < m; j++) ys[c * I + j] = (xs[c * I + j] - mx[j]) - lse[j];
         } else {
             for (int64_t c = 0; c < C; c++)
                 for (int64_t j = 0; j < m; j++) {
@@ -47,9 +50,10 @@ static nd_status softmax_impl(const nd_softmax_params *p, float *out, const floa
                     ys[c * I + j] = e;
                     sum[j] += e;
                 }
-            for (int64_t j = 0; j < m; j++) sum[j] = 1.0f / sum[j];
+            float inv[BLK];
+            for (int64_t j = 0; j < m; j++) inv[j] = (float)(1.0 / sum[j]);
             for (int64_t c = 0; c < C; c++)
-                for (int64_t j = 0; j < m; j++) ys[c * I + j] *= sum[j];
+                for (int64_t j = 0; j < m; j++) ys[c * I + j] *= inv[j];
         }
     }
     return ND_OK;
