@@ -153,7 +153,7 @@ def bindable_attrs(spec, node, shapes) -> dict:
     and resolves to exactly `node.attrs` (what the reader will do). The resolved values
     themselves usually are that form; where resolution adds a value the op refuses next to
     another (Upsample: scale and size), one of them is dropped back to its default."""
-    from .ops.base import OpError
+    from .ops.attrs import OpError
     declared = [a.name for a in spec.attrs]
     full = {k: node.attrs[k] for k in declared if k in node.attrs}
 
@@ -595,7 +595,7 @@ class _Reader:
         from . import ops
         from .analysis.infer import analyze, totals
         from .graph import Graph
-        from .ops.base import OpError
+        from .ops.attrs import OpError
         srcs = [Source(s, "") for s in h["sources"]]
         g = Graph()
         for nd in h["nodes"]:

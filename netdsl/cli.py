@@ -296,7 +296,7 @@ def cmd_graph(args):
 
 
 def _show(v):
-    from .ops.base import fmt
+    from .ops.attrs import fmt
     return fmt(v) if v is not None else "none"
 
 

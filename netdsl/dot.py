@@ -17,7 +17,7 @@ import shutil
 import subprocess
 
 from . import ops
-from .ops.base import fmt
+from .ops.attrs import fmt
 
 # fill colours by capability (flags), not by op name
 _COLORS = (("Input", "#e8e8e8"), ("merge", "#fff2b3"), ("has_weights", "#cfe2ff"),

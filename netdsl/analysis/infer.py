@@ -16,7 +16,8 @@ from math import prod
 from .. import ops
 from ..errors import Diagnostic, ErrorSink
 from ..graph import Graph
-from ..ops.base import OpError, shape_str
+from ..ops.attrs import OpError
+from ..ops.geometry import shape_str
 
 BYTES = 4   # float32
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from math import prod
 
 from .. import ops
-from ..ops.base import shape_str
+from ..ops.geometry import shape_str
 from .infer import BYTES, totals
 
 

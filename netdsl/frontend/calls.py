@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..errors import did_you_mean
-from ..ops.base import OpError
+from ..ops.attrs import OpError
 from . import ast as A
 from . import limits
 from .scope import POISON, Consequence, Tensor, err
@@ -147,7 +147,7 @@ def _looks_hwc(shape):
 
 def signature(spec):
     """`Conv(out_channels, kernel, stride=1, ...)`: the hint for a bad argument without one of its own."""
-    from ..ops.base import fmt
+    from ..ops.attrs import fmt
     shown = [a.name if a.required else f"{a.name}={fmt(a.default) if a.default is not None else 'none'}"
              for a in spec.attrs[:5]]
     more = ", ..." if len(spec.attrs) > 5 else ""

@@ -6,11 +6,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import OpError, OpSpec  # noqa: F401
+from .attrs import OpError  # noqa: F401  (re-exported: netdsl.ops.OpError)
+from .spec import OpSpec
 
 _SPECS: dict[str, OpSpec] = {}      # canonical name -> spec
 _NAMES: dict[str, OpSpec] = {}      # every name and alias -> spec
 _loaded = False
+# the modules every spec is built from, not ops: attrs (attribute kinds), spec (OpSpec),
+# geometry (window arithmetic), activations (the activation table)
+_NOT_OPS = {"attrs", "spec", "geometry", "activations"}
 
 
 def register(cls):
@@ -28,7 +32,7 @@ def _load():
     if not _loaded:
         _loaded = True
         for m in pkgutil.iter_modules(__path__):
-            if m.name != "base":
+            if m.name not in _NOT_OPS:
                 importlib.import_module(f"{__name__}.{m.name}")
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from . import activations as acts
 from . import register
-from .base import Attr, OpSpec, float_
+from .attrs import Attr, float_
+from .spec import OpSpec
 
 
 @register

@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from .base import OpSpec, choice
+from .attrs import choice
+from .spec import OpSpec
 
 NONE = "none"                   # the `act` value of a layer without an epilogue
 NONE_C_ENUM = "ND_ACT_NONE"

@@ -12,8 +12,10 @@ import numpy as np
 
 from . import register
 from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
-from .base import (Attr, OpError, OpSpec, bool_, choice, dilated, need_rank, pad_nchw, padding,
-                   pair, pos_int, resolve_pads, shape_str, spatial_out, window_arith, window_fit_note, windows)
+from .attrs import Attr, OpError, bool_, padding, pair, pos_int
+from .geometry import (dilated, need_rank, pad_nchw, resolve_pads, shape_str, spatial_out,
+                       window_arith, window_fit_note, windows)
+from .spec import OpSpec
 
 
 class _Window(OpSpec):

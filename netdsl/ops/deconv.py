@@ -19,8 +19,10 @@ import numpy as np
 
 from . import register
 from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
-from .base import (Attr, Fraction, OpError, OpSpec, bool_, dilated, need_rank, padding,
-                   pair, pos_int)
+from .attrs import Attr, OpError, bool_, padding, pair, pos_int
+from fractions import Fraction
+from .geometry import dilated, need_rank
+from .spec import OpSpec
 
 
 def int_pads(v, name):

@@ -6,7 +6,8 @@ also records how images are normalized for `netdsl run image.png`.
 from __future__ import annotations
 
 from . import register
-from .base import Attr, OpSpec, OpError, float_, float_tuple, int_tuple, optional
+from .attrs import Attr, OpError, float_, float_tuple, int_tuple, optional
+from .spec import OpSpec
 
 
 @register

@@ -12,7 +12,9 @@ import math
 import numpy as np
 
 from . import register
-from .base import Attr, OpSpec, bool_, need_rank, pos_int, shape_str
+from .attrs import Attr, bool_, pos_int
+from .geometry import need_rank, shape_str
+from .spec import OpSpec
 from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
 
 

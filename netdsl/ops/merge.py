@@ -17,7 +17,9 @@ import numpy as np
 
 from . import register
 from .activations import act_kind, apply as apply_act
-from .base import Attr, OpError, OpSpec, shape_str
+from .attrs import Attr, OpError
+from .geometry import shape_str
+from .spec import OpSpec
 
 
 def _all_shapes(shapes):

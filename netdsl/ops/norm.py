@@ -17,7 +17,9 @@ import numpy as np
 
 from . import register
 from .activations import act_kind, apply as apply_act
-from .base import Attr, OpError, OpSpec, float_, need_rank, pos_int
+from .attrs import Attr, OpError, float_, pos_int
+from .geometry import need_rank
+from .spec import OpSpec
 
 
 def _positive(v, name):

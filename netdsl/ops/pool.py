@@ -27,8 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import (Attr, OpError, OpSpec, bool_, need_rank, optional, pad_nchw, padding, pair,
-                   resolve_pads, shape_str, spatial_out, window_arith, window_fit_note, window_out, windows)
+from .attrs import Attr, OpError, bool_, optional, padding, pair
+from .geometry import (need_rank, pad_nchw, resolve_pads, shape_str, spatial_out, window_arith,
+                       window_fit_note, window_out, windows)
+from .spec import OpSpec
 
 
 class _Pool(OpSpec):

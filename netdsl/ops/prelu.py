@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import Attr, OpError, OpSpec, fmt, need_rank, pos_int
+from .attrs import Attr, OpError, fmt, pos_int
+from .geometry import need_rank
+from .spec import OpSpec
 
 
 def _slopes(v, name):

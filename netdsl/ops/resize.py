@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .base import (Attr, Fraction, OpError, OpSpec, bool_, choice, float_, fmt, need_rank, optional,
-                   padding, pair, shape_str)
+from .attrs import Attr, OpError, bool_, choice, float_, fmt, optional, padding, pair
+from fractions import Fraction
+from .geometry import need_rank, shape_str
+from .spec import OpSpec
 
 
 # ---------------------------------------------------------------- Upsample

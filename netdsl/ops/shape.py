@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 
 from . import register
-from .base import Attr, OpError, OpSpec, float_, int_tuple, shape_str
+from .attrs import Attr, OpError, float_, int_tuple
+from .geometry import shape_str
+from .spec import OpSpec
 
 
 def _whole(shape):

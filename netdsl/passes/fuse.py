@@ -3,7 +3,7 @@ value is written once: an activation into the layer before it (`act`), and at -O
 sum into the Conv producing one of its operands (`residual=true`, the other operand as input
 slot 1). Weights are never touched; only attributes and edges change.
 
-Each rule asks the capability it relies on (netdsl/ops/base.py, OpSpec): the activation's
+Each rule asks the capability it relies on (netdsl/ops/spec.py, OpSpec): the activation's
 `epilogue` and the producer's `epilogues` (names of the activation table), the merge's
 `combine == "sum"` and the Conv's `accepts_residual` — never an op name, never the loose
 pair of flags "merge + elementwise" (which a Mul also has)."""

@@ -3,7 +3,7 @@ and the outputs a caller did not ask for. None of them touches a weight value.""
 from __future__ import annotations
 
 from ..errors import NetDSLError
-from ..ops.base import OpError
+from ..ops.attrs import OpError
 from .rewrite import Fired, Record, any_node, display, flagged, run_rules
 
 

@@ -208,9 +208,6 @@ def check(text, seed=0, isas=None, bundle=True, nan=True, threads=2, known_bugs=
     Every run uses one thread, and -O3 batch 3 runs again with `threads` threads (None: skip)
     on the default ISA, where the kernels split the work between threads. (One thread for the
     rest because OpenMP's waiting threads make small runs ~100x slower on a busy machine.)"""
-    import netdsl
-    from ..runtime import lib
-
     with np.errstate(all="ignore"):     # the reference meets NaN and inf on purpose
         return _check(text, seed, isas, bundle, nan, threads, known_bugs, name)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 
-from ..ops.base import same_pads, window_out
+from ..ops.geometry import same_pads, window_out
 from .tree import Branches, Group, Invalid, Layer, Net, Ref, Stmt, apply, mutations, replay  # noqa: F401
 
 # Bugs known and being fixed on other branches (issue 7). While a name is here, the generator

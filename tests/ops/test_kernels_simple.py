@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from netdsl.ops.base import OpError
+from netdsl.ops.attrs import OpError
 
 # the shared kernel-test helpers (tests/ops/conftest.py)
 from conftest import check, kcall, kernel_plan as plan, kernel_vs_reference as run, ptr as _ptr, rng_for

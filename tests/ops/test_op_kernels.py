@@ -43,7 +43,7 @@ import numpy as np
 import pytest
 
 from netdsl import ops
-from netdsl.ops.base import OpError
+from netdsl.ops.attrs import OpError
 from netdsl.runtime.executor import run_call
 from netdsl.runtime.kparams import builder
 

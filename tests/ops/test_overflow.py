@@ -36,8 +36,8 @@ def past_the_language_limit(monkeypatch):
     """The language refuses any size over 2^31 - 1 at bind time (tests/unit/test_frontend_fixes.py);
     these tests lift that limit so the planner's and the kernels' own checks are what is tested:
     they must hold without the front end."""
-    from netdsl.ops import base
-    monkeypatch.setattr(base, "MAX_INT", 2**64)
+    from netdsl.ops import attrs
+    monkeypatch.setattr(attrs, "MAX_INT", 2**64)
 
 
 BIG = 2**62            # o*s passes int64 for o >= 2

@@ -1,4 +1,4 @@
-"""What an op IS, declared once on its spec (netdsl/ops/base.py, OpSpec) and in the activation
+"""What an op IS, declared once on its spec (netdsl/ops/spec.py, OpSpec) and in the activation
 table (netdsl/ops/activations.py), and the passes and planner reading exactly those
 declarations: each declaration is checked against the op's own numpy reference (an independent
 oracle: the arithmetic itself), and each reader is shown to follow the declaration, not a name."""

@@ -136,7 +136,7 @@ def test_the_checker_sees_back_edges():
     """The checker itself: a module-level and a function-level back edge are both caught,
     and a legal import is not."""
     path = os.path.join(PKG, "analysis", "report.py")
-    text = ("from ..ops.base import shape_str\n"
+    text = ("from ..ops.geometry import shape_str\n"
             "def f():\n"
             "    from ..runtime.plan import lower\n"
             "    import netdsl.passes\n"
