@@ -174,7 +174,8 @@ def bindable_attrs(spec, node, shapes) -> dict:
                       "this is a bug in netdsl (the op's resolve and check disagree); please report it")
 
 
-def encode_header(graph, *, name="model", opt_level=0, report=None, source=None) -> dict:
+def encode_header(graph, *, name="model", opt_level=0, report=None, source=None,
+                  initial_weights=False) -> dict:
     """The header (a JSON-ready dict) for an analyzed graph: everything but the weight bytes.
     The tensor table lays out the graph's parameters and buffers, 64-byte aligned."""
     from . import ops
@@ -214,15 +215,19 @@ def encode_header(graph, *, name="model", opt_level=0, report=None, source=None)
         "format": "netdsl-bundle", "format_version": FORMAT_VERSION, "netdsl_version": __version__,
         "model": name, "source": source_name(source or name),
         "opt_level": int(opt_level), "sources": sources,
+        "weights": "initial" if initial_weights else "loaded",    # seed-0 init, or real ones
         "inputs": list(graph.inputs), "outputs": dict(graph.outputs), "blocks": dict(graph.blocks),
         "nodes": nodes, "contract": contract(graph), "rewrites": report_lines,
         "tensors": tensors, "blob_bytes": off,
     }
 
 
-def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None) -> bytes:
-    """The bundle bytes for an analyzed (optionally optimized) graph and its weights."""
-    header = encode_header(graph, name=name, opt_level=opt_level, report=report, source=source)
+def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None,
+          initial_weights=False) -> bytes:
+    """The bundle bytes for an analyzed (optionally optimized) graph and its weights;
+    initial_weights: the weights are the deterministic initialization, not trained ones."""
+    header = encode_header(graph, name=name, opt_level=opt_level, report=report, source=source,
+                           initial_weights=initial_weights)
     hbytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     start = _align(PREFIX.size + len(hbytes))
     out = bytearray(start + header["blob_bytes"])
@@ -471,6 +476,8 @@ class _Reader:
         for k in ("netdsl_version", "model", "source"):
             f(h, k, str)
         self.count(f(h, "opt_level", int), "opt_level", 0, 3)
+        if f(h, "weights", str) not in ("initial", "loaded"):
+            self.fail("header 'weights' must be initial or loaded")
         sources = f(h, "sources", list)
         for s in sources:
             self.text(s, "a 'sources' entry")

@@ -138,7 +138,7 @@ def cmd_run(args):
         m.check_memory(args.batch, extra=args.batch * prod(shape) * 4)   # before drawing the input
     else:
         m.check_memory(args.batch)
-    if args.weights is None and m.bundle is None and not m.weights_loaded:
+    if args.weights is None and not m.weights_loaded:
         print(f"note: {m.name} runs with its deterministic initial weights (seed 0), not trained ones: "
               "the outputs below are not predictions\nhint: load real weights with --weights W "
               "(.npz or .safetensors, PyTorch names; see docs/RUNTIME.md)", file=sys.stderr)

@@ -74,7 +74,8 @@ def compile_model(model, out: str | None = None, level: int = DEFAULT_LEVEL, che
     if out is None:
         return result
     data = bundle.dumps(graph, weights, name=model.name, opt_level=level, report=report,
-                        source=model.path or model.name)
+                        source=model.path or model.name,
+                        initial_weights=not getattr(model, "weights_loaded", True))
     tmp = f"{out}.tmp{os.getpid()}"
     bundle.write(tmp, data)
     del data                                   # the read-back holds its own copy

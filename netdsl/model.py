@@ -277,6 +277,7 @@ def load_bundle(path: str, weights: str | dict | None = None, threads: int | Non
     b = read_file(path)
     m = Model(b.graph, b.header["model"], path, threads=threads)
     m._weights = b.weights
+    m._weights_loaded = b.header["weights"] == "loaded"     # else the seed-0 init, compiled
     m.opt_level = m.run_level = b.header["opt_level"]
     m.bundle = b.header
     if weights is not None:

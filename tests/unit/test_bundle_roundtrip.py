@@ -249,3 +249,23 @@ def test_wider_merge_is_a_located_error_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+
+
+def test_a_bundle_remembers_whether_its_weights_are_the_initialization(tmp_path, capsys):
+    """`netdsl run` of a bundle compiled from the seed-0 weights says they are not trained
+    (issue 7 bug 8, for bundles too); one compiled with loaded weights runs without the note."""
+    src = tmp_path / "t.net"
+    src.write_text("input x: 3x8x8\nConv(4, 3) - GAP - FC(3) - SM\n")
+    init, real = tmp_path / "init.netc", tmp_path / "real.netc"
+    assert main(["compile", str(src), "-o", str(init)]) == 0
+    m = netdsl.load(str(src))
+    w = tmp_path / "w.npz"
+    m.save_weights(str(w))
+    assert main(["compile", str(src), "--weights", str(w), "-o", str(real)]) == 0
+    capsys.readouterr()
+    assert bundle.read_header(str(init))["weights"] == "initial"
+    assert bundle.read_header(str(real))["weights"] == "loaded"
+    assert main(["run", str(init)]) == 0
+    assert "deterministic initial weights" in capsys.readouterr().err
+    assert main(["run", str(real)]) == 0
+    assert "deterministic initial weights" not in capsys.readouterr().err
