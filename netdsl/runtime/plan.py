@@ -83,9 +83,15 @@ class Plan:
 
     @property
     def lower_bound_bytes(self):
-        best = 0
-        for t in range(-1, len(self.steps) + 1):
-            best = max(best, sum(b.floats for b in self.buffers if b.first <= t <= b.last))
+        """The largest total of buffers live at one step (a sweep over lifetime ends)."""
+        delta: dict[int, int] = {}
+        for b in self.buffers:
+            delta[b.first] = delta.get(b.first, 0) + b.floats
+            delta[b.last + 1] = delta.get(b.last + 1, 0) - b.floats
+        best = live = 0
+        for t in sorted(delta):
+            live += delta[t]
+            best = max(best, live)
         return best * 4
 
     def memory(self) -> dict:
@@ -271,9 +277,17 @@ def place(buffers) -> int:
 
 
 def _place_in_order(ordered) -> int:
+    """Best fit in this order: each buffer takes the smallest gap between the buffers already
+    placed whose lifetimes overlap its own (or goes on top). The placed buffers are indexed by
+    the steps they are live at, so finding the overlapping ones costs their lifetimes, not a
+    scan of every buffer placed so far (which made a 20,000-layer plan take minutes)."""
     placed: list[Buffer] = []
+    at: dict[int, list] = {}          # step -> indices into `placed` of the buffers live then
     for b in ordered:
-        live = sorted((p for p in placed if p.first <= b.last and b.first <= p.last), key=lambda p: p.offset)
+        seen = set()
+        for t in range(b.first, b.last + 1):
+            seen.update(at.get(t, ()))
+        live = [placed[i] for i in sorted(seen, key=lambda i: (placed[i].offset, i))]
         best, best_gap, cursor = None, None, 0
         for p in live:
             gap = p.offset - cursor
@@ -281,6 +295,8 @@ def _place_in_order(ordered) -> int:
                 best, best_gap = cursor, gap
             cursor = max(cursor, p.offset + p.floats)
         b.offset = best if best is not None else cursor
+        for t in range(b.first, b.last + 1):
+            at.setdefault(t, []).append(len(placed))
         placed.append(b)
     return max((b.offset + b.floats for b in ordered), default=0)
 

@@ -51,3 +51,13 @@ def test_concat_that_is_an_output_still_correct():
     got, want = m(x), m.reference(x)
     for k in ("y", "z"):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "densenet121", "unet"])
+def test_lower_bound_is_the_largest_live_total_at_any_step(name):
+    """The sweep in Plan.lower_bound_bytes against the definition, step by step."""
+    g, _, _ = optimize(netdsl.load(name).graph, None, 3)
+    plan = lower(g, 2, kernels=False)
+    brute = max(sum(b.floats for b in plan.buffers if b.first <= t <= b.last)
+                for t in range(-1, len(plan.steps) + 1))
+    assert plan.lower_bound_bytes == brute * 4
