@@ -123,9 +123,9 @@ def verify(graph, weights, back, seed: int = 0):
         a, b = ya[k], yb[k]
         if a.shape != b.shape:
             raise NetDSLError(f"output {k}: shape {list(a.shape)} became {list(b.shape)}")
-        if not np.array_equal(np.isnan(a), np.isnan(b)):
-            raise NetDSLError(f"output {k}: NaN in different places")
-        ok = ~np.isnan(a)
+        ok = np.isfinite(a)
+        if not (np.array_equal(ok, np.isfinite(b)) and np.array_equal(a[~ok], b[~ok], equal_nan=True)):
+            raise NetDSLError(f"output {k}: NaN or inf in different places")
         scale = float(np.abs(a[ok]).max(initial=0.0))
         diff = float(np.abs(a[ok] - b[ok]).max(initial=0.0)) if ok.any() else 0.0
         if not diff <= CHECK_RTOL * max(scale, 1e-30):
