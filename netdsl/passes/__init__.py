@@ -30,7 +30,7 @@ LEVELS = {
     3: (remove_noops, fold_constants, fold_batchnorm, fuse_activations, fuse_residual),
 }
 # The one default optimization level: Model.run_level and netdsl.load (model.py), `netdsl
-# compile` and `netdsl graph -O` (cli.py), bundle.optimize/compile_model read it from here. It
+# compile` and `netdsl graph -O` (cli.py), compiler.optimize/compile_model read it from here. It
 # lives next to LEVELS, which it indexes; importing it costs only the small pass modules, since
 # every reader has already imported netdsl (whose __init__ loads the model, analysis and ops).
 DEFAULT_LEVEL = 3

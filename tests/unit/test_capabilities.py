@@ -274,7 +274,7 @@ def test_planner_writes_in_place_where_the_op_says_so(merge, inplace, monkeypatc
 # ---------------------------------------------------------------- the default level, defined once
 
 def _compile_functions():
-    """bundle.optimize / bundle.compile_model, or wherever the compile pipeline lives."""
+    """compiler.optimize / compiler.compile_model, wherever the compile pipeline lives."""
     import importlib
     found = {}
     for mod in ("netdsl.compiler", "netdsl.bundle"):
