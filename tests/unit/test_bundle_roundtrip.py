@@ -160,18 +160,22 @@ def test_zoo_header_round_trip(name):
 
 # ---------------------------------------------------------------- netdsl compile
 
+def _compile(tmp_path, capsys, text, stem="m"):
+    """Write `text` as STEM.net and run `netdsl compile` on it: (source, bundle, stdout)."""
+    src, out = tmp_path / f"{stem}.net", tmp_path / f"{stem}.netc"
+    src.write_text(text)
+    rc = main(["compile", str(src), "-o", str(out)])
+    o, e = capsys.readouterr()
+    assert rc == 0, e
+    return src, out, o
+
 @pytest.mark.parametrize("text", [
     "input x: 3x8x8\nConv(4, 3, pad=1) - Upsample(2) - Conv(2, 1)\n",
     "input x: 48\nReshape(1x1x1x1x1x1x1x1x48) - Flatten - FC(3)\n",
     "input x: 2x5x5\nUpsample(size=(7, 9), mode=bilinear) - GAP\n",
 ], ids=["upsample2", "reshape-rank9", "upsample-size"])
 def test_cli_compile_writes_what_it_can_load(text, tmp_path, capsys):
-    src = tmp_path / "m.net"
-    src.write_text(text)
-    out = tmp_path / "m.netc"
-    rc = main(["compile", str(src), "-o", str(out)])
-    o, e = capsys.readouterr()
-    assert rc == 0, e
+    src, out, o = _compile(tmp_path, capsys, text)
     assert f"wrote {out}" in o and "read back and checked" in o
     m0, m1 = netdsl.load(str(src)), netdsl.load(str(out))
     x = np.random.default_rng(0).standard_normal((2, *m0.graph[m0.graph.inputs[0]].shape)).astype(np.float32)
@@ -218,12 +222,7 @@ def test_wide_concat_128_branches(tmp_path, capsys):
     elided: each branch writes its slice) and at batch 8 (the concat kernel)."""
     k = 128
     text = "input x: 3x4x4\n[ " + " | ".join(["Conv(1, 1)"] * k) + " ] - Concat - GAP\n"
-    src = tmp_path / "wide.net"
-    src.write_text(text)
-    out = tmp_path / "wide.netc"
-    rc = main(["compile", str(src), "-o", str(out)])
-    o, e = capsys.readouterr()
-    assert rc == 0, e
+    src, out, _ = _compile(tmp_path, capsys, text, "wide")
     h = bundle.read_header(str(out))
     assert h["contract"]["op_counts"]["Concat"] == 1 and h["contract"]["op_counts"]["Conv"] == k
     assert not h["contract"].get("limits")
