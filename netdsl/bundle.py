@@ -253,13 +253,15 @@ def check_header(h, name: str = "<header>") -> Bundle:
     return r.build(r.header(h), None, 0)
 
 
-def write(path: str, data: bytes):
-    """Write bundle bytes to `path` atomically (a temporary file renamed over it)."""
-    tmp = f"{path}.tmp{os.getpid()}"
+def write(path: str, data: bytes, atomic: bool = True):
+    """Write bundle bytes to `path`: atomically (a temporary file renamed over it), or, with
+    atomic=False, straight to `path` (for a caller that renames the file itself)."""
+    tmp = f"{path}.tmp{os.getpid()}" if atomic else path
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        if atomic:
+            os.replace(tmp, path)
     except OSError as e:
         try:
             os.unlink(tmp)

@@ -226,11 +226,11 @@ def _opt_level(v):
 
 def _graph_for(args):
     """(graph, name, title) for compile --emit dot and graph: a bundle as stored, a source at -O level."""
-    from . import bundle, load
+    from . import bundle
     if bundle.is_bundle(args.model):
-        m = load(args.model)
-        return m.graph, m.name, f"{m.name} (bundle, -O{m.opt_level})"
-    m = load(args.model, weights=getattr(args, "weights", None))
+        b = bundle.read_file(args.model, weights=False)          # the drawing needs no weights
+        return b.graph, b.header["model"], f"{b.header['model']} (bundle, -O{b.header['opt_level']})"
+    m = _load(args.model, weights=getattr(args, "weights", None))
     level = args.opt if getattr(args, "optimized", True) else 0
     graph = m.graph
     if level:
@@ -258,10 +258,9 @@ def cmd_compile(args):
         else:
             sys.stdout.write(text)
         return 0
-    from . import load
     from .cli_format import size_text
     from .compiler import compile_model
-    m = load(args.model, weights=args.weights)
+    m = _load(args.model, weights=args.weights)
     out = args.output or (m.name + ".netc")
     c = compile_model(m, out, args.opt)
     if args.report:
@@ -356,7 +355,7 @@ def build_parser():
     s = sub.add_parser("ops", help="list the ops and their arguments")
     s.add_argument("--markdown", action="store_true", help="print the op table of docs/LANGUAGE.md")
     s.add_argument("--write", nargs="?", const="", default=None, metavar="FILE",
-                   help="with --markdown: rewrite the table in place between its markers in FILE "
+                   help="rewrite the op table (the --markdown one) in place between its markers in FILE "
                         "(default: docs/LANGUAGE.md of this checkout)")
     s.set_defaults(fn=cmd_ops)
     s = sub.add_parser("zoo", help="list the zoo models with their parameter counts")

@@ -77,24 +77,32 @@ def compile_model(model, out: str | None = None, level: int = DEFAULT_LEVEL, che
                         source=model.path or model.name,
                         initial_weights=not getattr(model, "weights_loaded", True))
     tmp = f"{out}.tmp{os.getpid()}"
-    bundle.write(tmp, data)
+    bundle.write(tmp, data, atomic=False)      # renamed over `out` only once it checks
     del data                                   # the read-back holds its own copy
     try:
         back = bundle.read_file(tmp)
         if check:
             verify(graph, weights, back)
-        os.replace(tmp, out)
-    except (NetDSLError, OSError) as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        what = e.diagnostics[0].message if isinstance(e, NetDSLError) else f"{e.strerror or e}"
+    except NetDSLError as e:
+        _unlink(tmp)
         raise NetDSLError(f"{out}: the bundle did not survive being read back, so it was not written: "
-                          f"{what.replace(tmp, out)}",
+                          f"{e.diagnostics[0].message.replace(tmp, out)}",
                           hint="this is a bug in netdsl; please report it with the .net file") from None
+    try:
+        os.replace(tmp, out)
+    except OSError as e:
+        _unlink(tmp)
+        raise NetDSLError(f"cannot write {out}: {e.strerror or e}",
+                          hint="give -o a file in a directory you can write to") from None
     result.header, result.path = back.header, out
     return result
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def verify(graph, weights, back, seed: int = 0):

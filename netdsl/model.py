@@ -262,7 +262,7 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     shown = path if not path.startswith(ZOO) else os.path.join("zoo", os.path.basename(path))
     m = parse(text, shown, path)
     m.threads = threads
-    if opt not in LEVELS:
+    if isinstance(opt, bool) or opt not in LEVELS:
         raise NetDSLError(f"opt must be 0, 1, 2 or 3, got {opt!r}")
     m.run_level = opt
     if weights is not None:

@@ -247,7 +247,6 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
 
     # 6. kernel calls
     if kernels:
-        from .executor import PlanError
         for s in steps:
             fn = builder(s.op)
             nd = graph[s.node]

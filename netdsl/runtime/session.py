@@ -61,7 +61,7 @@ class Session:
                 self._programs.popitem(last=False)
         return prog
 
-    def cached_batches(self) -> list:
+    def cached_batches(self) -> tuple:
         """Batch sizes whose programs are cached, and those of this thread's arenas (tests, debugging)."""
         with self._build_lock:
             progs = list(self._programs)

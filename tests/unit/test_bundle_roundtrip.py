@@ -268,3 +268,15 @@ def test_a_bundle_remembers_whether_its_weights_are_the_initialization(tmp_path,
     assert "deterministic initial weights" in capsys.readouterr().err
     assert main(["run", str(real)]) == 0
     assert "deterministic initial weights" not in capsys.readouterr().err
+
+
+def test_compile_to_an_unwritable_destination_says_so(tmp_path, capsys):
+    """A destination that cannot be written is the user's to fix, not "a bug in netdsl", and
+    no temporary file is left behind."""
+    src = tmp_path / "t.net"
+    src.write_text("input x: 3x8x8\nConv(4, 3)\n")
+    (tmp_path / "out.netc").mkdir()
+    rc = main(["compile", str(src), "-o", str(tmp_path / "out.netc")])
+    _, err = capsys.readouterr()
+    assert rc == 1 and "cannot write" in err and "bug in netdsl" not in err, err
+    assert sorted(os.listdir(tmp_path)) == ["out.netc", "t.net"]
