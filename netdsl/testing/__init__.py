@@ -4,4 +4,4 @@ runtime agree with the numpy reference on every ISA, batch by batch, with non-fi
 and through a compiled bundle), a greedy shrinker that minimizes a failing text, and a soak
 (`python -m netdsl.testing.soak --minutes 30`). Shipped with netdsl and importable without any
 test-only dependency; docs/TESTING.md says how to use it."""
-from .generate import EMITTERS, KNOWN_BUGS, Generator, generate_net  # noqa: F401
+from .generate import EMITTERS, Generator, generate_net  # noqa: F401
