@@ -54,7 +54,9 @@ def analyze(g: Graph, earlier=()) -> Graph:
     (together with `earlier` diagnostics from expansion, so one run reports everything)."""
     sink = ErrorSink()
     sink.diagnostics.extend(earlier)
-    sink.warnings.extend(getattr(g, "warnings", ()))
+    # the front end's warnings, not g.warnings: a second analysis (after a pass) must not
+    # add this analysis's own warnings twice
+    sink.warnings.extend(getattr(g, "source_warnings", ()))
     failed = set()
     total_params = 0
     for name in g.topo():

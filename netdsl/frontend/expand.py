@@ -53,7 +53,8 @@ def expand_module(module: A.Module, path=None, partial=False):
     ex = Expander()
     fctx = FileCtx(module.source, os.path.abspath(path) if path else None)
     ex.run_module(module, fctx)
-    ex.g.warnings = ex.sink.warnings      # analysis adds its own; the CLI prints them
+    ex.g.source_warnings = list(ex.sink.warnings)   # the file's own; analysis adds its own to
+    ex.g.warnings = ex.sink.warnings                 # g.warnings, which the CLI prints
     if partial:
         return ex.g, ex.sink.diagnostics
     ex.sink.raise_if_any()

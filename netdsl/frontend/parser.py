@@ -386,15 +386,17 @@ def _slide_text(text: str) -> str:
     """The text with slide characters read as ASCII, outside comments and strings."""
     out = []
     for line in text.split("\n"):
-        code, rest, quoted = [], "", False
+        code, rest, quoted = [], "", None          # quoted: the quote that opened a string
         for i, ch in enumerate(line):
-            if ch in '"“”':
-                quoted = not quoted
-            elif ch == "#" and not quoted:
+            if quoted is None and ch in '"“':
+                quoted = ch
+            elif quoted == '"' and ch == '"' or quoted == "“" and ch in '”"':
+                quoted = None                       # a straight quote closes only at a straight one
+            elif ch == "#" and quoted is None:
                 rest = line[i:]
                 line = line[:i]
                 break
-        pieces = re.split(r'("[^"“”]*["“”]|[“][^"“”]*["“”])', line)
+        pieces = re.split(r'("[^"]*"|“[^”"]*[”"])', line)
         for k, piece in enumerate(pieces):
             if k % 2:                   # a string: kept as written, but with straight quotes
                 code.append(piece[0].translate(_PASTED) + piece[1:-1] + piece[-1].translate(_PASTED))
