@@ -31,8 +31,9 @@ typedef nd_status (*nd_kernel_fn)(const void *p, float *out, const float *const 
 
 /* The fused activations, one set for every kernel that takes an `act` field
  * (conv, conv_transpose, local, fc, gemm, add, mul, batchnorm). Python reads the
- * codes through cffi (lib.ND_ACT_RELU, ...): netdsl/runtime/kparams/conv.py
- * act_code maps an op's `act` attribute, upper-cased, to ND_ACT_<NAME>.
+ * codes through cffi (lib.ND_ACT_RELU, ...): the activation table
+ * (netdsl/ops/activations.py) names the enum value of each `act`, and
+ * netdsl/runtime/kparams/conv.py act_code reads it.
  * Every activation keeps NaN (a NaN in gives a NaN out, as in PyTorch), and
  * relu(-inf) = 0, sigmoid(+-inf) = 1 / 0, tanh(+-inf) = +-1. LEAKYRELU's
  * fused slope is 0.01 (PyTorch's default); the standalone kernel takes any. */

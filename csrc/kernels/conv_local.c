@@ -74,7 +74,7 @@ nd_status nd_local_f32(const nd_local_params *p, float *out, const float *const 
                     if (bias) v += bias[oc * P + pos];
                     float *y = out + (b * p->oc + oc) * P + pos;
                     *y = v;
-                    nd_act_inplace(y, 1, p->act);
+                    if (p->act != ND_ACT_NONE) nd_act_inplace(y, 1, p->act);   /* a call per value */
                 }
         }
     }

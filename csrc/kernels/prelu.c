@@ -12,6 +12,7 @@
  * Planes are spread over threads only above ~64K elements (waking the team costs more).
  */
 #include "kernels/prelu.h"
+#include "dispatch.h"
 
 #define PRELU_PAR_MIN 65536
 
@@ -43,7 +44,8 @@ nd_status nd_prelu_f32(const nd_prelu_params *p, float *out, const float *const 
                        const float *w, const float *bias, float *ws)
 {
     (void)bias; (void)ws;
-    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || w == 0 || (p->nw != p->c && p->nw != 1))
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || w == 0 || (p->nw != p->c && p->nw != 1) ||
+        !ND_PROD_OK(p->n, p->c, p->hw))
         return ND_EINVAL;
     void (*plane)(PRELU_ARGS) = plane_portable;
 #if defined(__x86_64__) || defined(__i386__)

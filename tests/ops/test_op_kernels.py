@@ -14,8 +14,7 @@ written must always be valid. Ids name the case:
 A second test puts NaN, +inf and -inf into the first input (batch-3 cases) and holds
 the kernel to the same reference: non-finite values must land where the oracle puts
 them, never be replaced. (It found the nearest Upsample reference turning inf into NaN
-by weighting with 0·inf; the known fused-ReLU NaN->0 cases are marked xfail until the
-C fix lands.)
+by weighting with 0·inf, and the fused ReLU epilogues turning NaN into 0, since fixed.)
 
 The path is the runtime's: bind -> resolve -> infer -> the op's kparams builder
 -> executor.Program (params filled by field name, weights prepacked, the output

@@ -22,19 +22,13 @@ from ..executor import PlanError, check_int64
 from . import KernelCall, check_window, kparams
 
 def act_code(a, op="this layer"):
-    """The `nd_act` code (csrc/nd_common.h) of a node's fused activation `a["act"]`:
-    "leakyrelu" -> lib.ND_ACT_LEAKYRELU. The one place Python turns an activation
-    name into a kernel code; the codes themselves live only in the C enum."""
-    act = a.get("act", "none")
-    name = "none" if act is None else act
-    code = None
-    if isinstance(name, str) and name.isidentifier():
-        code = getattr(_lib.lib, f"ND_ACT_{name.upper()}", None)
-    if not isinstance(code, int):
-        known = sorted(k[len("ND_ACT_"):].lower() for k in dir(_lib.lib) if k.startswith("ND_ACT_"))
-        raise PlanError(f"{op} has no fused kernel epilogue for activation {act!r} "
-                        f"(the kernels fuse: {', '.join(known)})")
-    return code
+    """The `nd_act` code (csrc/nd_common.h) of a node's fused activation `a["act"]`: the
+    activation table names the enum (netdsl/ops/activations.py, c_enum), cffi gives its value."""
+    from ...ops import activations
+    try:
+        return getattr(_lib.lib, activations.c_enum(a.get("act", "none")))
+    except (ValueError, TypeError) as e:
+        raise PlanError(f"{op}: {e}") from None
 
 
 def _window_fields(a, in_shape, out_shape, n, op="Conv", transposed=False):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 
+from ..executor import check_int64
 from . import KernelCall, kparams
 
 
 @kparams("PReLU")
 def prelu(a, in_shapes, out_shape, n):
     s = in_shapes[0]
+    check_int64("PReLU values", n, *s)          # the kernel's n·c·hw index stays in int64
     fields = dict(n=n, c=s[0], hw=math.prod(s[1:]), nw=a["num_parameters"])
     return KernelCall("nd_prelu_f32", "nd_prelu_params", fields, weights=("weight", None))
