@@ -40,8 +40,10 @@ class ChainsMixin:
         n = 1
         if el.repeat is not None:
             n = self.eval(el.repeat, scope.env)
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 100_000:
-                raise err(f"a repeat count must be a whole number from 0 to 100000, got {n!r}",
+            if isinstance(n, float) and n.is_integer():      # LANGUAGE.md: `2.0` counts as `2`
+                n = int(n)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > limits.MAX_REPEAT:
+                raise err(f"a repeat count must be a whole number from 0 to {limits.MAX_REPEAT}, got {n!r}",
                           el.repeat.span, "write e.g. (Conv(64, 3, pad=1)-ReLU)*2")
             self.unrolled += n
             if self.unrolled > limits.MAX_UNROLL:

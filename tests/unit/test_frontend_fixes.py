@@ -418,3 +418,11 @@ def test_a_curly_quote_inside_a_straight_quoted_string_is_kept():
     with pytest.raises(netdsl.NetDSLError) as e:
         netdsl.parse('input x: 3x8x8 (mean="a”b")\nReLU\n')
     assert "got a”b" in e.value.render()
+
+
+def test_a_whole_float_repeat_count_counts_as_the_integer():
+    """LANGUAGE.md: a whole number written `2.0` counts as `2` — in a repeat count too."""
+    m = netdsl.parse("input x: 3x8x8\nconst n = 3.0\nReLU*n\n")
+    assert [nd.op for nd in m.graph.nodes()] == ["Input", "ReLU", "ReLU", "ReLU"]
+    with pytest.raises(netdsl.NetDSLError, match="whole number"):
+        netdsl.parse("input x: 3x8x8\nconst n = 2.5\nReLU*n\n")
