@@ -63,8 +63,9 @@ def available_memory() -> tuple:
 
 
 def weight_bytes(graph) -> int:
-    return sum(prod(s) for nd in graph.nodes()
-               for s in list(nd.params.values()) + list(nd.buffers.values())) * BYTES
+    """Parameters and buffers in float32: the analysis's own total."""
+    from ..analysis.infer import totals
+    return totals(graph)["weight_bytes"]
 
 
 def _largest_weights(graph):
