@@ -31,6 +31,7 @@
 
 #include "kernels/gemm.h"
 #include "dispatch.h"
+#include "winograd.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -62,6 +63,14 @@ static int bad_params(const nd_conv_params *p)
 static int is_depthwise(const nd_conv_params *p) { return p->groups > 1 && p->groups == p->c; }
 
 static inline int64_t rup(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+/* Winograd F(4x4,3x3) (conv_winograd.c): forced by algo 4 (where the geometry allows it)
+ * or chosen on auto. The weights are then packed in its transformed form, so the kernel
+ * takes it whenever the weights are prepacked (w_packed_mr > 0) and the GEMM otherwise. */
+static int use_winograd(const nd_conv_params *p)
+{
+    return nd_wino_geom(p) && (p->algo == 4 || (p->algo == 0 && nd_wino_auto(p)));
+}
 
 /* The kernel covers the whole unpadded image (LeNet's C5: 16x5x5 -> 120x1x1):
  * im2col has one column per image and it is the image itself, so at small
@@ -139,6 +148,8 @@ int64_t nd_conv_ws_floats(const nd_conv_params *p)
     const int64_t m = p->oc / p->groups, n = p->oh * p->ow, k = p->c / p->groups * p->kh * p->kw;
     const int T = p->threads < 1 ? 1 : p->threads;
     int64_t ws = max64(nd_sgemm_ws(m, n, k, T), T * nd_sgemm_ws(m, n, k, 1));
+    if (use_winograd(p))
+        ws = max64(ws, nd_wino_ws_floats(p, T));
     for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {   /* any ISA may run the plan */
         const nd_isa_ops *o = nd_ops_for(lv);
         if (o && use_transposed(p, o->mr, o->nr)) {
@@ -153,7 +164,11 @@ int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr)
 {
     if (bad_params(p) || mr <= 0)
         return -1;
-    if (is_depthwise(p) || is_fc_like(p))
+    if (is_depthwise(p))
+        return 0;
+    if (use_winograd(p))
+        return nd_wino_packed_w_floats(p, mr);
+    if (is_fc_like(p))
         return 0;
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
     const int64_t nr = nd_nr_for_mr(mr);
@@ -166,6 +181,8 @@ nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, in
 {
     if (nd_conv_packed_w_floats(p, mr) <= 0 || !dst || !w)
         return ND_EINVAL;
+    if (use_winograd(p))
+        return nd_wino_pack_w(p, dst, w, mr);
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
     const int64_t nr = nd_nr_for_mr(mr);
     if (use_transposed(p, mr, nr)) {   /* B(k, oc) = w[oc, k] */
@@ -382,6 +399,8 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     const int64_t jobs = p->n * p->groups;
     const int T = nd_threads(p->threads);
     (void)T; /* unused without OpenMP */
+    if (use_winograd(p) && p->w_packed_mr > 0)
+        return nd_wino_run(p, out, in[0], w, bias, res, ws, T);
     if (is_fc_like(p) && p->w_packed_mr <= 0)
         return conv_fc(p, out, in[0], w, bias, res, ws, T);
     int64_t mr, nr;

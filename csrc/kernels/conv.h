@@ -21,7 +21,8 @@ typedef struct {
     int32_t algo;                /* 0 auto, 1 GEMM Y = W . im2col(X), 2 transposed GEMM
                                   * Y^T = im2col(X)^T . W^T (batch folded; for small OH*OW),
                                   * 3 direct (stride-1 rows, ISAs with conv_row; else as 1).
-                                  * Prepacking follows the choice, so pack with the same algo. */
+                                  * 4 Winograd F(4x4,3x3) (3x3, stride 1, no dilation, groups 1;
+                                  * else as 0). Prepacking follows the choice, so pack with the same algo. */
 } nd_conv_params;
 
 nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *in,

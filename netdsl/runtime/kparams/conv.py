@@ -79,6 +79,11 @@ def conv(a, in_shapes, out_shape, n):
         panels of W^T when the kernel takes the transposed GEMM (the choice follows the
         fields the call will run with, so a changed `algo` packs to match)."""
         fields = {k: v for k, v in call.fields.items() if k != "w_packed_mr"}
+        updates = {}
+        if fields["algo"] in (0, 4) and not np.isfinite(weight).all():
+            # Winograd's transform would spread a NaN/inf weight over every output of its
+            # filter; the GEMM keeps the direct products' pattern (the workspace covers both)
+            fields["algo"] = updates["algo"] = 1
         ffi, lib = _lib.ffi, _lib.lib
         mr = int(lib.nd_gemm_mr())
         p = ffi.new("nd_conv_params *", fields)
@@ -92,7 +97,7 @@ def conv(a, in_shapes, out_shape, n):
         st = lib.nd_conv_pack_w(p, ffi.from_buffer("float[]", out), ffi.from_buffer("float[]", src), mr)
         if st != 0:
             return weight, {}
-        return out, {"w_packed_mr": mr}
+        return out, {**updates, "w_packed_mr": mr}
 
     call = KernelCall("nd_conv_f32", "nd_conv_params", f, ws, weights=_weights(a),
                       extra={"prepack_weight": prepack_weight})
