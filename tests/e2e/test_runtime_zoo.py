@@ -5,8 +5,10 @@ structure allows (same layers and weights layout; the FC input features
 follow the shape): the numpy reference is slow on purpose. Tolerance: the
 kernels accumulate in float32 in a different order than numpy's float64
 reference; relative error grows like sqrt(K) * 2^-24 per layer and compounds
-over depth, so 2e-3 of the output's range is a generous but still tight
-bound (a wrong index or pad shows up as O(1)).
+over depth. At the default -O3 the 3x3 stride-1 convs run as Winograd F(4x4,3x3),
+whose transforms scale that rounding by ~8x (csrc/kernels/conv_winograd.c);
+issue 8 bounds the result at 1e-4 of the output's range, which every zoo model
+meets (measured 3e-7 to 3e-6); a wrong index or pad shows up as O(1).
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def test_zoo_matches_reference(name):
         for k in want:
             assert got[k].shape == want[k][sl].shape
             err = rel_err(got[k], want[k][sl])
-            assert err < 2e-3, f"{name} output {k}, batch {len(xb)}: max rel diff {err:.3g}"
+            assert err < 1e-4, f"{name} output {k}, batch {len(xb)}: max rel diff {err:.3g}"
 
 
 @pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
@@ -70,7 +72,7 @@ def test_isa_paths_agree(isa):
     with lib.using_isa(isa):
         m2 = small_model("resnet18")        # a fresh program, planned under this ISA
         got = m2(x)
-    assert rel_err(got, want) < 2e-3
+    assert rel_err(got, want) < 1e-4
 
 
 def test_batch_is_free_at_run_time():
