@@ -23,6 +23,11 @@ TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, 
         t[i][0] = _mm256_setzero_ps();
         t[i][1] = _mm256_setzero_ps();
     }
+    /* the C tile is read (ND_UK_ACC) or written after the k loop: start its lines now */
+    for (int64_t i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
     for (int64_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8); /* prepacked B may be unaligned */
 #pragma GCC unroll 6
@@ -164,6 +169,73 @@ TGT static void act_avx2(float *y, int64_t n, int act)
     }
 }
 
+/* lanes [a, b) of 8 as an all-ones int mask (empty when b <= a) */
+TGT static inline __m256i lanes8(int64_t a, int64_t b)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i va = _mm256_set1_epi32((int)a), vb = _mm256_set1_epi32((int)b);
+    /* idx >= a && idx < b */
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(va, idx), _mm256_cmpgt_epi32(vb, idx));
+}
+
+/* nd_im2col_panel_portable with stride-1 runs as 8-wide vector copies: lanes outside
+ * the image row (the padding) come from a zero-masked load (vmaskmovps does not fault
+ * on masked lanes), a run's last partial vector is a masked store, so no byte outside
+ * the run is written. Other strides take the portable copy. */
+TGT static void im2col_panel_avx2(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns,
+                                  int64_t nr, int64_t NR_, int64_t k0, int64_t kc)
+{
+    if (g->sw != 1) {
+        nd_im2col_panel_portable(d, g, seg, ns, nr, NR_, k0, kc);
+        return;
+    }
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw;
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *img = g->x + c * H * W;
+        const int64_t dy = ki * g->dh, dx = kj * g->dw;
+        float *drow = d + k * NR_;
+        for (int64_t s = 0; s < ns; s++) {
+            float *o = drow + seg[s].j;
+            const int64_t len = seg[s].len, iy = seg[s].iy + dy, ix = seg[s].ix + dx;
+            if (iy < 0 || iy >= H) {
+                int64_t q = 0;
+                for (; q + 8 <= len; q += 8) _mm256_storeu_ps(o + q, zero);
+                if (q < len) _mm256_maskstore_ps(o + q, lanes8(0, len - q), zero);
+                continue;
+            }
+            /* valid t: lo <= t < hi; the address is formed as an integer so that a run
+             * starting left of the row (padding) is no out-of-bounds pointer in C */
+            const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
+            const uintptr_t src = (uintptr_t)(img + seg[s].img + iy * W) + (uintptr_t)(ix * 4);
+            for (int64_t q = 0; q < len; q += 8) {
+                const int64_t e = len - q < 8 ? len - q : 8;
+                const float *sp = (const float *)(src + (uintptr_t)(q * 4));
+                __m256 v;
+                if (q >= lo && q + e <= hi)
+                    v = e == 8 ? _mm256_loadu_ps(sp) : _mm256_maskload_ps(sp, lanes8(0, e));
+                else
+                    v = _mm256_maskload_ps(sp, lanes8(lo - q, (hi - q < e ? hi - q : e)));
+                if (e == 8)
+                    _mm256_storeu_ps(o + q, v);
+                else
+                    _mm256_maskstore_ps(o + q, lanes8(0, e), v);
+            }
+        }
+        for (int64_t j = nr; j < NR_; j += 8)
+            _mm256_maskstore_ps(drow + j, NR_ - j >= 8 ? all : lanes8(0, NR_ - j), zero);
+        if (++kj == g->kw) {
+            kj = 0;
+            if (++ki == g->kh) {
+                ki = 0;
+                c++;
+            }
+        }
+    }
+}
+
 void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                       int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                       int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -172,7 +244,7 @@ nd_isa_ops nd_ops_avx2 = {
     .level = ND_ISA_AVX2, .name = "avx2",
     .mr = MR, .nr = NR, .mc = 6 * 20, .kc = 256, .nc = 2048,
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
-    .im2col_panel = nd_im2col_panel_portable,
+    .im2col_panel = im2col_panel_avx2,
     .act_vec = act_avx2,
     .dw_plane = nd_dw_plane_avx2,
 };

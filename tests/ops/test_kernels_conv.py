@@ -98,6 +98,7 @@ CONV = [
     (1, 3, 1, 1, 17, 3, 1, 1, 1, 1, "none"),             # 1x1 image, all padding but the centre
     (1, 3, 9, 75, 17, 7, 2, 3, 1, 1, "relu"),            # stride 2, rows > 16 wide: two vector chunks
     (1, 2, 7, 70, 9, 3, 1, 1, 1, 1, "none"),             # stride 1, 32-wide runs padded at both ends
+    (1, 3, 6, 11, 7, 5, 1, (2, 3, 1, 2), (1, 2), 1, "relu"),  # stride 1, AVX2's 8-wide copies: runs of 11/5, masked tails at both ends
     (2, 3, 9, 40, 17, (3, 5), 2, (1, 2, 0, 1), (1, 2), 1, "none"),  # stride 2, dilated, asymmetric
 ]
 
