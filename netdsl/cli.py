@@ -116,6 +116,51 @@ def cmd_zoo(args):
     return 0
 
 
+BENCH_SPREAD = 1.5      # p90 / median over this: the timings are noisy
+BENCH_OTHERS = 0.25     # other processes' CPU over this many cores during the bench: shared
+
+
+def bench_noise(times, others_cores=None):
+    """One line saying why the bench figures are noisy, or None: a p90/median spread over
+    BENCH_SPREAD, or other processes using more than BENCH_OTHERS cores (from /proc/stat)."""
+    ts = sorted(times)
+    if len(ts) >= 5:
+        med = ts[len(ts) // 2]
+        p90 = ts[min(len(ts) - 1, int(0.9 * len(ts)))]
+        if med > 0 and p90 / med > BENCH_SPREAD:
+            why = f"the slowest 10% of runs took {p90 / med:.1f}x the median"
+            if others_cores is not None and others_cores > BENCH_OTHERS:
+                why += f" and other processes used {others_cores:.1f} cores meanwhile"
+            return f"these figures are noisy: {why}; the machine looks shared (compare runs made together)"
+    if others_cores is not None and others_cores > BENCH_OTHERS:
+        return (f"these figures are noisy: other processes used {others_cores:.1f} cores during the bench; "
+                f"the machine is shared (compare runs made together)")
+    return None
+
+
+def _proc_cpu():
+    """(busy jiffies of the whole machine, this process's jiffies, wall seconds), or None off Linux."""
+    import os
+    import time
+    try:
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)          # minus idle and iowait
+        t = os.times()
+        return busy, (t.user + t.system) * os.sysconf("SC_CLK_TCK"), time.perf_counter()
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _others_cpu(a, b):
+    """Cores' worth of CPU that other processes used between two _proc_cpu() samples."""
+    import os
+    if a is None or b is None or b[2] <= a[2]:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((b[0] - a[0]) - (b[1] - a[1])) / hz / (b[2] - a[2]))
+
+
 def cmd_run(args):
     import statistics
     import time
@@ -165,17 +210,22 @@ def cmd_run(args):
     if args.bench:
         for _ in range(2):
             m(x)
+        cpu0 = _proc_cpu()
         times, t_end = [], time.perf_counter() + args.bench_seconds
         while len(times) < args.repeat or (time.perf_counter() < t_end and len(times) < 1000):
             t0 = time.perf_counter()
             m(x)
             times.append(time.perf_counter() - t0)
+        others = _others_cpu(cpu0, _proc_cpu())
         med = statistics.median(times)
         from .runtime import lib
-        th = m.threads or lib.max_threads()
+        th = m.session().threads_for(args.batch) or lib.max_threads()    # a tiny plan runs on 1
         print(f"bench: batch {args.batch}, {th} thread{'s' if th != 1 else ''}, {len(times)} runs: "
               f"median {med * 1000:.2f} ms, min {min(times) * 1000:.2f} ms, "
               f"{args.batch / med:.1f} images/s, {2 * m.totals()['total_macs'] * args.batch / med / 1e9:.1f} GFLOP/s")
+        note = bench_noise(times, others)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,8 @@ import numbers
 import os
 import threading
 
+import numpy as _np
+
 from .analysis.infer import analyze, totals
 from .errors import NetDSLError, Source
 from .graph import Graph
@@ -22,6 +24,26 @@ from .passes import DEFAULT_LEVEL, LEVELS
 
 # The front end (lark) is imported inside parse(): a compiled bundle (.netc)
 # loads and runs without it.
+
+_prepare_inputs = None      # runtime.session.prepare_inputs, imported on the first call
+_F32 = _np.dtype(_np.float32)
+
+
+def _fast_input_spec(graph):
+    """(graph, input name, shape, ndim with the batch) for a one-input graph, else (graph, None, ...):
+    what Model.__call__ checks a plain float32 array against without prepare_inputs."""
+    if len(graph.inputs) != 1:
+        return graph, None, None, None
+    shape = tuple(graph[graph.inputs[0]].shape)
+    return graph, graph.inputs[0], shape, len(shape) + 1
+
+
+def _import_prepare():
+    global _prepare_inputs
+    from .runtime.session import prepare_inputs
+    _prepare_inputs = prepare_inputs
+    return prepare_inputs
+
 
 ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
 
@@ -45,6 +67,7 @@ class Model:
         self._weights_loaded = False    # True once weights were loaded (not the seed-0 init)
         self._arena_bytes = {}          # batch size -> planned arena bytes (memory checks)
         self._threads = threads
+        self._fast_input = None     # _fast_input_spec(graph), made on the first call
         self.opt_level = 0          # optimization level the graph was compiled at
         self.run_level = DEFAULT_LEVEL       # passes applied (on a copy) before running
         self.bundle = None          # a loaded .netc bundle's header (netdsl/bundle.py)
@@ -162,8 +185,17 @@ class Model:
     def __call__(self, x):
         """Run the network: x is a float32 array [N, C, H, W] (or {input name: array}).
         One output -> an array; several -> {output name: array}."""
-        from .runtime.session import prepare_inputs
-        inputs = prepare_inputs(self.graph, x, self._check_batch)
+        fast = self._fast_input
+        if fast is None or fast[0] is not self.graph:
+            fast = self._fast_input = _fast_input_spec(self.graph)
+        if (fast[1] is not None and type(x) is _np.ndarray and x.dtype is _F32 and x.ndim == fast[3]
+                and x.shape[1:] == fast[2] and x.shape[0] >= 1 and x.flags.c_contiguous):
+            n = x.shape[0]                  # the common call: nothing to convert or copy
+            if n not in self._arena_bytes:
+                self.check_memory(n)
+            inputs = {fast[1]: x}
+        else:
+            inputs = (_prepare_inputs or _import_prepare())(self.graph, x, self._check_batch)
         out = self.session().run(inputs)
         return next(iter(out.values())) if len(out) == 1 else out
 

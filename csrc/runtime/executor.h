@@ -22,9 +22,14 @@ typedef struct {
     int64_t ws_off;              /* workspace: ws + ws_off (ws may be NULL if no kernel needs one) */
 } nd_record;
 
-/* Runs recs[0..n) in order with `threads` OpenMP threads (<= 0: leave the
- * count alone). Stops at the first kernel that fails: returns its status and
- * stores its index in *failed_index (when not NULL; -1 on success). */
+/* Runs recs[0..n) in order with `threads` OpenMP threads (<= 0: OpenMP's
+ * current count; the caller's count is restored on return). Stops at the
+ * first kernel that fails: returns its status and stores its index in
+ * *failed_index (when not NULL; -1 on success). */
 nd_status nd_run_plan(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
                       int64_t *failed_index);
+
+/* OMP_WAIT_POLICY (which = 0) or GOMP_SPINCOUNT (1) as the environment had
+ * it when the kernels loaded, i.e. what libgomp read; "" when unset. */
+const char *nd_exec_load_env(int which);
 #endif

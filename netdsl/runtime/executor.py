@@ -197,28 +197,49 @@ class Program:
     def new_ws(self) -> np.ndarray:
         return np.zeros(max(self.ws_floats, 1), np.float32)
 
+    def bind(self, arena: np.ndarray, ws: np.ndarray | None = None) -> "Bound":
+        """Check an arena (and workspace) once and keep the C call's arguments ready: the
+        returned Bound runs the plan on them with no per-call checks or conversions."""
+        return Bound(self, arena, ws)
+
     def run(self, arena: np.ndarray, ws: np.ndarray | None = None, threads: int = 0) -> None:
         """Run every step in order in one C call; threads <= 0 keeps OpenMP's default."""
+        self.bind(arena, ws).run(int(threads))
+
+
+class Bound:
+    """A Program bound to one arena and workspace (Program.bind): `run(threads)` is one C call.
+    Not for sharing between threads (each has its own arena, and the failed-index cell)."""
+
+    __slots__ = ("prog", "arena", "ws", "_fn", "_records", "_n", "_arena_p", "_ws_p", "_failed")
+
+    def __init__(self, prog: Program, arena: np.ndarray, ws: np.ndarray | None):
         ffi, lib = _lib.ffi, _lib.lib
         if arena is None:
             raise PlanError("run() needs an arena (Program.new_arena())")
-        if ws is None and self.ws_floats > 0:
-            raise PlanError(f"this program needs a workspace of {self.ws_floats} floats (Program.new_ws())")
-        for what, a, need in (("arena", arena, self.arena_floats), ("workspace", ws, self.ws_floats)):
+        if ws is None and prog.ws_floats > 0:
+            raise PlanError(f"this program needs a workspace of {prog.ws_floats} floats (Program.new_ws())")
+        for what, a, need in (("arena", arena, prog.arena_floats), ("workspace", ws, prog.ws_floats)):
             if a is None:
                 continue
-            if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+            if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous \
+                    or not a.flags.writeable:
                 raise PlanError(f"the {what} must be a writeable C-contiguous float32 array")
             if a.size < need:
                 raise PlanError(f"the {what} holds {a.size} floats, the program needs {need}")
-        failed = ffi.new("int64_t *")
-        st = lib.nd_run_plan(self.records, self.n, ffi.from_buffer("float[]", arena),
-                             ffi.from_buffer("float[]", ws) if ws is not None else ffi.NULL,
-                             int(threads), failed)
+        self.prog, self.arena, self.ws = prog, arena, ws
+        self._fn = lib.nd_run_plan
+        self._records, self._n = prog.records, prog.n
+        self._arena_p = ffi.from_buffer("float[]", arena)       # keeps the arrays alive
+        self._ws_p = ffi.from_buffer("float[]", ws) if ws is not None else ffi.NULL
+        self._failed = ffi.new("int64_t *")
+
+    def run(self, threads: int = 0) -> None:
+        st = self._fn(self._records, self._n, self._arena_p, self._ws_p, threads, self._failed)
         if st != 0:
-            i = int(failed[0])
-            ok = 0 <= i < self.n
-            raise KernelError(int(st), i, self.names[i] if ok else "", self.spans[i] if ok else None)
+            prog, i = self.prog, int(self._failed[0])
+            ok = 0 <= i < prog.n
+            raise KernelError(int(st), i, prog.names[i] if ok else "", prog.spans[i] if ok else None)
 
 
 def run_call(call, x_list, w=None, bias=None, out_floats=None, threads=0):

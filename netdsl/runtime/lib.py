@@ -9,6 +9,20 @@
 The extension is built by `pip install -e .` or `python netdsl/runtime/_build.py`.
 Importing this module never fails; touching `ffi`/`lib` without the extension
 raises `KernelsNotBuilt` with the command that fixes it.
+
+OpenMP's waiting: libgomp's threads spin for ~3 ms (GOMP_SPINCOUNT=300000) at
+every barrier and between parallel regions before they sleep. On a machine
+where another process keeps a core busy, those spinning threads take the CPU
+from the thread that has the work, and a 2-thread run gets 3-4x slower than a
+1-thread one. So just before the kernels (and with them libgomp) load, this
+module sets OMP_WAIT_POLICY=PASSIVE (measured 2026-12-04 on a shared 2-core
+machine against spin counts 1000/10000/300000: the best with a core busy,
+within noise of the others when quiet), unless the user set OMP_WAIT_POLICY
+or GOMP_SPINCOUNT themselves; libgomp reads it in its constructor, and the
+variable is removed again right after, so child processes see the user's
+environment unchanged. `wait_policy()` says what libgomp got. When libgomp
+was already loaded by another library before netdsl's kernels, the setting
+comes too late and OpenMP's default stays (wait_policy() says so).
 """
 from __future__ import annotations
 
@@ -16,9 +30,30 @@ import contextlib
 import os
 
 ISA_NAMES = ("portable", "avx2", "avx512")
+WAIT_POLICY = "PASSIVE"   # idle OpenMP threads sleep at once (libgomp's default: spin ~3 ms first)
+WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 _mod = None
 _err = None
+_wait = None        # what _set_wait_env decided, for wait_policy()
+
+
+def _libgomp_loaded() -> bool:
+    """True when this process already maps a libgomp.so.1 (its constructor has read the env)."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            return any("/libgomp.so.1" in line for line in f)     # the file is libgomp.so.1.0.0
+    except OSError:
+        return False
+
+
+def _set_wait_env(environ) -> str | None:
+    """Set OMP_WAIT_POLICY in `environ` unless the user chose a wait policy; returns the
+    name set (to be removed after the load) or None."""
+    if any(v in environ for v in WAIT_VARS):
+        return None
+    environ["OMP_WAIT_POLICY"] = WAIT_POLICY
+    return "OMP_WAIT_POLICY"
 
 
 class KernelsNotBuilt(ImportError):
@@ -26,13 +61,19 @@ class KernelsNotBuilt(ImportError):
 
 
 def _load():
-    global _mod, _err
+    global _mod, _err, _wait
     if _mod is None and _err is None:
+        preloaded = _libgomp_loaded()
+        added = _set_wait_env(os.environ)
         try:
             from .. import _kernels as m  # noqa: PLC0415
             _mod = m
         except ImportError as e:  # missing, or built for another Python / stale symbols
             _err = e
+        finally:
+            if added:
+                os.environ.pop(added, None)
+        _wait = {"set_by_netdsl": bool(added), "libgomp_preloaded": preloaded}
     if _mod is None:
         root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
         raise KernelsNotBuilt(
@@ -104,9 +145,22 @@ def has_openmp() -> bool:
     return bool(_load().lib.nd_has_openmp())
 
 
+def wait_policy() -> dict:
+    """How OpenMP's idle threads wait in this process: the OMP_WAIT_POLICY / GOMP_SPINCOUNT
+    the kernels' library saw when it loaded, whether netdsl set them, and whether libgomp was
+    loaded earlier by someone else (then it read the environment before netdsl could set it)."""
+    m = _load()
+    ffi = m.ffi
+    env = {v: ffi.string(m.lib.nd_exec_load_env(i)).decode() or None for i, v in enumerate(WAIT_VARS)}
+    d = dict(_wait or {})
+    d.update(env)
+    d["effective"] = bool(d.get("set_by_netdsl")) and not d.get("libgomp_preloaded")
+    return d
+
+
 def info() -> dict:
     """What `netdsl --version`-style reports show about the kernels."""
     if not available():
         return {"built": False}
     return {"built": True, "isa": isa(), "supported_isas": supported_isas(),
-            "openmp": has_openmp(), "max_threads": max_threads()}
+            "openmp": has_openmp(), "max_threads": max_threads(), "omp_wait": wait_policy()}
