@@ -32,8 +32,8 @@ typedef struct {
     void (*leaky)(float *y, const float *x, float a, int64_t n);
     /* y[i] = y[i] op x[i] for op = + (mul 0) or * (mul 1); x == NULL: the scalar c instead */
     void (*accum)(float *y, const float *x, float c, int64_t n, int mul);
-    /* y[i] = red(y[i], x[i]) (ND_RED_MAX / MIN, NaN sticky) */
-    void (*vred)(float *y, const float *x, int64_t n, int op);
+    /* y[i] = red(a[i], x[i]) (ND_RED_MAX / MIN, NaN sticky); y may be a */
+    void (*vred)(float *y, const float *a, const float *x, int64_t n, int op);
     /* one row of a window max/min: y[j] = red_{k < kw} b[j*s + k], j < ow; b holds
      * (ow-1)*s + kw readable floats (the caller pads with the identity) */
     void (*pool_row)(float *y, const float *b, int64_t ow, int64_t kw, int64_t s, int op);

@@ -23,6 +23,7 @@
 #include "kernels/pool.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "dispatch.h"
 #include "nd_simd.h"
@@ -184,8 +185,12 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
                 if (ncols > 0) {
                     float *v = b + pl;
                     const float *r0 = x + y0 * W;
-                    for (int64_t j = 0; j < ncols; j++) v[j] = r0[j];
-                    for (int64_t i = y0 + 1; i < y1; i++) S->vred(v, x + i * W, ncols, red);
+                    if (y1 - y0 == 1) {
+                        memcpy(v, r0, (size_t)ncols * sizeof(float));
+                    } else {
+                        S->vred(v, r0, r0 + W, ncols, red);   /* rows y0, y0+1, then the rest */
+                        for (int64_t i = y0 + 2; i < y1; i++) S->vred(v, v, x + i * W, ncols, red);
+                    }
                 }
                 S->pool_row(yr, b, OW, kw, sw, red);
                 for (int64_t j = 0; j < cl; j++) yr[j] = 0.0f;

@@ -60,10 +60,10 @@ static void accum_c(float *y, const float *x, float c, int64_t n, int mul)
     }
 }
 
-static void vred_c(float *y, const float *x, int64_t n, int op)
+static void vred_c(float *y, const float *a, const float *x, int64_t n, int op)
 {
-    if (op == ND_RED_MAX) for (int64_t i = 0; i < n; i++) y[i] = red1(ND_RED_MAX, y[i], x[i]);
-    else                  for (int64_t i = 0; i < n; i++) y[i] = red1(ND_RED_MIN, y[i], x[i]);
+    if (op == ND_RED_MAX) for (int64_t i = 0; i < n; i++) y[i] = red1(ND_RED_MAX, a[i], x[i]);
+    else                  for (int64_t i = 0; i < n; i++) y[i] = red1(ND_RED_MIN, a[i], x[i]);
 }
 
 static void pool_row_c(float *y, const float *b, int64_t ow, int64_t kw, int64_t s, int op)

@@ -120,41 +120,57 @@ TGT static void accum_avx2(float *y, const float *x, float c, int64_t n, int mul
     }
 }
 
-TGT static void vred_avx2(float *y, const float *x, int64_t n, int op)
+TGT static void vred_avx2(float *y, const float *a, const float *x, int64_t n, int op)
 {
     int64_t i = 0;
+    /* A tail of < 8 reruns the last full block, ending at n: when y is a, its first lanes
+     * are reduced twice, and red(red(a, x), x) == red(a, x) (NaN and which-of-equal too). */
     if (op == ND_RED_MAX) {
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i, red8(ND_RED_MAX, _mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+        for (; i < n && n >= 8; i += 8) {
+            if (i + 8 > n) i = n - 8;
+            _mm256_storeu_ps(y + i, red8(ND_RED_MAX, _mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i)));
+        }
     } else {
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i, red8(ND_RED_MIN, _mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+        for (; i < n && n >= 8; i += 8) {
+            if (i + 8 > n) i = n - 8;
+            _mm256_storeu_ps(y + i, red8(ND_RED_MIN, _mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i)));
+        }
     }
-    for (; i < n; i++) y[i] = red1(op, y[i], x[i]);
-}
-
-/* the 8 floats p[0], p[2], ..., p[14] (reads p[0..16)) */
-TGT static inline __m256 even8(const float *p)
-{
-    const __m256 a = _mm256_loadu_ps(p), c = _mm256_loadu_ps(p + 8);
-    const __m256 e = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(2, 0, 2, 0));   /* a0 a2 c0 c2 | a4 a6 c4 c6 */
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    for (; i < n; i++) y[i] = red1(op, a[i], x[i]);
 }
 
 TGT static inline void pool_row_op(float *y, const float *b, int64_t ow, int64_t kw, int64_t s, int op)
 {
     int64_t j = 0;
+    /* A tail of < 8 outputs reruns the last full block, ending at ow (y is not b: the
+     * overlapping outputs are stored again with the same values). */
     if (s == 1) {
-        for (; j + 8 <= ow; j += 8) {
+        for (; j < ow && ow >= 8; j += 8) {
+            if (j + 8 > ow) j = ow - 8;
             __m256 m = _mm256_loadu_ps(b + j);
             for (int64_t k = 1; k < kw; k++) m = red8(op, m, _mm256_loadu_ps(b + j + k));
             _mm256_storeu_ps(y + j, m);
         }
     } else if (s == 2) {
-        /* even8 reads one float past the last one used: the caller's slack */
-        for (; j + 8 <= ow; j += 8) {
-            __m256 m = even8(b + 2 * j);
-            for (int64_t k = 1; k < kw; k++) m = red8(op, m, even8(b + 2 * j + k));
+        /* Taps 2q and 2q+1 of 8 outputs are the even and odd floats of the 16 at b + 2j + 2q:
+         * one pair of loads, two shuffles (lanes in the order 0 1 4 5 2 3 6 7, the same for
+         * every tap, so the reduction runs on scrambled lanes and one permute restores
+         * them). An odd kw reads one float past the last one used: the caller's slack. */
+        for (; j < ow && ow >= 8; j += 8) {
+            if (j + 8 > ow) j = ow - 8;
+            const float *p = b + 2 * j;
+            __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+            __m256 m = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+            for (int64_t k = 1; k < kw; k++) {
+                if (k & 1) {
+                    m = red8(op, m, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+                } else {
+                    lo = _mm256_loadu_ps(p + k);
+                    hi = _mm256_loadu_ps(p + k + 8);
+                    m = red8(op, m, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+                }
+            }
+            m = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), _MM_SHUFFLE(3, 1, 2, 0)));
             _mm256_storeu_ps(y + j, m);
         }
     }
