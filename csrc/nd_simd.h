@@ -21,7 +21,7 @@
 
 #include "nd_common.h"
 
-enum { ND_RED_MAX = 0, ND_RED_MIN = 1 };
+enum { ND_RED_MAX = 0, ND_RED_MIN = 1, ND_RED_SUM = 2 };   /* SUM: pool_row only */
 
 typedef struct {
     /* y[i] = act(x[i] * s + t), act an nd_act (relu/leaky fused, sigmoid/tanh after); y may be x */
@@ -34,8 +34,9 @@ typedef struct {
     void (*accum)(float *y, const float *x, float c, int64_t n, int mul);
     /* y[i] = red(a[i], x[i]) (ND_RED_MAX / MIN, NaN sticky); y may be a */
     void (*vred)(float *y, const float *a, const float *x, int64_t n, int op);
-    /* one row of a window max/min: y[j] = red_{k < kw} b[j*s + k], j < ow; b holds
-     * (ow-1)*s + kw readable floats (the caller pads with the identity) */
+    /* one row of a window max/min/sum: y[j] = red_{k < kw} b[j*s + k] (k = 0, 1, ... in
+     * order), j < ow; b holds (ow-1)*s + kw floats plus 16 readable ones (the caller pads
+     * with the identity; the stride-2 loads read one float past the last one used) */
     void (*pool_row)(float *y, const float *b, int64_t ow, int64_t kw, int64_t s, int op);
     /* red over x[0..n), n >= 1, NaN sticky */
     float (*hred)(const float *x, int64_t n, int op);

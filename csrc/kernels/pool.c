@@ -142,18 +142,20 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
         }
         return;
     }
-    if (op == POOL_MAX || op == POOL_MIN) {
-        /* Max/min: combine the window's input rows first (one contiguous vector sweep per
-         * row, nd_simd vred), into a row buffer that holds the identity (-inf / +inf) in
-         * the padding, so that no window needs clipping; then one horizontal pass over
-         * that buffer (nd_simd pool_row: contiguous loads for stride 1, an even-lane
-         * shuffle for stride 2). kh*W + OW*kw element ops per output row; every op keeps
-         * NaN. Windows with no real cell (pad >= kernel) give 0, as below. */
+    if (op == POOL_MAX || op == POOL_MIN || op == POOL_AVG) {
+        /* Max/min/avg: combine the window's input rows first (one contiguous vector sweep
+         * per row, nd_simd vred / accum), into a row buffer that holds the identity (-inf /
+         * +inf / 0) in the padding, so that no window needs clipping; then one horizontal
+         * pass over that buffer (nd_simd pool_row: contiguous loads for stride 1, even/odd
+         * shuffles for stride 2); avg then divides by the window's count. kh*W + OW*kw
+         * element ops per output row; max/min keep NaN. Avg sums rows first, then columns
+         * (the other order than the loops below: a different rounding, the same on every
+         * ISA). Windows with no real cell (pad >= kernel) give 0, as below. */
         const int64_t L = (OW - 1) * sw + kw;             /* buffer floats the windows read */
         const int64_t ncols = W < L - pl ? W : L - pl;    /* input columns some window reads */
         if (L + 16 <= PBUF && pl + W + 16 <= PBUF) {
             const nd_simd_ops *S = nd_simd();
-            const int red = op == POOL_MAX ? ND_RED_MAX : ND_RED_MIN;
+            const int red = op == POOL_MAX ? ND_RED_MAX : op == POOL_MIN ? ND_RED_MIN : ND_RED_SUM;
             const float id = identity(op);
             float b[PBUF];
             int64_t cl = 0, chi = OW;                     /* [cl, chi): columns with a real cell */
@@ -171,6 +173,19 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
                 if (x1 > x0) break;
                 chi--;
             }
+            /* avg: the window's column count per output column (kw <= L < PBUF: fits int32) */
+            int32_t cwt[op == POOL_AVG ? PBUF : 1];
+            if (op == POOL_AVG)
+                for (int64_t j = cl; j < chi; j++) {
+                    int64_t x0, x1;
+                    window_range(j, sw, pl, kw, W, &x0, &x1);
+                    int64_t cw = x1 - x0;
+                    if (p->count_include_pad) {
+                        const int64_t xs = j * sw - pl, xe = xs + kw < wp ? xs + kw : wp;
+                        cw = xe - xs;
+                    }
+                    cwt[j] = (int32_t)cw;
+                }
             const int64_t lo = pl < L ? pl : L, hi = ncols > 0 ? pl + ncols : lo;
             for (int64_t j = 0; j < lo; j++) b[j] = id;
             for (int64_t j = hi; j < L + 16; j++) b[j] = id;   /* + the even-lane loads' slack */
@@ -185,14 +200,26 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
                 if (ncols > 0) {
                     float *v = b + pl;
                     const float *r0 = x + y0 * W;
-                    if (y1 - y0 == 1) {
+                    if (y1 - y0 == 1 || op == POOL_AVG) {
                         memcpy(v, r0, (size_t)ncols * sizeof(float));
+                        if (op == POOL_AVG)
+                            for (int64_t i = y0 + 1; i < y1; i++) S->accum(v, x + i * W, 0.0f, ncols, 0);
                     } else {
                         S->vred(v, r0, r0 + W, ncols, red);   /* rows y0, y0+1, then the rest */
                         for (int64_t i = y0 + 2; i < y1; i++) S->vred(v, v, x + i * W, ncols, red);
                     }
                 }
                 S->pool_row(yr, b, OW, kw, sw, red);
+                if (op == POOL_AVG) {
+                    /* count_include_pad counts the window clipped to the padded extent (not
+                     * the ceil_mode overhang past it), PyTorch's rule */
+                    int64_t ch = y1 - y0;
+                    if (p->count_include_pad) {
+                        const int64_t ys = oy * p->sh - p->pad_t, ye = ys + p->kh < hp ? ys + p->kh : hp;
+                        ch = ye - ys;
+                    }
+                    for (int64_t j = cl; j < chi; j++) yr[j] = yr[j] / (float)(ch * cwt[j]);
+                }
                 for (int64_t j = 0; j < cl; j++) yr[j] = 0.0f;
                 for (int64_t j = chi; j < OW; j++) yr[j] = 0.0f;
             }

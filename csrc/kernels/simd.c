@@ -8,6 +8,7 @@
 
 static inline float red1(int op, float m, float v)
 {
+    if (op == ND_RED_SUM) return m + v;
     return op == ND_RED_MAX ? (((v > m) | (v != v)) ? v : m) : (((v < m) | (v != v)) ? v : m);
 }
 
@@ -71,8 +72,9 @@ static void pool_row_c(float *y, const float *b, int64_t ow, int64_t kw, int64_t
     for (int64_t j = 0; j < ow; j++) y[j] = b[j * s];
     for (int64_t k = 1; k < kw; k++) {
         const float *bk = b + k;
-        if (op == ND_RED_MAX) for (int64_t j = 0; j < ow; j++) y[j] = red1(ND_RED_MAX, y[j], bk[j * s]);
-        else                  for (int64_t j = 0; j < ow; j++) y[j] = red1(ND_RED_MIN, y[j], bk[j * s]);
+        if (op == ND_RED_MAX)      for (int64_t j = 0; j < ow; j++) y[j] = red1(ND_RED_MAX, y[j], bk[j * s]);
+        else if (op == ND_RED_MIN) for (int64_t j = 0; j < ow; j++) y[j] = red1(ND_RED_MIN, y[j], bk[j * s]);
+        else                       for (int64_t j = 0; j < ow; j++) y[j] = y[j] + bk[j * s];
     }
 }
 

@@ -17,13 +17,15 @@
 
 static inline float red1(int op, float m, float v)
 {
+    if (op == ND_RED_SUM) return m + v;
     return op == ND_RED_MAX ? (((v > m) | (v != v)) ? v : m) : (((v < m) | (v != v)) ? v : m);
 }
 
-/* red(m, v) = (v > m) | (v != v) ? v : m: max_ps(v, m) is `v > m ? v : m` (m when either is
+/* SUM: m + v. MAX: red(m, v) = (v > m) | (v != v) ? v : m: max_ps(v, m) is `v > m ? v : m` (m when either is
  * NaN), and the blend takes v where v is NaN; a NaN m is kept by max_ps itself. */
 TGT static inline __m256 red8(int op, __m256 m, __m256 v)
 {
+    if (op == ND_RED_SUM) return _mm256_add_ps(m, v);
     const __m256 r = op == ND_RED_MAX ? _mm256_max_ps(v, m) : _mm256_min_ps(v, m);
     return _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
 }
@@ -183,8 +185,9 @@ TGT static inline void pool_row_op(float *y, const float *b, int64_t ow, int64_t
 
 TGT static void pool_row_avx2(float *y, const float *b, int64_t ow, int64_t kw, int64_t s, int op)
 {
-    if (op == ND_RED_MAX) pool_row_op(y, b, ow, kw, s, ND_RED_MAX);
-    else                  pool_row_op(y, b, ow, kw, s, ND_RED_MIN);
+    if (op == ND_RED_MAX)      pool_row_op(y, b, ow, kw, s, ND_RED_MAX);
+    else if (op == ND_RED_MIN) pool_row_op(y, b, ow, kw, s, ND_RED_MIN);
+    else                       pool_row_op(y, b, ow, kw, s, ND_RED_SUM);
 }
 
 TGT static float hred_avx2(const float *x, int64_t n, int op)

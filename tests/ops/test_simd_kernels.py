@@ -1,5 +1,5 @@
 """The per-ISA row primitives (csrc/nd_simd.h: csrc/kernels/simd.c, simd_avx2.c) through the
-kernels that use them: max/min pool, global pools, BatchNorm + act, Add/Mul + ReLU,
+kernels that use them: max/min/avg pool, global pools, BatchNorm + act, Add/Mul + ReLU,
 ReLU/LeakyReLU/PReLU, and the tabled Upsample paths.
 
 Two oracles per case, on every ISA the CPU has (the `isa` fixture):
@@ -72,7 +72,7 @@ def _pid(hw, kw):
     return f"{hw[0]}x{hw[1]}-" + "-".join(f"{k}{v}" for k, v in kw.items()).replace(" ", "")
 
 
-@pytest.mark.parametrize("op", ["MaxPool", "MinPool"])
+@pytest.mark.parametrize("op", ["MaxPool", "MinPool", "AvgPool", "AvgPool-cip"])
 @pytest.mark.parametrize("hw,kw", POOLS, ids=[_pid(*p) for p in POOLS])
 @pytest.mark.parametrize("non_finite", [False, True], ids=["finite", "nan-inf"])
 def test_window_pool(op, hw, kw, non_finite, isa, request):
@@ -81,8 +81,17 @@ def test_window_pool(op, hw, kw, non_finite, isa, request):
     x = rng.standard_normal((2, 3, *hw))
     if non_finite:
         x = _with_non_finite(x, rng)
-    got, want = run(op, kw, [x])
-    check(got, want, case)                      # a selected input value (or 0 / NaN): exact
+    if op.startswith("AvgPool"):
+        kw = {**kw, "count_include_pad": op.endswith("cip")}
+        op = "AvgPool"
+    with np.errstate(invalid="ignore"):         # inf - inf in the oracle's window sums
+        got, want = run(op, kw, [x])
+    if op == "AvgPool":
+        # a float32 sum of <= 25 terms |x| < 6, rows first then columns, then one division:
+        # as test_kernels_simple.py's AvgPool bound
+        check(got, want, case, atol=1e-5, rtol=1e-6)
+    else:
+        check(got, want, case)                  # a selected input value (or 0 / NaN): exact
     if isa != "portable":
         _same_bits(got, _portable(lambda: run(op, kw, [x])[0]), case)
 
