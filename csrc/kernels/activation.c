@@ -2,29 +2,46 @@
  *
  * The tensor's shape does not matter: n*size contiguous floats in, the same
  * count out. Each element is read once and written once at the same index,
- * so out == in[0] (in-place) is safe. ReLU/LeakyReLU vectorize at -O3; Sigmoid
+ * so out == in[0] (in-place) is safe. ReLU/LeakyReLU run nd_simd's per-ISA select
+ * (csrc/nd_simd.h; the same result on every ISA); Sigmoid
  * and Tanh call libm per element (exact to ~1 ulp; they are rare in modern
  * CNNs, so no polynomial approximation here). NaN stays NaN, as in PyTorch.
- * The parallel loop only fans out above ~64K elements: below that, waking the
- * thread team costs more than the work.
+ * The parallel loop only fans out above ~128K elements (~16K for the libm ones): below
+ * that, waking the thread team costs more than the work; chunks go out dynamically.
  */
 #include "kernels/activation.h"
 
 #include <math.h>
 
-#define ACT_PAR_MIN 65536
+#include "dispatch.h"
+#include "nd_simd.h"
 
-static inline int bad(const nd_act_params *p) { return p->n <= 0 || p->size <= 0; }
+#define ACT_PAR_MIN 131072
+#define ACT_CHUNK 16384   /* elements per dynamic grab: a thread on a busy core takes fewer */
+
+/* y = relu / leaky(x) over total floats, chunked so a thread on a busy core takes fewer */
+static void leaky_all(float *out, const float *x, float a, int64_t total)
+{
+    const nd_simd_ops *S = nd_simd();
+    const int64_t nch = (total + ACT_CHUNK - 1) / ACT_CHUNK;
+#pragma omp parallel for schedule(dynamic, 1) if (total > ACT_PAR_MIN)
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t i0 = c * ACT_CHUNK, m = total - i0 < ACT_CHUNK ? total - i0 : ACT_CHUNK;
+        S->leaky(out + i0, x + i0, a, m);
+    }
+}
+
+static inline int bad(const nd_act_params *p)
+{
+    return p->n <= 0 || p->size <= 0 || !ND_PROD_OK(p->n, p->size);
+}
 
 nd_status nd_relu_f32(const nd_relu_params *p, float *out, const float *const *in,
                       const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
     if (bad(p)) return ND_EINVAL;
-    const int64_t total = p->n * p->size;
-    const float *x = in[0];
-#pragma omp parallel for simd schedule(static) if (total > ACT_PAR_MIN)
-    for (int64_t i = 0; i < total; i++) out[i] = x[i] < 0.0f ? 0.0f : x[i];
+    leaky_all(out, in[0], 0.0f, p->n * p->size);   /* x < 0 ? 0 : x */
     return ND_OK;
 }
 
@@ -33,11 +50,15 @@ nd_status nd_leakyrelu_f32(const nd_leakyrelu_params *p, float *out, const float
 {
     (void)w; (void)bias; (void)ws;
     if (bad(p)) return ND_EINVAL;
-    const int64_t total = p->n * p->size;
-    const float *x = in[0];
-    const float slope = p->slope;
-#pragma omp parallel for simd schedule(static) if (total > ACT_PAR_MIN)
-    for (int64_t i = 0; i < total; i++) out[i] = x[i] < 0.0f ? x[i] * slope : x[i];
+    if (p->slope == 0.0f) {   /* nd_simd leaky reads slope 0 as ReLU; x * 0 differs (-inf -> NaN, -0) */
+        const int64_t total = p->n * p->size;
+        const float *x = in[0];
+        const float a = p->slope;
+#pragma omp parallel for schedule(static) if (total > ACT_PAR_MIN)
+        for (int64_t i = 0; i < total; i++) out[i] = x[i] < 0.0f ? x[i] * a : x[i];
+        return ND_OK;
+    }
+    leaky_all(out, in[0], p->slope, p->n * p->size);   /* x < 0 ? x * slope : x */
     return ND_OK;
 }
 
@@ -49,7 +70,7 @@ nd_status nd_sigmoid_f32(const nd_sigmoid_params *p, float *out, const float *co
     const int64_t total = p->n * p->size;
     const float *x = in[0];
     /* exp(-x) overflows to inf for x < -88, giving exactly 0: no special case needed. */
-#pragma omp parallel for schedule(static) if (total > ACT_PAR_MIN / 8)
+#pragma omp parallel for schedule(dynamic, 4096) if (total > ACT_PAR_MIN / 16)
     for (int64_t i = 0; i < total; i++) out[i] = 1.0f / (1.0f + expf(-x[i]));
     return ND_OK;
 }
@@ -61,7 +82,7 @@ nd_status nd_tanh_f32(const nd_tanh_params *p, float *out, const float *const *i
     if (bad(p)) return ND_EINVAL;
     const int64_t total = p->n * p->size;
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (total > ACT_PAR_MIN / 8)
+#pragma omp parallel for schedule(dynamic, 4096) if (total > ACT_PAR_MIN / 16)
     for (int64_t i = 0; i < total; i++) out[i] = tanhf(x[i]);
     return ND_OK;
 }

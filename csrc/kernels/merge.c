@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dispatch.h"
+#include "nd_simd.h"
 
 #define CH 512
 
@@ -32,7 +33,7 @@ nd_status nd_concat_f32(const nd_concat_params *p, float *out, const float *cons
         total += p->inner[i];
     }
     const int64_t tasks = p->n * k;
-#pragma omp parallel for schedule(static) if (p->n * total > 262144)
+#pragma omp parallel for schedule(dynamic, 1) if (p->n * total > 262144)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t b = t / k, i = t % k;
         memcpy(out + b * total + off[i], in[i] + b * p->inner[i], (size_t)p->inner[i] * sizeof(float));
@@ -45,9 +46,15 @@ static nd_status eltwise(const nd_eltwise_params *p, float *out, const float *co
     if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || p->ninputs <= 0 || p->ninputs > ND_MERGE_MAX_INPUTS ||
         !nd_act_ok(p->act))
         return ND_EINVAL;
+    if (!ND_PROD_OK(p->n, p->c, p->hw)) return ND_EINVAL;
     const int64_t C = p->c, HW = p->hw, planes = p->n * C, k = p->ninputs;
+    for (int64_t i = 0; i < k; i++)
+        if (p->bcast[i] < 0 || p->bcast[i] > 2) return ND_EINVAL;
     const int64_t nch = (HW + CH - 1) / CH, tasks = planes * nch;
-#pragma omp parallel for schedule(static) if (planes * HW * k > 65536)
+    const int64_t chunk = nch >= 16 ? 1 : 16 / nch;     /* ~8K elements per grab */
+    const nd_simd_ops *S = nd_simd();
+    const int act = p->act;
+#pragma omp parallel for schedule(dynamic, chunk) if (planes * HW * k > 131072)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t pc = t / nch, j0 = (t % nch) * CH, m = HW - j0 < CH ? HW - j0 : CH;
         float acc[CH];
@@ -55,19 +62,21 @@ static nd_status eltwise(const nd_eltwise_params *p, float *out, const float *co
             const int bc = p->bcast[i];
             if (bc) {
                 const float v = bc == 1 ? in[i][pc] : in[i][pc / C];
-                if (i == 0)      for (int64_t j = 0; j < m; j++) acc[j] = v;
-                else if (mul)    for (int64_t j = 0; j < m; j++) acc[j] *= v;
-                else             for (int64_t j = 0; j < m; j++) acc[j] += v;
+                if (i == 0) for (int64_t j = 0; j < m; j++) acc[j] = v;
+                else        S->accum(acc, NULL, v, m, mul);
             } else {
                 const float *x = in[i] + pc * HW + j0;
-                if (i == 0)      for (int64_t j = 0; j < m; j++) acc[j] = x[j];
-                else if (mul)    for (int64_t j = 0; j < m; j++) acc[j] *= x[j];
-                else             for (int64_t j = 0; j < m; j++) acc[j] += x[j];
+                if (i == 0) for (int64_t j = 0; j < m; j++) acc[j] = x[j];
+                else        S->accum(acc, x, 0.0f, m, mul);
             }
         }
-        nd_act_inplace(acc, m, p->act);   /* NaN stays NaN */
         float *y = out + pc * HW + j0;
-        for (int64_t j = 0; j < m; j++) y[j] = acc[j];
+        if (act == ND_ACT_RELU) {
+            S->leaky(y, acc, 0.0f, m);     /* relu (x < 0 ? 0 : x: NaN stays NaN) and the store in one sweep */
+        } else {
+            if (act != ND_ACT_NONE) nd_act_inplace(acc, m, act);   /* NaN stays NaN */
+            memcpy(y, acc, (size_t)m * sizeof(float));
+        }
     }
     return ND_OK;
 }

@@ -1,8 +1,9 @@
 /* norm.c — inference-time normalisations, float32 NCHW.
  *
  * BatchNorm arrives folded (scale, shift per channel: the division by
- * sqrt(var+eps) was done once at plan time), so it is one multiply-add per
- * element over each (n,c) plane; parallel over planes, in-place safe.
+ * sqrt(var+eps) was done once at plan time), so it is one multiply then one add
+ * (not an FMA: every ISA rounds the same) per element over each (n,c) plane, with
+ * the activation in the same sweep (csrc/nd_simd.h); parallel over planes, in-place safe.
  *
  * LRN normalises each value by the energy of `size` neighbouring channels at
  * the same pixel. As in softmax.c, a block of BLK neighbouring pixels is swept
@@ -16,6 +17,7 @@
 #include <math.h>
 
 #include "dispatch.h"
+#include "nd_simd.h"
 
 #define BLK 64
 
@@ -24,16 +26,17 @@ nd_status nd_batchnorm_f32(const nd_batchnorm_params *p, float *out, const float
 {
     (void)ws;
     if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || !nd_act_ok(p->act)) return ND_EINVAL;
-    const int64_t C = p->c, HW = p->hw, planes = p->n * C;
+    if (!w || !ND_PROD_OK(p->n, p->c, p->hw)) return ND_EINVAL;
+    const int64_t C = p->c, HW = p->hw, planes = p->n * C, chunk = HW >= 8192 ? 1 : 8192 / HW;
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (planes * HW > 65536)
-    for (int64_t pc = 0; pc < planes; pc++) {
-        const float s = w[pc % C], t = bias ? bias[pc % C] : 0.0f;
-        const float *xp = x + pc * HW;
-        float *yp = out + pc * HW;
-        for (int64_t i = 0; i < HW; i++) yp[i] = xp[i] * s + t;
-        nd_act_inplace(yp, HW, p->act);   /* NaN stays NaN; the plane is still in cache */
-    }
+    const nd_simd_ops *S = nd_simd();
+    const int act = p->act;
+    /* y = act(x*s + t) in one pass per plane (nd_simd affine_act: multiply then add, relu /
+     * leaky in the same sweep, sigmoid/tanh over the plane while it is in cache). Dynamic
+     * chunks of ~8K elements: a thread on a busy core takes fewer. */
+#pragma omp parallel for schedule(dynamic, chunk) if (planes * HW > 131072)
+    for (int64_t pc = 0; pc < planes; pc++)
+        S->affine_act(out + pc * HW, x + pc * HW, w[pc % C], bias ? bias[pc % C] : 0.0f, HW, act);
     return ND_OK;
 }
 
@@ -46,7 +49,7 @@ nd_status nd_lrn_f32(const nd_lrn_params *p, float *out, const float *const *in,
     const int64_t nblk = (HW + BLK - 1) / BLK, tasks = p->n * nblk;
     const float a = p->alpha / (float)p->size, k = p->k, nb = -p->beta;
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (p->n * C * HW * p->size > 65536)
+#pragma omp parallel for schedule(dynamic, 1) if (p->n * C * HW * p->size > 262144)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t b = t / nblk, j0 = (t % nblk) * BLK;
         const int64_t m = HW - j0 < BLK ? HW - j0 : BLK;

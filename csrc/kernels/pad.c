@@ -4,13 +4,16 @@
  * right border]; rows above/below the input come from a source row chosen by
  * the mode (reflect: mirror without repeating the edge, as numpy 'reflect'
  * and PyTorch; replicate: clamp to the edge) or are filled with `value`.
- * Crop is one memcpy per output row. Both parallel over the N*C planes.
+ * Crop is one memcpy per output row. Both parallel over the N*C planes, handed out in
+ * dynamic chunks of ~16K floats (a thread on a busy core takes fewer).
  * Memory safety is the one thing checked here: reflect needs pad < size, and
  * a crop window must lie inside the input (ND_EINVAL otherwise).
  */
 #include "kernels/pad.h"
 
 #include <string.h>
+
+#include "dispatch.h"
 
 enum { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_REPLICATE = 2 };
 
@@ -28,7 +31,10 @@ nd_status nd_pad_f32(const nd_pad_params *p, float *out, const float *const *in,
 {
     (void)w; (void)bias; (void)ws;
     if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 ||
-        p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0)
+        p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
+        !nd_axis_ok(p->h, p->h, 1, 1, 1, p->pad_t, p->pad_b) || !nd_axis_ok(p->w, p->w, 1, 1, 1, p->pad_l, p->pad_r) ||
+        !ND_PROD_OK(p->n, p->c, p->h + p->pad_t + p->pad_b, p->w + p->pad_l + p->pad_r) ||
+        !ND_PROD_OK(p->n, p->c, p->h, p->w))
         return ND_EINVAL;
     if (p->mode < PAD_CONSTANT || p->mode > PAD_REPLICATE) return ND_EUNSUPPORTED;
     if (p->mode == PAD_REFLECT && (p->pad_t >= p->h || p->pad_b >= p->h ||
@@ -39,8 +45,9 @@ nd_status nd_pad_f32(const nd_pad_params *p, float *out, const float *const *in,
     const int64_t L = p->pad_l, R = p->pad_r;
     const int mode = p->mode;
     const float v = p->value;
+    const int64_t chunk = OH * OW >= 16384 ? 1 : 16384 / (OH * OW);   /* ~16K floats per grab */
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (planes * OH * OW > 65536)
+#pragma omp parallel for schedule(dynamic, chunk) if (planes * OH * OW > 131072)
     for (int64_t pc = 0; pc < planes; pc++) {
         const float *xp = x + pc * H * W;
         float *yp = out + pc * OH * OW;
@@ -71,11 +78,13 @@ nd_status nd_crop_f32(const nd_crop_params *p, float *out, const float *const *i
 {
     (void)w; (void)bias; (void)ws;
     if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
-        p->off_h < 0 || p->off_w < 0 || p->off_h + p->oh > p->h || p->off_w + p->ow > p->w)
+        p->off_h < 0 || p->off_w < 0 || p->off_h > p->h || p->off_w > p->w ||
+        p->oh > p->h - p->off_h || p->ow > p->w - p->off_w || !ND_PROD_OK(p->n, p->c, p->h, p->w))
         return ND_EINVAL;
     const int64_t planes = p->n * p->c, H = p->h, W = p->w, OH = p->oh, OW = p->ow;
+    const int64_t chunk = OH * OW >= 16384 ? 1 : 16384 / (OH * OW);
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (planes * OH * OW > 262144)
+#pragma omp parallel for schedule(dynamic, chunk) if (planes * OH * OW > 262144)
     for (int64_t pc = 0; pc < planes; pc++) {
         const float *xp = x + pc * H * W + p->off_h * W + p->off_w;
         float *yp = out + pc * OH * OW;

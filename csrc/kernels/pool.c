@@ -14,8 +14,8 @@
  * A window with no real cell (only possible with pad >= kernel, which PyTorch
  * forbids) gives 0 for every pool.
  *
- * Parallel over the N*C planes: they are independent, usually many, and one
- * plane of a typical CNN fits in L2, so overlapping windows reread rows from
+ * Parallel over the N*C planes (dynamic, one plane at a time): they are independent,
+ * usually many, and one plane of a typical CNN fits in L2, so overlapping windows reread rows from
  * cache; no tiling. The reduction is separable (rows first, see pool2d), which
  * turns the short kw-long inner loops into long vectorizable sweeps.
  * Not done here: dilation, NHWC, argmax indices.
@@ -23,13 +23,15 @@
 #include "kernels/pool.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "dispatch.h"
+#include "nd_simd.h"
 
 enum { POOL_MAX, POOL_MIN, POOL_AVG, POOL_STOCH };
 
 #define OWB 256   /* output columns per chunk: the row accumulators live on the stack */
-#define VROW 4096 /* max/min: input rows up to this wide are combined vertically first */
+#define PBUF 4160 /* max/min: padded rows up to this wide (less 16) are combined vertically first */
 
 /* The clipped range [*lo, *hi) of a window starting at padded index o*s - pad. */
 static inline void window_range(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t size,
@@ -125,9 +127,9 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
      * ceil_mode overhang past it), PyTorch's rule. */
     const int64_t hp = H + p->pad_b, wp = W + p->pad_r;
     float acc[OWB], acc2[OWB], t[OWB], t2[OWB];
-    if (op != POOL_STOCH && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->pad_t == 0 &&
+    if (op == POOL_AVG && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->pad_t == 0 &&
         p->pad_l == 0 && 2 * OH <= H && 2 * OW <= W) {
-        /* 2x2/s2 without padding (LeNet's subsampling, U-Net's and VGG's pools): every
+        /* AvgPool 2x2/s2 without padding (LeNet's subsampling, DenseNet's transitions): every
          * window is four real cells, so no clipping, divisor 4; one pass per output row
          * instead of the separable loops, whose per-row setup dominates on tiny planes. */
         for (int64_t oy = 0; oy < OH; oy++) {
@@ -135,46 +137,94 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
             float *yr = y + oy * OW;
             for (int64_t j = 0; j < OW; j++) {
                 const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                if (op == POOL_AVG)
-                    yr[j] = ((a + b) + (c + d)) * 0.25f;
-                else
-                    yr[j] = combine(op, combine(op, a, c), combine(op, b, d));
+                yr[j] = ((a + b) + (c + d)) * 0.25f;
             }
         }
         return;
     }
-    if ((op == POOL_MAX || op == POOL_MIN) && W <= VROW) {
-        /* Max/min: combine the window's input rows first (one contiguous,
-         * vectorized sweep per row over the columns the outputs read), then
-         * one horizontal pass over that row: kh*W + OW*kw element ops per
-         * output row instead of kh*(OW*kw + OW). 3x3/s2 (ResNet's stem pool)
-         * runs ~3x faster. Only padding in a window gives 0, as below. */
-        float v[VROW];
-        for (int64_t oy = 0; oy < OH; oy++) {
-            int64_t y0, y1;
-            window_range(oy, p->sh, p->pad_t, p->kh, H, &y0, &y1);
-            float *yr = y + oy * OW;
-            if (y1 <= y0) {
-                for (int64_t j = 0; j < OW; j++) yr[j] = 0.0f;
-                continue;
+    if (op == POOL_MAX || op == POOL_MIN || op == POOL_AVG) {
+        /* Max/min/avg: combine the window's input rows first (one contiguous vector sweep
+         * per row, nd_simd vred / accum), into a row buffer that holds the identity (-inf /
+         * +inf / 0) in the padding, so that no window needs clipping; then one horizontal
+         * pass over that buffer (nd_simd pool_row: contiguous loads for stride 1, even/odd
+         * shuffles for stride 2); avg then divides by the window's count. kh*W + OW*kw
+         * element ops per output row; max/min keep NaN. Avg sums rows first, then columns
+         * (the other order than the loops below: a different rounding, the same on every
+         * ISA). Windows with no real cell (pad >= kernel) give 0, as below. */
+        const int64_t L = (OW - 1) * sw + kw;             /* buffer floats the windows read */
+        const int64_t ncols = W < L - pl ? W : L - pl;    /* input columns some window reads */
+        if (L + 16 <= PBUF && pl + W + 16 <= PBUF) {
+            const nd_simd_ops *S = nd_simd();
+            const int red = op == POOL_MAX ? ND_RED_MAX : op == POOL_MIN ? ND_RED_MIN : ND_RED_SUM;
+            const float id = identity(op);
+            float b[PBUF];
+            int64_t cl = 0, chi = OW;                     /* [cl, chi): columns with a real cell */
+            for (;;) {
+                int64_t x0, x1;
+                if (cl >= OW) break;
+                window_range(cl, sw, pl, kw, W, &x0, &x1);
+                if (x1 > x0) break;
+                cl++;
             }
-            const float *r0 = x + y0 * W;
-            for (int64_t j = 0; j < W; j++) v[j] = r0[j];
-            for (int64_t i = y0 + 1; i < y1; i++) {
-                const float *ri = x + i * W;
-                for (int64_t j = 0; j < W; j++) v[j] = combine(op, v[j], ri[j]);
+            for (;;) {
+                int64_t x0, x1;
+                if (chi <= cl) break;
+                window_range(chi - 1, sw, pl, kw, W, &x0, &x1);
+                if (x1 > x0) break;
+                chi--;
             }
-            for (int64_t o0 = 0; o0 < OW; o0 += OWB) {
-                const int64_t o1 = o0 + OWB < OW ? o0 + OWB : OW;
-                hpass(v, p, o0, o1, ilo, ihi, yr + o0, t2, op);
-                for (int64_t j = o0; j < o1; j++) {   /* windows that hang wholly past the edge */
+            /* avg: the window's column count per output column (kw <= L < PBUF: fits int32) */
+            int32_t cwt[op == POOL_AVG ? PBUF : 1];
+            if (op == POOL_AVG)
+                for (int64_t j = cl; j < chi; j++) {
                     int64_t x0, x1;
                     window_range(j, sw, pl, kw, W, &x0, &x1);
-                    if (x1 <= x0) yr[j] = 0.0f;
+                    int64_t cw = x1 - x0;
+                    if (p->count_include_pad) {
+                        const int64_t xs = j * sw - pl, xe = xs + kw < wp ? xs + kw : wp;
+                        cw = xe - xs;
+                    }
+                    cwt[j] = (int32_t)cw;
                 }
+            const int64_t lo = pl < L ? pl : L, hi = ncols > 0 ? pl + ncols : lo;
+            for (int64_t j = 0; j < lo; j++) b[j] = id;
+            for (int64_t j = hi; j < L + 16; j++) b[j] = id;   /* + the even-lane loads' slack */
+            for (int64_t oy = 0; oy < OH; oy++) {
+                int64_t y0, y1;
+                window_range(oy, p->sh, p->pad_t, p->kh, H, &y0, &y1);
+                float *yr = y + oy * OW;
+                if (y1 <= y0 || cl >= chi) {
+                    for (int64_t j = 0; j < OW; j++) yr[j] = 0.0f;
+                    continue;
+                }
+                if (ncols > 0) {
+                    float *v = b + pl;
+                    const float *r0 = x + y0 * W;
+                    if (y1 - y0 == 1 || op == POOL_AVG) {
+                        memcpy(v, r0, (size_t)ncols * sizeof(float));
+                        if (op == POOL_AVG)
+                            for (int64_t i = y0 + 1; i < y1; i++) S->accum(v, x + i * W, 0.0f, ncols, 0);
+                    } else {
+                        S->vred(v, r0, r0 + W, ncols, red);   /* rows y0, y0+1, then the rest */
+                        for (int64_t i = y0 + 2; i < y1; i++) S->vred(v, v, x + i * W, ncols, red);
+                    }
+                }
+                S->pool_row(yr, b, OW, kw, sw, red);
+                if (op == POOL_AVG) {
+                    /* count_include_pad counts the window clipped to the padded extent (not
+                     * the ceil_mode overhang past it), PyTorch's rule */
+                    int64_t ch = y1 - y0;
+                    if (p->count_include_pad) {
+                        const int64_t ys = oy * p->sh - p->pad_t, ye = ys + p->kh < hp ? ys + p->kh : hp;
+                        ch = ye - ys;
+                    }
+                    for (int64_t j = cl; j < chi; j++) yr[j] = yr[j] / (float)(ch * cwt[j]);
+                }
+                for (int64_t j = 0; j < cl; j++) yr[j] = 0.0f;
+                for (int64_t j = chi; j < OW; j++) yr[j] = 0.0f;
             }
+            return;
         }
-        return;
     }
     for (int64_t oy = 0; oy < OH; oy++) {
         int64_t y0, y1;
@@ -227,10 +277,14 @@ static inline int pool_bad(const nd_pool_params *p)
            !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->c, p->oh, p->ow, p->kh, p->kw);
 }
 
-/* Fan out only when there is enough work to pay for waking the thread team. */
+/* Fan out only when there is enough work to pay for waking the thread team (~10 us of
+ * vectorized work: 2^18 window-element ops, or that many input floats read); planes go
+ * out in dynamic chunks of one, so a thread that starts late (a busy core) takes fewer. */
+#define POOL_PAR_MIN 262144
 static inline int pool_parallel(const nd_pool_params *p)
 {
-    return p->n * p->c * p->oh * p->ow * p->kh * p->kw > 32768;
+    return p->n * p->c * p->oh * p->ow * p->kh * p->kw > POOL_PAR_MIN ||
+           p->n * p->c * p->h * p->w > POOL_PAR_MIN;
 }
 
 nd_status nd_maxpool_f32(const nd_maxpool_params *p, float *out, const float *const *in,
@@ -239,7 +293,7 @@ nd_status nd_maxpool_f32(const nd_maxpool_params *p, float *out, const float *co
     (void)w; (void)bias; (void)ws;
     if (pool_bad(p)) return ND_EINVAL;
     const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
-#pragma omp parallel for schedule(static) if (pool_parallel(p))
+#pragma omp parallel for schedule(dynamic, 1) if (pool_parallel(p))
     for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_MAX);
     return ND_OK;
 }
@@ -250,7 +304,7 @@ nd_status nd_minpool_f32(const nd_minpool_params *p, float *out, const float *co
     (void)w; (void)bias; (void)ws;
     if (pool_bad(p)) return ND_EINVAL;
     const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
-#pragma omp parallel for schedule(static) if (pool_parallel(p))
+#pragma omp parallel for schedule(dynamic, 1) if (pool_parallel(p))
     for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_MIN);
     return ND_OK;
 }
@@ -261,7 +315,7 @@ nd_status nd_avgpool_f32(const nd_avgpool_params *p, float *out, const float *co
     (void)w; (void)bias; (void)ws;
     if (pool_bad(p)) return ND_EINVAL;
     const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
-#pragma omp parallel for schedule(static) if (pool_parallel(p))
+#pragma omp parallel for schedule(dynamic, 1) if (pool_parallel(p))
     for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_AVG);
     return ND_OK;
 }
@@ -272,45 +326,37 @@ nd_status nd_stochasticpool_f32(const nd_stochasticpool_params *p, float *out, c
     (void)w; (void)bias; (void)ws;
     if (pool_bad(p)) return ND_EINVAL;
     const int64_t planes = p->n * p->c, isz = p->h * p->w, osz = p->oh * p->ow;
-#pragma omp parallel for schedule(static) if (pool_parallel(p))
+#pragma omp parallel for schedule(dynamic, 1) if (pool_parallel(p))
     for (int64_t pc = 0; pc < planes; pc++) pool_plane(p, in[0] + pc * isz, out + pc * osz, POOL_STOCH);
     return ND_OK;
 }
 
-/* x is (N,C,HW) -> y (N,C). The sum runs in 8 float lanes (omp simd), which is
- * both faster and closer to the exact mean than one serial float accumulator. */
+/* x is (N,C,HW) -> y (N,C). The sum runs in 8 float lanes then a fixed tree (nd_simd hsum,
+ * the same order on every ISA), which is both faster and closer to the exact mean than one
+ * serial float accumulator. Many small planes: dynamic chunks of ~16K elements. */
 nd_status nd_globalavgpool_f32(const nd_globalavgpool_params *p, float *out, const float *const *in,
                                const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    if (p->n <= 0 || p->c <= 0 || p->hw <= 0) return ND_EINVAL;
-    const int64_t planes = p->n * p->c, hw = p->hw;
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || !ND_PROD_OK(p->n, p->c, p->hw)) return ND_EINVAL;
+    const int64_t planes = p->n * p->c, hw = p->hw, chunk = hw >= 16384 ? 1 : 16384 / hw;
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (planes * hw > 32768)
-    for (int64_t pc = 0; pc < planes; pc++) {
-        const float *xp = x + pc * hw;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < hw; i++) s += xp[i];
-        out[pc] = s / (float)hw;
-    }
+    const nd_simd_ops *S = nd_simd();
+#pragma omp parallel for schedule(dynamic, chunk) if (planes * hw > POOL_PAR_MIN)
+    for (int64_t pc = 0; pc < planes; pc++) out[pc] = S->hsum(x + pc * hw, hw) / (float)hw;
     return ND_OK;
 }
 
+/* NaN anywhere in the plane gives NaN (nd_simd hred keeps it). */
 nd_status nd_globalmaxpool_f32(const nd_globalmaxpool_params *p, float *out, const float *const *in,
                                const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    if (p->n <= 0 || p->c <= 0 || p->hw <= 0) return ND_EINVAL;
-    const int64_t planes = p->n * p->c, hw = p->hw;
+    if (p->n <= 0 || p->c <= 0 || p->hw <= 0 || !ND_PROD_OK(p->n, p->c, p->hw)) return ND_EINVAL;
+    const int64_t planes = p->n * p->c, hw = p->hw, chunk = hw >= 16384 ? 1 : 16384 / hw;
     const float *x = in[0];
-#pragma omp parallel for schedule(static) if (planes * hw > 32768)
-    for (int64_t pc = 0; pc < planes; pc++) {
-        const float *xp = x + pc * hw;
-        float m = xp[0];
-        for (int64_t i = 1; i < hw; i++)
-            if (xp[i] > m || isnan(xp[i])) m = xp[i];
-        out[pc] = m;
-    }
+    const nd_simd_ops *S = nd_simd();
+#pragma omp parallel for schedule(dynamic, chunk) if (planes * hw > POOL_PAR_MIN)
+    for (int64_t pc = 0; pc < planes; pc++) out[pc] = S->hred(x + pc * hw, hw, ND_RED_MAX);
     return ND_OK;
 }

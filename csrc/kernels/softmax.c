@@ -24,7 +24,7 @@ static nd_status softmax_impl(const nd_softmax_params *p, float *out, const floa
     if (p->n <= 0 || p->c <= 0 || p->inner <= 0) return ND_EINVAL;
     const int64_t C = p->c, I = p->inner;
     const int64_t nblk = (I + BLK - 1) / BLK, tasks = p->n * nblk;
-#pragma omp parallel for schedule(static) if (p->n * C * I > 16384)
+#pragma omp parallel for schedule(dynamic, 1) if (p->n * C * I > 32768)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t b = t / nblk, j0 = (t % nblk) * BLK;
         const int64_t m = I - j0 < BLK ? I - j0 : BLK;
