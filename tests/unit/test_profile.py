@@ -304,3 +304,94 @@ def test_cli_bad_peak_is_refused_before_running(capsys, peak):
 def test_cli_profile_json_unwritable(capsys, tmp_path):
     rc, out, err = cli(capsys, "run", "lenet5", "--profile-json", str(tmp_path / "no" / "p.json"), "--peak", "9")
     assert rc == 1 and "cannot write" in err
+
+
+# ---------------------------------------------------------------- benchmarks/compare.py's plumbing
+
+@pytest.fixture
+def compare(monkeypatch):
+    """benchmarks/compare.py imported as a module, its import-time env defaults undone."""
+    import importlib
+    import os
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    monkeypatch.syspath_prepend(os.path.join(root, "benchmarks"))
+    monkeypatch.setattr(sys, "argv", ["compare.py"])
+    mod = importlib.import_module("compare")
+    yield mod
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_compare_engine_names(compare):
+    import argparse
+    assert compare.engine_names(["onnxruntime"]) == ["ort"]
+    assert compare.engine_names(["netdsl", "torch", "ORT", "ort"]) == ["netdsl", "torch", "ort"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown engine 'onnxruntim'"):
+        compare.engine_names(["onnxruntim"])
+    with pytest.raises(SystemExit) as e:
+        compare.main(["--engines", "tensorflow", "--models", "lenet5"])
+    assert e.value.code == 2
+
+
+def test_compare_threads_env_takes_the_largest(compare, monkeypatch):
+    import os
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(k, raising=False)
+    compare.early_threads(["compare.py", "--threads", "1", "3", "--batch", "1"])
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_compare_busy_spinner_is_killed(compare):
+    import subprocess
+    import time
+    with compare.Busy() as b:
+        proc = b.proc
+        time.sleep(0.2)
+        assert proc.poll() is None                      # spinning
+    assert proc.poll() is not None
+    with pytest.raises(RuntimeError):
+        with compare.Busy() as b:
+            proc = b.proc
+            raise RuntimeError("boom")
+    assert proc.poll() is not None
+    # a parent that dies without killing it (no atexit, no signal: os._exit): the spinner stops by itself
+    code = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1], str(os.getpid())], "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid, flush=True); os._exit(0)")
+    parent = subprocess.run([sys_executable(), "-c", code, compare.SPIN], capture_output=True, text=True, timeout=30)
+    pid = int(parent.stdout.split()[0])
+    t0 = time.time()
+    while alive(pid) and time.time() - t0 < 10:
+        time.sleep(0.05)
+    left = alive(pid)
+    if left:                                            # do not leave it spinning when the test fails
+        import os
+        import signal
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
+def sys_executable():
+    import sys
+    return sys.executable
+
+
+def alive(pid):
+    import os
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_compare_charges_ort_nodes_to_the_layer_computing_them(compare, small):
+    from netdsl.runtime.profile import profile
+    p = profile(small, batch=2, peak=100.0, seconds_per_step=FAST)
+    by_row, other = compare.ort_by_row(p, {"relu1": 1.0, "stem": 0.5, "abn": 2.0, "relu3": 0.25,
+                                           "ReorderOutput": 0.125})
+    assert by_row == {"stem": 1.5, "a": 2.0, "cbn": 0.25} and other == {"ReorderOutput": 0.125}
