@@ -104,6 +104,7 @@ early_threads(sys.argv)
 import numpy as np  # noqa: E402
 
 import netdsl  # noqa: E402
+from netdsl.runtime.profile import LoadMeter as _LoadMeter  # noqa: E402
 
 
 # ---------------------------------------------------------------- machine facts
@@ -235,33 +236,12 @@ def timed(fn, x):
 EXPECTED_LOAD = 0.0     # CPUs this script keeps busy on purpose (--busy): not counted as foreign
 
 
-class LoadMeter:
-    """CPUs kept busy by *other* processes since the last call (from /proc; None elsewhere):
-    all busy ticks on the machine minus this process's own, minus EXPECTED_LOAD (--busy's spinner)."""
+class LoadMeter(_LoadMeter):
+    """CPUs kept busy by *other* processes since the last call (netdsl/runtime/profile.py's meter),
+    not counting EXPECTED_LOAD (--busy's spinner)."""
 
     def __init__(self):
-        self.tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.last = self._read()
-
-    def _read(self):
-        try:
-            with open("/proc/stat") as f:
-                v = [int(t) for t in f.readline().split()[1:]]
-            busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)       # minus idle and iowait
-            with open("/proc/self/stat") as f:
-                own = f.read().rsplit(")", 1)[1].split()
-            mine = int(own[11]) + int(own[12])                        # utime + stime, all threads
-            return time.perf_counter(), busy, mine
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def foreign(self):
-        now = self._read()
-        prev, self.last = self.last, now
-        if now is None or prev is None or now[0] - prev[0] < 1e-3:
-            return None
-        used = ((now[1] - prev[1]) - (now[2] - prev[2])) / self.tck / (now[0] - prev[0])
-        return max(0.0, used - EXPECTED_LOAD)
+        super().__init__(EXPECTED_LOAD)
 
 
 SPIN = """
@@ -465,7 +445,7 @@ def print_profile(m, x, threads, ort_fn, peak=None, top=None):
         f"{k} {ms_text(t, unit)} / {ms_text(by_algo_ort[k], unit) if by_algo_ort[k] else '—'}"
         for k, t in sorted(by_algo.items(), key=lambda kv: -kv[1])))
     if other:
-        print(f"  ORT nodes no netdsl layer computes (layout reorders, views): {ms_text(sum(other.values()), unit)} {unit}: "
+        print(f"  ORT nodes with no netdsl step (layout reorders, views, elided concats): {ms_text(sum(other.values()), unit)} {unit}: "
               + ", ".join(f"{k} {ms_text(t, unit)}" for k, t in sorted(other.items(), key=lambda kv: -kv[1])[:6]))
     return {"netdsl": prof.to_dict(), "ort_by_layer": by_row, "ort_other": other, "ort_total_s": total_ort}
 

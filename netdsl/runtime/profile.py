@@ -120,6 +120,42 @@ def machine_peak(threads: int, seconds: float = 1.0) -> float:
     return _peak_cache[key]
 
 
+# ---------------------------------------------------------------- other processes
+
+class LoadMeter:
+    """CPUs kept busy by *other* processes since the last call (from /proc; None elsewhere): all
+    busy ticks on the machine minus this process's own, minus `expected` (a load started on purpose)."""
+
+    def __init__(self, expected: float = 0.0):
+        import os
+        self.expected = expected
+        self.tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.last = self._read()
+
+    def _read(self):
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+            busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)       # minus idle and iowait
+            with open("/proc/self/stat") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+            mine = int(own[11]) + int(own[12])                        # utime + stime, all threads
+            return time.perf_counter(), busy, mine
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def foreign(self):
+        now = self._read()
+        prev, self.last = self.last, now
+        if now is None or prev is None or now[0] - prev[0] < 1e-3:
+            return None
+        used = ((now[1] - prev[1]) - (now[2] - prev[2])) / self.tck / (now[0] - prev[0])
+        return max(0.0, used - self.expected)
+
+
+BUSY_NOTE = 0.25       # CPUs used by others during a profile above which the table says so
+
+
 # ---------------------------------------------------------------- layer names
 
 def fused_layers(source, run, records=()) -> dict:
@@ -229,6 +265,8 @@ class Profile:
     plan_s: float               # the whole plan as one call (median)
     rows: list = field(default_factory=list)
     elided: list = field(default_factory=list)     # concats whose producers write their slices
+    foreign_cpus: float | None = None              # CPUs other processes used meanwhile (None: unknown)
+    cpus: int | None = None                        # CPUs this process may use
     format: int = FORMAT
 
     def to_dict(self) -> dict:
@@ -278,6 +316,11 @@ class Profile:
                    + f", {gf:.1f} GFLOP/s" + (f", {100 * gf / self.peak_gflops:.0f}% of peak" if self.peak_gflops else "")
                    + f"; the whole plan as one call: {ms_text(self.plan_s, unit)} {unit}")
         out.append("by algorithm: " + ", ".join(f"{k} {s:.1f}%" for k, _, s in self.by_algo()))
+        if self.foreign_cpus is not None and self.foreign_cpus > BUSY_NOTE:
+            out.append(f"note: other processes kept {self.foreign_cpus:.1f} of {self.cpus or '?'} CPUs busy during "
+                       "the profile: the times are inflated"
+                       + (f" (with {self.threads} threads, each parallel step waits for the threads the other "
+                          "work preempts)" if self.threads > 1 else ""))
         if self.elided:
             shown = ", ".join(self.elided[:3]) + (", …" if len(self.elided) > 3 else "")
             out.append(f"{len(self.elided)} concat{'s' if len(self.elided) != 1 else ''} elided (their producers "
@@ -345,6 +388,9 @@ def time_steps(prog, arena: np.ndarray, ws, threads: int, seconds: float = 0.03,
         samples = []
         n_samples = max(5, min(max_samples, int(seconds / (t1 * reps))))
         for _ in range(n_samples):
+            if threads > 1:                             # wake the worker threads (idle ones sleep): untimed
+                restore()
+                run(one, 1, i)
             restore()
             t = time.perf_counter()
             run(recs, reps, i)
@@ -403,6 +449,7 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
     plan, prog = sess.program(n)
     arena, ws = prog.new_arena(), (prog.new_ws() if prog.ws_floats else None)
     _write_inputs(plan, arena, inputs)
+    meter = LoadMeter()
     times = time_steps(prog, arena, ws, th, seconds_per_step)
     plan_samples = []
     t_end = time.perf_counter() + max(0.2, 10 * seconds_per_step)
@@ -411,6 +458,7 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
         t = time.perf_counter()
         prog.run(arena, ws, th)
         plan_samples.append(time.perf_counter() - t)
+    foreign = meter.foreign()
     source = "given"
     if peak is None and measure_peak:
         peak, source = machine_peak(th), "measured"
@@ -444,7 +492,15 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
             share=100 * t / total if total > 0 else 0.0))
     return Profile(model=model.name, batch=n, threads=th, isa=_lib.isa(), peak_gflops=peak,
                    peak_source=source, total_s=total, plan_s=statistics.median(plan_samples), rows=rows,
-                   elided=[c for c, _ in plan.elided])
+                   elided=[c for c, _ in plan.elided], foreign_cpus=foreign, cpus=_cpus())
+
+
+def _cpus():
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
 
 
 def cli_profile(model, x, args) -> None:
@@ -471,5 +527,5 @@ def cli_profile(model, x, args) -> None:
         print(f"wrote the profile ({len(p.rows)} steps) to {path}")
 
 
-__all__ = ["ALGOS", "Profile", "Row", "algo_name", "conv_algo_code", "fused_layers", "gemm_gflops",
+__all__ = ["ALGOS", "LoadMeter", "Profile", "Row", "algo_name", "conv_algo_code", "fused_layers", "gemm_gflops",
            "machine_peak", "profile", "record_algo", "time_steps"]
