@@ -424,8 +424,7 @@ def print_profile(m, x, threads, ort_fn, peak=None, top=None):
     body = []
     for r in rows:
         o = by_row.get(r.node)
-        shp = " + ".join("x".join(map(str, s)) for s in r.input) + " → " + "x".join(map(str, r.output))
-        body.append([str(r.index), r.layer, r.op, r.algo, shp, ms_text(r.seconds, unit),
+        body.append([str(r.index), r.layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
                      ms_text(o, unit) if o else "—", f"{r.seconds / o:.2f}" if o else "—",
                      f"{r.gflops:.1f}" if r.gflops is not None else "—",
                      f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])

@@ -246,6 +246,7 @@ class Row:
     algo: str
     input: list                 # shapes without the batch, one per input
     output: list
+    shape: str                  # "64x56x56 → 256x56x56" (a fused residual's input left out: it is the output's shape)
     seconds: float
     flops: float                # per call, whole batch
     gflops: float | None
@@ -299,8 +300,7 @@ class Profile:
         body = []
         for r in rows:
             layer = r.layer if len(r.layer) <= width else r.layer[:width - 1] + "…"
-            shp = " + ".join("x".join(map(str, s)) for s in r.input) + " → " + "x".join(map(str, r.output))
-            body.append([str(r.index), layer, r.op, r.algo, shp, ms_text(r.seconds, unit),
+            body.append([str(r.index), layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
                          f"{r.gflops:.1f}" if r.gflops is not None else "—",
                          f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])
         th = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
@@ -481,12 +481,15 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
         fops = [_display(src[r].op) for r in names if src[r].op not in ("Dropout", "Identity")]
         flops = 2.0 * (node.macs or 0) * n if node is not None else 0.0
         gf = flops / t / 1e9 if flops and t > 0 else None
+        ins = [list(g[p].shape) for p in g.preds(st.name)] if node is not None else []
+        shown = ins[:1] if node is not None and node.attrs.get("residual") else ins
+        shape = (" + ".join("x".join(map(str, s)) for s in shown) + " → " + "x".join(map(str, node.shape))
+                 if node is not None else "")
         rows.append(Row(
             index=i + 1, layer=layer, node=st.name, fused=list(names),
             op=_op_text(node, fops) if node is not None else st.call.symbol,
             kernel=st.call.symbol, algo=record_algo(prog, i),
-            input=[list(g[p].shape) for p in g.preds(st.name)] if node is not None else [],
-            output=list(node.shape) if node is not None else [],
+            input=ins, output=list(node.shape) if node is not None else [], shape=shape,
             seconds=t, flops=flops, gflops=gf,
             pct_peak=100 * gf / peak if gf is not None and peak else None,
             share=100 * t / total if total > 0 else 0.0))
