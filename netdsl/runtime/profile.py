@@ -8,7 +8,7 @@
 How it measures. The session's own Program (the records `m(x)` runs: same C
 params, same prepacked weights, same arena offsets, so in-place steps and
 elided concats are what they are in a real call) runs one step at a time, in
-plan order, on a private arena holding `x`: every step reads the activations
+plan order, on the session's own arena (no extra memory) holding `x`: every step reads the activations
 the steps before it really produced. Each step is then re-run alone:
 several copies of its record in one C call (so the Python call costs
 nothing per step), a few such samples, the median per run. A step that
@@ -447,7 +447,7 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
     if peak is not None and not peak > 0:
         raise NetDSLError(f"the peak must be a positive GFLOP/s figure, got {peak}")
     plan, prog = sess.program(n)
-    arena, ws = prog.new_arena(), (prog.new_ws() if prog.ws_floats else None)
+    arena, ws = sess._arena(n, prog)         # this thread's arena for batch n: no second copy of it
     _write_inputs(plan, arena, inputs)
     meter = LoadMeter()
     times = time_steps(prog, arena, ws, th, seconds_per_step)

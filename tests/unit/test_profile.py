@@ -395,3 +395,13 @@ def test_compare_charges_ort_nodes_to_the_layer_computing_them(compare, small):
     by_row, other = compare.ort_by_row(p, {"relu1": 1.0, "stem": 0.5, "abn": 2.0, "relu3": 0.25,
                                            "ReorderOutput": 0.125})
     assert by_row == {"stem": 1.5, "a": 2.0, "cbn": 0.25} and other == {"ReorderOutput": 0.125}
+
+
+def test_model_runs_the_same_after_profiling(small):
+    """profile() works in the session's own arena: the next m(x) must not see what it left."""
+    from netdsl.runtime.profile import profile
+    x = np.random.default_rng(7).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    before = small(x)
+    profile(small, np.random.default_rng(8).standard_normal((2, 3, 16, 16)).astype(np.float32),
+            peak=10.0, seconds_per_step=FAST)
+    np.testing.assert_array_equal(small(x), before)
