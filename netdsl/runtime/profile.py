@@ -351,8 +351,14 @@ def time_steps(prog, arena: np.ndarray, ws, threads: int, seconds: float = 0.03,
     `arena` (which holds the plan's inputs; on return it holds what a full run leaves). About
     `seconds` of samples per step (at least 5)."""
     from . import lib as _lib
-    from .executor import KernelError
+    from .executor import KernelError, PlanError
     ffi, lib = _lib.ffi, _lib.lib
+    for what, a, need in (("arena", arena, prog.arena_floats), ("workspace", ws, prog.ws_floats)):
+        if a is None and need > 0:
+            raise PlanError(f"this program needs a {what} of {need} floats")
+        if a is not None and (a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable
+                              or a.size < need):
+            raise PlanError(f"the {what} must be a writeable C-contiguous float32 array of >= {need} floats")
     a_ptr = ffi.from_buffer("float[]", arena)
     w_ptr = ffi.from_buffer("float[]", ws) if ws is not None else ffi.NULL
     failed = ffi.new("int64_t *")

@@ -405,3 +405,11 @@ def test_model_runs_the_same_after_profiling(small):
     profile(small, np.random.default_rng(8).standard_normal((2, 3, 16, 16)).astype(np.float32),
             peak=10.0, seconds_per_step=FAST)
     np.testing.assert_array_equal(small(x), before)
+
+
+def test_time_steps_refuses_a_short_arena(small):
+    from netdsl.errors import NetDSLError
+    from netdsl.runtime.profile import time_steps
+    _, prog = small.session().program(1)
+    with pytest.raises(NetDSLError, match="arena"):
+        time_steps(prog, np.zeros(8, np.float32), prog.new_ws() if prog.ws_floats else None, 1)
