@@ -1,10 +1,15 @@
 """netdsl next to PyTorch and ONNX Runtime: same network, same weights, same thread count.
 
-    python benchmarks/compare.py [--models lenet5 vgg16 ...|all] [--batch 1 8] [--threads 2]
+    python benchmarks/compare.py [--models lenet5 vgg16 ...|all] [--batch 1 8] [--threads 1 2]
                                  [--repeat N] [--budget S] [--engines netdsl torch ort]
-                                 [--peak GFLOPS | --no-peak] [--profile] [--check-only]
+                                 [--peak GFLOPS | --no-peak] [--profile | --profile-over R]
+                                 [--profile-top N] [--busy] [--json FILE] [--check-only]
 
-For every model and batch size it prints the median latency of each engine,
+Defaults: every zoo model, batch 1 and 8, 1 and 2 threads (all configurations
+in one run: the table has a threads column). --engines takes netdsl, torch,
+ort (alias onnxruntime); any other name is an error.
+
+For every model, batch size and thread count it prints the median latency of each engine,
 the ratio netdsl/peer (below 1: netdsl is faster), netdsl's achieved GFLOP/s
 (2·MACs·N / median) and that as a share of the machine's measured SGEMM peak
 (benchmarks/gemm_peak.py at the same thread count, the best of netdsl's
@@ -32,10 +37,22 @@ configuration the script waits up to --quiet-wait seconds for a quiet
 moment. Heavy configurations (U-Net at 572x572) get fewer rounds (--budget
 bounds each configuration's timed seconds, all engines together).
 
---profile adds, for each configuration slower than 1.5x ONNX Runtime, a
-per-layer table: each netdsl kernel timed on its own (its plan step run alone
-on the real activation), next to ONNX Runtime's own per-node profile mapped
-back to the same layer (ORT fuses BN/ReLU into the conv; their time lands on it).
+--profile adds, after each configuration's row, its per-layer table: netdsl's
+profiler (netdsl/runtime/profile.py, what `netdsl run --profile` prints: each
+plan step timed alone on its real activations, the conv algorithm, GFLOP/s,
+% of peak, share) with ONNX Runtime's own per-node profile next to it, each
+ORT node charged to the netdsl layer that computes the same value (ORT names
+a fused node after its output, e.g. conv1+bn1+relu is ORT's "relu"); ORT's
+layout reorders and nodes no netdsl layer matches are summed on their own
+line. --profile-over R profiles only the configurations slower than R x ORT;
+--profile-top N shows the N layers with the most time over ORT.
+
+--busy keeps one core busy for the whole run with a spinning child process
+(the "with one core kept busy" rows of issue 8): it is killed when the script
+ends, on Ctrl-C and on errors, and it exits by itself if this script dies
+without killing it. The quiet-round logic then discounts that one CPU.
+
+--json FILE also writes every row (and every profile) as JSON.
 
 Not a test: numbers vary with the machine and its load; quote medians and ratios.
 """
@@ -58,18 +75,26 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-DEFAULT_MODELS = ["lenet5", "vgg16", "resnet18", "resnet50", "densenet121", "unet"]
-TARGET = 1.5     # netdsl / ORT
+TARGET = 1.5     # netdsl / ORT: the floor; the issue's target is 1.0 (0.9 the goal)
+ENGINES = {"netdsl": "netdsl", "torch": "torch", "pytorch": "torch", "ort": "ort", "onnxruntime": "ort"}
 
 
 def early_threads(argv):
-    """Set thread env vars before numpy/torch load their runtimes."""
-    t = "2"
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            t = argv[i + 1]
-        elif a.startswith("--threads="):
-            t = a.split("=", 1)[1]
+    """Set thread env vars before numpy/torch load their runtimes: the largest --threads value
+    (netdsl sizes its workspaces for OpenMP's count; each configuration then runs at its own)."""
+    vals, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--threads":
+            i += 1
+            while i < len(argv) and argv[i].isdigit():
+                vals.append(int(argv[i]))
+                i += 1
+            continue
+        if a.startswith("--threads="):
+            vals += [int(v) for v in a.split("=", 1)[1].replace(",", " ").split() if v.isdigit()]
+        i += 1
+    t = str(max(vals)) if vals else "2"
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(k, t)
 
@@ -79,6 +104,7 @@ early_threads(sys.argv)
 import numpy as np  # noqa: E402
 
 import netdsl  # noqa: E402
+from netdsl.runtime.profile import LoadMeter as _LoadMeter  # noqa: E402
 
 
 # ---------------------------------------------------------------- machine facts
@@ -207,32 +233,67 @@ def timed(fn, x):
     return time.perf_counter() - t
 
 
-class LoadMeter:
-    """CPUs kept busy by *other* processes since the last call (from /proc; None elsewhere):
-    all busy ticks on the machine minus this process's own."""
+EXPECTED_LOAD = 0.0     # CPUs this script keeps busy on purpose (--busy): not counted as foreign
+
+
+class LoadMeter(_LoadMeter):
+    """CPUs kept busy by *other* processes since the last call (netdsl/runtime/profile.py's meter),
+    not counting EXPECTED_LOAD (--busy's spinner)."""
 
     def __init__(self):
-        self.tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.last = self._read()
+        super().__init__(EXPECTED_LOAD)
 
-    def _read(self):
+
+SPIN = """
+import os, sys
+parent = int(sys.argv[1])
+while True:
+    for _ in range(2000000):
+        pass
+    if os.getppid() != parent:       # our parent died without killing us: stop spinning
+        break
+"""
+
+
+class Busy:
+    """A child process spinning on one core for the duration of a `with` block (--busy). It is
+    killed on leaving the block however that happens (normal end, error, Ctrl-C), from an atexit
+    hook and on SIGTERM too; and it stops by itself once its parent is gone."""
+
+    def __init__(self):
+        self.proc = None
+
+    def __enter__(self):
+        import atexit
+        import signal
+        self.proc = subprocess.Popen([sys.executable, "-c", SPIN, str(os.getpid())],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        atexit.register(self.stop)
         try:
-            with open("/proc/stat") as f:
-                v = [int(t) for t in f.readline().split()[1:]]
-            busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)       # minus idle and iowait
-            with open("/proc/self/stat") as f:
-                own = f.read().rsplit(")", 1)[1].split()
-            mine = int(own[11]) + int(own[12])                        # utime + stime, all threads
-            return time.perf_counter(), busy, mine
-        except (OSError, ValueError, IndexError):
-            return None
+            self._old_term = signal.signal(signal.SIGTERM, self._on_term)
+        except ValueError:            # not the main thread
+            self._old_term = None
+        return self
 
-    def foreign(self):
-        now = self._read()
-        prev, self.last = self.last, now
-        if now is None or prev is None or now[0] - prev[0] < 1e-3:
-            return None
-        return max(0.0, ((now[1] - prev[1]) - (now[2] - prev[2])) / self.tck / (now[0] - prev[0]))
+    def _on_term(self, signum, frame):
+        self.stop()
+        raise SystemExit(128 + signum)
+
+    def stop(self):
+        p, self.proc = self.proc, None
+        if p is not None and p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self._old_term is not None:
+            import signal
+            signal.signal(signal.SIGTERM, self._old_term)
+        return False
 
 
 def wait_quiet(limit_s, threshold=0.25):
@@ -290,48 +351,11 @@ def interleaved_medians(fns, x, repeat, budget, gap=0.1, warm=True):
 
 # ---------------------------------------------------------------- per-layer profile
 
-def profile_netdsl(m, x, threads, reps=3):
-    """{layer: seconds} for every step of the session's own plan, each run alone (same params,
-    same prepacked weights) on its real input activations; best of `reps`."""
-    from netdsl.runtime.executor import Program, Step
-    sess = m.session()
-    n = x.shape[0]
-    plan, _ = sess.program(n)
-    g = getattr(sess, "graph", m.graph)
-    acts = {name: x for name in g.inputs}
-
-    def act(name):
-        if name not in acts:
-            preds = g.preds(name)
-            if g[name].op == "Concat":         # elided at batch 1: its producers wrote the slices
-                acts[name] = np.concatenate([act(p) for p in preds], axis=1)
-            else:                              # a view (Flatten, Reshape, Dropout, Identity)
-                acts[name] = act(preds[0]).reshape(n, *g[name].shape)
-        return acts[name]
-
-    times = {}
-    for st in plan.steps:
-        xs = [np.ascontiguousarray(act(p), np.float32).ravel() for p in g.preds(st.node)]
-        out_floats = n * int(np.prod(g[st.node].shape))
-        w, bias = sess._node_weights(st.node, st.call)
-        offs, off = [], out_floats + 16
-        for a in xs:
-            offs.append(off)
-            off += a.size + 16
-        prog = Program([Step(st.call, 0, offs, w, bias, out_floats=out_floats, in_floats=[a.size for a in xs],
-                             name=st.node)], off)
-        arena, ws = prog.new_arena(), prog.new_ws()
-        for o, a in zip(offs, xs):
-            arena[o:o + a.size] = a
-        prog.run(arena, ws, threads)
-        acts[st.node] = arena[:out_floats].reshape(n, *g[st.node].shape).copy()
-        best = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            prog.run(arena, ws, threads)
-            best = min(best, time.perf_counter() - t)
-        times[st.node] = best
-    return times
+def profile_netdsl(m, x, threads, peak=None):
+    """netdsl's per-layer profile (netdsl/runtime/profile.py: each plan step alone, same params,
+    same prepacked weights, on its real input activations)."""
+    from netdsl.runtime.profile import profile
+    return profile(m, x, threads=threads, peak=peak, measure_peak=False)
 
 
 def profile_ort(proto, x, threads, reps=5):
@@ -357,6 +381,7 @@ def profile_ort(proto, x, threads, reps=5):
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             node = e["name"][:-len("_kernel_time")]
+            node = node[len("fused "):] if node.startswith("fused ") else node    # ORT's name for some fusions
             acc.setdefault(node, []).append(e["dur"] * 1e-6)
     out = {}
     for node, ds in acc.items():
@@ -366,56 +391,62 @@ def profile_ort(proto, x, threads, reps=5):
     return out
 
 
-def print_profile(m, x, threads, ort_fn, top=15):
-    nd = profile_netdsl(m, x, threads)
-    g = getattr(m.session(), "graph", m.graph)
-    ot = profile_ort(ort_fn.proto, x, threads) if ort_fn is not None else {}
-    # ORT fuses BN, activations and residual Adds into the conv before them (and names the fused node
-    # after its output): charge both engines' times to that conv. A merge goes to its last input's owner.
+def ort_by_row(prof, ort_times):
+    """Charge ORT's per-layer seconds to the netdsl profile's rows: an ORT node named after layer L
+    (its output) goes to the row that computes L (L is the row's layer or one fused into it).
+    Returns ({row node: seconds}, {unmatched ORT layer: seconds})."""
     owner = {}
-    for node in m.graph.nodes():
-        preds = m.graph.preds(node.name)
-        if preds and node.op in ("BatchNorm", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Add", "Mul"):
-            owner[node.name] = owner.get(preds[-1], preds[-1])
-    by_layer, ops_of, ot_layer = {}, {}, {}
-    for layer, t in nd.items():
-        key = owner.get(layer, layer)
-        by_layer[key] = by_layer.get(key, 0.0) + t
-        ops_of.setdefault(key, []).append(g[layer].op if layer in g else "?")
-    for layer, t in ot.items():
-        key = owner.get(layer, layer)
-        ot_layer[key] = ot_layer.get(key, 0.0) + t
-    ot = ot_layer
-    g = m.graph
-    total_nd, total_ort = sum(nd.values()), sum(ot.values())
-    print(f"\n  per-layer, batch {x.shape[0]}: netdsl kernels sum {total_nd * 1e3:.1f} ms, "
-          f"ORT nodes sum {total_ort * 1e3:.1f} ms")
-    by_op, by_op_ort = {}, {}
-    for key, t in by_layer.items():
-        op = g[key].op
-        by_op[op] = by_op.get(op, 0.0) + t
-        by_op_ort[op] = by_op_ort.get(op, 0.0) + ot.get(key, 0.0)
-    print("  by op (fused BN/act counted with their conv):")
-    for op, t in sorted(by_op.items(), key=lambda kv: -kv[1]):
-        o = by_op_ort.get(op, 0.0)
-        print(f"    {op:14s} netdsl {t * 1e3:8.2f} ms   ort {o * 1e3:8.2f} ms   "
-              f"ratio {t / o if o else float('nan'):5.2f}")
-    print(f"  top {top} layers by netdsl time (excess over ORT first):")
-    print(f"    {'layer':28s} {'ops':22s} {'in -> out':30s} {'netdsl ms':>9s} {'ort ms':>8s} {'ratio':>6s} "
-          f"{'nd GF/s':>7s}")
-    rows = sorted(by_layer.items(), key=lambda kv: -(kv[1] - ot.get(kv[0], 0.0)))[:top]
-    for key, t in rows:
-        node = g[key]
-        preds = g.preds(key)
-        shp = "x".join(map(str, g[preds[0]].shape)) + " -> " + "x".join(map(str, node.shape)) if preds else ""
-        desc = ""
-        if node.op == "Conv":
-            a = node.attrs
-            desc = f" k{a['kernel'][0]}s{a['stride'][0]}" + (f"g{a['groups']}" if a["groups"] > 1 else "")
-        o = ot.get(key, 0.0)
-        gf = 2 * node.macs * x.shape[0] / t / 1e9 if node.macs else 0.0
-        print(f"    {key:28s} {'+'.join(ops_of[key])[:22]:22s} {(shp + desc)[:30]:30s} {t * 1e3:9.3f} "
-              f"{o * 1e3:8.3f} {t / o if o else float('nan'):6.2f} {gf:7.1f}")
+    for r in prof.rows:
+        owner[r.node] = r.node
+        for f in r.fused:
+            owner[f] = r.node
+    by_row, other = {}, {}
+    for layer, t in ort_times.items():
+        k = owner.get(layer)
+        if k is None:
+            other[layer] = other.get(layer, 0.0) + t
+        else:
+            by_row[k] = by_row.get(k, 0.0) + t
+    return by_row, other
+
+
+def print_profile(m, x, threads, ort_fn, peak=None, top=None):
+    """netdsl's per-layer table with ORT's time per layer next to it; returns a JSON-able dict."""
+    from netdsl.cli_format import ms_text, table_text, time_unit
+    prof = profile_netdsl(m, x, threads, peak)
+    ot = profile_ort(ort_fn.proto, x, threads) if ort_fn is not None else {}
+    by_row, other = ort_by_row(prof, ot)
+    total_ort = sum(ot.values())
+    unit = time_unit(min(prof.total_s, total_ort or prof.total_s))
+    rows = prof.rows
+    if top:
+        rows = sorted(rows, key=lambda r: -(r.seconds - by_row.get(r.node, 0.0)))[:top]
+    body = []
+    for r in rows:
+        o = by_row.get(r.node)
+        body.append([str(r.index), r.layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
+                     ms_text(o, unit) if o else "—", f"{r.seconds / o:.2f}" if o else "—",
+                     f"{r.gflops:.1f}" if r.gflops is not None else "—",
+                     f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])
+    print(f"\n  per-layer, {m.name} batch {x.shape[0]}, {threads} thread{'s' if threads != 1 else ''}: "
+          f"netdsl steps sum {ms_text(prof.total_s, unit)} {unit} (whole plan {ms_text(prof.plan_s, unit)}), "
+          f"ORT nodes sum {ms_text(total_ort, unit)} {unit}"
+          + (f"; the {top} layers with the most time over ORT" if top else ""))
+    table = table_text(["#", "layer", "op", "algo", "input → output", f"netdsl {unit}", f"ORT {unit}", "nd/ORT",
+                        "GFLOP/s", "% peak", "share"], body, right={0, 5, 6, 7, 8, 9, 10})
+    print("\n".join("  " + ln for ln in table.splitlines()))
+    by_algo, by_algo_ort = {}, {}
+    for r in prof.rows:
+        k = f"conv {r.algo}" if r.algo != "—" else r.op.split(" ")[0].split("+")[0]
+        by_algo[k] = by_algo.get(k, 0.0) + r.seconds
+        by_algo_ort[k] = by_algo_ort.get(k, 0.0) + by_row.get(r.node, 0.0)
+    print("  by algorithm (netdsl / ORT " + unit + "): " + ", ".join(
+        f"{k} {ms_text(t, unit)} / {ms_text(by_algo_ort[k], unit) if by_algo_ort[k] else '—'}"
+        for k, t in sorted(by_algo.items(), key=lambda kv: -kv[1])))
+    if other:
+        print(f"  ORT nodes with no netdsl step (layout reorders, views, elided concats): {ms_text(sum(other.values()), unit)} {unit}: "
+              + ", ".join(f"{k} {ms_text(t, unit)}" for k, t in sorted(other.items(), key=lambda kv: -kv[1])[:6]))
+    return {"netdsl": prof.to_dict(), "ort_by_layer": by_row, "ort_other": other, "ort_total_s": total_ort}
 
 
 # ---------------------------------------------------------------- main
@@ -426,11 +457,34 @@ def fmt_ms(t):
     return f"{t * 1e3:.3f}" if t < 0.01 else f"{t * 1e3:.1f}" if t < 10 else f"{t * 1e3:.0f}"
 
 
-def main():
+def engine_names(values):
+    """--engines values -> canonical names (ort for onnxruntime); an unknown name is an error."""
+    out = []
+    for v in values:
+        for name in v.replace(",", " ").split():
+            key = ENGINES.get(name.lower())
+            if key is None:
+                raise argparse.ArgumentTypeError(
+                    f"unknown engine {name!r}; choose from {', '.join(sorted(set(ENGINES)))}")
+            if key not in out:
+                out.append(key)
+    return out
+
+
+def positive_ints(values, what):
+    for v in values:
+        if v < 1:
+            raise SystemExit(f"compare.py: error: {what} must be at least 1, got {v}")
+    return list(dict.fromkeys(values))
+
+
+def main(argv=None):
+    global EXPECTED_LOAD
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="zoo names or .net paths; 'all' = the zoo")
+    ap.add_argument("--models", nargs="+", default=["all"], help="zoo names or .net paths; 'all' (default) = the zoo")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="thread counts, each one a set of rows (default 1 2)")
     ap.add_argument("--repeat", type=int, default=0, help="timed runs per engine (default: fit --budget)")
     ap.add_argument("--budget", type=float, default=6.0,
                     help="seconds of timed runs per configuration, all engines together (default 6)")
@@ -438,17 +492,39 @@ def main():
                     help="before each configuration, wait up to this many seconds for the machine to be quiet")
     ap.add_argument("--gap", type=float, default=0.1,
                     help="idle seconds between engine blocks (ORT's workers spin ~20-100 ms after a run)")
-    ap.add_argument("--engines", nargs="+", default=["netdsl", "torch", "ort"])
+    ap.add_argument("--engines", nargs="+", default=["netdsl", "torch", "ort"],
+                    help="netdsl, torch, ort (or onnxruntime); netdsl always runs (the others are compared with it)")
     ap.add_argument("--peak", type=float, default=None, help="SGEMM peak GFLOP/s (skip measuring it)")
     ap.add_argument("--no-peak", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="per-layer profile where netdsl > 1.5x ORT")
-    ap.add_argument("--profile-all", action="store_true", help="per-layer profile of every configuration")
+    ap.add_argument("--profile", action="store_true", help="per-layer table (netdsl and ORT) for every configuration")
+    ap.add_argument("--profile-over", type=float, default=None, metavar="R",
+                    help="per-layer table only where netdsl is slower than R x ORT")
+    ap.add_argument("--profile-all", action="store_true", help=argparse.SUPPRESS)    # the old name of --profile
+    ap.add_argument("--profile-top", type=int, default=None, metavar="N",
+                    help="in the per-layer tables, only the N layers with the most time over ORT")
+    ap.add_argument("--busy", action="store_true", help="keep one core busy with a spinning process for the run")
+    ap.add_argument("--json", metavar="FILE", help="also write every row (and profile) as JSON to FILE")
     ap.add_argument("--check-only", action="store_true", help="only compare outputs (no timing)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    try:
+        engines = engine_names(args.engines)
+    except argparse.ArgumentTypeError as e:
+        ap.error(str(e))
+    threads_list = positive_ints(args.threads, "--threads")
+    batches = positive_ints(args.batch, "--batch")
+    if args.peak is not None and not args.peak > 0:
+        ap.error(f"--peak must be a positive GFLOP/s figure, got {args.peak}")
     models = netdsl.model.zoo_names() if args.models == ["all"] else args.models
-    threads = args.threads
+    if args.busy:
+        EXPECTED_LOAD = 1.0
+        with Busy() as b:
+            print(f"# one core kept busy by a spinning process (pid {b.proc.pid}) for the whole run")
+            return run_all(args, models, engines, threads_list, batches)
+    return run_all(args, models, engines, threads_list, batches)
 
-    info = machine_info(threads)
+
+def run_all(args, models, engines, threads_list, batches):
+    info = machine_info(threads_list)
     print(f"# {info['date']}  {info.get('cpu', '?')}  ({info.get('cpus', '?')} CPUs, "
           f"{info.get('threads_per_core', '?')} thread/core{', ' + info['hypervisor'] + ' VM' if info.get('hypervisor') else ''})")
     print(f"# AVX-512: {info.get('avx512', '?')}; AVX2: {info.get('avx2')}; FMA: {info.get('fma')}; "
@@ -459,84 +535,115 @@ def main():
             versions.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             versions.append(f"{mod} not installed")
-    print("# " + ", ".join(versions) + f"; threads {threads}")
+    print("# " + ", ".join(versions) + f"; threads {' '.join(map(str, threads_list))}; engines {' '.join(engines)}"
+          + ("; one core busy" if args.busy else ""))
 
-    peak = args.peak
-    if peak is None and not args.no_peak and not args.check_only:
-        peak, raw = measure_peak(threads)
-        if peak:
-            print(f"# SGEMM peak at {threads} threads (gemm_peak.py, best of netdsl/numpy, 1024³ & 2048³): "
-                  f"{peak:.1f} GFLOP/s")
+    peaks = {}
+    for t in threads_list:
+        peaks[t] = args.peak
+        if args.peak is None and not args.no_peak and not args.check_only:
+            peaks[t], _ = measure_peak(t)
+            if peaks[t]:
+                print(f"# SGEMM peak at {t} thread{'s' if t != 1 else ''} (gemm_peak.py, best of netdsl/numpy, "
+                      f"1024³ & 2048³): {peaks[t]:.1f} GFLOP/s")
     print()
-    cols = ["model", "batch", "netdsl ms", "torch ms", "ORT ms", "nd/torch", "nd/ORT", "nd GFLOP/s",
+    cols = ["model", "batch", "threads", "netdsl ms", "torch ms", "ORT ms", "nd/torch", "nd/ORT", "nd GFLOP/s",
             "% peak", "runs (quiet rounds)", "max rel diff torch / ORT"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
+    record = {"machine": info, "peaks": peaks, "busy": args.busy, "rows": [], "profiles": [], "problems": [],
+              "not_run": []}
     slow, failures, n_ort = [], [], 0
+    profile_over = 0.0 if (args.profile or args.profile_all) else args.profile_over
     for name in models:
         try:
             m = netdsl.load(name)
         except netdsl.NetDSLError as e:
             print(f"| {name} | cannot load: {str(e).splitlines()[0]} |")
+            failures.append(f"{name}: cannot load")
             continue
         sd = test_weights(m)
-        fns, errors = build_engines(m, sd, threads, args.engines)
-        for e, msg in errors.items():
-            if msg != "not installed":
-                failures.append(f"{name}: {e}: {msg}")
         shape_in = next(iter(m.input_shapes.values()))
         macs = m.totals()["total_macs"]
-        for n in args.batch:
-            x = np.random.default_rng(n).standard_normal((n, *shape_in)).astype(np.float32)
-            try:
-                ref = fns["netdsl"](x)
-            except netdsl.NetDSLError as e:
-                print(f"| {name} | {n} | netdsl failed: {str(e).splitlines()[0]} |")
-                failures.append(f"{name} b{n}: netdsl: {e}")
-                continue
-            diffs = {}
-            for e in ("torch", "ort"):
-                if e in fns:
-                    try:
-                        diffs[e] = max_rel_diff(ref, fns[e](x))
-                    except Exception as ex:  # noqa: BLE001
-                        failures.append(f"{name} b{n}: {e} failed: {type(ex).__name__}: {ex}")
-                        fns.pop(e)
-            for e, d in diffs.items():
-                if d > 1e-3:
-                    failures.append(f"{name} b{n}: {e} output differs from netdsl's by {d:.2e} (relative)")
-            diff_s = " / ".join(f"{diffs[e]:.1e}" if e in diffs else "—" for e in ("torch", "ort"))
-            if args.check_only:
-                print(f"| {name} | {n} | | | | | | | | | {diff_s} |", flush=True)
-                continue
-            if args.quiet_wait:
-                wait_quiet(args.quiet_wait)
-            med, runs, quiet = interleaved_medians(fns, x, args.repeat, args.budget, args.gap,
-                                                     warm=len(fns) == 1)   # else the output check warmed them
-            t_nd = med["netdsl"]
-            gf = 2 * macs * n / t_nd / 1e9
-            r_t = t_nd / med["torch"] if "torch" in med else None
-            r_o = t_nd / med["ort"] if "ort" in med else None
-            row = [name, str(n), fmt_ms(t_nd), fmt_ms(med.get("torch")), fmt_ms(med.get("ort")),
-                   f"{r_t:.2f}" if r_t else "—", f"{r_o:.2f}" if r_o else "—", f"{gf:.1f}",
-                   f"{100 * gf / peak:.0f}%" if peak else "—", f'{runs["netdsl"]} ({quiet})', diff_s]
-            print("| " + " | ".join(row) + " |", flush=True)
-            n_ort += r_o is not None
-            if r_o and r_o > TARGET:
-                slow.append((name, n, r_o))
-            if args.profile_all or (args.profile and r_o and r_o > TARGET):
-                print_profile(m, x, threads, fns.get("ort"))
-        del fns, m
+        for threads in threads_list:
+            fns, errors = build_engines(m, sd, threads, engines)
+            for e, msg in errors.items():
+                if msg == "not installed":
+                    continue
+                if msg.startswith("Unsupported"):     # the port cannot express this model: a gap, not a bug
+                    record["not_run"].append(f"{name}: {e}: {msg}")
+                else:
+                    failures.append(f"{name}: {e}: {msg}")
+            for n in batches:
+                x = np.random.default_rng(n).standard_normal((n, *shape_in)).astype(np.float32)
+                try:
+                    ref = fns["netdsl"](x)
+                except netdsl.NetDSLError as e:
+                    print(f"| {name} | {n} | {threads} | netdsl failed: {str(e).splitlines()[0]} |")
+                    failures.append(f"{name} b{n} t{threads}: netdsl: {e}")
+                    continue
+                diffs = {}
+                for e in ("torch", "ort"):
+                    if e in fns:
+                        try:
+                            diffs[e] = max_rel_diff(ref, fns[e](x))
+                        except Exception as ex:  # noqa: BLE001
+                            failures.append(f"{name} b{n} t{threads}: {e} failed: {type(ex).__name__}: {ex}")
+                            fns.pop(e)
+                for e, d in diffs.items():
+                    if d > 1e-3:
+                        failures.append(f"{name} b{n}: {e} output differs from netdsl's by {d:.2e} (relative)")
+                diff_s = " / ".join(f"{diffs[e]:.1e}" if e in diffs else "—" for e in ("torch", "ort"))
+                row = {"model": name, "batch": n, "threads": threads, "diff": diffs}
+                if args.check_only:
+                    print(f"| {name} | {n} | {threads} | | | | | | | | | {diff_s} |", flush=True)
+                    record["rows"].append(row)
+                    continue
+                if args.quiet_wait:
+                    wait_quiet(args.quiet_wait)
+                med, runs, quiet = interleaved_medians(fns, x, args.repeat, args.budget, args.gap,
+                                                         warm=len(fns) == 1)   # else the output check warmed them
+                t_nd = med["netdsl"]
+                gf = 2 * macs * n / t_nd / 1e9
+                peak = peaks.get(threads)
+                r_t = t_nd / med["torch"] if "torch" in med else None
+                r_o = t_nd / med["ort"] if "ort" in med else None
+                cells = [name, str(n), str(threads), fmt_ms(t_nd), fmt_ms(med.get("torch")), fmt_ms(med.get("ort")),
+                         f"{r_t:.2f}" if r_t else "—", f"{r_o:.2f}" if r_o else "—", f"{gf:.1f}",
+                         f"{100 * gf / peak:.0f}%" if peak else "—", f'{runs["netdsl"]} ({quiet})', diff_s]
+                print("| " + " | ".join(cells) + " |", flush=True)
+                row.update(median_s=med, runs=runs, quiet_rounds=quiet, gflops=gf,
+                           pct_peak=100 * gf / peak if peak else None, nd_over_ort=r_o, nd_over_torch=r_t)
+                record["rows"].append(row)
+                n_ort += r_o is not None
+                if r_o and r_o > TARGET:
+                    slow.append((name, n, threads, r_o))
+                if profile_over is not None and (profile_over == 0.0 or (r_o and r_o > profile_over)):
+                    pr = print_profile(m, x, threads, fns.get("ort"), peak, args.profile_top)
+                    record["profiles"].append({"model": name, "batch": n, "threads": threads, **pr})
+            del fns
+        del m
     print()
     if slow:
-        print(f"over the {TARGET}x-of-ONNX-Runtime target: " +
-              ", ".join(f"{nm} b{n} ({r:.2f}x)" for nm, n, r in slow))
+        print(f"over the {TARGET}x-of-ONNX-Runtime floor: " +
+              ", ".join(f"{nm} b{n} t{t} ({r:.2f}x)" for nm, n, t, r in slow))
     elif not args.check_only and n_ort:
         print(f"every configuration with an ONNX Runtime figure is within {TARGET}x of it")
+    for f in record["not_run"]:
+        print("not run:", f)
     for f in failures:
         print("PROBLEM:", f)
+    record["problems"] = failures
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1, ensure_ascii=False, default=str)
+        print(f"wrote {args.json}")
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:       # --busy's spinner is already gone (Busy.__exit__)
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

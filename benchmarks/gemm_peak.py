@@ -32,7 +32,7 @@ def worker(threads, sizes, isa, reps, prepack):
     import numpy as np
     sys.path.insert(0, ROOT)
     from netdsl.runtime import lib as L
-    ffi, lib = L.ffi, L.lib
+    from netdsl.runtime.profile import gemm_gflops     # the one copy of netdsl's GEMM timing
     if isa:
         L.set_isa(isa)
     rng = np.random.default_rng(0)
@@ -41,24 +41,12 @@ def worker(threads, sizes, isa, reps, prepack):
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         c = np.empty((m, n), np.float32)
-        p = ffi.new("nd_gemm_params *", dict(m=m, n=n, k=k, threads=threads))
-        if prepack:   # as Conv does with its weights: A packed once, at plan time
-            mr = lib.nd_gemm_mr()
-            packed = np.empty(lib.nd_gemm_packed_a_floats(m, k, mr), np.float32)
-            lib.nd_gemm_pack_a(ffi.from_buffer("float[]", packed), ffi.from_buffer("float[]", a), m, k, k, 1, mr)
-            a_nd, p.a_packed_mr = packed, mr
-        else:
-            a_nd = a
-        ws = np.empty(lib.nd_gemm_ws_floats(m, n, k, threads), np.float32)
-        ins = ffi.new("const float *[1]", [ffi.from_buffer("float[]", a_nd)])
-        args = (p, ffi.from_buffer("float[]", c), ins, ffi.from_buffer("float[]", b), ffi.NULL,
-                ffi.from_buffer("float[]", ws))
         r = max(3, min(50, int(2e10 / (2 * m * n * k))))
-        t_nd = best_time(lambda: lib.nd_gemm_f32(*args), r)
+        g_nd = gemm_gflops(m, n, k, threads, seconds=0.0, prepack=prepack, min_reps=r)
         t_np = best_time(lambda: np.matmul(a, b, out=c), r)
         f = 2.0 * m * n * k / 1e9
         print(f"{m:>5} x {n:>5} x {k:>5}  threads {threads}  netdsl[{L.isa()}{'+prepacked A' if prepack else ''}]"
-              f" {f / t_nd:7.1f} GFLOP/s"
+              f" {g_nd:7.1f} GFLOP/s"
               f"   numpy {f / t_np:7.1f} GFLOP/s", flush=True)
 
 

@@ -176,6 +176,8 @@ def cmd_run(args):
         raise NetDSLError(f"--top must be at least 1, got {args.top}")
     if args.bench and args.repeat < 1:
         raise NetDSLError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.peak is not None and not args.peak > 0:
+        raise NetDSLError(f"--peak must be a positive GFLOP/s figure, got {args.peak}")
     m = _load(args.model, weights=args.weights, threads=args.threads)
     if len(m.graph.inputs) == 1 and args.input in (None, "random"):
         from math import prod
@@ -200,6 +202,9 @@ def cmd_run(args):
                 print(f"  [{b}] top-{k}: {cells}")
         else:
             print(f"  min {arr.min():.4g}  max {arr.max():.4g}  mean {arr.mean():.4g}")
+    if args.profile or args.profile_json:
+        from .runtime.profile import cli_profile
+        cli_profile(m, x, args)
     if args.save:
         try:
             np.savez(args.save, **outs)
@@ -376,6 +381,11 @@ def build_parser():
     s.add_argument("--bench", action="store_true", help="time repeated runs: median latency and throughput")
     s.add_argument("--repeat", type=int, default=10, help="at least this many timed runs with --bench")
     s.add_argument("--bench-seconds", type=float, default=2.0, help="keep timing for this long with --bench")
+    s.add_argument("--profile", action="store_true", help="time each layer alone: a per-layer table with the "
+                   "algorithm, GFLOP/s, %% of the machine's peak and share of the total")
+    s.add_argument("--profile-json", metavar="FILE", help="write that profile as JSON to FILE (- for stdout)")
+    s.add_argument("--peak", type=float, default=None, metavar="GFLOPS",
+                   help="the machine's SGEMM peak for --profile's %% column (default: measured, about 1 s)")
     s.set_defaults(fn=cmd_run)
     s = sub.add_parser("info", help="version, kernel instruction set, threads, plugins; "
                        "with MODEL.netc: the bundle's memory contract")

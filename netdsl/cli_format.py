@@ -1,6 +1,6 @@
 """Text the command line prints about compiled bundles (`netdsl info MODEL.netc`,
-`netdsl compile`'s last line). Presentation only: the header comes from
-netdsl/bundle.py, already checked."""
+`netdsl compile`'s last line), and the table helpers of `netdsl run --profile`.
+Presentation only: the header comes from netdsl/bundle.py, already checked."""
 from __future__ import annotations
 
 import os
@@ -45,3 +45,26 @@ def info_text(h: dict, path: str = "") -> str:
     lines.append(f"  compiled: -O{h['opt_level']}" + (": " + ", ".join(shown) if shown else ", no rewrites")
                  + " (rewrites per pass; `netdsl compile --report` lists each)")
     return "\n".join(lines)
+
+
+def ms_text(seconds: float, unit: str = "ms") -> str:
+    """Seconds in `unit`: ms with 3 decimals below 100 ms (so small steps still add up) and 1 above;
+    µs with 1 decimal."""
+    v = seconds * (1e6 if unit == "µs" else 1e3)
+    return f"{v:.3f}" if v < 100 and unit == "ms" else f"{v:.1f}"
+
+
+def time_unit(total_seconds: float) -> str:
+    """µs for a profile whose total is under a millisecond, else ms."""
+    return "µs" if total_seconds < 1e-3 else "ms"
+
+
+def table_text(header: list, rows: list, right=frozenset(), gap: str = "  ") -> str:
+    """A plain-text table: columns as wide as their widest cell; the columns in `right`
+    (indices) right-aligned, the others left-aligned; a rule under the header."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        return gap.join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                        for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([line(header), gap.join("-" * w for w in widths)] + [line(r) for r in rows])

@@ -432,3 +432,32 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     }
     return ND_OK;
 }
+
+/* The algorithm nd_conv_f32 takes for these params (the profiler's "algorithm" column),
+ * read from the same predicates, in the same order, as the kernel. mr > 0 with
+ * p->w_packed_mr == 0 answers for the weights prepacked with that MR, as the executor
+ * does whenever nd_conv_packed_w_floats says they can be; mr <= 0 takes p as it is.
+ * 1 GEMM (im2col panels), 2 transposed GEMM, 3 direct, 4 Winograd (reserved),
+ * 5 pointwise GEMM (1x1: B is x, no im2col), 6 depthwise, 7 fc-like (dot products);
+ * -1 params the kernel rejects. Keep in step with nd_conv_f32. */
+int32_t nd_conv_algo(const nd_conv_params *p, int32_t mr)
+{
+    if (!p || bad_params(p))
+        return -1;
+    nd_conv_params q = *p;
+    if (q.w_packed_mr <= 0 && mr > 0 && nd_conv_packed_w_floats(&q, mr) > 0)
+        q.w_packed_mr = mr;
+    if (is_depthwise(&q))
+        return q.w_packed_mr > 0 ? -1 : 6;
+    if (is_fc_like(&q) && q.w_packed_mr <= 0)
+        return 7;
+    int64_t tmr, tnr;
+    conv_tile(&q, &tmr, &tnr);
+    if (use_transposed(&q, tmr, tnr))
+        return 2;
+    if ((q.algo == 0 || q.algo == 3) && use_direct(&q, nd_ops()))
+        return 3;
+    if (is_pointwise(&q))
+        return 5;
+    return 1;
+}

@@ -33,4 +33,9 @@ int64_t nd_conv_ws_floats(const nd_conv_params *p);
  * use (nd_gemm_mr()); 0 floats means this conv does not use a GEMM (depthwise). */
 int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr);
 nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, int32_t mr);
+
+/* Which algorithm nd_conv_f32 runs for p (mr > 0: as if w were prepacked with that MR when
+ * p->w_packed_mr is 0): 1 GEMM, 2 transposed GEMM, 3 direct, 4 Winograd, 5 pointwise (1x1,
+ * no im2col), 6 depthwise, 7 fc-like; -1 for params the kernel rejects. */
+int32_t nd_conv_algo(const nd_conv_params *p, int32_t mr);
 #endif
