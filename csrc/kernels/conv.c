@@ -449,6 +449,8 @@ int32_t nd_conv_algo(const nd_conv_params *p, int32_t mr)
         q.w_packed_mr = mr;
     if (is_depthwise(&q))
         return q.w_packed_mr > 0 ? -1 : 6;
+    if (use_winograd(&q) && q.w_packed_mr > 0)
+        return 4;
     if (is_fc_like(&q) && q.w_packed_mr <= 0)
         return 7;
     int64_t tmr, tnr;

@@ -449,11 +449,12 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
         x = {nm: rng.standard_normal((batch, *g[nm].shape)).astype(np.float32) for nm in g.inputs}
     inputs = prepare_inputs(model.graph, x)
     n = next(iter(inputs.values())).shape[0]
-    th = threads or sess.threads or _lib.max_threads()
+    th = threads or sess.threads_for(n) or _lib.max_threads()   # a tiny plan runs on 1 thread
     if peak is not None and not peak > 0:
         raise NetDSLError(f"the peak must be a positive GFLOP/s figure, got {peak}")
     plan, prog = sess.program(n)
-    arena, ws = sess._arena(n, prog)         # this thread's arena for batch n: no second copy of it
+    runner = sess._runner(n, plan, prog)     # this thread's arena for batch n: no second copy of it
+    arena, ws = runner.arena, runner.ws
     _write_inputs(plan, arena, inputs)
     meter = LoadMeter()
     times = time_steps(prog, arena, ws, th, seconds_per_step)
