@@ -203,7 +203,7 @@ def cmd_run(args):
         else:
             print(f"  min {arr.min():.4g}  max {arr.max():.4g}  mean {arr.mean():.4g}")
     if args.profile or args.profile_json:
-        from .runtime.profile import cli_profile
+        from .cli_format import cli_profile
         cli_profile(m, x, args)
     if args.save:
         try:

@@ -1,10 +1,12 @@
 """Text the command line prints about compiled bundles (`netdsl info MODEL.netc`,
-`netdsl compile`'s last line), and the table helpers of `netdsl run --profile`.
+`netdsl compile`'s last line), and `netdsl run --profile`'s table.
 Presentation only: the header comes from netdsl/bundle.py, already checked."""
 from __future__ import annotations
 
 import os
 import re
+
+from .errors import NetDSLError
 
 
 def size_text(b: int) -> str:
@@ -68,3 +70,65 @@ def table_text(header: list, rows: list, right=frozenset(), gap: str = "  ") -> 
         return gap.join(str(c).rjust(w) if i in right else str(c).ljust(w)
                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([line(header), gap.join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def profile_table(self, top: int | None = None, width: int = 60) -> str:
+    """The per-layer table of a runtime.profile.Profile (`netdsl run --profile`): every step in plan order, or the `top`
+    slowest."""
+    unit = time_unit(self.total_s)
+    rows = self.rows if top is None else sorted(self.rows, key=lambda r: -r.seconds)[:top]
+    body = []
+    for r in rows:
+        layer = r.layer if len(r.layer) <= width else r.layer[:width - 1] + "…"
+        body.append([str(r.index), layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
+                     f"{r.gflops:.1f}" if r.gflops is not None else "—",
+                     f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])
+    th = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+    peak = (f"peak {self.peak_gflops:.1f} GFLOP/s ({'netdsl SGEMM 512³/1024³, measured now' if self.peak_source == 'measured' else 'given'})"
+            if self.peak_gflops else "peak not measured")
+    flops = sum(r.flops for r in self.rows)
+    out = [f"profile: {self.model}, batch {self.batch}, {th}, {self.isa}; {peak}",
+           table_text(["#", "layer", "op", "algo", "input → output", unit, "GFLOP/s", "% peak", "share"],
+                      body, right={0, 5, 6, 7, 8})]
+    gf = flops / self.total_s / 1e9 if self.total_s > 0 else 0.0
+    out.append(f"total: {ms_text(self.total_s, unit)} {unit} over {len(self.rows)} steps"
+               + (f" (the {top} slowest shown)" if top is not None and top < len(self.rows) else "")
+               + f", {gf:.1f} GFLOP/s" + (f", {100 * gf / self.peak_gflops:.0f}% of peak" if self.peak_gflops else "")
+               + f"; the whole plan as one call: {ms_text(self.plan_s, unit)} {unit}")
+    out.append("by algorithm: " + ", ".join(f"{k} {s:.1f}%" for k, _, s in self.by_algo()))
+    from .runtime.profile import BUSY_NOTE
+    if self.foreign_cpus is not None and self.foreign_cpus > BUSY_NOTE:
+        out.append(f"note: other processes kept {self.foreign_cpus:.1f} of {self.cpus or '?'} CPUs busy during "
+                   "the profile: the times are inflated"
+                   + (f" (with {self.threads} threads, each parallel step waits for the threads the other "
+                      "work preempts)" if self.threads > 1 else ""))
+    if self.elided:
+        shown = ", ".join(self.elided[:3]) + (", …" if len(self.elided) > 3 else "")
+        out.append(f"{len(self.elided)} concat{'s' if len(self.elided) != 1 else ''} elided (their producers "
+                   f"write the slices; no step): {shown}")
+    return "\n".join(out)
+
+
+def cli_profile(model, x, args) -> None:
+    """`netdsl run --profile / --profile-json FILE [--peak GFLOPS]`: print the table and/or write the JSON
+    (FILE '-' is stdout)."""
+    peak = getattr(args, "peak", None)
+    if peak is not None and not peak > 0:
+        raise NetDSLError(f"--peak must be a positive GFLOP/s figure, got {peak}")
+    from .runtime.profile import profile
+    p = profile(model, x, peak=peak)
+    if args.profile:
+        print(profile_table(p))
+    path = getattr(args, "profile_json", None)
+    if path:
+        text = p.to_json(indent=1)
+        if path == "-":
+            print(text)
+            return
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        except OSError as e:
+            raise NetDSLError(f"cannot write {path}: {e.strerror or e}",
+                              hint="check that the folder exists and is writable") from None
+        print(f"wrote the profile ({len(p.rows)} steps) to {path}")

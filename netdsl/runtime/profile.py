@@ -2,7 +2,7 @@
 
     from netdsl.runtime.profile import profile
     p = profile(m, x)                 # m: a Model; x: an input batch (default: random, batch 1)
-    print(p.table())                  # what `netdsl run MODEL --profile` prints
+    print(netdsl.cli_format.profile_table(p))   # the table `netdsl run MODEL --profile` prints
     d = p.to_dict()                   # what `--profile-json FILE` writes; Profile.from_dict(d) reads it
 
 How it measures. The session's own Program (the records `m(x)` runs: same C
@@ -291,42 +291,6 @@ class Profile:
         tot = self.total_s or 1.0
         return sorted(((k, t, 100 * t / tot) for k, t in acc.items()), key=lambda kv: -kv[1])
 
-    def table(self, top: int | None = None, width: int = 60) -> str:
-        """The per-layer table (`netdsl run --profile`): every step in plan order, or the `top`
-        slowest."""
-        from ..cli_format import ms_text, table_text, time_unit
-        unit = time_unit(self.total_s)
-        rows = self.rows if top is None else sorted(self.rows, key=lambda r: -r.seconds)[:top]
-        body = []
-        for r in rows:
-            layer = r.layer if len(r.layer) <= width else r.layer[:width - 1] + "…"
-            body.append([str(r.index), layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
-                         f"{r.gflops:.1f}" if r.gflops is not None else "—",
-                         f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])
-        th = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
-        peak = (f"peak {self.peak_gflops:.1f} GFLOP/s ({'netdsl SGEMM 512³/1024³, measured now' if self.peak_source == 'measured' else 'given'})"
-                if self.peak_gflops else "peak not measured")
-        flops = sum(r.flops for r in self.rows)
-        out = [f"profile: {self.model}, batch {self.batch}, {th}, {self.isa}; {peak}",
-               table_text(["#", "layer", "op", "algo", "input → output", unit, "GFLOP/s", "% peak", "share"],
-                          body, right={0, 5, 6, 7, 8})]
-        gf = flops / self.total_s / 1e9 if self.total_s > 0 else 0.0
-        out.append(f"total: {ms_text(self.total_s, unit)} {unit} over {len(self.rows)} steps"
-                   + (f" (the {top} slowest shown)" if top is not None and top < len(self.rows) else "")
-                   + f", {gf:.1f} GFLOP/s" + (f", {100 * gf / self.peak_gflops:.0f}% of peak" if self.peak_gflops else "")
-                   + f"; the whole plan as one call: {ms_text(self.plan_s, unit)} {unit}")
-        out.append("by algorithm: " + ", ".join(f"{k} {s:.1f}%" for k, _, s in self.by_algo()))
-        if self.foreign_cpus is not None and self.foreign_cpus > BUSY_NOTE:
-            out.append(f"note: other processes kept {self.foreign_cpus:.1f} of {self.cpus or '?'} CPUs busy during "
-                       "the profile: the times are inflated"
-                       + (f" (with {self.threads} threads, each parallel step waits for the threads the other "
-                          "work preempts)" if self.threads > 1 else ""))
-        if self.elided:
-            shown = ", ".join(self.elided[:3]) + (", …" if len(self.elided) > 3 else "")
-            out.append(f"{len(self.elided)} concat{'s' if len(self.elided) != 1 else ''} elided (their producers "
-                       f"write the slices; no step): {shown}")
-        return "\n".join(out)
-
 
 def _overlaps(st) -> list:
     """[(start, end)] of the arena ranges step `st` both reads and writes (in place), merged with its output."""
@@ -511,30 +475,6 @@ def _cpus():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count()
-
-
-def cli_profile(model, x, args) -> None:
-    """`netdsl run --profile / --profile-json FILE [--peak GFLOPS]`: print the table and/or write the JSON
-    (FILE '-' is stdout)."""
-    peak = getattr(args, "peak", None)
-    if peak is not None and not peak > 0:
-        raise NetDSLError(f"--peak must be a positive GFLOP/s figure, got {peak}")
-    p = profile(model, x, peak=peak)
-    if args.profile:
-        print(p.table())
-    path = getattr(args, "profile_json", None)
-    if path:
-        text = p.to_json(indent=1)
-        if path == "-":
-            print(text)
-            return
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-        except OSError as e:
-            raise NetDSLError(f"cannot write {path}: {e.strerror or e}",
-                              hint="check that the folder exists and is writable") from None
-        print(f"wrote the profile ({len(p.rows)} steps) to {path}")
 
 
 __all__ = ["ALGOS", "LoadMeter", "Profile", "Row", "algo_name", "conv_algo_code", "fused_layers", "gemm_gflops",
