@@ -15,6 +15,7 @@
  */
 #include "kernels/resize.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "dispatch.h"
@@ -115,7 +116,7 @@ nd_status nd_upsample_f32(const nd_upsample_params *p, float *out, const float *
     const double rh = axis_scale(H, OH, ac), rw = axis_scale(W, OW, ac);
     const float *x = in[0];
     const int64_t chunk = OH * OW >= 16384 ? 1 : 16384 / (OH * OW);
-    if (OW <= NCOL) {
+    if (OW <= NCOL && W <= INT32_MAX) {   /* source columns fit the int32 tables */
         /* the column tables, shared read-only by the threads */
         int32_t c0[NCOL], c1[NCOL];
         float l1[NCOL], l0[NCOL];
