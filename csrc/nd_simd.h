@@ -9,8 +9,10 @@
  * no separate AVX-512 code to keep untested).
  *
  * Semantics are the portable C's, bit for bit: every primitive performs the same float
- * operations in the same order per element (no FMA contraction: mul then add), except
- * the two reductions hsum (lane-parallel sum, reordered) and nothing else. Max/min are
+ * operations in the same order per element (no FMA contraction: mul then add); the
+ * reductions hsum / hred run in 8 lanes then a fixed order on both ISAs (reordered
+ * against a serial loop, identical across ISAs; tests/ops/test_simd_kernels.py checks
+ * the bits). Max/min are
  * `(v > m) | (v != v) ? v : m` (NaN sticky, the first of equal values kept), written in
  * AVX2 as blendv(max_ps(v, m), v, unord(v, v)): max_ps(a, b) is `a > b ? a : b`, so the
  * blend only adds "v is NaN -> v".

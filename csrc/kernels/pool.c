@@ -15,9 +15,11 @@
  * forbids) gives 0 for every pool.
  *
  * Parallel over the N*C planes (dynamic, one plane at a time): they are independent,
- * usually many, and one plane of a typical CNN fits in L2, so overlapping windows reread rows from
- * cache; no tiling. The reduction is separable (rows first, see pool2d), which
- * turns the short kw-long inner loops into long vectorizable sweeps.
+ * usually many, and one plane of a typical CNN fits in L2, so overlapping windows reread
+ * rows from cache; no tiling. The reduction is separable: max/min/avg combine a window's
+ * rows into a padded row buffer, then reduce along it (pool_plane; the vector bodies are
+ * csrc/nd_simd.h's, per ISA); the stochastic pool (and rows wider than the buffer) reduce
+ * each row first, then the rows.
  * Not done here: dilation, NHWC, argmax indices.
  */
 #include "kernels/pool.h"
