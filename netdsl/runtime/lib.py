@@ -14,12 +14,15 @@ OpenMP's waiting: libgomp's threads spin for ~3 ms (GOMP_SPINCOUNT=300000) at
 every barrier and between parallel regions before they sleep. On a machine
 where another process keeps a core busy, those spinning threads take the CPU
 from the thread that has the work, and a 2-thread run gets 3-4x slower than a
-1-thread one. So just before the kernels (and with them libgomp) load, this
-module sets OMP_WAIT_POLICY=PASSIVE (measured 2026-12-04 on a shared 2-core
-machine against spin counts 1000/10000/300000: the best with a core busy,
-within noise of the others when quiet), unless the user set OMP_WAIT_POLICY
-or GOMP_SPINCOUNT themselves; libgomp reads it in its constructor, and the
-variable is removed again right after, so child processes see the user's
+1-thread one; with OMP_WAIT_POLICY=PASSIVE (sleep at once) that is gone, but every
+wake-up then costs tens of microseconds and a quiet 2-thread ResNet-18 got 25% slower.
+So just before the kernels (and with them libgomp) load, this module sets
+GOMP_SPINCOUNT=3000 (spin ~30 us, then sleep). Measured 2026-12-04 on a 2-core AVX2
+machine, ResNet-18 / ResNet-50 at batch 1, 2 threads, median of 15 calls, two rounds:
+quiet 34-41 / 77-85 ms (PASSIVE 44-46 / 83-102, spin 30000 34-35 / -); one core kept
+busy 57-72 / 153-162 ms (PASSIVE 62-65 / 141-166, spin 30000 107-114 / -). Not if
+the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT themselves; libgomp reads it in its
+constructor, and the variable is removed again right after, so child processes see the user's
 environment unchanged. `wait_policy()` says what libgomp got. When libgomp
 was already loaded by another library before netdsl's kernels, the setting
 comes too late and OpenMP's default stays (wait_policy() says so).
@@ -30,7 +33,7 @@ import contextlib
 import os
 
 ISA_NAMES = ("portable", "avx2", "avx512")
-WAIT_POLICY = "PASSIVE"   # idle OpenMP threads sleep at once (libgomp's default: spin ~3 ms first)
+WAIT_SETTING = ("GOMP_SPINCOUNT", "3000")   # spin ~30 us at a barrier, then sleep (libgomp's default: ~3 ms)
 WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 _mod = None
@@ -48,12 +51,13 @@ def _libgomp_loaded() -> bool:
 
 
 def _set_wait_env(environ) -> str | None:
-    """Set OMP_WAIT_POLICY in `environ` unless the user chose a wait policy; returns the
+    """Set WAIT_SETTING in `environ` unless the user chose a wait policy; returns the
     name set (to be removed after the load) or None."""
     if any(v in environ for v in WAIT_VARS):
         return None
-    environ["OMP_WAIT_POLICY"] = WAIT_POLICY
-    return "OMP_WAIT_POLICY"
+    name, value = WAIT_SETTING
+    environ[name] = value
+    return name
 
 
 class KernelsNotBuilt(ImportError):

@@ -62,9 +62,11 @@ def _wait_in_subprocess(env_extra, pre=""):
 
 @needs_kernels
 @pytest.mark.skipif(not lib.has_openmp(), reason="no OpenMP")
-def test_netdsl_sets_passive_waiting_for_libgomp_and_cleans_up():
+def test_netdsl_sets_a_short_spin_for_libgomp_and_cleans_up():
     w = _wait_in_subprocess({})
-    assert w["OMP_WAIT_POLICY"] == lib.WAIT_POLICY           # what libgomp's constructor read
+    name, value = lib.WAIT_SETTING
+    assert w[name] == value                                  # what libgomp's constructor read
+    assert all(w[v] is None for v in lib.WAIT_VARS if v != name)
     assert w["set_by_netdsl"] and w["effective"]
     assert w["env_after"] == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None}   # children see the user's env
 
