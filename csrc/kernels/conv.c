@@ -311,8 +311,13 @@ static int use_direct(const nd_conv_params *p, const nd_isa_ops *o)
         return 0;
     if (p->algo == 3)
         return 1;
-    const int small = (double)p->oc * (double)(p->oh * p->ow) * (double)(p->c * p->kh * p->kw) < 1e6;
-    const int thin = p->oc <= 32 && !is_pointwise(p) && 4 * p->ow >= 3 * rup(p->ow, 16);
+    const int small = (double)p->oc * (double)(p->oh * p->ow) * (double)(p->c * p->kh * p->kw) < 1e6 &&
+                      (o->level >= ND_ISA_AVX512 || !is_pointwise(p));   /* AVX2: not measured on 1x1 */
+    /* thin: AVX-512 only; AVX2's conv_row (8-wide, MR = 6) lost to the GEMM and to Winograd
+     * on DenseNet's 128->32 growth convs (Zen 3, 1 thread: 56x56 8.6 vs 5.1 / 4.3 ms, 28x28
+     * 1.77 vs 1.47 / 1.20) and only wins the small ones (6->16 on 14x14: 18 vs 26 us) */
+    const int thin = o->level >= ND_ISA_AVX512 && p->oc <= 32 && !is_pointwise(p) &&
+                     4 * p->ow >= 3 * rup(p->ow, 16);
     return p->ow >= 8 && (small || thin);
 }
 

@@ -236,6 +236,77 @@ TGT static void im2col_panel_avx2(float *d, const nd_im2col *g, const nd_im2col_
     }
 }
 
+/* conv_row (kernels/conv.c: use_direct): one output row of mr <= MR channels, 16 columns
+ * (two 8-wide chunks) at a time: MR x 2 accumulators like the GEMM tile, reading the image
+ * in place. Per tap (c, ki, kj): one zero-masked load per chunk (the mask is the padding;
+ * vmaskmovps does not fault on masked lanes) and MR broadcast FMAs from the packed weights.
+ * The AVX2 twin of conv_row_avx512; the store is masked to the row's columns. */
+TGT static void conv_row_avx2(float *y, int64_t ldy, const nd_im2col *g, const float *ap0, int64_t mr,
+                              int64_t oy, const float *brow, int flags)
+{
+    const int64_t H = g->h, W = g->w, OW = g->ow;
+    for (int64_t q = 0; q < OW; q += 16) {
+        const int64_t e0 = OW - q < 8 ? OW - q : 8, e1 = OW - q - 8 < 0 ? 0 : OW - q - 8 < 8 ? OW - q - 8 : 8;
+        const float *ap = ap0;
+        __m256 t[MR][2];
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            t[i][0] = _mm256_setzero_ps();
+            t[i][1] = _mm256_setzero_ps();
+        }
+        for (int64_t c = 0; c < g->c; c++) {
+            for (int64_t ki = 0; ki < g->kh; ki++) {
+                const int64_t iy = oy * g->sh - g->pt + ki * g->dh;
+                if (iy < 0 || iy >= H) {
+                    ap += MR * g->kw;
+                    continue;
+                }
+                const uintptr_t row = (uintptr_t)(g->x + (c * H + iy) * W);
+                for (int64_t kj = 0; kj < g->kw; kj++, ap += MR) {
+                    const int64_t ix = q - g->pl + kj * g->dw;   /* input column of lane 0 */
+                    const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
+                    const __m256 v0 = _mm256_maskload_ps((const float *)(row + (uintptr_t)(ix * 4)),
+                                                         lanes8(lo, hi < e0 ? hi : e0));
+                    const __m256 v1 = _mm256_maskload_ps((const float *)(row + (uintptr_t)((ix + 8) * 4)),
+                                                         lanes8(lo - 8, hi - 8 < e1 ? hi - 8 : e1));
+#pragma GCC unroll 6
+                    for (int i = 0; i < MR; i++) {
+                        const __m256 a = _mm256_broadcast_ss(ap + i);
+                        t[i][0] = _mm256_fmadd_ps(a, v0, t[i][0]);
+                        t[i][1] = _mm256_fmadd_ps(a, v1, t[i][1]);
+                    }
+                }
+            }
+        }
+        const __m256i m0 = lanes8(0, e0), m1 = lanes8(0, e1);
+        const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(0.01f);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            if (i < mr) {
+                float *cr = y + i * ldy + q;
+                __m256 v0 = t[i][0], v1 = t[i][1];
+                if (flags & ND_UK_ACC) {
+                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cr, m0));
+                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cr + 8, m1));
+                }
+                if (brow) {
+                    v0 = _mm256_add_ps(v0, _mm256_set1_ps(brow[i]));
+                    v1 = _mm256_add_ps(v1, _mm256_set1_ps(brow[i]));
+                }
+                if (flags & (ND_UK_RELU | ND_UK_LEAKY)) {   /* v < 0 ? (0 | 0.01 v) : v; NaN fails v < 0 */
+                    const __m256 n0 = _mm256_cmp_ps(v0, zero, _CMP_LT_OQ), n1 = _mm256_cmp_ps(v1, zero, _CMP_LT_OQ);
+                    const __m256 r0 = flags & ND_UK_LEAKY ? _mm256_mul_ps(v0, slope) : zero;
+                    const __m256 r1 = flags & ND_UK_LEAKY ? _mm256_mul_ps(v1, slope) : zero;
+                    v0 = _mm256_blendv_ps(v0, r0, n0);
+                    v1 = _mm256_blendv_ps(v1, r1, n1);
+                }
+                _mm256_maskstore_ps(cr, m0, v0);
+                _mm256_maskstore_ps(cr + 8, m1, v1);
+            }
+        }
+    }
+}
+
 void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
                       int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                       int64_t dh, int64_t dw, int64_t pt, int64_t pl);
@@ -245,6 +316,7 @@ nd_isa_ops nd_ops_avx2 = {
     .mr = MR, .nr = NR, .mc = 6 * 20, .kc = 256, .nc = 2048,
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
     .im2col_panel = im2col_panel_avx2,
+    .conv_row = conv_row_avx2,
     .act_vec = act_avx2,
     .dw_plane = nd_dw_plane_avx2,
 };
