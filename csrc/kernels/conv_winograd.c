@@ -13,7 +13,7 @@
  * input transform writes V[xi] straight into NR-wide packed B panels, so the GEMMs
  * pack nothing. The tiles are processed in chunks of tcp (a multiple of 32, so every
  * ISA's NR divides it) sized to keep V and M of a chunk in cache:
- *     [V: 36*C*tcp][M: 36*OC*tcp][flags: tcp][GEMM workspace],
+ *     [V: 36 planes of C*tcp][M: 36 planes of OC*tcp][flags: tcp][GEMM workspace],
  * and a chunk is three phases: input transform (per input channel), the 36 GEMMs,
  * output transform (per output channel) with bias, residual and activation. How the
  * threads share the chunks: see private_chunks.
@@ -55,6 +55,7 @@ typedef struct {
     int64_t c, h, w, oc, oh, ow, pt, pl;
     int64_t th, tw;   /* tiles per image along y and x */
     int64_t tcp;      /* tile slots per chunk */
+    int64_t vplane, mplane;   /* floats between the 36 V and M planes (see plane_floats) */
     int64_t nr;       /* the B panels' width (the ISA's NR) */
     int act;
 } wino_job;
@@ -156,10 +157,20 @@ static int64_t private_slots(const nd_conv_params *p, int T)
 {
     return chunk_slots(p, (int64_t)1 << 20, (tiles_of(p) + 2 * T - 1) / (2 * T));
 }
+/* Floats between consecutive planes of V (rows = C) or M (rows = OC) of a chunk: rows*tcp
+ * is a multiple of 4 KiB whenever rows is a multiple of 32, so the input transform's 36
+ * stores per tile group (and the output transform's 36 loads) would all fall in one
+ * cache set; 16 floats more per plane spread them over the sets. */
+static int64_t plane_floats(int64_t rows, int64_t tcp) { return rows * tcp + 16; }
+/* V (36 planes), M (36 planes) and the tile flags of a chunk */
+static int64_t vm_floats(const nd_conv_params *p, int64_t tcp)
+{
+    return 36 * (plane_floats(p->c, tcp) + plane_floats(p->oc, tcp)) + tcp;
+}
 /* one chunk's V, M, flags and GEMM workspace */
 static int64_t chunk_floats(const nd_conv_params *p, int64_t tcp)
 {
-    return 36 * (p->c + p->oc) * tcp + tcp + nd_sgemm_ws(p->oc, tcp, p->c, 1) + 16;
+    return vm_floats(p, tcp) + nd_sgemm_ws(p->oc, tcp, p->c, 1) + 16;
 }
 
 /* The auto rule. Winograd does 4x fewer multiply-adds but adds the transforms (about
@@ -179,7 +190,7 @@ int64_t nd_wino_ws_floats(const nd_conv_params *p, int threads)
 {
     const int T = threads < 1 ? 1 : threads;
     const int64_t ts = shared_slots(p);
-    int64_t ws = 36 * (p->c + p->oc) * ts + ts + T * (nd_sgemm_ws(p->oc, ts, p->c, 1) + 16) + 16;
+    int64_t ws = vm_floats(p, ts) + T * (nd_sgemm_ws(p->oc, ts, p->c, 1) + 16) + 16;
     if (private_chunks(p, T))
         ws = max64(ws, T * chunk_floats(p, private_slots(p, T)) + 16);
     return ws;
@@ -231,10 +242,10 @@ static nd_status wino_gemms(const wino_job *j, const float *w, int64_t uper, int
         d.k = j->c;
         d.a.p = w + xi * uper;
         d.a.packed_mr = mr;
-        d.b.p = j->vp + xi * j->c * j->tcp;
+        d.b.p = j->vp + xi * j->vplane;
         d.b.packed_nr = (int32_t)j->nr;
         d.b.rs = j->c;
-        d.c = j->mb + xi * j->oc * j->tcp;
+        d.c = j->mb + xi * j->mplane;
         d.ldc = j->tcp;
         nd_status s = nd_sgemm(&d, gws, 1);
         if (s != ND_OK)
@@ -247,9 +258,10 @@ static nd_status wino_gemms(const wino_job *j, const float *w, int64_t uper, int
 static wino_job job_at(const nd_conv_params *p, float *out, const float *x, const float *wraw, const float *bias,
                        const float *res, float *buf, int64_t tcp, int64_t nr)
 {
-    const int64_t C = p->c, OC = p->oc;
-    wino_job j = {x, res, bias, wraw, buf, buf + 36 * C * tcp, out, (int32_t *)(buf + 36 * (C + OC) * tcp), C,
-                  p->h, p->w, OC, p->oh, p->ow, p->pad_t, p->pad_l, (p->oh + 3) / 4, (p->ow + 3) / 4, tcp, nr, p->act};
+    const int64_t C = p->c, OC = p->oc, vplane = plane_floats(C, tcp), mplane = plane_floats(OC, tcp);
+    wino_job j = {x, res, bias, wraw, buf, buf + 36 * vplane, out, (int32_t *)(buf + 36 * (vplane + mplane)), C,
+                  p->h, p->w, OC, p->oh, p->ow, p->pad_t, p->pad_l, (p->oh + 3) / 4, (p->ow + 3) / 4, tcp, vplane,
+                  mplane, nr, p->act};
     return j;
 }
 
@@ -282,7 +294,7 @@ nd_status nd_wino_run(const nd_conv_params *p, float *out, const float *x, const
             const int64_t t0 = ch * tcp, tc = total - t0 < tcp ? total - t0 : tcp;
             for (int64_t t = 0; t < tcp; t++) j.bad[t] = 0;
             for (int64_t c = 0; c < C; c++) fin(&j, c, t0, tc);
-            nd_status s = wino_gemms(&j, w, uper, mr, tc, 0, 36, buf + 36 * (C + OC) * tcp + tcp);
+            nd_status s = wino_gemms(&j, w, uper, mr, tc, 0, 36, buf + vm_floats(p, tcp));
             for (int64_t oc = 0; oc < OC; oc++) fout(&j, oc, t0, tc);
             if (s != ND_OK) {
 #pragma omp atomic write
@@ -293,7 +305,7 @@ nd_status nd_wino_run(const nd_conv_params *p, float *out, const float *x, const
     }
     const int64_t tcp = shared_slots(p), gws = nd_sgemm_ws(OC, tcp, C, 1) + 16;
     const wino_job j = job_at(p, out, x, wraw, bias, res, ws, tcp, o->nr);
-    float *gw = ws + 36 * (C + OC) * tcp + tcp;
+    float *gw = ws + vm_floats(p, tcp);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int tid = 0;
