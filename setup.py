@@ -15,9 +15,10 @@ setup(
     setup_requires=["cffi>=1.15"],
     cffi_modules=["netdsl/runtime/_build.py:ffi"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "safetensors>=0.4"],
+        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "safetensors>=0.4", "onnx>=1.14", "onnxruntime>=1.16"],
         "image": ["Pillow>=9"],
         "safetensors": ["safetensors>=0.4"],
+        "onnx": ["onnx>=1.14"],
     },
     entry_points={"console_scripts": ["netdsl=netdsl.cli:main"]},
     zip_safe=False,

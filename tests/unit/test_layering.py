@@ -13,7 +13,8 @@ The order, lowest first (docs/DESIGN: "each stage only knows the one before it")
     passes    graph rewrites
     runtime   planner, kernels (and the built _kernels extension), sessions, weights I/O,
               the numpy reference executor
-    bundle | compiler     the file format, and the pipeline that writes it
+    bundle | compiler | interop   the file format, the pipeline that writes it, and other
+              tools' formats (ONNX, Darknet) in and out
     model     the façade users hold (runs the pipeline for summary and calls)
     package   netdsl/__init__.py (netdsl.load)
     cli | testing   cli.py, cli_format.py, dot.py (presentation); netdsl/testing (the
@@ -41,6 +42,7 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("runtime", 4, ["netdsl.runtime", "netdsl._kernels"]),     # _kernels: the built C extension
     ("bundle", 5, ["netdsl.bundle"]),
     ("compiler", 5, ["netdsl.compiler"]),
+    ("interop", 5, ["netdsl.interop"]),                          # ONNX / Darknet / .pth in and out
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
     ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.dot"]),
