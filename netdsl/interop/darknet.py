@@ -673,7 +673,7 @@ class _Builder:
             self.skip(i)
             return
         pairs = [anchors[2 * m + k] for m in mask for k in (0, 1)]
-        kw = {"anchors": tuple(_num(a) for a in pairs), "input": tuple(self.input_shape[1:])}
+        kw = {"anchors": tuple(_num(a) for a in pairs), "image": tuple(self.input_shape[1:])}
         if sxy != 1.0:
             kw["scale_xy"] = sxy
         y = self.add(f"yolo{i}", "YoloDecode", (classes,), kw, (x,))
