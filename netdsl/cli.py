@@ -202,6 +202,8 @@ def cmd_run(args):
                 print(f"  [{b}] top-{k}: {cells}")
         else:
             print(f"  min {arr.min():.4g}  max {arr.max():.4g}  mean {arr.mean():.4g}")
+    if any(_is_detection(m.graph, name) for name in outs):
+        _print_detections(m, outs, args)
     if args.profile or args.profile_json:
         from .cli_format import cli_profile
         cli_profile(m, x, args)
@@ -232,6 +234,41 @@ def cmd_run(args):
         if note:
             print(f"warning: {note}", file=sys.stderr)
     return 0
+
+
+def _is_detection(graph, name):
+    from . import ops
+    node = graph[graph.outputs.get(name, name)]
+    return bool(getattr(ops.lookup(node.op), "detection", False))
+
+
+def _print_detections(m, outs, args):
+    """Boxes after NMS (netdsl/runtime/detect.py) for the YoloDecode/RegionDecode outputs; --draw."""
+    from .cli_format import boxes_table
+    from .runtime import detect
+    if not 0 <= args.thresh < 1 or not 0 < args.nms <= 1:
+        raise NetDSLError(f"--thresh must be in [0, 1) and --nms in (0, 1], got {args.thresh} and {args.nms}")
+    names = detect.read_names(args.names) if args.names else None
+    heads = [arr for name, arr in outs.items() if _is_detection(m.graph, name)]
+    per_image = detect.detect(heads, args.thresh, args.nms)
+    size, src = None, "the network input"
+    if args.input not in (None, "random") and not args.input.lower().endswith(".npy"):
+        try:
+            from PIL import Image
+            with Image.open(args.input) as im:
+                size, src = im.size, args.input
+        except (ImportError, OSError):
+            pass
+    if size is None:
+        shape = m.graph[m.graph.inputs[0]].shape
+        size = (shape[-1], shape[-2])
+    print(boxes_table(per_image, size, src, names, args.thresh, args.nms))
+    if args.draw:
+        if src == "the network input":
+            raise NetDSLError("--draw needs an image --input (.png, .jpg, ...)",
+                              hint="netdsl run MODEL --input img.png --draw out.png")
+        detect.draw(args.input, per_image[0], args.draw, names)
+        print(f"drew {len(per_image[0])} box{'es' if len(per_image[0]) != 1 else ''} onto {args.draw}")
 
 
 def cmd_info(args):
@@ -386,6 +423,11 @@ def build_parser():
     s.add_argument("--profile-json", metavar="FILE", help="write that profile as JSON to FILE (- for stdout)")
     s.add_argument("--peak", type=float, default=None, metavar="GFLOPS",
                    help="the machine's SGEMM peak for --profile's %% column (default: measured, about 1 s)")
+    s.add_argument("--thresh", type=float, default=0.25, help="detection heads: score threshold (default 0.25)")
+    s.add_argument("--nms", type=float, default=0.45, help="detection heads: NMS IoU threshold (default 0.45)")
+    s.add_argument("--names", help="detection heads: class names, one a line (e.g. coco.names)")
+    s.add_argument("--draw", metavar="OUT", help="detection heads: draw the boxes onto the --input image, "
+                   "written to OUT (needs Pillow)")
     s.set_defaults(fn=cmd_run)
     s = sub.add_parser("info", help="version, kernel instruction set, threads, plugins; "
                        "with MODEL.netc: the bundle's memory contract")

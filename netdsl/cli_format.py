@@ -132,3 +132,29 @@ def cli_profile(model, x, args) -> None:
             raise NetDSLError(f"cannot write {path}: {e.strerror or e}",
                               hint="check that the folder exists and is writable") from None
         print(f"wrote the profile ({len(p.rows)} steps) to {path}")
+
+
+MAX_BOXES_SHOWN = 100
+
+
+def boxes_table(per_image, size, src, names=None, thresh=0.25, nms=0.45) -> str:
+    """The boxes of a detection run: class, score, left, top, width, height in pixels of `src`."""
+    from .runtime.detect import class_name, pixel_box
+    w, h = size
+    out = [f"detections (score > {thresh:g}, NMS IoU {nms:g}); boxes in pixels of {src} ({w}x{h}): "
+           "x, y = top-left corner"]
+    for i, boxes in enumerate(per_image):
+        if len(per_image) > 1:
+            out.append(f"  [{i}]")
+        if not boxes:
+            out.append("  no boxes")
+            continue
+        rows = []
+        for b in boxes[:MAX_BOXES_SHOWN]:
+            x, y, bw, bh = pixel_box(b, w, h)
+            rows.append([class_name(b.cls, names), f"{b.score:.3f}", f"{x:.1f}", f"{y:.1f}", f"{bw:.1f}", f"{bh:.1f}"])
+        out.append(table_text(["class", "score", "x", "y", "w", "h"], rows,
+                              right=frozenset(range(1, 6))))
+        if len(boxes) > MAX_BOXES_SHOWN:
+            out.append(f"  ... and {len(boxes) - MAX_BOXES_SHOWN:,} more (raise --thresh)")
+    return "\n".join(out)

@@ -50,6 +50,7 @@ def _sigmoid(t):
 class _Decode(OpSpec):
     arity = 1
     output_sign = "any"
+    detection = True    # its rows feed non-maximum suppression (netdsl/runtime/detect.py; `netdsl run`)
 
     def example(self):
         return f"{self.name}(80, anchors=(10, 14, 23, 27))"
