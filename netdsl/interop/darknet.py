@@ -316,15 +316,16 @@ class _Builder:
     def prev(self):
         if not self.out:
             return "x", self.input_shape
-        return self.out[-1], self.shape[-1]
+        return self.out[-1], self.shape[-1]         # (None, None) after a broken layer
 
     def done(self, name, shape):
         self.out.append(name)
         self.shape.append(shape)
 
     def skip(self, i):
-        """A section that could not be read: later layers still get checked against something."""
-        self.done(*self.prev())
+        """A section that could not be read: layers that read it are not checked against it
+        (their keys still are), so one mistake is reported once."""
+        self.done(None, None)
 
     def add(self, name, op, args=(), kwargs=None, inputs=(), label=None):
         self.net.add(Layer(name, op, tuple(args), dict(kwargs or {}), tuple(inputs), label=label))
@@ -342,10 +343,16 @@ class _Builder:
         return self.add(f"{a}{self.index}", op, args, inputs=(value,))
 
     def need_map(self, r, shape, what):
-        if shape is None or len(shape) != 3:
+        if shape is None:                            # after a broken layer: already reported
+            return False
+        if len(shape) == 2:
+            r.error(f"[{r.sec.written}] needs a feature map as input, but {what} is the boxes of a "
+                    f"detection layer", hint="a [yolo] or [region] layer ends a branch: start the next "
+                                             "one with a [route]")
+            return False
+        if len(shape) != 3:
             r.error(f"[{r.sec.written}] needs a feature map as input, but {what} is a vector "
-                    f"of {shape[0] if shape else '?'} values", hint="a [connected] layer's output "
-                    "cannot feed a spatial layer")
+                    f"of {shape[0]} values", hint="a [connected] layer's output cannot feed a spatial layer")
             return False
         return True
 
@@ -392,14 +399,14 @@ class _Builder:
                    "flipped", "dot", "assisted_excitation", "coordconv", "bin_output", "sway",
                    "rotate", "stretch", "stretch_sway")})
         if filters is None or not self.need_map(r, s, "its input"):
-            self.act(r, x, "logistic")
+            r.str("activation", "logistic")
             self.skip(i)
             return
         c, h, w = s
         if c % groups or filters % groups:
             r.error(f"groups={groups} must divide the input channels ({c}) and filters ({filters})", "groups",
                     hint=f"the layer before makes {c} channels")
-            self.act(r, x, "logistic")
+            r.str("activation", "logistic")
             self.skip(i)
             return
         ke = (size - 1) * dilation + 1
@@ -407,7 +414,7 @@ class _Builder:
         if oh < 1 or ow < 1:
             r.error(f"a {size}x{size} conv with padding {padding} does not fit the {h}x{w} input", "size",
                     hint="the input is smaller than the kernel")
-            self.act(r, x, "logistic")
+            r.str("activation", "logistic")
             self.skip(i)
             return
         kw = {}
@@ -486,6 +493,9 @@ class _Builder:
         if not 0 <= p < 1:
             r.error(f"'probability' must be in [0, 1), got {p}", "probability")
             p = 0.5
+        if s is None:
+            self.skip(self.index)
+            return
         y = self.add(f"dropout{self.index}", "Dropout", (p,), {}, (x,))
         self.done(y, s)
 
@@ -503,6 +513,11 @@ class _Builder:
         if t != 1.0:
             r.error("softmax with a temperature is not supported by netdsl", "temperature",
                     hint="use temperature=1")
+        if s is None or len(s) == 2:
+            if s is not None:
+                r.error("[softmax] after a detection layer", hint="[yolo]/[region] already give probabilities")
+            self.skip(self.index)
+            return
         if len(s) == 3 and s[1:] != (1, 1):
             x = self.add(f"flatten{self.index}", "Flatten", (), {}, (x,))   # Darknet: one softmax over C·H·W
             s = (s[0] * s[1] * s[2],)
@@ -515,6 +530,12 @@ class _Builder:
         n = r.int("output", 1, 1)
         bn = r.int("batch_normalize", 0, 0)
         r.finish({"output", "batch_normalize", "activation"})
+        if s is None or len(s) == 2:
+            r.str("activation", "logistic")
+            if s is not None:
+                r.error("[connected] after a detection layer", hint="start the next branch with a [route]")
+            self.skip(i)
+            return
         fan_in = 1
         for d in s:
             fan_in *= d
@@ -612,15 +633,15 @@ class _Builder:
         r.finish({"from", "activation"},
                  {"weights_type": "netdsl has no weighted shortcut", "weights_normalization":
                   "netdsl has no weighted shortcut"})
-        if not idx:
-            self.act(r, x)
+        if not idx or s is None:
+            r.str("activation", "linear")
             self.skip(i)
             return
         vals = [x]
         for k, v in enumerate(idx):
             j = self.ref(r, "from", v, k)
             if j is None:
-                self.act(r, x)
+                r.str("activation", "linear")
                 self.skip(i)
                 return
             if self.shape[j] != s:
@@ -628,7 +649,7 @@ class _Builder:
                 r.error(f"[shortcut] adds layer {j} ({sj}) to layer {i - 1} ({'x'.join(map(str, s))}): "
                         f"the shapes differ", "from", item=k,
                         hint="netdsl adds maps of equal shape only (Darknet would add the common channels)")
-                self.act(r, x)
+                r.str("activation", "linear")
                 self.skip(i)
                 return
             vals.append(self.out[j])
