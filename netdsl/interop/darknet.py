@@ -295,7 +295,8 @@ def parse_cfg(text: str, path: str = "model.cfg") -> Parsed:
             continue
         b.index = i
         fn(_Reader(sec, src, sink))
-    sink.raise_if_any()
+    if sink:
+        raise InteropError(sink.diagnostics)
     heads = b.heads or [b.out[-1]]
     b.net.outputs = heads
     return Parsed(b.net, b.blocks, b.input_shape, len(layers))
@@ -331,13 +332,18 @@ class _Builder:
         self.net.add(Layer(name, op, tuple(args), dict(kwargs or {}), tuple(inputs), label=label))
         return name
 
-    def act(self, r, value, default="linear"):
+    def act_name(self, r, default="linear"):
+        """The section's activation, checked (None when it is not one netdsl has)."""
         a = r.str("activation", default)
         if a not in _ACTS:
             r.error(f"activation '{a}' is not supported by netdsl", "activation",
                     hint=did_you_mean(a, _ACTS) or f"netdsl imports {', '.join(_ACTS)}")
-            return value
-        if _ACTS[a] is None:
+            return None
+        return a
+
+    def act(self, r, value, default="linear"):
+        a = self.act_name(r, default)
+        if a is None or _ACTS[a] is None:
             return value
         op, args = _ACTS[a]
         return self.add(f"{a}{self.index}", op, args, inputs=(value,))
@@ -399,14 +405,14 @@ class _Builder:
                    "flipped", "dot", "assisted_excitation", "coordconv", "bin_output", "sway",
                    "rotate", "stretch", "stretch_sway")})
         if filters is None or not self.need_map(r, s, "its input"):
-            r.str("activation", "logistic")
+            self.act_name(r, "logistic")
             self.skip(i)
             return
         c, h, w = s
         if c % groups or filters % groups:
             r.error(f"groups={groups} must divide the input channels ({c}) and filters ({filters})", "groups",
                     hint=f"the layer before makes {c} channels")
-            r.str("activation", "logistic")
+            self.act_name(r, "logistic")
             self.skip(i)
             return
         ke = (size - 1) * dilation + 1
@@ -414,7 +420,7 @@ class _Builder:
         if oh < 1 or ow < 1:
             r.error(f"a {size}x{size} conv with padding {padding} does not fit the {h}x{w} input", "size",
                     hint="the input is smaller than the kernel")
-            r.str("activation", "logistic")
+            self.act_name(r, "logistic")
             self.skip(i)
             return
         kw = {}
@@ -531,7 +537,7 @@ class _Builder:
         bn = r.int("batch_normalize", 0, 0)
         r.finish({"output", "batch_normalize", "activation"})
         if s is None or len(s) == 2:
-            r.str("activation", "logistic")
+            self.act_name(r, "logistic")
             if s is not None:
                 r.error("[connected] after a detection layer", hint="start the next branch with a [route]")
             self.skip(i)
@@ -634,14 +640,14 @@ class _Builder:
                  {"weights_type": "netdsl has no weighted shortcut", "weights_normalization":
                   "netdsl has no weighted shortcut"})
         if not idx or s is None:
-            r.str("activation", "linear")
+            self.act_name(r, "linear")
             self.skip(i)
             return
         vals = [x]
         for k, v in enumerate(idx):
             j = self.ref(r, "from", v, k)
             if j is None:
-                r.str("activation", "linear")
+                self.act_name(r, "linear")
                 self.skip(i)
                 return
             if self.shape[j] != s:
@@ -649,7 +655,7 @@ class _Builder:
                 r.error(f"[shortcut] adds layer {j} ({sj}) to layer {i - 1} ({'x'.join(map(str, s))}): "
                         f"the shapes differ", "from", item=k,
                         hint="netdsl adds maps of equal shape only (Darknet would add the common channels)")
-                r.str("activation", "linear")
+                self.act_name(r, "linear")
                 self.skip(i)
                 return
             vals.append(self.out[j])
