@@ -126,7 +126,7 @@ class YoloDecode(_Decode):
             bw = np.exp(t[:, :, 2]) * aw / iw
             bh = np.exp(t[:, :, 3]) * ah / ih
             parts = [bx, by, bw, bh, _sigmoid(t[:, :, 4]), _sigmoid(t[:, :, 5:])]
-        return self._rows(parts, n, na, h, wd, k)
+        return self._rows(parts, n, na, h, wd, k).astype(np.asarray(xs[0]).dtype, copy=False)
 
 
 @register
@@ -161,7 +161,7 @@ class RegionDecode(_Decode):
                 e = np.exp(cls - m)
                 cls = e / e.sum(axis=2, keepdims=True)
             parts = [bx, by, bw, bh, _sigmoid(t[:, :, 4]), cls]
-        return self._rows(parts, n, na, h, wd, k)
+        return self._rows(parts, n, na, h, wd, k).astype(np.asarray(xs[0]).dtype, copy=False)
 
 
 __all__ = ["YoloDecode", "RegionDecode"]

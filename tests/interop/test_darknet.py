@@ -348,8 +348,8 @@ def torch_darknet(cfg_text, weights_path, x):
     return heads or [t.numpy()]
 
 
-@pytest.mark.parametrize("name,size", [("yolov3-tiny", 96), ("yolov2-tiny", 64), ("mixed", None),
-                                       ("classifier", None)])
+@pytest.mark.parametrize("name,size", [("yolov3-tiny", 64),
+                                       ("yolov2-tiny", 64), ("mixed", None), ("classifier", None)])
 def test_outputs_equal_darknet_in_torch(tmp_path, name, size):
     pytest.importorskip("torch")
     path = resized(name, tmp_path, size) if size else cfg(name)
@@ -375,7 +375,7 @@ def test_outputs_equal_darknet_in_torch(tmp_path, name, size):
 def test_cli_run_prints_and_draws_boxes(tmp_path, capsys):
     pil = pytest.importorskip("PIL.Image")
     from netdsl.cli import main
-    path = resized("yolov3-tiny", tmp_path, 64)
+    path = cfg("mixed")                               # two [yolo] heads, 2 classes, 40x40
     random_weights(path, tmp_path / "y.weights", seed=5)
     r = import_file(path, weights=str(tmp_path / "y.weights"))
     (tmp_path / "y.net").write_text(r.text)
@@ -385,22 +385,39 @@ def test_cli_run_prints_and_draws_boxes(tmp_path, capsys):
     img = (np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)
     pil.fromarray(img).save(tmp_path / "img.png")
     names = tmp_path / "names.txt"
-    names.write_text("\n".join(f"thing{i}" for i in range(80)))
+    names.write_text("cat\ndog\n")
     rc = main(["run", str(tmp_path / "y.net"), "--weights", str(tmp_path / "y.safetensors"),
-               "--input", str(tmp_path / "img.png"), "--thresh", "0.3", "--names", str(names),
+               "--input", str(tmp_path / "img.png"), "--thresh", "0.1", "--names", str(names),
                "--draw", str(tmp_path / "out.png")])
     out = capsys.readouterr().out
     assert rc == 0
     assert "boxes in pixels of" in out and "(80x48)" in out
-    assert "class" in out and "score" in out
-    # the oracle for the table: the decoded rows, scored and NMSed by hand here
+    # the oracle for the table: the best score, from the decoded rows by hand
     from netdsl.runtime.inputs import read_input
     y = m(read_input(str(tmp_path / "img.png"), m.graph, 1))
-    rows = np.concatenate([y["yolo16"][0], y["yolo23"][0]]).astype(np.float64)
-    best = max(((rows[i, 4] * rows[i, 5 + k], k) for i in range(len(rows)) if rows[i, 4] > 0.3
-                for k in range(80)), default=None)
-    if best and best[0] > 0.3:
-        assert f"thing{best[1]}" in out and f"{best[0]:.3f}" in out
-    assert (tmp_path / "out.png").exists()
+    rows = np.concatenate([y["yolo11"][0], y["yolo16"][0]]).astype(np.float64)
+    best = max((rows[i, 4] * rows[i, 5 + k], k) for i in range(len(rows)) if rows[i, 4] > 0.1 for k in range(2))
+    assert best[0] > 0.1, "the random weights should give some box above 0.1"
+    table = out[out.index("class  score"):]
+    first = table.splitlines()[2].split()
+    assert first[0] == ["cat", "dog"][best[1]] and first[1] == f"{best[0]:.3f}"
     drawn = np.asarray(pil.open(tmp_path / "out.png"))
-    assert drawn.shape == img.shape and (drawn != img).any() == ("drew 0 boxes" not in out)
+    assert drawn.shape == img.shape and (drawn != img).any()
+
+
+def test_cli_import(tmp_path, capsys):
+    """`netdsl import x.cfg --weights x.weights` (the command lives in cli.py, through import_file)."""
+    from netdsl.cli import build_parser, main
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    if "import" not in sub.choices:
+        pytest.skip("the `netdsl import` command is not on this branch yet")
+    path = cfg("classifier")
+    state, *_ = random_weights(path, tmp_path / "c.weights")
+    out = tmp_path / "c.net"
+    wout = tmp_path / "c.npz"
+    assert main(["import", path, "--weights", str(tmp_path / "c.weights"), "-o", str(out),
+                 "--weights-out", str(wout)]) == 0
+    assert out.read_text() == import_file(path, weights=str(tmp_path / "c.weights")).text
+    m = netdsl.load(str(out), weights=str(wout))
+    for k, v in state.items():
+        np.testing.assert_array_equal(m.state_dict()[k], v)
