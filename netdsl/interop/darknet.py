@@ -379,7 +379,8 @@ class _Builder:
     # -- sections
     def net_section(self, sec):
         r = _Reader(sec, self.src, self.sink)
-        w, h, c = r.int("width", 416, 1), r.int("height", 416, 1), r.int("channels", 3, 1)
+        w, h, c = r.int("width", None, 1), r.int("height", None, 1), r.int("channels", 3, 1)
+        w, h = w or 416, h or 416                   # (reported when missing: Darknet needs both)
         self.input_shape = (c, h, w)
         self.net.add_input("x", self.input_shape, mean=(0,) * c, std=(1,) * c)
         r.finish({"width", "height", "channels"})
@@ -760,7 +761,8 @@ def import_darknet(path: str, weights: str | None = None, name: str | None = Non
     c, h, w = p.input_shape
     p.net.header = [f"{name}: imported from {os.path.basename(path)} (Darknet), {p.n_layers} layers, "
                     f"input {w}x{h}x{c}",
-                    "labels carry Darknet's layer numbers: conv13 is layer 13 of the cfg"]
+                    "labels carry Darknet's layer numbers" + next(
+                        (f": {l.label} is layer {l.label[4:]} of the cfg" for l in p.net.layers if l.op == "Conv"), "")]
     state, notes = {}, []
     head = None
     if weights is not None:
