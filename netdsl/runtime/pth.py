@@ -52,6 +52,7 @@ from ..errors import NetDSLError
 
 MAX_PICKLE = 64 << 20       # data.pkl bytes; resnet50's is ~30 KiB, a 7B LLM's ~100 KiB
 MAX_RANK = 32
+UNKNOWN_MEMORY_CAP = 4 << 30  # the most a file's tensors may unfold to when free memory is unknown
 MAX_SMALL_RECORD = 64       # byteorder / version records
 LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950a86a20f9469cfc6c).to_bytes(10, "little")
 WRAPPERS = ("state_dict", "model_state_dict", "model", "net")
@@ -149,7 +150,9 @@ class _StateDict(dict):
 
 def _int(v, what) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise Refused(f"a tensor's {what} is {_short(repr(v), 40)}, not a non-negative integer")
+        shown = (repr(v) if isinstance(v, (bool, int)) and abs(v) < 2**64 else   # never repr a deep tuple
+                 f"a {type(v).__name__}")
+        raise Refused(f"a tensor's {what} is {shown}, not a non-negative integer")
     return v
 
 
@@ -266,7 +269,7 @@ def _scan(data: bytes):
                           f"never writes", "forbidden")
         if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
             if not isinstance(arg, int) or arg > puts:
-                raise Refused(f"data.pkl stores memo entry {_short(repr(arg), 20)} out of order (byte {pos})")
+                raise Refused(f"data.pkl stores memo entry {arg} out of order (byte {pos})")
             puts += arg == puts
         elif op.name == "MEMOIZE":
             puts += 1
@@ -432,6 +435,17 @@ class Checkpoint:
         if total > self.size:
             self._fail(f"the storages these tensors use declare {total:,} bytes together, more than the "
                        f"{self.size:,}-byte file holds", "the file is corrupt or was crafted")
+        # The arrays handed out can be larger than the storages only through stride-0 (expanded) views.
+        # weights._select checks them against the memory available when the network does not bound
+        # them; where that is unknown (no /proc/meminfo), a fixed bound keeps a view from asking for TiB.
+        from .memory import available_memory, size_text
+        out = sum(self.tensors[k].nbytes for k in names)
+        avail = available_memory()[0]
+        cap = avail if avail is not None else UNKNOWN_MEMORY_CAP + 2 * self.size
+        if out > cap:
+            self._fail(f"its tensors declare {size_text(out)} together, more than the {size_text(cap)} "
+                       f"{'of memory available' if avail is not None else 'netdsl allows'}",
+                       "the file is corrupt or was crafted")
 
     def read(self, name) -> np.ndarray:
         """One tensor as a contiguous native-order array (float32 for any float storage but complex)."""
