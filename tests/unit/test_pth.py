@@ -170,6 +170,15 @@ def test_handbuilt_state_dict_loads_into_a_model(tmp_path):
         np.testing.assert_array_equal(v, sd3[k].astype(np.float32))
 
 
+def test_check_state_dict_accepts_num_batches_tracked():
+    m = netdsl.parse(NET)
+    sd = m.state_dict()
+    got = wio.check_state_dict(m.graph, {**sd, "bn.num_batches_tracked": np.array(7, np.int64)})
+    assert list(got) == list(sd)
+    with pytest.raises(NetDSLError, match="unexpected entry 'bn.num_batches'"):
+        wio.check_state_dict(m.graph, {**sd, "bn.num_batches": np.array(7, np.int64)})
+
+
 def test_selection_is_checked_before_reading(tmp_path):
     m = netdsl.parse(NET)
     want = wio.expected(m.graph)

@@ -161,13 +161,17 @@ def test_lying_storage_sizes_offsets_strides(tmp_path, case):
     assert "hint: the file is corrupt or was crafted" in text
 
 
-def test_huge_declared_sizes_allocate_nothing(tmp_path):
+def test_huge_declared_sizes_allocate_nothing(tmp_path, monkeypatch):
     rec = {"data/0": np.zeros(4, np.float32).tobytes()}
     # a size the extent check cannot catch (stride 0): the shape check (with a network) or the memory check
     body = op_dict([("w", op_tensor("0", numel=4, size=(2**20, 2**20), stride=(0, 0)))])
     p = evil(tmp_path, body, records=rec)
     assert "'w' has shape [1048576, 1048576]; the network expects [4]" in load_error(p, {"w": (4,)})
     assert "its entries declare 4 TiB, more than the" in load_error(p)
+    import netdsl.runtime.memory as memory
+    with monkeypatch.context() as mp:
+        mp.setattr(memory, "available_memory", lambda: (None, "unknown"))   # no /proc/meminfo: a fixed bound
+        assert "its tensors declare 4 TiB together, more than the 4 GiB netdsl allows" in load_error(p)
     # counted pickle strings and bytes declaring gigabytes in a few bytes
     for op in (b"X" + struct.pack("<I", 2**32 - 1), b"B" + struct.pack("<I", 2**32 - 1),
                b"\x8e" + struct.pack("<Q", 2**62), b"\x8d" + struct.pack("<Q", 2**40)):
