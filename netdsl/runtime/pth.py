@@ -300,7 +300,8 @@ class Checkpoint:
     def __init__(self, path: str):
         self.path = path
         self.where = path
-        self._cache = {}
+        self._cache = {}                  # storage key -> its bytes, while a tensor still to read uses it
+        self._uses = {}                   # storage key -> tensors still to read from it (check_reads)
         with open(path, "rb") as f:
             head = f.read(len(LEGACY_MAGIC))
         if head == LEGACY_MAGIC:
@@ -420,6 +421,7 @@ class Checkpoint:
         total, seen = 0, set()
         for k in names:
             st = self.tensors[k].storage
+            self._uses[st.key] = self._uses.get(st.key, 0) + 1
             if st.key in seen:
                 continue
             seen.add(st.key)
@@ -457,6 +459,9 @@ class Checkpoint:
             raw = self._cache[st.key] = self.zip.read(st.info)
             if len(raw) != st.info.file_size:                    # pragma: no cover - zipfile checks
                 self._fail(f"storage record 'data/{st.key}' is short", "the file is truncated")
+        self._uses[st.key] = self._uses.get(st.key, 1) - 1
+        if self._uses[st.key] <= 0:                              # its last reader: free it after this copy
+            del self._cache[st.key]
         if 0 in t.shape:
             return np.zeros(t.shape, out)
         flat = np.frombuffer(raw, stored.newbyteorder(self.order), count=len(raw) // stored.itemsize)
