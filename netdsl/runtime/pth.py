@@ -52,6 +52,7 @@ from ..errors import NetDSLError
 
 MAX_PICKLE = 64 << 20       # data.pkl bytes; resnet50's is ~30 KiB, a 7B LLM's ~100 KiB
 MAX_RANK = 32
+MAX_NAME = 1024             # characters in a state dict name (torchvision's longest: ~40)
 UNKNOWN_MEMORY_CAP = 4 << 30  # the most a file's tensors may unfold to when free memory is unknown
 MAX_SMALL_RECORD = 64       # byteorder / version records
 LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950a86a20f9469cfc6c).to_bytes(10, "little")
@@ -81,6 +82,11 @@ TORCH_NAMES = {v: k for k, v in DTYPES.items() if k not in ("float", "double", "
 
 class Refused(Exception):
     """A problem with the file, raised from inside the unpickler; becomes a NetDSLError."""
+
+
+def _key(key) -> str:
+    """A storage key as shown in messages (persistent_load checked it is a short str)."""
+    return ascii(key)[1:-1]
 
 
 def _short(s, n=80) -> str:
@@ -136,6 +142,19 @@ class _Tensor(_Inert):
         return n * self.dtype.itemsize
 
 
+class _Fn(_Inert):
+    """A rebuild function as the unpickler sees it: callable, but unlike a plain function it has no
+    attributes that pickle's BUILD could set (a hostile file could otherwise change `__defaults__`
+    of our module's functions for every later load)."""
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
 class _StateDict(dict):
     """collections.OrderedDict's stand-in (dicts keep order). state_dict() pickles its `_metadata`
     (per-module version numbers) as instance state: accepted and dropped."""
@@ -174,7 +193,7 @@ def _tensor(storage, offset, size, stride, code=None) -> _Tensor:
             raise Refused("a tensor on an untyped storage has no dtype")
         item = np.dtype(CODES[code][0]).itemsize
         if numel % item:
-            raise Refused(f"storage 'data/{storage.key}' holds {numel} bytes, not a whole number of "
+            raise Refused(f"storage 'data/{_key(storage.key)}' holds {numel} bytes, not a whole number of "
                           f"{TORCH_NAMES[code]} elements")
         numel //= item
     elif code is not None and code != storage.code:
@@ -186,7 +205,7 @@ def _tensor(storage, offset, size, stride, code=None) -> _Tensor:
         end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
     if end > numel:
         raise Refused(f"a tensor of size {list(size)}, stride {list(stride)} at offset {offset} reaches "
-                      f"element {end:,} of storage 'data/{storage.key}', which holds {numel:,}")
+                      f"element {end:,} of storage 'data/{_key(storage.key)}', which holds {numel:,}")
     return _Tensor(storage, code, offset, size, stride)
 
 
@@ -213,11 +232,11 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=Non
 
 
 ALLOWED = {("collections", "OrderedDict"): _StateDict,
-           ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-           ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-           ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-           ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-           ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+           ("torch._utils", "_rebuild_tensor"): _Fn(_rebuild_tensor),
+           ("torch._utils", "_rebuild_tensor_v2"): _Fn(_rebuild_tensor_v2),
+           ("torch._utils", "_rebuild_tensor_v3"): _Fn(_rebuild_tensor_v3),
+           ("torch._utils", "_rebuild_parameter"): _Fn(_rebuild_parameter),
+           ("torch._utils", "_rebuild_parameter_with_state"): _Fn(_rebuild_parameter),
            ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage", None),
            ("torch", "UntypedStorage"): _StorageType("UntypedStorage", None)}
 for _name, _code in STORAGES.items():
@@ -250,12 +269,12 @@ class _Unpickler(pickle.Unpickler):
         numel = _int(numel, "storage size")
         info = self.records.get(f"{self.prefix}/data/{key}")
         if info is None:
-            raise Refused(f"storage record 'data/{_short(key, 40)[1:-1]}' is missing from the archive")
+            raise Refused(f"storage record 'data/{_key(key)}' is missing from the archive")
         item = 1 if stype.code is None else np.dtype(CODES[stype.code][0]).itemsize
         if numel * item != info.file_size:
             what = "bytes" if stype.code is None else f"{TORCH_NAMES[stype.code]} elements"
-            raise Refused(f"storage 'data/{key}' declares {numel:,} {what} ({numel * item:,} bytes) but its "
-                          f"record holds {info.file_size:,} bytes")
+            raise Refused(f"storage 'data/{_key(key)}' declares {numel:,} {what} ({numel * item:,} bytes) "
+                          f"but its record holds {info.file_size:,} bytes")
         return _Storage(key, stype.code, numel, info)
 
 
@@ -408,6 +427,9 @@ class Checkpoint:
         for k in obj:
             if not isinstance(k, str):
                 self._fail(f"it has a key of type {type(k).__name__}; state dict names are strings", HINT)
+            if len(k) > MAX_NAME:
+                self._fail(f"it has a name of {len(k):,} characters ({_short(k, 40)})",
+                           "the file is corrupt or was crafted")
         return obj
 
     def headers(self) -> dict:
@@ -427,10 +449,10 @@ class Checkpoint:
             seen.add(st.key)
             info = st.info
             if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-                self._fail(f"storage record 'data/{st.key}' is compressed; torch.save stores records "
+                self._fail(f"storage record 'data/{_key(st.key)}' is compressed; torch.save stores records "
                            f"uncompressed", "the file was re-zipped, is corrupt or was crafted")
             if info.header_offset + info.file_size > self.size:
-                self._fail(f"storage record 'data/{st.key}' declares {info.file_size:,} bytes at offset "
+                self._fail(f"storage record 'data/{_key(st.key)}' declares {info.file_size:,} bytes at offset "
                            f"{info.header_offset:,}, past the end of the {self.size:,}-byte file",
                            "the file is truncated or corrupt")
             total += info.file_size
@@ -458,7 +480,7 @@ class Checkpoint:
         if raw is None:
             raw = self._cache[st.key] = self.zip.read(st.info)
             if len(raw) != st.info.file_size:                    # pragma: no cover - zipfile checks
-                self._fail(f"storage record 'data/{st.key}' is short", "the file is truncated")
+                self._fail(f"storage record 'data/{_key(st.key)}' is short", "the file is truncated")
         self._uses[st.key] = self._uses.get(st.key, 1) - 1
         if self._uses[st.key] <= 0:                              # its last reader: free it after this copy
             del self._cache[st.key]

@@ -243,6 +243,10 @@ def _payloads(sentinel):
         "BUILD on a storage type": (op_global("torch", "FloatStorage") + b"}" + op_str("x") + op_int(1) + b"sb",
                                     "it applies pickle state to a StorageType"),
         "BUILD on OrderedDict with a list": (ODICT + b"]b", "non-dict pickle state"),
+        "BUILD on a rebuild function": (op_global("torch._utils", "_rebuild_tensor_v2") + b"N" + b"}" + op_str(
+            "__defaults__") + op_tuple() + b"s\x86b", "it applies pickle state to a Fn"),
+        "BUILD on the OrderedDict class": (op_global("collections", "OrderedDict") + b"}b",
+                                           "its data.pkl is not a valid pickle (TypeError"),
     }
 
 
@@ -310,6 +314,8 @@ STRUCTURE = {
     "unknown opcode": (b"\x80\x02\xff.", "its data.pkl is not a valid pickle"),
     "empty pickle": (b"", "its data.pkl is not a valid pickle"),
     "bad memo get": (b"\x80\x02h\x05.", "its data.pkl is not a valid pickle"),
+    "long name": (op_dict([("k" * 2000, op_tensor("0", numel=4, size=(4,), stride=(1,)))]),
+                  "it has a name of 2,000 characters ('kkkk"),
     "huge LONG text": (b"\x80\x02L" + b"9" * 10_000 + b"L\n.", "its data.pkl is not a valid pickle"),
 }
 
