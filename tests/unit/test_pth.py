@@ -267,6 +267,20 @@ def test_cli_run_with_pth_and_with_a_malicious_one(tmp_path, capsys):
     assert f"cannot read weights from {evil}: it uses the global 'os.system'" in err
 
 
+def test_loading_never_imports_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+    p = write_pth(tmp_path / "w.pth", {"w": np.ones(3, np.float32)})
+    code = ("import sys; from netdsl.runtime import weights; d = weights.load(sys.argv[1]); "
+            "assert d['w'].sum() == 3; print('torch' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 # ---------------------------------------------------------------- files written by real torch.save
 
 def test_torch_save_dtypes_views_and_prefixes(tmp_path):
