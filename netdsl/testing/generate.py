@@ -453,6 +453,51 @@ class Generator:
     def e_mish(self, s):
         return self._act_more(s, "mish")
 
+    def e_slice(self, s):
+        if len(s) not in (1, 3):
+            return None
+        start = self.r.randint(0, s[0] - 1)
+        stop = self.r.randint(start + 1, s[0])
+
+        def rule(t):
+            _need(len(t) in (1, 3) and t[0] >= stop)
+            return (stop - start,) + tuple(t[1:])
+        return Layer(f"Slice({start}, {stop})", rule), rule(s)
+
+    def e_yolodecode(self, s):
+        return self._decode(s, "yolo")
+
+    def e_regiondecode(self, s):
+        return self._decode(s, "region")
+
+    def _decode(self, s, which):
+        """YoloDecode / RegionDecode (anchors x (5 + K) channels), then Flatten: the (boxes, 5 + K)
+        rows end a detection branch, so the chain goes on from a vector."""
+        if not _is_map(s):
+            return None
+        c, h, w = s
+        splits = [a for a in (1, 2, 3) if c % a == 0 and c // a >= 6]
+        if not splits:
+            return None
+        na = self.pick(splits)
+        k = c // na - 5
+        anchors = ", ".join(self.pick(["2", "3.5", "7", "10", "0.5"]) for _ in range(2 * na))
+        if which == "yolo":
+            text = f"YoloDecode({k}, anchors=({anchors}), image={8 * h}x{8 * w})"
+            if self.chance(0.3):
+                text = text[:-1] + ", scale_xy=1.1)"
+        else:
+            text = f"RegionDecode({k}, anchors=({anchors}){', softmax=false' if self.chance(0.3) else ''})"
+
+        def rule(t):
+            _need(tuple(t) == (c, h, w))
+            return (na * h * w, 5 + k)
+
+        def flat(t):
+            _need(len(t) == 2)
+            return (t[0] * t[1],)
+        return Group([Layer(text, rule), Layer("Flatten", flat)], 1), (na * h * w * (5 + k),)
+
     def e_softmax(self, s):
         return Layer(self.pick(["Softmax", "SM", "SoftMax"]), _same), s
 
@@ -883,6 +928,7 @@ EMITTERS = {
     "ReLU6": ("e_relu6", 1.5), "Clip": ("e_clip", 1), "Hardtanh": ("e_hardtanh", 1),
     "HardSigmoid": ("e_hardsigmoid", 1), "HardSwish": ("e_hardswish", 1.5), "SiLU": ("e_silu", 1.5),
     "GELU": ("e_gelu", 1), "Mish": ("e_mish", 1),
+    "Slice": ("e_slice", 1), "YoloDecode": ("e_yolodecode", 3), "RegionDecode": ("e_regiondecode", 3),
     "Concat": ("e_concat", 4), "Add": ("e_add", 4), "Mul": ("e_mul", 3),
     "Crop(a, b)": ("e_crop2", 1.5), "Conv(residual=true)": ("e_conv_residual", 1.5),
     "block": ("e_block", 4), "repeat": ("e_repeat", 2), "skip": ("e_skip", 3),
