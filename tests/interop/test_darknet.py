@@ -217,6 +217,11 @@ def test_every_problem_at_once(tmp_path):
     ("[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=9\n[yolo]\nmask=0,4\nanchors=1,2,3,4\nnum=2\nclasses=4\n",
      "7:8: error: mask 4 names no anchor: there are 2 (0..1)"),
     ("[net]\nwidth=32\nheight=32\nsize 3\n", "4:1: error: expected key=value, got 'size 3'"),
+    ("[net]\nwidht=32\nheight=32\n[avgpool]\n", "2:1: error: [net] has no key 'widht'\n    widht=32\n"
+                                                  "    ^~~~~\nhint: did you mean 'width'?"),
+    ("[net]\nheight=32\n[avgpool]\n", "1:1: error: [net] needs 'width' (an integer)"),
+    ("[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=8\nactivation=elu\n",
+     "6:12: error: activation 'elu' is not supported by netdsl"),
 ])
 def test_cfg_errors(tmp_path, text, want):
     p = tmp_path / "t.cfg"
