@@ -74,8 +74,8 @@ class Concat(OpSpec):
             else:
                 hint = (f"Concat(axis={k + 1}) joins the {joined}; every other size must match "
                         f"(Crop, Pad or a Conv on one branch)")
-            raise OpError(f"Concat inputs differ in size off the joined axis {k + 1} ({joined}): {sizes} "
-                          f"(inputs: {_all_shapes(shapes)})", hint=hint)
+            where = "" if k == 0 else f" off the joined axis {k + 1} ({joined})"
+            raise OpError(f"Concat inputs differ in size{where}: {sizes} (inputs: {_all_shapes(shapes)})", hint=hint)
         out = list(shapes[0])
         out[k] = sum(s[k] for s in shapes)
         return tuple(out)
