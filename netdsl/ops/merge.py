@@ -85,6 +85,8 @@ class Concat(OpSpec):
         what = "channels" if k == 1 else axis_name(shapes[0], k)
         if k == 1 and len(shapes[0]) == 1:
             what = "features"
+        if what.startswith("axis"):
+            what = f"along {what}"
         return [" + ".join(str(s[k - 1]) for s in shapes) + f" = {out[k - 1]} {what}"]
 
     def reference(self, a, xs, w):

@@ -476,3 +476,30 @@ def test_pool_explain_and_summary_arithmetic_is_true():
     assert "H: (11 + 2·1 − 5)/2 + 1 = 5" in text and "W: ⌊(10 + 2·1 − 5)/2⌋ + 1 = 4" in text, text
     assert "(3 − 1)·2 + 1 = 5 rows" in text
     assert "3x5x4" in m.summary()
+
+
+# ---------------------------------------------------------------- all of it in one network
+
+ALL_NET = """input x: 3x9x10
+a = Conv(4, 3, pad=1) - MaxPool(3, stride=1, dilation=2, pad=2)
+b = x - Conv(4, 1) - AvgPool(3, stride=1, pad=(2, 1, 0, 1), count_include_pad=false)
+h = [ a | b ] - Concat(axis=2)
+g = h - GAP - FC(4)
+s = [ g | h ] - Add(act=relu)
+s - Softmax(axis=-2) - Flatten(axis=2) - LogSoftmax(axis=-1)
+"""
+
+
+@needs_kernels
+def test_new_arguments_through_levels_and_a_bundle(tmp_path):
+    from netdsl.compiler import compile_model
+    m = netdsl.parse(ALL_NET, "all.net")
+    x = np.random.default_rng(12).standard_normal((2, 3, 9, 10)).astype(np.float32)
+    want = m.reference(x)
+    assert want.shape == (2, 4, 180)
+    for level in (0, 3):
+        m.run_level = level
+        np.testing.assert_allclose(m(x), want, rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "all.netc")
+    compile_model(m, path, 3)                   # loads the bundle back and checks it first
+    np.testing.assert_allclose(netdsl.load(path)(x), want, rtol=1e-5, atol=1e-5)
