@@ -114,8 +114,9 @@ def test_bad_softmax_axis_is_a_located_error(src, msg, hint):
 @needs_kernels
 @pytest.mark.parametrize("axis,shapes", [(2, [(3, 5, 7), (3, 2, 7), (3, 1, 7)]), (3, [(3, 5, 7), (3, 5, 2)]),
                                          (-1, [(2, 3, 4), (2, 3, 1)]), (-2, [(4, 6), (1, 6)]),
-                                         (1, [(3, 5, 7), (2, 5, 7)])],
-                         ids=["h", "w", "last", "rank2-first", "channels"])
+                                         (1, [(3, 5, 7), (2, 5, 7)]), (3, [(64, 40, 40), (64, 40, 8)]),
+                                         (2, [(4, 64, 80), (4, 10, 80)])],
+                         ids=["h", "w", "last", "rank2-first", "channels", "w-threads", "h-long-blocks"])
 @pytest.mark.parametrize("n", [1, 3])
 def test_concat_axis_kernel(axis, shapes, n, isa):
     rng = rng_for(f"cat{axis}{shapes}{n}")
@@ -259,6 +260,10 @@ def test_add_broadcast_explain_and_error():
     assert "x2 is one value per channel, broadcast over the 5x5 map" in m.explain()
     text = _err("input x: 4x5x5\nb = GAP - FC(3)\n[ x | b ] - Add")
     assert "Add at add1: Add inputs differ in shape: 4x5x5 vs 3" in text and "bad.net:3:" in text
+    assert "hint: a per-channel operand (Cx1x1 or C) is broadcast over the map, so it needs the map's 4 " \
+           "channels" in text, text
+    text = _err("input x: 4x5x5\nb = GAP - Conv(3, 1)\n[ b | x ] - Add")
+    assert "4x5x5" in text and "3x1x1" in text and "GAP - Conv(4, 1) or FC(4)" in text, text
 
 
 BCAST_RESIDUALS = {
