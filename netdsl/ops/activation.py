@@ -18,6 +18,7 @@ import numpy as np
 from . import activations as acts
 from . import register
 from .attrs import Attr, float_
+from .shape import axis_, axis_name, resolve_axis
 from .spec import OpSpec
 
 
@@ -87,7 +88,6 @@ class Tanh(acts.Pointwise):
 def _over(shape, axis=1):
     if len(shape) == 1:
         return f"the {shape[0]} values"
-    from .shape import axis_name
     name = axis_name(shape, axis)
     if axis == 1 and len(shape) == 3:
         return f"the {shape[0]} channels (per pixel)"
@@ -96,13 +96,11 @@ def _over(shape, axis=1):
 
 
 def _axis_attr():
-    from .shape import axis_
     return Attr("axis", axis_, 1, "axis normalized over, counting the batch: 1 channels, 2 height, "
                                   "3 width, -1 the last")
 
 
 def _resolve(op, a, shapes):
-    from .shape import resolve_axis
     a = dict(a)
     a["axis"] = resolve_axis(op, a.get("axis", 1), shapes[0])
     return a
@@ -125,7 +123,7 @@ class Softmax(OpSpec):
         return _resolve(self.name, a, shapes)
 
     def explain(self, a, shapes, out):
-        return [f"y_i = e^x_i / Σ_j e^x_j over {_over(shapes[0], a['axis'])} (sums to 1)"]
+        return [f"y_i = e^x_i / Σ_j e^x_j over {_over(shapes[0], a.get('axis', 1))} (sums to 1)"]
 
     def reference(self, a, xs, w):
         x, ax = xs[0], a.get("axis", 1)
@@ -147,7 +145,7 @@ class LogSoftmax(OpSpec):
         return _resolve(self.name, a, shapes)
 
     def explain(self, a, shapes, out):
-        return [f"y_i = x_i − log Σ_j e^x_j over {_over(shapes[0], a['axis'])}"]
+        return [f"y_i = x_i − log Σ_j e^x_j over {_over(shapes[0], a.get('axis', 1))}"]
 
     def reference(self, a, xs, w):
         return _log_softmax(xs[0], a.get("axis", 1))

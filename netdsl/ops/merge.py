@@ -54,7 +54,7 @@ class Concat(OpSpec):
     def resolve(self, a, shapes):
         a = dict(a)
         if shapes:
-            a["axis"] = resolve_axis(self.name, a["axis"], shapes[0])
+            a["axis"] = resolve_axis(self.name, a.get("axis", 1), shapes[0])
         return a
 
     def infer(self, a, shapes):

@@ -87,7 +87,7 @@ class _Pool(OpSpec):
         while best1 > 0 and _empty_window(size, k, d, s, 0, best1, ceil_mode) is not None:
             best1 -= 1
         raise OpError(f"{self.name} pad {_pad_text(pads)} leaves a window of only padding: output {where} {o} "
-                      f"covers padded {where}s {first}..{last} ({taps}), and the input's {where}s are "
+                      f"reads {where}s {first}..{last} ({taps}), none of them among the input's {where}s "
                       f"0..{size - 1}: every window must hold at least one real input cell", attr="pad",
                       hint=f"use {side[0]} pad at most {best0} and {side[1]} pad at most {best1} here "
                            f"(pad=same picks a valid amount)")
@@ -161,13 +161,13 @@ def _taps_in(start, k, d, lo, hi):
 
 
 def _empty_window(size, k, d, s, p0, p1, ceil_mode):
-    """(output index, first padded index) of the first window along an axis with no tap on
-    a real cell [0, size), or None. Windows start at o·s - p0."""
+    """(output index, first tap's input index) of the first window along an axis with no
+    tap on a real cell [0, size), or None. Windows start at o·s - p0 (negative: padding)."""
     out = window_out(size, (k - 1) * d + 1, s, p0, p1, ceil_mode)
     for o in range(out):
         start = o * s - p0
         if _taps_in(start, k, d, 0, size) == 0:
-            return o, start + p0
+            return o, start
         if start >= size:
             break
     return None

@@ -85,11 +85,11 @@ class Flatten(OpSpec):
 
     def resolve(self, a, shapes):
         a = dict(a)
-        a["axis"] = resolve_axis(self.name, a["axis"], shapes[0])
+        a["axis"] = resolve_axis(self.name, a.get("axis", 1), shapes[0])
         return a
 
     def infer(self, a, shapes):
-        s, k = tuple(shapes[0]), a["axis"] - 1
+        s, k = tuple(shapes[0]), a.get("axis", 1) - 1
         return (*s[:k], math.prod(s[k:]))
 
     def window(self, a, shapes):
@@ -98,15 +98,15 @@ class Flatten(OpSpec):
         return _whole(shapes[0])
 
     def explain(self, a, shapes, out):
-        s, k = tuple(shapes[0]), a["axis"] - 1
+        s, k = tuple(shapes[0]), a.get("axis", 1) - 1
         if k == 0:
             return [f"{shape_str(s)} = {out[0]:,} values"]
         joined = "·".join(map(str, s[k:]))
-        return [f"{shape_str(s)} → {shape_str(out)}: axes {a['axis']}.. joined ({joined} = {out[-1]:,})"]
+        return [f"{shape_str(s)} → {shape_str(out)}: axes {k + 1}.. joined ({joined} = {out[-1]:,})"]
 
     def reference(self, a, xs, w):
         x = xs[0]
-        return x.reshape(x.shape[0], *x.shape[1:a["axis"]], -1)
+        return x.reshape(x.shape[0], *x.shape[1:a.get("axis", 1)], -1)
 
     samples = (({}, [(3, 5, 7)]), (dict(axis=2), [(3, 5, 7)]), (dict(axis=-1), [(3, 5, 7)]),
                (dict(axis=-2), [(3, 5, 7)]))

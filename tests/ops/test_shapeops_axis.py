@@ -430,12 +430,14 @@ def test_large_pads_match_onnx():
     x = np.random.default_rng(11).standard_normal((1, 2, 7, 8)).astype(np.float32)
     for op, onnx_op, extra in (("MaxPool", "MaxPool", {}), ("AvgPool", "AveragePool", {"count_include_pad": 1}),
                                ("AvgPool", "AveragePool", {"count_include_pad": 0})):
-        for k, pads, d in [(3, (2, 2, 2, 2), 1), (3, (2, 0, 1, 2), 1), (2, (1, 1, 1, 1), 2), (3, (2, 2, 2, 2), 2)]:
+        for k, s_, pads, d, ceil in [(3, 1, (2, 2, 2, 2), 1, 0), (3, 1, (2, 0, 1, 2), 1, 0), (2, 1, (1, 1, 1, 1), 2, 0),
+                                     (3, 1, (2, 2, 2, 2), 2, 0), (3, 2, (1, 2, 2, 0), 2, 1)]:
             t, l, b, r = pads
             cip = f", count_include_pad={'true' if extra.get('count_include_pad') else 'false'}" if extra else ""
-            m = netdsl.parse(f"input x: 2x7x8\n{op}({k}, stride=1, dilation={d}, pad=({t}, {l}, {b}, {r}){cip})")
-            node = helper.make_node(onnx_op, ["x"], ["y"], kernel_shape=[k, k], strides=[1, 1], dilations=[d, d],
-                                    pads=[t, l, b, r], **extra)
+            m = netdsl.parse(f"input x: 2x7x8\n{op}({k}, stride={s_}, dilation={d}, pad=({t}, {l}, {b}, {r}){cip}, "
+                             f"ceil_mode={'true' if ceil else 'false'})")
+            node = helper.make_node(onnx_op, ["x"], ["y"], kernel_shape=[k, k], strides=[s_, s_], dilations=[d, d],
+                                    pads=[t, l, b, r], ceil_mode=ceil, **extra)
             graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
                                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
@@ -455,14 +457,15 @@ def test_large_pads_match_onnx():
 
 @pytest.mark.parametrize("src,msg,hint", [
     ("input x: 3x8x8\nMaxPool(3, stride=1, pad=3)",
-     "MaxPool pad 3 leaves a window of only padding: output row 0 covers padded rows 0..2 (3 taps), and the "
-     "input's rows are 0..7: every window must hold at least one real input cell",
+     "MaxPool pad 3 leaves a window of only padding: output row 0 reads rows -3..-1 (3 taps), none of them "
+     "among the input's rows 0..7: every window must hold at least one real input cell",
      "use top pad at most 2 and bottom pad at most 2 here"),
     ("input x: 3x8x8\nAvgPool(2, stride=1, pad=(0, 0, 0, 2))",
-     "AvgPool pad (0, 0, 0, 2) leaves a window of only padding: output column 8 covers padded columns 8..9",
+     "AvgPool pad (0, 0, 0, 2) leaves a window of only padding: output column 8 reads columns 8..9 (2 taps), "
+     "none of them among the input's columns 0..7",
      "use left pad at most 0 and right pad at most 1 here"),
     ("input x: 3x1x8\nMaxPool(2, stride=1, dilation=(3, 1), pad=(2, 0, 2, 0))",
-     "output row 0 covers padded rows 0..3 (2 taps 3 apart), and the input's rows are 0..0", None),
+     "output row 0 reads rows -2..1 (2 taps 3 apart), none of them among the input's rows 0..0", None),
     ("input x: 3x8x8\nMaxPool(3, dilation=0)", "'dilation' must be at least 1", None),
     ("input x: 3x4x4\nMaxPool(3, dilation=3)", "the output height shrinks to zero: the window (7) is larger than "
      "the input (4): (4 − 7)/3 + 1 = 0", None),
