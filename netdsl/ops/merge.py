@@ -93,8 +93,9 @@ class Concat(OpSpec):
         return np.concatenate(xs, axis=a.get("axis", 1))
 
     samples = (({}, [(3, 5, 7), (2, 5, 7)]), ({}, [(1, 3, 3), (4, 3, 3), (2, 3, 3)]), ({}, [(3,), (5,)]),
-               (dict(axis=2), [(3, 5, 7), (3, 2, 7)]), (dict(axis=-1), [(3, 5, 7), (3, 5, 1), (3, 5, 4)]),
-               (dict(axis=2), [(3, 5), (3, 4)]))
+               (dict(axis=2), [(3, 5, 7), (3, 2, 7)]), (dict(axis=-1), [(3, 5, 7), (3, 5, 1), (3, 5, 4)]))
+    # (samples are network inputs too: CxHxW or F. Rank-2 (C, L) inputs, as after Flatten(axis=2),
+    # are tested in tests/ops/test_shapeops_axis.py)
 
 
 def _per_channel(s, c):
