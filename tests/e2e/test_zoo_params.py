@@ -35,6 +35,7 @@ ZOO = {
     "fcn": (134_260_544 + 86_037 + 1_806_336, {"output": (21, 224, 224)}),
     "unet": (31_030_658, {"output": (2, 388, 388)}),
     "yolov2_tiny": (11_232_057, {"output": (425, 13, 13)}),
+    "squeezenet1_1": (1_235_496, {"output": (1000,)}),
 }
 
 
@@ -85,6 +86,9 @@ def test_googlenet_without_aux():
     ("alexnet", "features.0", (64, 3, 11, 11)),
     ("googlenet", "inception4e.branch3.1.conv", (128, 32, 3, 3)),
     ("googlenet", "aux2.fc1", (1024, 2048)),
+    ("squeezenet1_1", "features.0", (64, 3, 3, 3)),
+    ("squeezenet1_1", "features.12.expand3x3", (256, 64, 3, 3)),
+    ("squeezenet1_1", "classifier.1", (1000, 512, 1, 1)),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_torchvision_layer_names(name, layer, params):
     m = netdsl.load(name)
