@@ -172,6 +172,16 @@ def test_number_labels_nest_sequences_like_torchvision():
         parse("input x: 3x8x8\nf: (Conv(4) - 1:ReLU - 1:ReLU)")
 
 
+def test_block_is_a_keyword_and_a_label():
+    """torchvision's MobileNetV3 names its layers features.1.block.0.0: `block:` labels."""
+    m = parse("""
+        input x: 3x8x8
+        block B(c) { block: (Conv(c, 1) - BN) }
+        B(4) - block: (B(2) - ReLU)
+    """)
+    assert names(m)[1:] == ["0.block.0", "0.block.1", "block.0.block.0", "block.0.block.1", "block.1"]
+
+
 def test_inception_module_channel_totals():
     m = parse("""
         input x: 192x28x28
