@@ -92,7 +92,7 @@ class Add(_Elementwise):
     flags = frozenset({"merge", "elementwise", "inplace_ok", "fusible_epilogue"})
     combine = "sum"
     linear = True
-    epilogues = ("relu",)
+    epilogues = ("relu", "relu6", "hardsigmoid", "hardswish", "silu", "gelu", "mish")
     attrs = (Attr("act", act_kind(*epilogues), "none", "fused activation after the sum"),)
     mismatch_hint = ("a shortcut across a change of size needs a projection: a 1x1 Conv with the "
                      "block's stride and channel count on the shortcut branch")

@@ -41,7 +41,7 @@ class BatchNorm(OpSpec):
     doc = "Batch normalization with running statistics (inference)."
     arity = 1
     flags = frozenset({"has_weights", "inplace_ok", "fusible_epilogue"})   # y = x·scale + shift, value by value
-    epilogues = ("relu",)
+    epilogues = ("relu", "relu6", "hardsigmoid", "hardswish", "silu", "gelu", "mish")
     channel_affine = True
     linear = True
     attrs = (Attr("eps", _positive, 1e-5, "added to the variance before the square root"),

@@ -95,6 +95,8 @@ def test_specs_flags_aliases_and_epilogues(nd):
     assert ops.get("Hardtanh").epilogue(dict(min_val=-1.0, max_val=1.0)) is None
     assert ops.get("HardSigmoid").epilogue(dict(alpha=1 / 6, beta=0.5)) == "hardsigmoid"
     assert ops.get("HardSigmoid").epilogue(dict(alpha=0.2, beta=0.5)) is None
+    # what torch.onnx.export writes for nn.Hardsigmoid: 1/6 rounded to float32
+    assert ops.get("HardSigmoid").epilogue(dict(alpha=float(np.float32(1 / 6)), beta=0.5)) == "hardsigmoid"
     assert ops.get("GELU").epilogue(dict(approximate="none")) == "gelu"
     assert ops.get("GELU").epilogue(dict(approximate="tanh")) is None
     for op, name in (("HardSwish", "hardswish"), ("SiLU", "silu"), ("Mish", "mish")):
@@ -194,3 +196,127 @@ def test_match_torch(nd):
     # ONNX HardSigmoid (alpha 0.2, beta 0.5) is torch's hardsigmoid only in name: ours takes both
     onnx_like = np.clip(0.2 * x.astype(np.float64) + 0.5, 0, 1)
     np.testing.assert_allclose(nd.run("HardSigmoid", x, alpha=0.2, beta=0.5), onnx_like, atol=1e-7, equal_nan=True)
+
+
+def test_prelu_on_vectors_matches_torch():
+    """PReLU (netdsl/ops/prelu.py) on (N, F) features, one slope per feature and one shared, as
+    torch.nn.PReLU(num_parameters=F | 1) with its `weight` loaded (maps: tests/ops/test_prelu.py)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(5).standard_normal((4, 7)).astype(np.float32)
+    for k in (7, 1):
+        m = torch.nn.PReLU(num_parameters=k)
+        with torch.no_grad():
+            m.weight.copy_(torch.linspace(-1.5, 0.75, k))
+        want = m(torch.from_numpy(x)).detach().numpy()
+        net = netdsl.parse(f"input x: 7\nPReLU({k})")
+        net.load_state_dict({"prelu1.weight": m.weight.detach().numpy()})
+        np.testing.assert_allclose(net.reference(x), want, rtol=1e-6, atol=0)
+        if L.available():
+            np.testing.assert_allclose(net(x), want, rtol=1e-6, atol=0)
+
+
+# ---------------------------------------------------------------- fused epilogues
+
+NEW_ACTS = ("relu6", "hardsigmoid", "hardswish", "silu", "gelu", "mish")
+
+# (case id, input, batch, producer with {act} for its act argument): each kernel path of the
+# producers that take `act` (GEMM with tails, 1x1, depthwise, direct, FC dot / tiles, the
+# transposed conv, the sum, BN)
+FUSE_LAYERS = [
+    ("conv-gemm", "5x13x13", 2, "Conv(17, 3, pad=1{act})"),
+    ("conv-1x1", "16x7x9", 2, "Conv(33, 1{act})"),
+    ("conv-depthwise", "8x13x13", 1, "Conv(8, 3, pad=1, groups=8{act})"),
+    ("conv-direct", "3x12x28", 1, "Conv(6, 5{act})"),
+    ("fc-dot", "37", 3, "FC(19{act})"),
+    ("fc-tiles", "37", 11, "FC(19{act})"),
+    ("deconv", "5x7x7", 2, "Deconv(6, 4, stride=2, pad=1{act})"),
+    ("add", "4x9x9", 2, "[ Conv(4, 3, pad=1) | Conv(4, 1) ] - Add({act})"),
+    ("bn", "5x9x9", 2, "BN({act})"),
+]
+
+
+def _nonfinite(shape, seed):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 3
+    flat = x[0].reshape(-1)          # sample 0 only: the others stay finite everywhere
+    flat[[0, flat.size // 2, flat.size - 1]] = [np.nan, np.inf, -np.inf]
+    return x
+
+
+def _model(src, like=None, level=0):
+    m = netdsl.parse(src)
+    if like is not None:
+        m.load_state_dict(like.state_dict())
+    m.run_level = level
+    return m
+
+
+@pytest.mark.skipif(not L.available(), reason="C kernels not built")
+@pytest.mark.parametrize("act", NEW_ACTS)
+@pytest.mark.parametrize("cid,shape,n,layer", FUSE_LAYERS, ids=[c[0] for c in FUSE_LAYERS])
+def test_fused_equals_unfused(cid, shape, n, layer, act):
+    """layer(act=a) at -O0 gives exactly layer - A at -O0 on every ISA (the epilogue and the
+    standalone kernel run the same code on the same values), NaN and inf included; the -O3
+    graph of layer - A has A fused and gives the same values (to rounding: -O3 may also fuse
+    the Add into a Conv as its residual)."""
+    entry = acts.get(act)
+    sep = "" if cid in ("add", "bn") else ", "
+    fused_src = f"input x: {shape}\n{layer.format(act=f'{sep}act={act}')}"
+    plain = layer.format(act="").replace("Add()", "Add").replace("BN()", "BN")
+    op = entry.op
+    unfused_src = f"input x: {shape}\n{plain} - {op}"
+    dims = tuple(int(v) for v in shape.split("x"))
+    x = _nonfinite((n, *dims), seed=len(cid) + len(act))
+    for isa in L.supported_isas():
+        with L.using_isa(isa):
+            m0 = _model(unfused_src)
+            want = m0(x)
+            got = _model(fused_src, like=m0)(x)
+            np.testing.assert_array_equal(got, want, err_msg=f"{cid} {act} {isa}: fused != unfused")
+            assert np.isnan(want).any() and np.isfinite(want).any()
+            m3 = _model(unfused_src, like=m0, level=3)
+            np.testing.assert_allclose(m3(x), want, rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=f"{cid} -O3 {isa}")
+    from netdsl.passes import optimize
+    g3 = optimize(m0.graph, None, level=3)[0]
+    assert op not in {nd_.op for nd_ in g3.nodes()}, f"{op} was not fused at -O3"
+    assert act in {nd_.attrs.get("act") for nd_ in g3.nodes()}
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref = m0.reference(x)
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4, equal_nan=True, err_msg=f"{cid} vs reference")
+
+
+@pytest.mark.parametrize("words, fused", [
+    ("ReLU6", "relu6"), ("Clip(0, 6)", "relu6"), ("Clamp(min=0, max=6)", "relu6"), ("Hardtanh(0, 6)", "relu6"),
+    ("Clip(0, 5)", None), ("Clip(min=0)", None), ("Hardtanh", None),
+    ("HardSigmoid", "hardsigmoid"), ("HardSigmoid(alpha=0.2)", None), ("HardSigmoid(alpha=0.1666666716337204)", "hardsigmoid"), ("HardSwish", "hardswish"),
+    ("SiLU", "silu"), ("Swish", "silu"), ("GELU", "gelu"), ("GELU(approximate=tanh)", None), ("Mish", "mish"),
+])
+def test_what_fuses_at_O3(words, fused):
+    """A Conv followed by each form: fused as its `act` exactly when the epilogue has the form's
+    parameters built in, else the layer stays (and the values still match the reference)."""
+    from netdsl.passes import optimize
+    m = netdsl.parse(f"input x: 3x7x7\nConv(4, 3) - {words}")
+    g3 = optimize(m.graph, None, level=3)[0]
+    conv = [nd_ for nd_ in g3.nodes() if nd_.op == "Conv"][0]
+    assert conv.attrs.get("act", "none") == (fused or "none")
+    assert len(list(g3.nodes())) == (2 if fused else 3)      # input, conv (, the activation)
+    if L.available():
+        m.run_level = 3
+        x = np.random.default_rng(1).standard_normal((2, 3, 7, 7)).astype(np.float32) * 3
+        np.testing.assert_allclose(m(x), m.reference(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not L.available(), reason="C kernels not built")
+@pytest.mark.parametrize("act", NEW_ACTS)
+def test_winograd_epilogue(act, isa):
+    """The Winograd conv (forced: algo 4) applies each new act in its output transform, with a
+    residual too, against the Conv reference."""
+    from test_winograd import run_conv, tol
+    c, shape, n = 5, (5, 11, 13), 2
+    got, ref, fields = run_conv(dict(out_channels=9, kernel=3, pad=1, act=act), shape, n, 4, seed=len(act))
+    assert fields["algo"] == 4
+    assert np.abs(got - ref).max() <= tol(c, ref)
+    r = np.random.default_rng(3).standard_normal((n, 9, 11, 13)).astype(np.float32)
+    _, lin, _ = run_conv(dict(out_channels=9, kernel=3, pad=1, act="none"), shape, n, 4, seed=len(act), residual=r)
+    got, _, _ = run_conv(dict(out_channels=9, kernel=3, pad=1, act=act), shape, n, 4, seed=len(act), residual=r)
+    ref = acts.get(act)(lin)          # y = act(conv + bias + r): the activation after the residual
+    assert np.abs(got - ref).max() <= tol(c, ref)
