@@ -110,9 +110,11 @@ def cmd_ops(args):
 
 def cmd_zoo(args):
     from . import load, zoo_names
-    for n in zoo_names():
+    names = zoo_names()
+    width = max(map(len, names))
+    for n in names:
         m = load(n)
-        print(f"{n:14s} {m.total_params:>13,} params   {len(m.graph):4d} layers")
+        print(f"{n:{width}s} {m.total_params:>13,} params   {len(m.graph):4d} layers")
     return 0
 
 
