@@ -75,6 +75,9 @@ def load_model(path):
     return model
 
 
+_MODULE_OPS = {"conv", "gemm", "batchnormalization", "convtranspose", "matmul", "prelu"}
+
+
 def _nice(name):
     """A readable layer name from an ONNX node name: torch's '/layer1/layer1.0/conv1/Conv'
     -> 'layer1.0.conv1'; '/layer1/layer1.0/Add' (a functional op) -> 'layer1.0.add';
@@ -83,15 +86,18 @@ def _nice(name):
         return "layer"
     if name.startswith("/"):
         parts = [p for p in name.split("/") if p]
-        if len(parts) == 1:
-            return re.sub(r"_\d+$", "", parts[0]).lower()
         op = re.sub(r"_\d+$", "", parts[-1]).lower()
-        parts = parts[:-1]
-        base = max([i for i, p in enumerate(parts) if "." in p] or [0])
-        tail = parts[base + 1:]
-        if not tail and "." in parts[base]:
-            tail = [op]                         # an op written inside a module's forward
-        return ".".join([parts[base]] + tail)
+        path = []
+        for p in parts[:-1]:              # 'layer1', 'layer1.0': the second extends the first
+            if path and p.startswith(path[-1] + "."):
+                path[-1] = p
+            else:
+                path.append(p)
+        if not path:
+            return op
+        if path[-1].rsplit(".", 1)[-1].isdigit() and op not in _MODULE_OPS:
+            path.append(op)                 # an op written in a container's forward ('+')
+        return ".".join(path)
     return re.sub(r"^node_", "", name)
 
 
