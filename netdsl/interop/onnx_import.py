@@ -44,6 +44,11 @@ def _has(op):
     return ops.lookup(op) is not None
 
 
+def _has_per_channel_add():
+    from .. import ops
+    return "per channel" in (ops.lookup("Add").doc or "")
+
+
 def _has_attr(op, attr):
     from .. import ops
     s = ops.lookup(op)
@@ -290,23 +295,30 @@ def _map_node(n, g, name):
         default = -1 if g.opset >= 13 else 1
         ax = int(n.attr("axis", default)) % r
         s = g.shapes.get(x)
-        ok = ax == 1 and (g.opset >= 13 or r == 2 or all(d == 1 for d in s[2:]))
-        if not ok:
-            if _has_attr("Softmax", "axis") and g.opset >= 13:
-                return [L(op, axis=ax)]
-            raise _Unsupported(f"axis={n.attr('axis', default)} on a rank-{r} input: netdsl's {op} "
-                               "runs over the channels")
-        return [L(op)]
+        if g.opset < 13 and not (ax == r - 1 or all(d == 1 for d in s[ax + 1:])):
+            raise _Unsupported(f"axis={n.attr('axis', default)} at opset {g.opset} normalizes over "
+                               f"the flattened axes {ax}..{r - 1} together; netdsl's {op} runs over one axis")
+        if ax == 0:
+            raise _Unsupported("axis=0 normalizes over the batch")
+        if ax == 1 or (g.opset < 13 and ax < r - 1):
+            return [L(op)]
+        if not _has_attr("Softmax", "axis"):
+            raise _Unsupported(f"axis={ax}: netdsl's {op} runs over the channels")
+        return [L(op, axis=ax)]
     if op in ("Concat",):
         ins = _dyn_inputs(g, n)
         if len(ins) != len([v for v in n.inputs if v]):
             raise _Unsupported("a constant input")
         r = g.rank(x)
         ax = int(n.attr("axis")) % r
-        if ax != 1:
-            raise _Unsupported(f"axis={n.attr('axis')}: netdsl concatenates channels (axis 1)")
         if len(ins) == 1:
             return "alias"
+        if ax == 0:
+            raise _Unsupported("axis=0 concatenates along the batch")
+        if ax != 1:
+            if not _has_attr("Concat", "axis"):
+                raise _Unsupported(f"axis={n.attr('axis')}: netdsl concatenates channels (axis 1)")
+            return [L("Concat", ins=ins, axis=ax)]
         return [L("Concat", ins=ins)]
     if op in ("Add", "Sum", "Mul"):
         ins = _dyn_inputs(g, n)
@@ -315,8 +327,13 @@ def _map_node(n, g, name):
         if len(ins) == 1:
             return "alias"
         shp = [g.shapes.get(v) for v in ins]
-        if op != "Mul" and len({s for s in shp}) > 1 and not _has_attr("Add", "broadcast"):
-            raise _Unsupported(f"operands of different shapes {' vs '.join(map(str, shp))} (broadcasting)")
+        if len(set(shp)) > 1:
+            full = max(shp, key=lambda t: (len(t or ()), t and np.prod([d or 1 for d in t])))
+            chan = lambda t: t is not None and len(t) in (2, 4) and full is not None and len(full) == 4 \
+                and t[1] == full[1] and all(d == 1 for d in t[2:])
+            if not all(t == full or chan(t) for t in shp) or (op != "Mul" and not _has_per_channel_add()):
+                raise _Unsupported(f"operands of different shapes {' vs '.join(map(_shape_text, shp))} "
+                                   "(netdsl broadcasts only a per-channel C x 1 x 1 operand)")
         return [L("Mul" if op == "Mul" else "Add", ins=ins)]
     if op == "LRN":
         kw = {}
@@ -332,9 +349,15 @@ def _map_node(n, g, name):
     if op == "Flatten":
         r = g.rank(x)
         ax = int(n.attr("axis", 1)) % max(r, 1)
+        if ax == 0:
+            raise _Unsupported("axis=0 flattens the batch into the features")
+        if r == 2 or ax == r - 1:
+            return "alias"
         if ax != 1:
-            raise _Unsupported(f"axis={n.attr('axis')}: netdsl flattens everything but the batch")
-        return "alias" if r == 2 else [L("Flatten")]
+            if not _has_attr("Flatten", "axis"):
+                raise _Unsupported(f"axis={n.attr('axis')}: netdsl flattens everything but the batch")
+            return [L("Flatten", axis=ax)]
+        return [L("Flatten")]
     if op == "NdReshape":
         return [L("Reshape", "x".join(str(d) for d in n.attrs["shape"]) if len(n.attrs["shape"]) > 1
                   else (n.attrs["shape"][0],))]
@@ -453,6 +476,27 @@ def _check_values(g, problems, path):
                 "(or N x F) input", hint="export with a fixed input size (the batch may stay dynamic)"))
 
 
+def _grouped(path, unsupported):
+    """One diagnostic per (op, reason), naming every node it applies to."""
+    groups = {}
+    for n, why in unsupported:
+        groups.setdefault((n.op, why), []).append(n.name)
+    out = []
+    for (op, why), names in groups.items():
+        if len(names) == 1:
+            msg = f"{path}: node '{names[0]}' ({op}): {why}"
+            notes = []
+        else:
+            msg = f"{path}: {len(names)} {op} nodes: {why}"
+            notes = [f"node '{nm}' ({op})" for nm in names]
+        out.append(Diagnostic(msg, notes=notes))
+    if out:
+        ops = sorted({op for op, _ in groups})
+        out[-1].hint = (f"netdsl cannot run {', '.join(ops)} as used here; `netdsl ops` lists what it "
+                        "runs (re-export without them, or replace them in the model)")
+    return out
+
+
 def _shape_text(s):
     return "unknown" if s is None else "x".join("?" if d is None else str(d) for d in s)
 
@@ -469,7 +513,7 @@ def import_onnx(path: str, name: str | None = None) -> Imported:
     normalize(g)
     problems = []
     _check_values(g, problems, path)
-    layers, alias = [], {}
+    layers, alias, unsupported = [], {}, []
     names_used = set()
     for n in g.nodes:
         nm = n.label or _param_label(n.inputs[1] if n.op in ("Conv", "ConvTranspose", "BatchNormalization",
@@ -481,20 +525,15 @@ def import_onnx(path: str, name: str | None = None) -> Imported:
         try:
             r = _map_node(n, g, nm)
         except _Unsupported as e:
-            problems.append(Diagnostic(f"{path}: node '{n.name}' ({n.op}): {e}",
-                                       hint=None))
+            unsupported.append((n, str(e)))
             continue
         if r == "alias":
             alias[n.outputs[0]] = _dyn_inputs(g, n)[0]
             continue
         names_used.add(nm)
         layers.extend(r)
-    if problems:
-        ops = sorted({p.message.split("(")[1].split(")")[0] for p in problems if "): " in p.message})
-        problems[-1].hint = problems[-1].hint or (
-            "netdsl runs the ops listed by `netdsl ops`; "
-            + (f"unsupported here: {', '.join(ops)}" if ops else "re-export the model"))
-        raise InteropError(problems)
+    if problems or unsupported:
+        raise InteropError(problems + _grouped(path, unsupported))
 
     def res(v):
         while v in alias:
