@@ -93,7 +93,7 @@ class OGraph:
                 elif isinstance(v, list):
                     v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
                 attrs[a.name] = v
-            nodes.append(ONode(n.op_type, n.name or f"{n.op_type}_{i}", list(n.input), list(n.output),
+            nodes.append(ONode(n.op_type, n.name or f"{n.op_type.lower()}", list(n.input), list(n.output),
                                attrs, n.domain or ""))
         inputs = [vi.name for vi in g.input if vi.name not in consts]
         outputs = [vi.name for vi in g.output]
@@ -346,10 +346,12 @@ def _reshapes(g):
             g.alias(n.outputs[0], n.inputs[0])
             gone.append(n)
             g.folded["Reshape"] += 1
-        elif len(rest) == 1:
-            n.op, n.attrs, n.inputs = "Flatten", {"axis": 1}, [n.inputs[0]]
         else:
-            n.op, n.attrs, n.inputs = "NdReshape", {"shape": tuple(rest)}, [n.inputs[0]]
+            g.shapes[n.outputs[0]] = (s_in[0],) + tuple(rest)
+            if len(rest) == 1:
+                n.op, n.attrs, n.inputs = "Flatten", {"axis": 1}, [n.inputs[0]]
+            else:
+                n.op, n.attrs, n.inputs = "NdReshape", {"shape": tuple(rest)}, [n.inputs[0]]
     g.drop(gone)
 
 
@@ -436,6 +438,8 @@ def affine_layers(g: OGraph):
                 continue
             scale, shift = (1.0 / v).astype(np.float32), np.zeros(C, np.float32)
         n.orig_op = n.op
+        if n.name == n.op.lower():
+            n.name = "scale"
         n.op, n.attrs, n.inputs = "Affine", {"scale": scale, "shift": shift}, [x]
     # merge chains Affine -> Affine
     changed = True
@@ -608,9 +612,64 @@ def reductions(g: OGraph):
             g.nodes.insert(i + 1, ONode("Flatten", n.name + "_flatten", [mid], [out], {"axis": 1}))
 
 
+def _unknown(g):
+    return any(v and v not in g.consts and (g.shapes.get(v) is None or None in g.shapes[v][1:])
+               for n in g.nodes for v in n.inputs + n.outputs)
+
+
+def reinfer(g: OGraph):
+    """Run ONNX shape inference again on the graph as folded so far: shapes that depended on
+    computed constants (a Pad's pads, a Reshape's target) become known. Large constants go in
+    as typed inputs (their shape is all inference needs), small ones as initializers."""
+    import onnx
+    from onnx import helper, numpy_helper
+    used = {v for n in g.nodes for v in n.inputs if v}
+    inits, ins = [], []
+    for v in sorted(used & set(g.consts)):
+        a = np.asarray(g.consts[v])
+        if a.size <= 256:
+            inits.append(numpy_helper.from_array(a, v))
+        else:
+            dt = helper.np_dtype_to_tensor_dtype(a.dtype)
+            ins.append(helper.make_tensor_value_info(v, dt, list(a.shape)))
+    for v in g.inputs:
+        dims = [d if d is not None else "N" for d in g.shapes.get(v, ())]
+        ins.append(helper.make_tensor_value_info(v, onnx.TensorProto.FLOAT, dims))
+    nodes = []
+    for n in g.nodes:
+        if n.op in ("FC", "Affine", "NdReshape"):
+            return False                 # not ONNX any more: only before those rewrites
+        attrs = {k: (numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v) for k, v in n.attrs.items()}
+        nodes.append(helper.make_node(n.op, n.inputs, n.outputs, name=n.name, domain=n.domain or None, **attrs))
+    outs = [helper.make_tensor_value_info(v, onnx.TensorProto.FLOAT, None) for v in g.outputs]
+    model = helper.make_model(helper.make_graph(nodes, "g", ins, outs, initializer=inits),
+                              opset_imports=[helper.make_opsetid("", g.opset)])
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return False
+    changed = False
+    for vi in list(model.graph.value_info) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        new = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+                    for d in tt.shape.dim)
+        new = tuple(None if d == BATCH else d for d in new)     # the batch sentinel is no size
+        old = g.shapes.get(vi.name)
+        if old is None or (len(old) == len(new) and sum(d is None for d in new) < sum(d is None for d in old)):
+            g.shapes[vi.name] = new
+            changed = True
+    return changed
+
+
 def normalize(g: OGraph):
     """All the folds, in an order where each one sees the others' results."""
     fold_constants(g)
+    for _ in range(4):
+        if not _unknown(g) or not reinfer(g):
+            break
+        fold_constants(g)
     remove_trivial(g)
     reductions(g)
     linear_layers(g)

@@ -112,6 +112,11 @@ def _ident(name):
 
 
 # ---------------------------------------------------------------- mapping
+def _f32(v):
+    """A float32 attribute as the short decimal it was written as (1e-3, not 0.0010000000474974513)."""
+    return float(str(np.float32(v)))
+
+
 def _pair(v):
     v = tuple(int(x) for x in v)
     return v[0] if len(set(v)) == 1 else v
@@ -175,6 +180,12 @@ def _map_node(n, g, name):
     """The netdsl layer(s) for one ONNX node, or raise _Unsupported(what is missing)."""
     op, x = n.op, (n.inputs[0] if n.inputs else "")
     out = n.outputs[0] if n.outputs else ""
+    if x and x in g.consts and op not in ("FC", "Affine"):
+        raise _Unsupported("it computes on constants only (a subgraph netdsl does not fold: its result "
+                           "would be a constant, and netdsl layers read feature maps)")
+    if x and g.shapes.get(x) is None:
+        raise _Unsupported(f"the shape of its input '{x}' is unknown (ONNX shape inference could not "
+                           "infer it)")
     L = lambda o, *args, w=None, ins=None, **kw: _Layer(name, o, args, kw, tuple(ins or (x,)), out, w or {})
     if op == "Conv":
         w = _const(g, n, 1, "weight")
@@ -243,7 +254,7 @@ def _map_node(n, g, name):
         sc, bi, mean, var = (_const(g, n, i, k) for i, k in
                              enumerate(("scale", "bias", "mean", "variance"), start=1))
         eps = float(n.attr("epsilon", 1e-5))
-        kw = {} if abs(eps - 1e-5) < 1e-12 else {"eps": float(np.float32(eps))}
+        kw = {} if abs(eps - 1e-5) < 1e-12 else {"eps": _f32((eps))}
         return [L("BN", w={"weight": sc, "bias": bi, "running_mean": mean, "running_var": var}, **kw)]
     if op == "Affine":
         s, t = n.attrs["scale"], n.attrs["shift"]
@@ -276,7 +287,7 @@ def _map_node(n, g, name):
     if op == "Relu":
         return [L("ReLU")]
     if op == "LeakyRelu":
-        a = float(np.float32(n.attr("alpha", 0.01)))
+        a = _f32((n.attr("alpha", 0.01)))
         return [L("LeakyReLU") if abs(a - 0.01) < 1e-9 else L("LeakyReLU", a)]
     if op == "Sigmoid":
         return [L("Sigmoid")]
@@ -338,11 +349,11 @@ def _map_node(n, g, name):
     if op == "LRN":
         kw = {}
         if abs(float(n.attr("alpha", 1e-4)) - 1e-4) > 1e-12:
-            kw["alpha"] = float(np.float32(n.attr("alpha")))
+            kw["alpha"] = _f32((n.attr("alpha")))
         if abs(float(n.attr("beta", 0.75)) - 0.75) > 1e-12:
-            kw["beta"] = float(np.float32(n.attr("beta")))
+            kw["beta"] = _f32((n.attr("beta")))
         if abs(float(n.attr("bias", 1.0)) - 1.0) > 1e-12:
-            kw["k"] = float(np.float32(n.attr("bias")))
+            kw["k"] = _f32((n.attr("bias")))
         return [L("LRN", int(n.attr("size")), **kw)]
     if op in ("Upsample", "Resize"):
         return [_resize(n, g, L)]
@@ -363,7 +374,7 @@ def _map_node(n, g, name):
                   else (n.attrs["shape"][0],))]
     if op in ("Squeeze", "Unsqueeze"):
         s_in, s_out = g.shapes.get(x), g.shapes.get(out)
-        if s_in is None or s_out is None or (s_out and s_out[0] not in (None, s_in[0])) or \
+        if not s_in or not s_out or s_out[0] not in (None, s_in[0]) or \
                 None in s_in[1:] or None in s_out[1:]:
             raise _Unsupported("it touches the batch axis or shapes are unknown")
         if len(s_out) == 2:
@@ -397,7 +408,7 @@ def _map_node(n, g, name):
         elif val != 0:
             if not np.isfinite(val):
                 raise _Unsupported(f"value={val}")
-            kw["value"] = val
+            kw["value"] = _f32(val)
         return [L("Pad", _pads4(pads), **kw)]
     # the new activations (other branches add the ops; mapped when they exist)
     simple = {"HardSwish": "HardSwish", "Mish": "Mish", "Elu": "ELU", "Selu": "SELU",
@@ -411,7 +422,7 @@ def _map_node(n, g, name):
         if abs(a - 1 / 6) < 1e-6 and abs(b - 0.5) < 1e-6:
             return [L("HardSigmoid")]
         if _has_attr("HardSigmoid", "alpha"):
-            return [L("HardSigmoid", alpha=float(np.float32(a)), beta=float(np.float32(b)))]
+            return [L("HardSigmoid", alpha=_f32((a)), beta=_f32((b)))]
         raise _Unsupported(f"alpha={a}, beta={b}: netdsl's HardSigmoid is PyTorch's (1/6, 0.5)")
     raise _Unsupported(_why(n, g))
 
