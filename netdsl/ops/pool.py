@@ -80,11 +80,11 @@ class _Pool(OpSpec):
         o, first = bad
         taps = "cell" if k == 1 else f"{k} taps" + (f" {d} apart" if d > 1 else "")
         last = first + (k - 1) * d
-        best0 = p0
-        while best0 > 0 and _empty_window(size, k, d, s, best0, p1, ceil_mode) is not None:
+        best0 = p0                      # the most each side may have, the other side unpadded
+        while best0 > 0 and _empty_window(size, k, d, s, best0, 0, ceil_mode) is not None:
             best0 -= 1
         best1 = p1
-        while best1 > 0 and _empty_window(size, k, d, s, best0, best1, ceil_mode) is not None:
+        while best1 > 0 and _empty_window(size, k, d, s, 0, best1, ceil_mode) is not None:
             best1 -= 1
         raise OpError(f"{self.name} pad {_pad_text(pads)} leaves a window of only padding: output {where} {o} "
                       f"covers padded {where}s {first}..{last} ({taps}), and the input's {where}s are "
