@@ -663,6 +663,103 @@ def reinfer(g: OGraph):
     return changed
 
 
+# ---------------------------------------------------------------- 7. activations written as subgraphs
+def activation_patterns(g: OGraph):
+    """x·sigmoid(x) -> SiLU, x·tanh(softplus(x)) -> Mish, x·hardsigmoid(x) (1/6, 1/2) -> HardSwish,
+    x·0.5·(1 + erf(x/√2)) -> Gelu: what exporters write for activations an older opset lacks."""
+    changed = True
+    while changed:
+        changed = False
+        use, prod = g.consumers(), g.producers()
+        for n in g.nodes:
+            if n.op != "Mul" or len(n.inputs) != 2:
+                continue
+            hit = _act_match(g, n, use, prod)
+            if hit is None:
+                continue
+            op, x, gone = hit
+            g.drop(gone)
+            for d in gone:
+                g.folded[d.op] += 1
+            n.op, n.inputs, n.attrs = op, [x], {}
+            changed = True
+            break
+
+
+def _only_use(g, v, use):
+    return g.single_use(v, use) or (len(use.get(v, [])) == 1 and v not in g.outputs)
+
+
+def _act_match(g, n, use, prod):
+    a, b = n.inputs
+    for x, f in ((a, b), (b, a)):
+        p = prod.get(f)
+        if p is None or not _only_use(g, f, use):
+            continue
+        if p.op == "Sigmoid" and p.inputs[0] == x:
+            return "SiLU", x, [p]
+        if p.op == "HardSigmoid" and p.inputs[0] == x and abs(p.attr("alpha", 0.2) - 1 / 6) < 1e-6 \
+                and abs(p.attr("beta", 0.5) - 0.5) < 1e-6:
+            return "HardSwish", x, [p]
+        if p.op == "Tanh":
+            q = prod.get(p.inputs[0])
+            if q is not None and q.op == "Softplus" and q.inputs[0] == x and _only_use(g, p.inputs[0], use):
+                return "Mish", x, [p, q]
+    # Gelu: Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5) in either order of the products
+    chain = _gelu(g, n, use, prod)
+    return chain
+
+
+def _scalar(g, v):
+    if v not in g.consts or np.asarray(g.consts[v]).size != 1:
+        return None
+    return float(np.asarray(g.consts[v]).reshape(-1)[0])
+
+
+def _gelu(g, n, use, prod):
+    def split(m):          # a Mul of a value and a constant
+        a, b = m.inputs
+        if _scalar(g, b) is not None:
+            return a, _scalar(g, b)
+        if _scalar(g, a) is not None:
+            return b, _scalar(g, a)
+        return None
+    half = split(n)
+    inner = n
+    gone = []
+    if half is not None and abs(half[1] - 0.5) < 1e-6:          # (x * (1 + erf)) * 0.5
+        inner = prod.get(half[0])
+        if inner is None or inner.op != "Mul" or not _only_use(g, half[0], use):
+            return None
+        gone.append(inner)
+    a, b = inner.inputs
+    for x, t in ((a, b), (b, a)):
+        add = prod.get(t)
+        if add is None or add.op != "Add" or not _only_use(g, t, use):
+            continue
+        e, one = (add.inputs[0], add.inputs[1]) if _scalar(g, add.inputs[1]) is not None else \
+            (add.inputs[1], add.inputs[0])
+        if _scalar(g, one) != 1.0:
+            continue
+        erf = prod.get(e)
+        if erf is None or erf.op != "Erf" or not _only_use(g, e, use):
+            continue
+        d = prod.get(erf.inputs[0])
+        if d is None or d.op not in ("Div", "Mul") or d.inputs[0] != x:
+            continue
+        c = _scalar(g, d.inputs[1])
+        if c is None or not (abs(c - 2 ** 0.5) < 1e-4 if d.op == "Div" else abs(c - 2 ** -0.5) < 1e-4):
+            continue
+        if half is None:
+            # x * 0.5 first: inner = Mul(Mul(x, 0.5), (1 + erf))?  not this shape
+            return None
+        if inner is n:
+            return None
+        # n = Mul(inner, 0.5); keep n, rewritten; drop inner, add, erf, d
+        return "Gelu", x, gone + [add, erf, d]
+    return None
+
+
 def normalize(g: OGraph):
     """All the folds, in an order where each one sees the others' results."""
     fold_constants(g)
@@ -672,6 +769,7 @@ def normalize(g: OGraph):
         fold_constants(g)
     remove_trivial(g)
     reductions(g)
+    activation_patterns(g)
     linear_layers(g)
     affine_layers(g)
     fold_pads(g)

@@ -391,7 +391,8 @@ def _map_node(n, g, name):
         if lo == -1 and hi == 1 and _has("Hardtanh"):
             return [L("Hardtanh")]
         if _has("Clip"):
-            return [L("Clip", lo, hi)]
+            kw = {k: _f32(v) for k, v in (("min", lo), ("max", hi)) if np.isfinite(v)}
+            return [L("Clip", **kw)]
         raise _Unsupported(f"min={lo}, max={hi}: netdsl has no Clip op here")
     if op == "Pad":
         from .onnx_fold import _pad_spatial
@@ -412,7 +413,7 @@ def _map_node(n, g, name):
         return [L("Pad", _pads4(pads), **kw)]
     # the new activations (other branches add the ops; mapped when they exist)
     simple = {"HardSwish": "HardSwish", "Mish": "Mish", "Elu": "ELU", "Selu": "SELU",
-              "Softplus": "Softplus", "Gelu": "GELU"}
+              "Softplus": "Softplus", "Gelu": "GELU", "SiLU": "SiLU"}
     if op in simple and _has(simple[op]):
         if op == "Gelu" and n.attr("approximate", "none") == "tanh":
             return [L("GELU", approximate="tanh")]
@@ -422,7 +423,7 @@ def _map_node(n, g, name):
         if abs(a - 1 / 6) < 1e-6 and abs(b - 0.5) < 1e-6:
             return [L("HardSigmoid")]
         if _has_attr("HardSigmoid", "alpha"):
-            return [L("HardSigmoid", alpha=_f32((a)), beta=_f32((b)))]
+            return [L("HardSigmoid", alpha=_f32(a), beta=_f32(b))]
         raise _Unsupported(f"alpha={a}, beta={b}: netdsl's HardSigmoid is PyTorch's (1/6, 0.5)")
     raise _Unsupported(_why(n, g))
 
