@@ -513,8 +513,28 @@ def _shape_text(s):
     return "unknown" if s is None else "x".join("?" if d is None else str(d) for d in s)
 
 
-def import_onnx(path: str, name: str | None = None) -> Imported:
-    """Import an ONNX model file: the `.net` text and the state dict under its names."""
+def _checks(text, name, state) -> bool:
+    """Does `text` parse and check, with exactly the parameters of `state` (names and shapes)?"""
+    from ..analysis.infer import analyze
+    from ..errors import NetDSLError, Source
+    from ..frontend.expand import expand_module
+    from ..frontend.parser import parse_source
+    from ..runtime.weights import expected
+    try:
+        module = parse_source(Source(name + ".net", text))
+        graph, diags = expand_module(module, None, partial=True)
+        analyze(graph, diags)
+        if diags:
+            return False
+    except NetDSLError:
+        return False
+    want = expected(graph)
+    return want == {k: tuple(v.shape) for k, v in state.items()}
+
+
+def import_onnx(path: str, name: str | None = None, blocks: bool = True) -> Imported:
+    """Import an ONNX model file: the `.net` text and the state dict under its names.
+    blocks=True writes repeated subgraphs (ResNet's bottlenecks) as one `block` each."""
     from .netwriter import Layer, Net, write
     model = load_model(path)
     g = OGraph.from_model(model)
@@ -552,6 +572,18 @@ def import_onnx(path: str, name: str | None = None) -> Imported:
             v = alias[v]
         return v
 
+    # a Flatten read only by FCs says nothing (FC flattens): GAP - fc:FC(1000), as the zoo has it
+    readers = {}
+    for lay in layers:
+        for v in lay.inputs:
+            readers.setdefault(res(v), []).append(lay.op)
+    outs_v = {res(v) for v in g.outputs}
+    for lay in list(layers):
+        if lay.op == "Flatten" and not lay.kwargs and lay.output not in outs_v and \
+                readers.get(lay.output) and all(o == "FC" for o in readers[lay.output]):
+            alias[lay.output] = lay.inputs[0]
+            layers.remove(lay)
+
     # the net
     mname = name or _ident(os.path.splitext(os.path.basename(path))[0])
     producer = " ".join(x for x in (model.producer_name, model.producer_version) if x) or "unknown"
@@ -583,11 +615,23 @@ def import_onnx(path: str, name: str | None = None) -> Imported:
                                hint="an output that is a constant or an input cannot be imported")
         outs.append(val2layer[v])
     net.outputs = outs
+    def state_for(names):
+        return {f"{names[lay.name]}.{k}": np.ascontiguousarray(a, dtype=np.float32)
+                for lay in layers for k, a in lay.weights.items()}
+
     text, names = write(net)
-    state = {}
-    for lay in layers:
-        for k, a in lay.weights.items():
-            state[f"{names[lay.name]}.{k}"] = np.ascontiguousarray(a, dtype=np.float32)
+    state = state_for(names)
+    if blocks:
+        from .blocks import write_with_blocks
+        try:
+            btext, bnames = write_with_blocks(net)
+            bstate = state_for(bnames)
+            if _checks(btext, mname, bstate):
+                text, state = btext, bstate
+            else:
+                g.notes.append("repeated blocks were found but did not check; written flat")
+        except (ValueError, KeyError):
+            g.notes.append("written flat (the block finder gave up)")
     folded = sum(g.folded.values())
     notes = [f"{n_before} ONNX nodes -> {len(layers)} layers ({folded} nodes folded: "
              + ", ".join(f"{k} {v}" for k, v in sorted(g.folded.items())) + ")"]
