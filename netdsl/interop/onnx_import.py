@@ -532,9 +532,13 @@ def _checks(text, name, state) -> bool:
     return want == {k: tuple(v.shape) for k, v in state.items()}
 
 
-def import_onnx(path: str, name: str | None = None, blocks: bool = True) -> Imported:
+def import_onnx(path: str, name: str | None = None, blocks: bool = True, weights=None) -> Imported:
     """Import an ONNX model file: the `.net` text and the state dict under its names.
     blocks=True writes repeated subgraphs (ResNet's bottlenecks) as one `block` each."""
+    if weights is not None:
+        raise InteropError(f"{path}: an ONNX file holds its own weights; --weights is for formats "
+                           "with a separate weights file (Darknet .cfg + .weights)",
+                           hint="leave out --weights")
     from .netwriter import Layer, Net, write
     model = load_model(path)
     g = OGraph.from_model(model)
