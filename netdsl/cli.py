@@ -390,7 +390,7 @@ def cmd_import(args):
     folded = getattr(imp, "folded", None)
     print(f"{args.file} -> {'stdout' if out == '-' else out}"
           + (f" + {wout}" if wout else "")
-          + f": {len(m.graph) - len(m.input_shapes)} layers, {m.total_params:,} params, {len(imp.text.splitlines())} lines"
+          + f": {len(m.graph)} layers, {m.total_params:,} params, {len(imp.text.splitlines())} lines"
           + (f", {folded} nodes folded" if folded is not None else ""), file=sys.stderr)
     if wout and out != "-":
         print(f"run it: netdsl run {out} --weights {wout}", file=sys.stderr)
