@@ -520,3 +520,21 @@ def test_activation_subgraphs_fold_to_ops(tmp_path):
     imp = check(tmp_path, make_model(nodes, inits, (1, 2, 5, 5), opset=13), (1, 2, 5, 5))
     b = body(imp.text)
     assert "SiLU - Mish - HardSwish - GELU - Hardtanh - Clip(min=-0.25)" in b, b
+
+
+def test_two_outputs_and_refused_attributes(tmp_path):
+    """Two graph outputs become `output a, b`; Gemm with transA=1 and an opset-11 Softmax over
+    the flattened C x H x W are refused, both in one error."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], kernel_shape=[1, 1], name="head_a"),
+             helper.make_node("Relu", ["x"], ["b"], name="head_b")]
+    imp = check(tmp_path, make_model(nodes, {"w": f32(2, 3, 1, 1)}, (1, 3, 4, 4), outputs=("a", "b")),
+                (1, 3, 4, 4))
+    assert "output " in imp.text
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], axis=1, name="sm"),
+             helper.make_node("Flatten", ["s"], ["f"]),
+             helper.make_node("Gemm", ["W", "f"], ["y"], transA=1, name="gemm_ta")]
+    path = save(tmp_path, make_model(nodes, {"W": f32(48, 5)}, (5, 3, 4, 4), opset=11, dynamic=False), "r.onnx")
+    with pytest.raises(InteropError) as e:
+        import_onnx(path)
+    text = e.value.render()
+    assert "'sm' (Softmax)" in text and "flattened" in text and "'gemm_ta' (Gemm)" in text, text
