@@ -188,7 +188,7 @@ def cmd_run(args):
     if args.weights is None and not m.weights_loaded:
         print(f"note: {m.name} runs with its deterministic initial weights (seed 0), not trained ones: "
               "the outputs below are not predictions\nhint: load real weights with --weights W "
-              "(.npz or .safetensors, PyTorch names; see docs/RUNTIME.md)", file=sys.stderr)
+              "(.npz, .safetensors or a torch.save .pth, PyTorch names; see docs/RUNTIME.md)", file=sys.stderr)
     x = read_input(args.input, m.graph, args.batch)
     y = m(x)
     outs = y if isinstance(y, dict) else {next(iter(m.graph.outputs)): y}
@@ -428,7 +428,8 @@ def build_parser():
     s.set_defaults(fn=cmd_explain)
     s = sub.add_parser("run", help="run a network on an input and print its outputs")
     s.add_argument("model", help=".net file, zoo name or compiled .netc bundle")
-    s.add_argument("--weights", help=".npz or .safetensors weights (default: deterministic init, seed 0)")
+    s.add_argument("--weights", help=".npz, .safetensors or .pth/.pt (torch.save state dict, read without torch) "
+                   "weights (default: deterministic init, seed 0)")
     s.add_argument("--input", default="random", help="x.npy, an image (needs Pillow), or random (default)")
     s.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     s.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
@@ -450,7 +451,8 @@ def build_parser():
     s = sub.add_parser("compile", help="optimize a network and write it as one .netc bundle "
                        "(graph, memory contract, folded weights)")
     s.add_argument("model", help=".net file or zoo name")
-    s.add_argument("--weights", help=".npz or .safetensors weights to fold in (default: deterministic init)")
+    s.add_argument("--weights", help=".npz, .safetensors or .pth/.pt weights to fold in "
+                   "(default: deterministic init)")
     s.add_argument("-O", dest="opt", type=_opt_level, default=DEFAULT_LEVEL, metavar="LEVEL",
                    help=f"optimization level -O0 .. -O3 (default -O{DEFAULT_LEVEL}, what `netdsl run` uses)")
     s.add_argument("-o", "--output", help="output file (default MODEL.netc; with --emit dot: .dot/.svg/.png, "

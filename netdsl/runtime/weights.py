@@ -1,5 +1,8 @@
-"""Weights in and out: state dicts with PyTorch names and layouts, .npz and
-.safetensors files. Nothing here uses pickle (np.load(allow_pickle=False)).
+"""Weights in and out: state dicts with PyTorch names and layouts, .npz,
+.safetensors and (read only) torch.save .pth files. Nothing here runs pickle:
+np.load(allow_pickle=False), and .pth files go through pth.py's restricted
+unpickler, which never imports torch and refuses every global a plain state
+dict does not need.
 
 Loading checks every name and shape against the network and reports all
 mismatches at once. Values are checked too: no NaN or infinity anywhere, and
@@ -85,7 +88,7 @@ def check_state_dict(graph, d: dict, strict=True, where="weights"):
     out = {}
     for k, v in d.items():
         if k not in want:
-            if strict:
+            if strict and not k.endswith(".num_batches_tracked"):   # PyTorch's BN counter: not a weight
                 problems.append(f"unexpected entry '{k}' (no such parameter in the network)")
             continue
         try:
@@ -120,21 +123,36 @@ def save(path: str, state: dict):
         raise NetDSLError(f"cannot save weights as '{ext or path}'", hint="use a .npz or .safetensors file name")
 
 
+PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")      # what torch.save files are called in the wild
+FORMATS = ".npz, .safetensors or .pth/.pt (torch.save)"
+
+
+def _format(path: str) -> str:
+    """'npz', 'safetensors' or 'pth': by suffix, else by content (a torch.save zip or legacy pickle)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".npz", ".safetensors"):
+        return ext[1:]
+    from . import pth
+    if ext in PTH_SUFFIXES or pth.is_torch_file(path):
+        return "pth"
+    raise NetDSLError(f"unknown weights format '{ext or os.path.basename(path)}' ({path})", hint=f"use {FORMATS}")
+
+
 def load(path: str, expected: dict | None = None, strict: bool = True) -> dict:
-    """Read a state dict from .npz or .safetensors. Corrupt files give a NetDSLError.
+    """Read a state dict from .npz, .safetensors or a torch.save .pth. Corrupt files give a NetDSLError.
 
     With `expected` (name -> shape, see `expected(graph)`) names, shapes and dtypes are
     checked from the file's headers before any data is read, and every problem is reported
     at once; with strict=False unknown entries are skipped unread. Without it, the declared
     sizes together must fit in the memory available."""
-    ext = os.path.splitext(path)[1].lower()
     if not os.path.exists(path):
         raise NetDSLError(f"no such weights file: {path}")
-    if ext not in (".npz", ".safetensors"):
-        raise NetDSLError(f"unknown weights format '{ext}' ({path})", hint="use .npz or .safetensors")
+    fmt = _format(path)
     try:
-        if ext == ".safetensors":
+        if fmt == "safetensors":
             return _load_safetensors(path, expected, strict)
+        if fmt == "pth":
+            return _load_pth(path, expected, strict)
         return _load_npz(path, expected, strict)
     except NetDSLError:
         raise
@@ -211,6 +229,18 @@ def _load_npz(path, expected, strict):
             with z.open(members[k]) as fp:
                 out[k] = np.lib.format.read_array(fp, allow_pickle=False)
         return out
+
+
+def _load_pth(path, expected, strict):
+    """torch.save's zip: names, shapes and dtypes come from the pickle (run by pth.py's restricted
+    unpickler, data unread); only the selected tensors' storage records are read."""
+    from . import pth
+    with pth.Checkpoint(path) as ck:
+        headers = {k: h for k, h in ck.headers().items()
+                   if expected is None or not k.endswith(".num_batches_tracked")}
+        keep = _select(ck.where, headers, expected, strict)
+        ck.check_reads(keep)
+        return {k: ck.read(k) for k in keep}
 
 
 def _load_safetensors(path, expected, strict):
