@@ -188,8 +188,11 @@ def write_with_blocks(net: Net):
     for key, insts in sorted(groups.items(), key=lambda kv: kv[1][0][0]):
         a0, b0, _ = insts[0]
         seg0 = net.layers[a0 + 1:b0 + 1]
-        merge = next((_canon(l.op) for l in reversed(seg0) if _canon(l.op) in MERGES), "")
+        ml = next((l for l in reversed(seg0) if _canon(l.op) in MERGES), None)
+        merge = _canon(ml.op) if ml is not None else ""
         base = {"Add": "ResBlock", "Concat": "ConcatBlock", "Mul": "GateBlock"}.get(merge, "Block")
+        if merge == "Add" and entry_of(a0) not in ml.inputs:
+            base = "ProjResBlock"              # the shortcut has layers of its own (a projection)
         bname, k = base, 2
         while bname in bnames or ops.lookup(bname) is not None:
             bname, k = f"{base}{k}", k + 1
