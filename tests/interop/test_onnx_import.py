@@ -538,3 +538,23 @@ def test_two_outputs_and_refused_attributes(tmp_path):
         import_onnx(path)
     text = e.value.render()
     assert "'sm' (Softmax)" in text and "flattened" in text and "'gemm_ta' (Gemm)" in text, text
+
+
+def test_auto_pad_output_shape_bilinear_and_unit_axes(tmp_path):
+    """Conv auto_pad=SAME_UPPER at stride 2, ConvTranspose with output_shape, Resize linear
+    (half_pixel) as bilinear, GlobalMaxPool, Squeeze/Unsqueeze of the unit axes."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+        helper.make_node("ConvTranspose", ["c", "wt"], ["u"], kernel_shape=[3, 3], strides=[2, 2],
+                         output_shape=[9, 9]),
+        helper.make_node("Resize", ["u", "", "scales"], ["r"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("GlobalMaxPool", ["r"], ["g"]),
+        helper.make_node("Squeeze", ["g", "axes"], ["sq"]),
+        helper.make_node("Unsqueeze", ["sq", "axes"], ["y"]),
+    ]
+    inits = {"w": f32(4, 3, 3, 3), "wt": f32(4, 2, 3, 3), "scales": np.array([1, 1, 2, 2], np.float32),
+             "axes": np.array([2, 3], np.int64)}
+    imp = check(tmp_path, make_model(nodes, inits, (1, 3, 9, 9), opset=13), (1, 3, 9, 9))
+    b = body(imp.text)
+    assert "pad=1" in b and "mode=bilinear" in b and "GMP" in b and "ConvTranspose(2, 3, stride=2" in b, b
