@@ -22,7 +22,6 @@ it does not check.
 """
 from __future__ import annotations
 
-import os
 import re
 
 from .. import ops
@@ -44,7 +43,6 @@ def _is_act(l):
 
 def _cuts(net: Net):
     """Indices i such that layer i's value is the only one of layers <= i read after i."""
-    pos = {l.name: i for i, l in enumerate(net.layers)}
     last = {}
     for i, l in enumerate(net.layers):
         for v in l.inputs:
@@ -60,7 +58,6 @@ def _cuts(net: Net):
         if reach <= i and last.get(l.name, -1) >= i:
             cuts.append(i)
         reach = max(reach, last.get(l.name, -1))
-    del pos
     return cuts
 
 
@@ -103,7 +100,7 @@ def _slots(l: Layer):
     return tuple(key), ints
 
 
-def _segment_key(seg, entry, net_layers):
+def _segment_key(seg, entry):
     """Structure of a segment: per layer its key and its inputs as segment positions."""
     idx = {l.name: i for i, l in enumerate(seg)}
     key, ints = [], []
@@ -178,7 +175,7 @@ def write_with_blocks(net: Net):
         seg = net.layers[a + 1:b + 1]
         if len(seg) < MIN_LAYERS or not any(l.op in MERGES or _canon(l.op) in MERGES for l in seg):
             continue
-        key, ints = _segment_key(seg, entry_of(a), net.layers)
+        key, ints = _segment_key(seg, entry_of(a))
         groups.setdefault(key, []).append((a, b, ints))
     groups = {k: v for k, v in groups.items() if len(v) >= 2}
     if not groups:
@@ -287,4 +284,3 @@ def write_with_blocks(net: Net):
 
 
 __all__ = ["write_with_blocks"]
-del os

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .common import Diagnostic, Imported, InteropError, optional
-from .onnx_fold import BATCH, OGraph, _ints, _param_label, normalize
+from .onnx_fold import OGraph, _param_label, normalize
 
 OPSET_MIN = 7          # older files are refused; 11..newest are tested
 
