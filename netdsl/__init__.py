@@ -22,4 +22,19 @@ def load(path_or_name: str, **kwargs) -> Model:
     return load_source(path_or_name, **kwargs)
 
 
-__all__ = ["NetDSLError", "Model", "parse", "load", "zoo_names", "__version__"]
+def _from_imported(imp) -> Model:
+    """The checked Model of an interop import (text parsed under NAME.net, weights loaded)."""
+    m = parse(imp.text, imp.name + ".net")
+    m.load_state_dict(imp.state)
+    m.imported = imp            # the text, the source file and the importer's notes
+    return m
+
+
+def import_onnx(path: str, name: str | None = None) -> Model:
+    """Import an ONNX model file as a checked Model with its weights (needs the `onnx` package).
+    `m.imported.text` is the .net source it was written as; `netdsl import` saves it."""
+    from .interop.onnx_import import import_onnx as _import_onnx
+    return _from_imported(_import_onnx(path, name=name))
+
+
+__all__ = ["NetDSLError", "Model", "parse", "load", "import_onnx", "zoo_names", "__version__"]

@@ -110,9 +110,11 @@ def cmd_ops(args):
 
 def cmd_zoo(args):
     from . import load, zoo_names
-    for n in zoo_names():
+    names = zoo_names()
+    width = max(map(len, names))
+    for n in names:
         m = load(n)
-        print(f"{n:14s} {m.total_params:>13,} params   {len(m.graph):4d} layers")
+        print(f"{n:{width}s} {m.total_params:>13,} params   {len(m.graph):4d} layers")
     return 0
 
 
@@ -391,6 +393,62 @@ def _show(v):
     return fmt(v) if v is not None else "none"
 
 
+def cmd_import(args):
+    """netdsl import FILE: a foreign model (.onnx, Darknet .cfg) -> .net text + weights."""
+    import os
+
+    from . import _from_imported
+    from .interop import import_file
+    from .runtime import weights as wio
+    if args.weights_out and os.path.splitext(args.weights_out)[1].lower() not in (".safetensors", ".npz"):
+        raise NetDSLError(f"--weights-out {args.weights_out}: use a .safetensors or .npz file name")
+    imp = import_file(args.file, weights=args.weights, name=args.name)
+    m = _from_imported(imp)                   # the text is checked like a hand-written file
+    stem = os.path.splitext(args.file)[0]
+    out = args.output or stem + ".net"
+    wout = args.weights_out
+    if wout is None and out != "-":
+        try:
+            import safetensors  # noqa: F401
+            wout = os.path.splitext(out)[0] + ".safetensors"
+        except ImportError:
+            wout = os.path.splitext(out)[0] + ".npz"
+    if out == "-":
+        sys.stdout.write(imp.text)
+    else:
+        try:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(imp.text)
+        except OSError as e:
+            raise NetDSLError(f"cannot write {out}: {e.strerror or e}") from None
+    if wout:
+        try:
+            wio.save(wout, imp.state)
+        except OSError as e:
+            raise NetDSLError(f"cannot write {wout}: {e.strerror or e}") from None
+    folded = getattr(imp, "folded", None)
+    print(f"{args.file} -> {'stdout' if out == '-' else out}"
+          + (f" + {wout}" if wout else "")
+          + f": {len(m.graph)} layers, {m.total_params:,} params, {len(imp.text.splitlines())} lines"
+          + (f", {folded} nodes folded" if folded is not None else ""), file=sys.stderr)
+    if wout and out != "-":
+        print(f"run it: netdsl run {out} --weights {wout}", file=sys.stderr)
+    return 0
+
+
+def _import_parser(sub):
+    s = sub.add_parser("import", help="turn an ONNX model (.onnx) or a Darknet .cfg into a .net file "
+                       "and its weights")
+    s.add_argument("file", help="model.onnx, or a Darknet .cfg")
+    s.add_argument("-o", "--output", help="the .net file to write (default: FILE's name with .net; "
+                   "- prints it on stdout)")
+    s.add_argument("--weights-out", help="write the weights here, .safetensors or .npz (default: next to "
+                   "the .net, .safetensors when the package is installed, else .npz)")
+    s.add_argument("--weights", help="the separate weights file of formats that have one (Darknet .weights)")
+    s.add_argument("--name", help="the model's name (default: FILE's name)")
+    s.set_defaults(fn=cmd_import)
+
+
 def build_parser():
     from .passes import DEFAULT_LEVEL
     p = argparse.ArgumentParser(prog="netdsl", description="Check, explain, compile and run CNNs written "
@@ -464,6 +522,7 @@ def build_parser():
     s.set_defaults(fn=cmd_ops)
     s = sub.add_parser("zoo", help="list the zoo models with their parameter counts")
     s.set_defaults(fn=cmd_zoo)
+    _import_parser(sub)
     return p
 
 

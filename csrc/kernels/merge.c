@@ -2,7 +2,9 @@
  *
  * Concat along channels of NCHW tensors is, per sample, the inputs' (C_i,H,W)
  * blocks laid end to end, so it is one memcpy per (sample, input); the
- * spatial size never enters. Parallel over those copies.
+ * spatial size never enters. Along another axis the same holds per outer
+ * position (the builder folds the axes before the joined one into n).
+ * Parallel over those copies (over outer positions when the blocks are short).
  *
  * Add/Mul combine input pointers element by element. They accumulate a chunk
  * of CH elements in a stack buffer over all inputs and only then store it,
@@ -31,6 +33,16 @@ nd_status nd_concat_f32(const nd_concat_params *p, float *out, const float *cons
         if (p->inner[i] <= 0) return ND_EINVAL;
         off[i] = total;
         total += p->inner[i];
+    }
+    if (!ND_PROD_OK(p->n, total)) return ND_EINVAL;
+    if (total < 4096) {
+        /* short blocks (a concat along H or W: n folds the batch and the axes before the
+         * joined one): one outer position per task, its inputs copied in turn */
+#pragma omp parallel for schedule(static) if (p->n * total > 262144)
+        for (int64_t b = 0; b < p->n; b++)
+            for (int64_t i = 0; i < k; i++)
+                memcpy(out + b * total + off[i], in[i] + b * p->inner[i], (size_t)p->inner[i] * sizeof(float));
+        return ND_OK;
     }
     const int64_t tasks = p->n * k;
 #pragma omp parallel for schedule(dynamic, 1) if (p->n * total > 262144)

@@ -1,4 +1,4 @@
-/* merge.h — ops with several inputs: Concat (channels), Add, Mul (element-wise).
+/* merge.h — ops with several inputs: Concat (any axis), Add, Mul (element-wise).
  * `in` holds `ninputs` pointers (2 .. ND_MERGE_MAX_INPUTS = 128; cdef allows no macro
  * in the array bound, so the number is written out).
  */
@@ -8,8 +8,10 @@
 
 #define ND_MERGE_MAX_INPUTS 128
 
-/* Concat along axis 1: input i is (N, inner[i]) with inner[i] = C_i*H*W (or F_i for
- * vectors); the output is (N, sum inner[i]). */
+/* Concat: input i is (N, inner[i]), the output (N, sum inner[i]). Along the channels N is
+ * the batch and inner[i] = C_i*H*W (or F_i for vectors); along another axis N folds the
+ * batch and the axes before it and inner[i] the rest (axis 2 of (C,H_i,W): N = batch*C,
+ * inner[i] = H_i*W). */
 typedef struct {
     int64_t n, ninputs;
     int64_t inner[128];

@@ -203,6 +203,10 @@ def _merge_hint(g, node, preds):
     if len(preds) < 2:
         return None
     sizes = [g[p].shape for p in preds]
+    full = [s for s in sizes if len(s) == 3 and tuple(s[1:]) != (1, 1)]
+    if node.op in ("Add", "Mul") and full and len(full) < len(sizes):      # a per-channel operand
+        return (f"a per-channel operand (Cx1x1 or C) is broadcast over the map, so it needs the map's "
+                f"{full[0][0]} channels: e.g. GAP - Conv({full[0][0]}, 1) or FC({full[0][0]}) on that branch")
     if node.op == "Add" and len({s[1:] for s in sizes if len(s) == 3}) > 1:
         big, small = max(sizes, key=lambda s: s[1]), min(sizes, key=lambda s: s[1])
         if big[1] % small[1] == 0:

@@ -61,6 +61,8 @@ class ChainsMixin:
             return val
         label = el.label
         self.check_label(label, el.label_span, scope)
+        if label.isdigit():                   # `2:...`: unlabelled members after it go on from 3
+            scope.index = max(scope.index, int(label) + 1)
         p = el.primary
         single = el.repeat is None and isinstance(p, (A.Call, A.TableConv, A.TableFC))
         if single:

@@ -142,8 +142,8 @@ class _ToAST(Transformer_NonRecursive):   # deep nesting must not hit Python's r
 
     @v_args(meta=True)
     def block_def(self, meta, items):
-        name = str(items[0])
-        rest = items[1:]
+        name = str(items[1])                # items[0] is the keyword (a named terminal: it is also a label)
+        rest = items[2:]
         params = []
         if rest and isinstance(rest[0], tuple) and rest[0] and rest[0][0] == "params":
             params = rest[0][1]

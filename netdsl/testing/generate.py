@@ -85,6 +85,9 @@ class Generator:
     def __init__(self, seed: int, size: int | None = None):
         self.seed = seed
         self.r = random.Random(seed)
+        # issue 9's argument forms (axis, dilation, large pool pads, broadcast Add) draw from a
+        # stream of their own: a network that takes none of them is the one this seed drew before
+        self.r9 = random.Random(f"issue9-{seed}")
         self.size = size if size is not None else self.r.randint(5, 18)   # top-level layers, about
         self.labels: dict[str, tuple] = {}      # label or input -> shape, usable as a reference
         self.blocks: dict[str, str] = {}
@@ -102,6 +105,12 @@ class Generator:
 
     def pick(self, seq):
         return self.r.choice(list(seq))
+
+    def chance9(self, p):
+        return self.r9.random() < p
+
+    def pick9(self, seq):
+        return self.r9.choice(list(seq))
 
     def pick_epilogue(self, op):
         """One of the palette's activations that `op` can fuse (its spec's `epilogues`)."""
@@ -263,23 +272,30 @@ class Generator:
         st = None if self.chance(0.5) else self.pick([(1, 1), (2, 2), (1, 2)])
         stv = st or k
         pad = self.pick([0, 0, 1, (0, 1), (1, 0, 0, 1), "same"])
-        pads = _pads(pad, (h, w), k, stv)
-        t, l, b, rr = pads
-        _need(2 * max(t, b) <= k[0] and 2 * max(l, rr) <= k[1])
+        # pads past k/2 (ONNX allows them while every window holds a real cell), Darknet's
+        # bottom/right-only pad, dilation
+        new = self.chance9(0.15)
+        if new:
+            pad = self.pick9([2, (0, 0, 1, 1), (2, 0, 0, 1)])
+        d = self.pick9([(2, 2), (1, 2), (2, 1)]) if self.chance9(0.15) else (1, 1)
+        if not new and d == (1, 1):
+            t, l, b, rr = _pads(pad, (h, w), k, stv)
+            _need(2 * max(t, b) <= k[0] and 2 * max(l, rr) <= k[1])
         ceil = self.chance(0.4)
-        oh = window_out(h, k[0], stv[0], t, b, ceil)
-        ow = window_out(w, k[1], stv[1], l, rr, ceil)
-        _need(oh > 0 and ow > 0)
+        rule = _pool_rule(k, stv, pad, ceil, d)
+        _, oh, ow = rule(s)
         args = [_fmt_pair(k)]
         if st is not None:
             args.append(f"stride={_fmt_pair(st)}" if st[0] == st[1] else f"stride=({st[0]}, {st[1]})")
         if pad != 0:
             args.append(f"pad={_fmt_pad(pad)}")
+        if d != (1, 1):
+            args.append(f"dilation={_fmt_pair(d)}")
         if ceil:
             args.append("ceil_mode=true")
         if name == "AvgPool" and self.chance(0.5):
             args.append(f"count_include_pad={self.pick(['true', 'false'])}")
-        return Layer(f"{name}({', '.join(args)})", _pool_rule(k, stv, pad, ceil)), (c, oh, ow)
+        return Layer(f"{name}({', '.join(args)})", rule), (c, oh, ow)
 
     def e_maxpool(self, s):
         return self._pool(s, self.pick(["MaxPool", "Pool", "MaxPool"]))
@@ -354,8 +370,17 @@ class Generator:
     def e_flatten(self, s):
         if not _is_map(s):
             return None
-        out = (s[0] * s[1] * s[2],)
-        return Layer("Flatten", self._fixed(s, out)), out
+        c, h, w = s
+        how = self.r9.random()
+        if how < 0.15:       # axis 3 (the last) joins nothing: the shape stays
+            return Layer(self.pick(["Flatten(axis=3)", "Flatten(axis=-1)"]), _map_same), s
+        if how < 0.35:       # (C, H·W) per sample, a softmax over it, and back to a map
+            sm = self.pick9(["Softmax(axis=-1)", "LogSoftmax(axis=2)", "Softmax(axis=1)", "ReLU"])
+            return Group([Layer(self.pick9(["Flatten(axis=2)", "Flatten(axis=-2)"]), self._fixed(s, (c, h * w))),
+                          Layer(sm, _same), Layer(f"Reshape({c}x{h}x{w})", self._fixed((c, h * w), s))]), s
+        out = (c * h * w,)
+        text = self.pick9(["Flatten(axis=1)", "Flatten(axis=-3)"]) if how < 0.45 else "Flatten"
+        return Layer(text, self._fixed(s, out)), out
 
     def e_reshape(self, s):
         n = 1
@@ -422,6 +447,14 @@ class Generator:
 
     def e_tanh(self, s):
         return self._act(s, "Tanh")
+
+    def _axis_arg(self, s):
+        if _is_map(s) and self.chance9(0.5):
+            arg = self.pick9(["(axis=1)", "(axis=2)", "(axis=3)", "(axis=-1)", "(axis=-2)"])
+            return arg, (_same if arg in ("(axis=1)", "(axis=-1)") else _map_same)
+        if len(s) == 1 and self.chance9(0.2):
+            return "(axis=-1)", _same
+        return "", _same
 
     # the activations of exported models (netdsl/ops/clip.py, activation_more.py): the table's
     # words (ReLU6 also as Clip(0, 6) / Hardtanh(0, 6), fused as relu6), and bounds that never fuse
@@ -499,10 +532,13 @@ class Generator:
         return Group([Layer(text, rule), Layer("Flatten", flat)], 1), (na * h * w * (5 + k),)
 
     def e_softmax(self, s):
-        return Layer(self.pick(["Softmax", "SM", "SoftMax"]), _same), s
+        name = self.pick(["Softmax", "SM", "SoftMax"])
+        arg, rule = self._axis_arg(s)
+        return Layer(name + arg, rule), s
 
     def e_logsoftmax(self, s):
-        return Layer("LogSoftmax", _same), s
+        arg, rule = self._axis_arg(s)
+        return Layer("LogSoftmax" + arg, rule), s
 
     def e_dropout(self, s):
         return Layer(self.pick(["Dropout", "Dropout(0.2)", "Dropout(p=0.7)"]), _same), s
@@ -514,6 +550,16 @@ class Generator:
     def e_concat(self, s):
         if self.depth >= 2:
             return None
+        if _is_map(s) and self.chance9(0.25):
+            # along the height or the width: the branches keep the shape
+            ax = self.pick9([2, 3])
+            n = 2 if s[ax - 1] * 3 > MAX_HW else self.r9.randint(2, 3)
+            _need(s[ax - 1] * n <= MAX_HW)
+            branches = [self.branch(s, keep="shape")[0] for _ in range(n)]
+            out = list(s)
+            out[ax - 1] *= n
+            text = self.pick9([f"Concat(axis={ax})", f"Cat(axis={ax - 4})"])
+            return Branches(self.distinct(branches), Layer(text, _concat_axis_rule(ax))), tuple(out)
         n = self.r.randint(2, 3)
         branches, shapes = [], []
         for _ in range(n):
@@ -532,6 +578,15 @@ class Generator:
     def e_add(self, s):
         if self.depth >= 2:
             return None
+        if _is_map(s) and s[1:] != (1, 1) and self.chance9(0.25):
+            # a per-channel (C,1,1) or (C,) operand, in either slot
+            c = s[0]
+            gate = [Layer("GAP", _gap_rule), self.pick9([Layer(f"Conv({c}, 1)", lambda x: (c, 1, 1)),
+                                                       Layer(f"FC({c})", lambda x: (c,))])]
+            branches = [[], gate] if self.chance9(0.5) else [gate, []]
+            act = "(act=relu)" if "relu" in self.acts and self.chance9(0.3) else ""
+            name = self.pick9(["Add", "Sum", "Residual"])
+            return Branches(self.distinct(branches), Layer(name + act, _mul_rule)), s
         n = self.r.randint(2, 3)
         branches = [self.branch(s, keep="shape")[0] for _ in range(n)]
         act = ""
@@ -863,18 +918,33 @@ def _window_rule(oc, k, st, pad, d=(1, 1), groups=1):
     return rule
 
 
-def _pool_rule(k, st, pad, ceil):
+def _real_taps(size, k, d, s, p0, p1, ceil):
+    """Output length along one axis if every window has a tap on a real cell, else Invalid
+    (a plain loop over windows and taps)."""
+    out = window_out(size, (k - 1) * d + 1, s, p0, p1, ceil)
+    _need(out > 0)
+    for o in range(out):
+        _need(any(0 <= o * s - p0 + i * d < size for i in range(k)))
+    return out
+
+
+def _pool_rule(k, st, pad, ceil, d=(1, 1)):
     def rule(x):
         _need(_is_map(x))
-        t, l, b, r = _pads(pad, x[1:], k, st)
-        _need(2 * max(t, b) <= k[0] and 2 * max(l, r) <= k[1])
-        oh, ow = window_out(x[1], k[0], st[0], t, b, ceil), window_out(x[2], k[1], st[1], l, r, ceil)
-        _need(oh > 0 and ow > 0)
+        ke = ((k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1)
+        t, l, b, r = _pads(pad, x[1:], ke, st)
+        oh = _real_taps(x[1], k[0], d[0], st[0], t, b, ceil)
+        ow = _real_taps(x[2], k[1], d[1], st[1], l, r, ceil)
         return (x[0], oh, ow)
     return rule
 
 
 def _same(s):
+    return s
+
+
+def _map_same(s):
+    _need(_is_map(s))
     return s
 
 
@@ -891,6 +961,17 @@ def _gap_rule(s):
 def _concat_rule(shapes):
     _need(len({len(x) for x in shapes}) == 1 and len({tuple(x[1:]) for x in shapes}) == 1)
     return (sum(x[0] for x in shapes), *shapes[0][1:])
+
+
+def _concat_axis_rule(ax):
+    def rule(shapes):
+        _need(len({len(x) for x in shapes}) == 1 and len(shapes[0]) >= ax - 1)
+        k = ax - 1
+        _need(len({tuple(x[:k]) + tuple(x[k + 1:]) for x in shapes}) == 1)
+        out = list(shapes[0])
+        out[k] = sum(x[k] for x in shapes)
+        return tuple(out)
+    return rule
 
 
 def _equal_rule(shapes):

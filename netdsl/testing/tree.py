@@ -126,7 +126,7 @@ def apply(it, shape):
 
 def mutations(net: Net):
     """Smaller variants of a network, for the shrinker: each deletes one statement, layer,
-    branch or output, unwraps a repetition or a branch set, or shrinks the input."""
+    branch, output or input, unwraps a repetition or a branch set, or shrinks the input."""
     def containers(n):
         out = []                                     # (items, may become empty)
 
@@ -188,6 +188,11 @@ def mutations(net: Net):
                     c2[k].label = label
                 else:                                    # the item before is labelled too:
                     _rename(m, label, c2[k].label)       # its readers read that label instead
+            yield m
+    for i in range(len(net.inputs)):                 # an input nothing reads (else it will not parse)
+        if len(net.inputs) > 1:
+            m = copy.deepcopy(net)
+            del m.inputs[i]
             yield m
     for i, (name, shape) in enumerate(net.inputs):   # a smaller input
         for smaller in _smaller_shapes(shape):

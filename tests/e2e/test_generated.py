@@ -88,6 +88,15 @@ def test_the_corpus_uses_every_op_merge_and_construct(corpus):
         "strided Deconv": re.search(r"(Deconv|ConvTranspose|UpConv)\([^)]*stride=", texts) is not None,
         "bilinear Upsample": "mode=bilinear" in texts,
         "reflect Pad": "mode=reflect" in texts,
+        # issue 9's argument forms
+        "Concat along H or W": re.search(r"Cat\(axis=(2|3|-1|-2)\)", texts) is not None,
+        "per-channel Add operand": any(
+            n.op == "Add" and any(len(g[p].shape) == 1 or tuple(g[p].shape[1:]) == (1, 1)
+                                  for p in g.preds(n.name)) and len(n.shape) == 3 for g in graphs for n in g.nodes()),
+        "dilated pool": re.search(r"Pool\([^)]*dilation=", texts) is not None,
+        "pool pad past k/2": re.search(r"Pool\([^)]*pad=(2|\(2, 0, 0, 1\))", texts) is not None,   # kernels <= 3
+        "Softmax along an axis": re.search(r"Soft[Mm]ax\(axis=(2|3|-2)\)", texts) is not None,
+        "Flatten(axis=2)": re.search(r"Flatten\(axis=(2|-2)\)", texts) is not None,
     }
     assert all(features.values()), f"never generated: {[k for k, v in features.items() if not v]}"
     sizes = [m.graph[m.graph.inputs[0]].shape for _, _, m in nets.values()]

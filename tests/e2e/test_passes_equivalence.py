@@ -37,6 +37,9 @@ SMALLER = {
     "fcn": ("3x224x224", "3x64x64"),
     "unet": ("1x572x572", "1x188x188"),
     "yolov2_tiny": ("3x416x416", "3x64x64"),
+    "squeezenet1_1": ("3x224x224", "3x64x64"),
+    "mobilenet_v2": ("3x224x224", "3x48x48"),
+    "mobilenet_v3_small": ("3x224x224", "3x64x64"),
 }
 
 

@@ -29,6 +29,7 @@ SMALL = {
     "googlenet": "3x96x96", "resnet18": "3x64x64", "resnet34": "3x64x64", "resnet50": "3x64x64",
     "resnet101": "3x32x32", "resnet152": "3x32x32", "densenet121": "3x64x64", "densenet169": "3x32x32",
     "densenet201": "3x32x32", "fcn": "3x64x64", "unet": "1x188x188", "yolov2_tiny": "3x64x64",
+    "squeezenet1_1": "3x64x64", "mobilenet_v2": "3x48x48", "mobilenet_v3_small": "3x64x64",
 }
 
 

@@ -35,6 +35,9 @@ ZOO = {
     "fcn": (134_260_544 + 86_037 + 1_806_336, {"output": (21, 224, 224)}),
     "unet": (31_030_658, {"output": (2, 388, 388)}),
     "yolov2_tiny": (11_232_057, {"output": (425, 13, 13)}),
+    "squeezenet1_1": (1_235_496, {"output": (1000,)}),
+    "mobilenet_v2": (3_504_872, {"output": (1000,)}),
+    "mobilenet_v3_small": (2_542_856, {"output": (1000,)}),
 }
 
 
@@ -85,6 +88,19 @@ def test_googlenet_without_aux():
     ("alexnet", "features.0", (64, 3, 11, 11)),
     ("googlenet", "inception4e.branch3.1.conv", (128, 32, 3, 3)),
     ("googlenet", "aux2.fc1", (1024, 2048)),
+    ("squeezenet1_1", "features.0", (64, 3, 3, 3)),
+    ("squeezenet1_1", "features.12.expand3x3", (256, 64, 3, 3)),
+    ("squeezenet1_1", "classifier.1", (1000, 512, 1, 1)),
+    ("mobilenet_v2", "features.0.0", (32, 3, 3, 3)),
+    ("mobilenet_v2", "features.1.conv.1", (16, 32, 1, 1)),
+    ("mobilenet_v2", "features.17.conv.1.0", (960, 1, 3, 3)),
+    ("mobilenet_v2", "features.18.0", (1280, 320, 1, 1)),
+    ("mobilenet_v2", "classifier.1", (1000, 1280)),
+    ("mobilenet_v3_small", "features.1.block.1.fc1", (8, 16, 1, 1)),
+    ("mobilenet_v3_small", "features.7.block.2.fc2", (120, 32, 1, 1)),
+    ("mobilenet_v3_small", "features.9.block.1.0", (288, 1, 5, 5)),
+    ("mobilenet_v3_small", "features.12.0", (576, 96, 1, 1)),
+    ("mobilenet_v3_small", "classifier.3", (1000, 1024)),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_torchvision_layer_names(name, layer, params):
     m = netdsl.load(name)

@@ -117,11 +117,13 @@ CRAFTED = [   # (id, symbol, struct, fields) — sizes small, strides/pads past 
     ("convtranspose", "nd_convtranspose_f32", "nd_convtranspose_params",
      _conv_fields(groups=1, h=3, w=3, oh=5, ow=5, sh=BIG)),
     ("maxpool", "nd_maxpool_f32", "nd_maxpool_params",
-     dict(n=1, c=3, h=8, w=8, oh=1, ow=1, kh=5, kw=5, sh=HUGE, sw=HUGE, pad_t=2, pad_l=2, pad_b=2, pad_r=2)),
+     dict(n=1, c=3, h=8, w=8, oh=1, ow=1, kh=5, kw=5, sh=HUGE, sw=HUGE, dh=1, dw=1, pad_t=2, pad_l=2, pad_b=2, pad_r=2)),
     ("avgpool", "nd_avgpool_f32", "nd_avgpool_params",
-     dict(n=1, c=3, h=8, w=8, oh=3, ow=1, kh=2, kw=2, sh=BIG, sw=1, pad_t=1, pad_l=0, pad_b=1, pad_r=0)),
+     dict(n=1, c=3, h=8, w=8, oh=3, ow=1, kh=2, kw=2, sh=BIG, sw=1, dh=1, dw=1, pad_t=1, pad_l=0, pad_b=1, pad_r=0)),
     ("stochasticpool", "nd_stochasticpool_f32", "nd_stochasticpool_params",
-     dict(n=1, c=3, h=8, w=8, oh=1, ow=3, kh=2, kw=2, sh=1, sw=BIG, pad_t=0, pad_l=1, pad_b=0, pad_r=1)),
+     dict(n=1, c=3, h=8, w=8, oh=1, ow=3, kh=2, kw=2, sh=1, sw=BIG, dh=1, dw=1, pad_t=0, pad_l=1, pad_b=0, pad_r=1)),
+    ("maxpool-dilation", "nd_maxpool_f32", "nd_maxpool_params",
+     dict(n=1, c=3, h=8, w=8, oh=1, ow=1, kh=2, kw=2, sh=1, sw=1, dh=BIG, dw=1, pad_t=0, pad_l=0, pad_b=0, pad_r=0)),
 ]
 
 

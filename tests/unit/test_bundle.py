@@ -96,7 +96,8 @@ def test_small_round_trip_every_level(small, level, tmp_path):
 
 
 @needs_kernels
-@pytest.mark.parametrize("name", ["lenet5", "resnet18", "googlenet", "densenet121", "yolov2_tiny"])
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "googlenet", "densenet121", "yolov2_tiny",
+                                  "mobilenet_v3_small"])
 def test_zoo_round_trip(name, tmp_path):
     m = netdsl.load(name)
     path = str(tmp_path / f"{name}.netc")

@@ -144,3 +144,16 @@ def test_subprocess_never_prints_a_traceback(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["total_params"] > 0
+
+
+def test_zoo_lists_every_model_with_its_count_in_columns(capsys):
+    import netdsl
+    rc, out, _ = run(capsys, "zoo")
+    assert rc == 0
+    lines = out.splitlines()
+    assert [ln.split()[0] for ln in lines] == netdsl.zoo_names()
+    counts = {ln.split()[0]: int(ln.split()[1].replace(",", "")) for ln in lines}
+    # published counts (torchvision): the longest names, and one of the first zoo
+    assert counts["mobilenet_v3_small"] == 2_542_856 and counts["mobilenet_v2"] == 3_504_872
+    assert counts["squeezenet1_1"] == 1_235_496 and counts["resnet50"] == 25_557_032
+    assert len({ln.index(" params") for ln in lines}) == 1, "the columns do not line up"

@@ -157,6 +157,31 @@ def test_labelled_repetition_is_a_sequence():
                             "classifier.0", "classifier.1"]
 
 
+def test_number_labels_nest_sequences_like_torchvision():
+    """`0:` labels a layer or group with nn.Sequential's number: a block body numbered
+    0, 1, 2 (torchvision's Conv2dNormActivation) inside a sequence gives features.1.0."""
+    m = parse("""
+        input x: 8x8x8
+        block ConvBN(c, groups=1) { 0:Conv(c, 3, pad=1, groups=groups, bias=false) - 1:BN - 2:ReLU }
+        features: (ConvBN(16) - ConvBN(16, groups=16) - 2:(Conv(4, 1) - BN) - ReLU)
+    """)
+    assert names(m)[1:] == ["features.0.0", "features.0.1", "features.0.2", "features.1.0", "features.1.1",
+                            "features.1.2", "features.2.0", "features.2.1", "features.3"]
+    assert m.graph["features.1.0"].params["weight"] == (16, 1, 3, 3)
+    with pytest.raises(NetDSLError, match="'1' is defined twice"):
+        parse("input x: 3x8x8\nf: (Conv(4) - 1:ReLU - 1:ReLU)")
+
+
+def test_block_is_a_keyword_and_a_label():
+    """torchvision's MobileNetV3 names its layers features.1.block.0.0: `block:` labels."""
+    m = parse("""
+        input x: 3x8x8
+        block B(c) { block: (Conv(c, 1) - BN) }
+        B(4) - block: (B(2) - ReLU)
+    """)
+    assert names(m)[1:] == ["0.block.0", "0.block.1", "block.0.block.0", "block.0.block.1", "block.1"]
+
+
 def test_inception_module_channel_totals():
     m = parse("""
         input x: 192x28x28
