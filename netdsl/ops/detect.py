@@ -11,7 +11,9 @@ are Darknet's (yolo_layer.c get_yolo_box, region_layer.c get_region_box), σ(t) 
                   objectness σ(to), classes σ(t_k)       (s = scale_x_y, 1 in YOLOv3; anchors in pixels)
     RegionDecode  x = (col + σ(tx)) / W                  w = e^tw · anchor_w / W
                   y = (row + σ(ty)) / H                  h = e^th · anchor_h / H
-                  objectness σ(to), classes softmax(t) (or t as is, softmax=false; anchors in cells)
+                  objectness σ(to), classes softmax(t) (anchors in cells; softmax=false leaves the
+                  class values as they are, as AlexeyAB's region layer does: pjreddie's current one
+                  applies σ there; every published YOLOv2 cfg has softmax=1)
 
 A detection's score is objectness · class probability; non-maximum suppression is not an op
 (it makes a variable number of boxes): netdsl/runtime/detect.py runs it on these rows.
