@@ -25,7 +25,8 @@ def load(path_or_name: str, **kwargs) -> Model:
 def _from_imported(imp) -> Model:
     """The checked Model of an interop import (text parsed under NAME.net, weights loaded)."""
     m = parse(imp.text, imp.name + ".net")
-    m.load_state_dict(imp.state)
+    if imp.state:                # a Darknet .cfg imported without its .weights has none
+        m.load_state_dict(imp.state)
     m.imported = imp            # the text, the source file and the importer's notes
     return m
 

@@ -407,7 +407,11 @@ def cmd_import(args):
     stem = os.path.splitext(args.file)[0]
     out = args.output or stem + ".net"
     wout = args.weights_out
-    if wout is None and out != "-":
+    if not imp.state:                         # a .cfg without --weights: nothing to write
+        if wout:
+            raise NetDSLError(f"--weights-out {wout}: {args.file} was imported without weights",
+                              hint="pass the weights file with --weights")
+    elif wout is None and out != "-":
         try:
             import safetensors  # noqa: F401
             wout = os.path.splitext(out)[0] + ".safetensors"
@@ -433,6 +437,8 @@ def cmd_import(args):
           + (f", {folded} nodes folded" if folded is not None else ""), file=sys.stderr)
     if wout and out != "-":
         print(f"run it: netdsl run {out} --weights {wout}", file=sys.stderr)
+    elif out != "-":
+        print(f"run it: netdsl run {out}   (random weights: none were imported)", file=sys.stderr)
     return 0
 
 
