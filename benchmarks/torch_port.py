@@ -204,10 +204,26 @@ def to_onnx(graph, state: dict, opset: int | None = None):
     """An onnx.ModelProto computing `graph` with `state`'s weights: netdsl's own exporter
     (netdsl/interop/onnx_export.py, what `netdsl export` writes), checked with onnx.checker.
     Its node names start with the layer's name (`layer` or `layer/Op_k`), which is how
-    compare.py charges ONNX Runtime's profile to netdsl's layers."""
+    compare.py charges ONNX Runtime's profile to netdsl's layers (see below)."""
     from netdsl.errors import NetDSLError
     from netdsl.interop.onnx_export import to_model
     try:
-        return to_model(graph, state, opset=opset, name="netdsl-bench")
+        model = to_model(graph, state, opset=opset, name="netdsl-bench")
     except NetDSLError as e:
         raise Unsupported(e.render()) from None
+    # ORT names a node it rewrites after its output tensor plus a suffix (`tanh1_nchwc`);
+    # profile_ort keeps what comes before the first "/", so the layer's own node and tensor
+    # (both `conv1` in the file netdsl writes) become `conv1/Conv` here
+    keep = {v.name for v in model.graph.output}
+    renamed = {}
+    for node in model.graph.node:
+        if "/" not in node.name:
+            node.name = f"{node.name}/{node.op_type}"
+        for i, t in enumerate(node.output):
+            if "/" not in t and t not in keep:
+                renamed[t] = node.output[i] = f"{t}/{node.op_type}"
+        for i, t in enumerate(node.input):
+            node.input[i] = renamed.get(t, t)
+    for v in model.graph.value_info:
+        v.name = renamed.get(v.name, v.name)
+    return model
