@@ -15,6 +15,7 @@
  */
 #ifndef ND_DISPATCH_H
 #define ND_DISPATCH_H
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,14 +29,42 @@ enum {
 };
 
 /* a valid nd_act code (the kernels' parameter checks) */
-static inline int nd_act_ok(int64_t act) { return act >= ND_ACT_NONE && act <= ND_ACT_TANH; }
+static inline int nd_act_ok(int64_t act) { return act >= ND_ACT_NONE && act <= ND_ACT_GELU_TANH; }
 /* the micro-kernel store flag that performs act, 0 when the micro-kernels do not fuse it */
 static inline int nd_uk_act_flag(int act)
 {
     return act == ND_ACT_RELU ? ND_UK_RELU : act == ND_ACT_LEAKYRELU ? ND_UK_LEAKY : 0;
 }
-/* act runs as a pass over the stored tile (sigmoid/tanh), not in the micro-kernel's store */
-static inline int nd_act_is_pass(int act) { return act == ND_ACT_SIGMOID || act == ND_ACT_TANH; }
+/* act runs as a pass over the stored tile (sigmoid, tanh and every later code), not in the
+ * micro-kernel's store (only relu/leaky are fused there) */
+static inline int nd_act_is_pass(int act) { return act >= ND_ACT_SIGMOID && act <= ND_ACT_GELU_TANH; }
+
+/* act of one value, the scalar definition every path agrees with (libm; ~1 ulp). Every
+ * comparison is written so that NaN fails it and falls through to the value itself
+ * (`v < 0 ? 0 : v`, never `v > 0 ? v : 0`); the x-times forms give NaN at -inf, as PyTorch. */
+static inline float nd_relu6_1(float v) { return v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v; }
+static inline float nd_act1(float v, int act)
+{
+    switch (act) {
+    case ND_ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case ND_ACT_LEAKYRELU: return v < 0.0f ? 0.01f * v : v;
+    case ND_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case ND_ACT_TANH: return tanhf(v);
+    case ND_ACT_RELU6: return nd_relu6_1(v);
+    case ND_ACT_HARDSIGMOID: return nd_relu6_1(v + 3.0f) / 6.0f;
+    case ND_ACT_HARDSWISH: return v * (nd_relu6_1(v + 3.0f) / 6.0f);   /* not (v * 6) / 6: no overflow */
+    case ND_ACT_SILU: return v / (1.0f + expf(-v));
+    /* x (1 + erf(x/sqrt 2)) / 2 as x erfc(-x/sqrt 2) / 2: 1 + erf cancels for x << 0 (5e-5 relative
+     * at y = -1e-3), erfc does not */
+    case ND_ACT_GELU: return 0.5f * v * erfcf(v * -0.70710678118654752f);
+    case ND_ACT_MISH: return v * tanhf(log1pf(expf(v)));
+    case ND_ACT_GELU_TANH: {   /* (1 + tanh u) / 2 = 1 / (1 + e^-2u): no cancellation for x << 0 */
+        const float u2 = -1.5957691216057308f * (v + 0.044715f * v * v * v);
+        return v / (1.0f + expf(u2));
+    }
+    default: return v;
+    }
+}
 
 /* Index arithmetic limits. Every index a window kernel forms along one axis (o*s - p0 + i*d
  * for o < out, i < k, the clipping sums p + s - 1, size + p - k, ..., and the AVX-512 paths'
@@ -98,8 +127,9 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a x */
     /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
-    /* y = act(y) for ND_ACT_SIGMOID / ND_ACT_TANH, vectorized (GEMM/conv epilogues); NULL: scalar libm.
-     * NaN stays NaN; +-inf give exactly 1/0 (sigmoid) and +-1 (tanh). */
+    /* y = act(y) for every pass act (nd_act_is_pass: sigmoid, tanh, relu6 .. gelu_tanh), vectorized
+     * (GEMM/conv epilogues); NULL: scalar libm (nd_act1). NaN and +-inf lanes take nd_act1's value
+     * exactly (sigmoid 1/0, tanh +-1, silu/gelu/mish/hardswish(-inf) NaN). */
     void (*act_vec)(float *y, int64_t n, int act);
     /* Direct convolution, stride 1 (kernels/conv.c, small convs): output row oy of the
      * mr <= MR channels whose weights are the packed A panel ap (K = c*kh*kw, MR per k),

@@ -36,13 +36,26 @@ typedef nd_status (*nd_kernel_fn)(const void *p, float *out, const float *const 
  * netdsl/runtime/kparams/conv.py act_code reads it.
  * Every activation keeps NaN (a NaN in gives a NaN out, as in PyTorch), and
  * relu(-inf) = 0, sigmoid(+-inf) = 1 / 0, tanh(+-inf) = +-1. LEAKYRELU's
- * fused slope is 0.01 (PyTorch's default); the standalone kernel takes any. */
+ * fused slope is 0.01 (PyTorch's default); the standalone kernel takes any.
+ * RELU6 .. MISH are PyTorch's formulas: relu6 = min(max(x, 0), 6), hardsigmoid =
+ * relu6(x + 3) / 6, hardswish = x relu6(x + 3) / 6, silu = x / (1 + e^-x), gelu =
+ * x (1 + erf(x / sqrt 2)) / 2, mish = x tanh(log(1 + e^x)); the x-times ones give NaN at
+ * -inf (-inf * 0), as PyTorch does. GELU_TANH (x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2)
+ * is for the standalone GELU(approximate=tanh) kernel only: not in the activation table, no
+ * layer fuses it. */
 typedef enum {
     ND_ACT_NONE = 0,
     ND_ACT_RELU = 1,
     ND_ACT_LEAKYRELU = 2,
     ND_ACT_SIGMOID = 3,
-    ND_ACT_TANH = 4
+    ND_ACT_TANH = 4,
+    ND_ACT_RELU6 = 5,
+    ND_ACT_HARDSIGMOID = 6,
+    ND_ACT_HARDSWISH = 7,
+    ND_ACT_SILU = 8,
+    ND_ACT_GELU = 9,
+    ND_ACT_MISH = 10,
+    ND_ACT_GELU_TANH = 11
 } nd_act;
 
 /* ISA levels, chosen once at load (csrc/dispatch.c); NETDSL_ISA overrides. */

@@ -6,12 +6,16 @@
  * (csrc/nd_simd.h; the same result on every ISA); Sigmoid
  * and Tanh call libm per element (exact to ~1 ulp; they are rare in modern
  * CNNs, so no polynomial approximation here). NaN stays NaN, as in PyTorch.
+ * Clip and HardSigmoid with arbitrary bounds / slopes are plain compare-and-select loops
+ * (the compiler vectorizes them); HardSwish, SiLU, GELU and Mish run the fused epilogues'
+ * own code (nd_act_inplace: the ISA's vector form, libm at the edges), chunk by chunk.
  * The parallel loop only fans out above ~128K elements (~16K for the libm ones): below
  * that, waking the thread team costs more than the work; chunks go out dynamically.
  */
 #include "kernels/activation.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "dispatch.h"
 #include "nd_simd.h"
@@ -84,5 +88,65 @@ nd_status nd_tanh_f32(const nd_tanh_params *p, float *out, const float *const *i
     const float *x = in[0];
 #pragma omp parallel for schedule(dynamic, 4096) if (total > ACT_PAR_MIN / 16)
     for (int64_t i = 0; i < total; i++) out[i] = tanhf(x[i]);
+    return ND_OK;
+}
+
+static inline int badn(int64_t n, int64_t size)
+{
+    return n <= 0 || size <= 0 || !ND_PROD_OK(n, size);
+}
+
+nd_status nd_clip_f32(const nd_clip_params *p, float *out, const float *const *in,
+                      const float *w, const float *bias, float *ws)
+{
+    (void)w; (void)bias; (void)ws;
+    if (badn(p->n, p->size) || p->lo != p->lo || p->hi != p->hi) return ND_EINVAL;
+    const int64_t total = p->n * p->size;
+    const float *x = in[0];
+    const float lo = p->lo, hi = p->hi;
+#pragma omp parallel for schedule(static) if (total > ACT_PAR_MIN)
+    for (int64_t i = 0; i < total; i++) {
+        float v = x[i] < lo ? lo : x[i];   /* NaN < lo and NaN > hi are false: NaN stays */
+        out[i] = v > hi ? hi : v;
+    }
+    return ND_OK;
+}
+
+nd_status nd_hardsigmoid_f32(const nd_hardsigmoid_params *p, float *out, const float *const *in,
+                             const float *w, const float *bias, float *ws)
+{
+    (void)w; (void)bias; (void)ws;
+    if (badn(p->n, p->size) || !isfinite(p->alpha) || !isfinite(p->beta)) return ND_EINVAL;
+    if (p->alpha == 1.0f / 6.0f && p->beta == 0.5f) {   /* PyTorch's: the fused epilogue's code */
+        const nd_actfn_params q = {p->n, p->size, ND_ACT_HARDSIGMOID};
+        return nd_actfn_f32(&q, out, in, w, bias, ws);
+    }
+    const int64_t total = p->n * p->size;
+    const float *x = in[0];
+    const float a = p->alpha, b = p->beta;
+#pragma omp parallel for schedule(static) if (total > ACT_PAR_MIN)
+    for (int64_t i = 0; i < total; i++) {
+        const float t = x[i] * a + b;
+        const float v = t < 0.0f ? 0.0f : t;
+        out[i] = v > 1.0f ? 1.0f : v;
+    }
+    return ND_OK;
+}
+
+nd_status nd_actfn_f32(const nd_actfn_params *p, float *out, const float *const *in,
+                       const float *w, const float *bias, float *ws)
+{
+    (void)w; (void)bias; (void)ws;
+    if (badn(p->n, p->size) || !nd_act_ok(p->act)) return ND_EINVAL;
+    const int64_t total = p->n * p->size;
+    const int64_t nch = (total + ACT_CHUNK - 1) / ACT_CHUNK;
+    const float *x = in[0];
+    const int act = p->act;
+#pragma omp parallel for schedule(dynamic, 1) if (total > ACT_PAR_MIN / 16)
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t i0 = c * ACT_CHUNK, m = total - i0 < ACT_CHUNK ? total - i0 : ACT_CHUNK;
+        if (out != x) memcpy(out + i0, x + i0, (size_t)m * sizeof(float));
+        nd_act_inplace(out + i0, m, act);
+    }
     return ND_OK;
 }

@@ -61,16 +61,7 @@ typedef struct {
 } wino_job;
 
 /* the activation of one stored value; comparisons written so that NaN stays NaN */
-static inline float wino_act(float v, int act)
-{
-    switch (act) {
-    case ND_ACT_RELU: return v < 0.0f ? 0.0f : v;
-    case ND_ACT_LEAKYRELU: return v < 0.0f ? 0.01f * v : v;
-    case ND_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case ND_ACT_TANH: return tanhf(v);
-    default: return v;
-    }
-}
+static inline float wino_act(float v, int act) { return nd_act1(v, act); }   /* dispatch.h */
 
 /* One output pixel the direct way, without bias. Winograd's transforms mix every value
  * of a 6x6 patch into all 16 outputs of the tile, so one NaN or inf input would turn the

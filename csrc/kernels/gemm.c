@@ -47,9 +47,11 @@ static float *align64(float *p)
 
 /* Every comparison is written so that NaN fails it and falls through to the
  * value itself: `y < 0 ? 0 : y`, never `y > 0 ? y : 0` (which turns NaN into 0).
- * expf/tanhf keep NaN, and 1/(1 + e^-x) is exactly 1 at +inf and 0 at -inf. */
+ * expf/tanhf keep NaN, and 1/(1 + e^-x) is exactly 1 at +inf and 0 at -inf. The
+ * scalar definitions are nd_act1 (dispatch.h). */
 void nd_act_inplace(float *y, int64_t n, int act)
 {
+    if (act == ND_ACT_NONE) return;
     if (nd_act_is_pass(act)) {
         const nd_isa_ops *o = nd_ops();
         if (o->act_vec) {
@@ -64,13 +66,10 @@ void nd_act_inplace(float *y, int64_t n, int act)
     case ND_ACT_LEAKYRELU:
         for (int64_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.01f * y[i] : y[i];
         break;
-    case ND_ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+    default:
+        if (nd_act_ok(act))
+            for (int64_t i = 0; i < n; i++) y[i] = nd_act1(y[i], act);
         break;
-    case ND_ACT_TANH:
-        for (int64_t i = 0; i < n; i++) y[i] = tanhf(y[i]);
-        break;
-    default: break;
     }
 }
 

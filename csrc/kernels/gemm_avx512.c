@@ -149,6 +149,11 @@ TGT static __m512 tanh512(__m512 x)
 
 TGT static void act_avx512(float *y, int64_t n, int act)
 {
+    if (act != ND_ACT_SIGMOID && act != ND_ACT_TANH) {   /* relu6 .. gelu_tanh: libm per value (nd_act1) */
+        if (nd_act_is_pass(act))
+            for (int64_t i = 0; i < n; i++) y[i] = nd_act1(y[i], act);
+        return;
+    }
     const __m512 h = _mm512_set1_ps(0.5f);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);

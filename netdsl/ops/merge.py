@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .activations import act_kind, apply as apply_act
+from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
 from .attrs import Attr, OpError
 from .geometry import shape_str
 from .spec import OpSpec
@@ -92,7 +92,7 @@ class Add(_Elementwise):
     flags = frozenset({"merge", "elementwise", "inplace_ok", "fusible_epilogue"})
     combine = "sum"
     linear = True
-    epilogues = ("relu",)
+    epilogues = ACT_NAMES          # the whole activation table (activations.py)
     attrs = (Attr("act", act_kind(*epilogues), "none", "fused activation after the sum"),)
     mismatch_hint = ("a shortcut across a change of size needs a projection: a 1x1 Conv with the "
                      "block's stride and channel count on the shortcut branch")

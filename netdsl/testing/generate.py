@@ -26,7 +26,13 @@ from .tree import Branches, Group, Invalid, Layer, Net, Ref, Stmt, apply, mutati
 
 MAX_HW = 24
 MAX_C = 16
-ACTS = ("relu", "leakyrelu", "sigmoid", "tanh")
+ACTS = ("relu", "leakyrelu", "sigmoid", "tanh", "relu6", "hardsigmoid", "hardswish", "silu", "gelu", "mish")
+# the words that write each activation as a layer (the fused `act` of the table, or a form it does not fuse)
+ACT_WORDS = {"relu": ["ReLU"], "leakyrelu": ["LeakyReLU", "LeakyReLU(0.2)", "LeakyReLU(slope=0.01)"],
+             "sigmoid": ["Sigmoid"], "tanh": ["Tanh"],
+             "relu6": ["ReLU6", "ReLU6", "Clip(0, 6)", "Hardtanh(0, 6)"],
+             "hardsigmoid": ["HardSigmoid", "HardSigmoid(alpha=0.2)"], "hardswish": ["HardSwish"],
+             "silu": ["SiLU", "Swish"], "gelu": ["GELU", "GELU(approximate=tanh)"], "mish": ["Mish"]}
 
 
 # ---------------------------------------------------------------- shape rules
@@ -88,7 +94,7 @@ class Generator:
         self.cur_name = None        # the label or input naming the tensor flowing in now, if any
         self.wide = self.r.random() < 0.125
         # a network-wide activation palette: one network in five uses no ReLU at all
-        self.acts = list(ACTS) if self.r.random() >= 0.2 else ["leakyrelu", "sigmoid", "tanh"]
+        self.acts = list(ACTS) if self.r.random() >= 0.2 else [a for a in ACTS if a != "relu"]
 
     # -- small draws
     def chance(self, p):
@@ -98,9 +104,7 @@ class Generator:
         return self.r.choice(list(seq))
 
     def act_word(self):
-        a = self.pick(self.acts)
-        return {"relu": "ReLU", "leakyrelu": self.pick(["LeakyReLU", "LeakyReLU(0.2)", "LeakyReLU(slope=0.01)"]),
-                "sigmoid": "Sigmoid", "tanh": "Tanh"}[a]
+        return self.pick(ACT_WORDS[self.pick(self.acts)])
 
     def act_kw(self, allowed=ACTS, p=0.35):
         """', act=…' (or nothing)."""
@@ -374,7 +378,7 @@ class Generator:
         if self.chance(0.3):
             args.append(f"eps={self.pick(['0.001', '1e-5', '0.1'])}")
         if "relu" in self.acts and self.chance(0.2):
-            args.append("act=relu")
+            args.append(f"act={'relu' if self.chance(0.6) else self.pick(self.acts)}")
         text = f"{name}({', '.join(args)})" if args else name
         return Layer(text, _same_rank), s
 
@@ -395,9 +399,7 @@ class Generator:
     def _act(self, s, which):
         if which.lower() not in self.acts:
             return None
-        text = {"ReLU": "ReLU", "LeakyReLU": self.pick(["LeakyReLU", "LeakyReLU(0.2)", "LeakyReLU(slope=0.01)"]),
-                "Sigmoid": "Sigmoid", "Tanh": "Tanh"}[which]
-        return Layer(text, _same), s
+        return Layer(self.pick(ACT_WORDS[which.lower()]), _same), s
 
     def e_relu(self, s):
         return self._act(s, "ReLU")
@@ -415,6 +417,36 @@ class Generator:
 
     def e_tanh(self, s):
         return self._act(s, "Tanh")
+
+    # the activations of exported models (netdsl/ops/clip.py, activation_more.py): the table's
+    # words (ReLU6 also as Clip(0, 6) / Hardtanh(0, 6), fused as relu6), and bounds that never fuse
+    def _act_more(self, s, name):
+        return (Layer(self.pick(ACT_WORDS[name]), _same), s) if name in self.acts else None
+
+    def e_relu6(self, s):
+        return self._act_more(s, "relu6")
+
+    def e_clip(self, s):
+        return Layer(self.pick(["Clip(-1, 1)", "Clip(min=0)", "Clip(max=0.5)", "Clip(-0.5, 2)", "Clamp(0, 1)"]),
+                     _same), s
+
+    def e_hardtanh(self, s):
+        return Layer(self.pick(["Hardtanh", "Hardtanh(-2, 0.5)", "HardTanh(min_val=0, max_val=1)"]), _same), s
+
+    def e_hardsigmoid(self, s):
+        return self._act_more(s, "hardsigmoid")
+
+    def e_hardswish(self, s):
+        return self._act_more(s, "hardswish")
+
+    def e_silu(self, s):
+        return self._act_more(s, "silu")
+
+    def e_gelu(self, s):
+        return self._act_more(s, "gelu")
+
+    def e_mish(self, s):
+        return self._act_more(s, "mish")
 
     def e_softmax(self, s):
         return Layer(self.pick(["Softmax", "SM", "SoftMax"]), _same), s
@@ -454,7 +486,7 @@ class Generator:
         branches = [self.branch(s, keep="shape")[0] for _ in range(n)]
         act = ""
         if "relu" in self.acts and self.chance(0.3):
-            act = "(act=relu)"
+            act = f"(act={'relu' if self.chance(0.6) else self.pick(self.acts)})"
         name = self.pick(["Add", "Add", "Sum", "Residual"])
         return Branches(self.distinct(branches), Layer(name + act, _equal_rule)), s
 
@@ -843,6 +875,9 @@ EMITTERS = {
     "ReLU": ("e_relu", 4), "LeakyReLU": ("e_leakyrelu", 2), "PReLU": ("e_prelu", 1.5), "Sigmoid": ("e_sigmoid", 2),
     "Tanh": ("e_tanh", 2), "Softmax": ("e_softmax", 1), "LogSoftmax": ("e_logsoftmax", 1),
     "Dropout": ("e_dropout", 1), "Identity": ("e_identity", 1),
+    "ReLU6": ("e_relu6", 1.5), "Clip": ("e_clip", 1), "Hardtanh": ("e_hardtanh", 1),
+    "HardSigmoid": ("e_hardsigmoid", 1), "HardSwish": ("e_hardswish", 1.5), "SiLU": ("e_silu", 1.5),
+    "GELU": ("e_gelu", 1), "Mish": ("e_mish", 1),
     "Concat": ("e_concat", 4), "Add": ("e_add", 4), "Mul": ("e_mul", 3),
     "Crop(a, b)": ("e_crop2", 1.5), "Conv(residual=true)": ("e_conv_residual", 1.5),
     "block": ("e_block", 4), "repeat": ("e_repeat", 2), "skip": ("e_skip", 3),
