@@ -11,8 +11,10 @@
  *               p_i = a+_i / sum(a+) with a+ = max(a, 0): sum(a+^2) / sum(a+),
  *               0 when no cell is positive, +inf when one is +inf, NaN when one
  *               is NaN (netdsl/ops/pool.py StochasticPool says why).
- * A window with no real cell (only possible with pad >= kernel, which PyTorch
- * forbids) gives 0 for every pool.
+ * A window with no real cell (netdsl refuses such pads before any C runs; ONNX's
+ * rule) gives 0 for every pool.
+ * Dilation (taps dh/dw apart) takes its own plain per-window loop (dilated_plane):
+ * the row-buffer and strided sweeps below assume dense windows.
  *
  * Parallel over the N*C planes (dynamic, one plane at a time): they are independent,
  * usually many, and one plane of a typical CNN fits in L2, so overlapping windows reread
@@ -20,7 +22,7 @@
  * rows into a padded row buffer, then reduce along it (pool_plane; the vector bodies are
  * csrc/nd_simd.h's, per ISA); the stochastic pool (and rows wider than the buffer) reduce
  * each row first, then the rows.
- * Not done here: dilation, NHWC, argmax indices.
+ * Not done here: NHWC, argmax indices.
  */
 #include "kernels/pool.h"
 
@@ -109,6 +111,57 @@ hpass(const float *row, const nd_pool_params *p, int64_t o0, int64_t o1, int64_t
     }
 }
 
+/* The first tap index i in [0, k) with lo <= start + i*d, and one past the last with
+ * start + i*d < hi: taps [*i0, *i1) of a dilated window lie in [lo, hi). */
+static inline void tap_range(int64_t start, int64_t k, int64_t d, int64_t lo, int64_t hi,
+                             int64_t *i0, int64_t *i1)
+{
+    int64_t a = lo > start ? (lo - start + d - 1) / d : 0;
+    int64_t b = hi > start ? (hi - start + d - 1) / d : 0;
+    *i0 = a;
+    *i1 = b < k ? b : k;
+}
+
+/* A dilated window pool on one plane: every output visits its real taps directly.
+ * AvgPool's divisor counts the taps in the padded extent [-pad_t, H + pad_b) with
+ * count_include_pad, else the real taps; max/min keep NaN; stochastic as below. */
+static inline __attribute__((always_inline)) void
+dilated_plane(const nd_pool_params *p, const float *x, float *y, int op)
+{
+    const int64_t H = p->h, W = p->w;
+    for (int64_t oy = 0; oy < p->oh; oy++) {
+        const int64_t ys = oy * p->sh - p->pad_t;
+        int64_t i0, i1, c0, c1;
+        tap_range(ys, p->kh, p->dh, 0, H, &i0, &i1);
+        tap_range(ys, p->kh, p->dh, -p->pad_t, H + p->pad_b, &c0, &c1);
+        for (int64_t ox = 0; ox < p->ow; ox++) {
+            const int64_t xs = ox * p->sw - p->pad_l;
+            int64_t j0, j1, e0, e1;
+            tap_range(xs, p->kw, p->dw, 0, W, &j0, &j1);
+            tap_range(xs, p->kw, p->dw, -p->pad_l, W + p->pad_r, &e0, &e1);
+            float *yo = y + oy * p->ow + ox;
+            if (i1 <= i0 || j1 <= j0) { *yo = 0.0f; continue; }    /* only padding */
+            float m = identity(op), m2 = 0.0f;
+            for (int64_t i = i0; i < i1; i++) {
+                const float *row = x + (ys + i * p->dh) * W + xs;
+                for (int64_t j = j0; j < j1; j++) {
+                    const float v = val(op, row[j * p->dw]);
+                    m = combine(op, m, v);
+                    if (op == POOL_STOCH) m2 += v * v;
+                }
+            }
+            if (op == POOL_AVG) {
+                const int64_t cnt = p->count_include_pad ? (c1 - c0) * (e1 - e0) : (i1 - i0) * (j1 - j0);
+                *yo = m / (float)cnt;
+            } else if (op == POOL_STOCH) {
+                *yo = m == INFINITY ? INFINITY : m != 0.0f ? m2 / m : 0.0f;
+            } else {
+                *yo = m;
+            }
+        }
+    }
+}
+
 /* One (n,c) plane. `op` is a literal at every call site and this is inlined into
  * each kernel's own parallel loop, so the switches fold away. (A shared
  * function holding the `omp parallel` would not do: OpenMP outlines the loop
@@ -120,6 +173,10 @@ hpass(const float *row, const nd_pool_params *p, int64_t o0, int64_t o1, int64_t
 static inline __attribute__((always_inline)) void
 pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
 {
+    if (p->dh != 1 || p->dw != 1) {
+        dilated_plane(p, x, y, op);
+        return;
+    }
     const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow;
     const int64_t sw = p->sw, pl = p->pad_l, kw = p->kw;
     /* Output columns whose window needs no clipping: ox*sw >= pl and ox*sw - pl + kw <= W. */
@@ -273,9 +330,9 @@ pool_plane(const nd_pool_params *p, const float *x, float *y, int op)
 static inline int pool_bad(const nd_pool_params *p)
 {
     return p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
-           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 ||
-           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, 1, p->pad_t, p->pad_b) ||
-           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, 1, p->pad_l, p->pad_r) ||
+           p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 || p->dw <= 0 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
            !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->c, p->oh, p->ow, p->kh, p->kw);
 }
 

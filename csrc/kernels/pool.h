@@ -10,7 +10,8 @@
 typedef struct {
     int64_t n, c, h, w;          /* input, per batch: (C,H,W) */
     int64_t oh, ow;              /* output size (ceil_mode already applied in Python) */
-    int64_t kh, kw, sh, sw;      /* kernel, stride */
+    int64_t kh, kw, sh, sw;      /* kernel (taps), stride */
+    int64_t dh, dw;              /* dilation: taps dh rows / dw columns apart (1: a dense window) */
     int64_t pad_t, pad_l, pad_b, pad_r;
     int32_t count_include_pad;   /* AvgPool only: padded cells count in the divisor */
 } nd_pool_params;

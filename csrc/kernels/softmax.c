@@ -1,8 +1,8 @@
-/* softmax.c — numerically stable Softmax / LogSoftmax over axis 1.
+/* softmax.c — numerically stable Softmax / LogSoftmax over one axis.
  *
- * x is (N,C,INNER). For every (n, position) the C values sit INNER floats
- * apart, so instead of walking one strided column at a time we take a block
- * of up to BLK neighbouring positions and sweep the channels row by row: every
+ * x is (N,C,INNER) (any axis: the builder folds the others into N and INNER).
+ * For every (n, position) the C values sit INNER floats apart, so instead of
+ * walking one strided column at a time we take a block of up to BLK neighbouring positions and sweep the channels row by row: every
  * inner loop is then contiguous and vectorizes, and the per-position max and
  * sum live in two small stack arrays (no workspace). For vectors INNER = 1
  * and the block is a single column, which is the plain loop.

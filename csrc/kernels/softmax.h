@@ -1,5 +1,7 @@
-/* softmax.h — Softmax and LogSoftmax over the channel axis.
- * x is (N,C,INNER): INNER = H*W for feature maps, 1 for vectors (N,F) with C = F.
+/* softmax.h — Softmax and LogSoftmax over one axis.
+ * x is (N,C,INNER), normalised over C: for the channel axis N is the batch and INNER = H*W
+ * (1 for vectors (N,F) with C = F); for another axis the builder folds the axes before it
+ * into N and those after it into INNER (softmax over W of (B,C,H,W): N = B*C*H, C = W, INNER = 1).
  * In-place safe (out may be in[0]).
  */
 #ifndef ND_SOFTMAX_H
@@ -7,7 +9,7 @@
 #include "nd_common.h"
 
 typedef struct {
-    int64_t n, c, inner;   /* normalise over c; inner positions are independent */
+    int64_t n, c, inner;   /* normalise over c; the n*inner positions are independent */
 } nd_softmax_params;
 
 typedef nd_softmax_params nd_logsoftmax_params;

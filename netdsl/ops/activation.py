@@ -4,10 +4,12 @@ The elementwise four keep any shape and may overwrite their input
 (`inplace_ok`, read by the memory planner); what each computes, whether it
 keeps NaN and the `act` value it becomes when fused are one entry of the
 activation table (activations.py), shared with the layers' fused epilogues.
-Softmax and LogSoftmax normalize over the channel axis — axis 1 of (N, F)
-or of (N, C, H, W), so on a feature map each pixel gets its own distribution
-over channels, as in segmentation heads — and subtract the maximum first so
-large logits do not overflow. MACs are 0: they are not multiply-accumulates.
+Softmax and LogSoftmax normalize over the channel axis by default — axis 1 of
+(N, F) or of (N, C, H, W), so on a feature map each pixel gets its own
+distribution over channels, as in segmentation heads — or over `axis`
+(PyTorch/ONNX numbering, batch = 0, negative from the end; the batch itself is
+refused: shape.py resolve_axis), and subtract the maximum first so large
+logits do not overflow. MACs are 0: they are not multiply-accumulates.
 """
 from __future__ import annotations
 
@@ -82,13 +84,33 @@ class Tanh(acts.Pointwise):
     samples = (({}, [(3, 5, 7)]), ({}, [(13,)]))
 
 
-def _over(shape):
-    return f"the {shape[0]} channels" if len(shape) == 3 else f"the {shape[0]} values"
+def _over(shape, axis=1):
+    if len(shape) == 1:
+        return f"the {shape[0]} values"
+    from .shape import axis_name
+    name = axis_name(shape, axis)
+    if axis == 1 and len(shape) == 3:
+        return f"the {shape[0]} channels (per pixel)"
+    where = f"axis {axis} ({name})" if not name.startswith("axis") else name
+    return f"{where}: {shape[axis - 1]} values, each of the other positions on its own"
 
 
-def _log_softmax(x):
-    shifted = x - x.max(axis=1, keepdims=True)          # the largest logit becomes 0: exp never overflows
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+def _axis_attr():
+    from .shape import axis_
+    return Attr("axis", axis_, 1, "axis normalized over, counting the batch: 1 channels, 2 height, "
+                                  "3 width, -1 the last")
+
+
+def _resolve(op, a, shapes):
+    from .shape import resolve_axis
+    a = dict(a)
+    a["axis"] = resolve_axis(op, a.get("axis", 1), shapes[0])
+    return a
+
+
+def _log_softmax(x, axis=1):
+    shifted = x - x.max(axis=axis, keepdims=True)       # the largest logit becomes 0: exp never overflows
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 @register
@@ -96,29 +118,38 @@ class Softmax(OpSpec):
     name = "Softmax"
     output_sign = "nonneg"
     aliases = ("SM", "SoftMax")
-    doc = "e^x / sum(e^x) over the channels (per pixel on a feature map)."
+    doc = "e^x / sum(e^x) over the channels (per pixel on a feature map), or over `axis`."
+    attrs = (_axis_attr(),)
+
+    def resolve(self, a, shapes):
+        return _resolve(self.name, a, shapes)
 
     def explain(self, a, shapes, out):
-        return [f"y_i = e^x_i / Σ_j e^x_j over {_over(shapes[0])} (sums to 1)"]
+        return [f"y_i = e^x_i / Σ_j e^x_j over {_over(shapes[0], a['axis'])} (sums to 1)"]
 
     def reference(self, a, xs, w):
-        x = xs[0]
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        x, ax = xs[0], a.get("axis", 1)
+        e = np.exp(x - x.max(axis=ax, keepdims=True))
+        return e / e.sum(axis=ax, keepdims=True)
 
-    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]))
+    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]), (dict(axis=2), [(3, 5, 7)]), (dict(axis=-1), [(3, 5, 7)]),
+               (dict(axis=-1), [(3, 7)]))
 
 
 @register
 class LogSoftmax(OpSpec):
     name = "LogSoftmax"
     aliases = ("LogSoftMax",)
-    doc = "log(softmax(x)) over the channels, computed without forming softmax."
+    doc = "log(softmax(x)) over the channels (or `axis`), computed without forming softmax."
+    attrs = (_axis_attr(),)
+
+    def resolve(self, a, shapes):
+        return _resolve(self.name, a, shapes)
 
     def explain(self, a, shapes, out):
-        return [f"y_i = x_i − log Σ_j e^x_j over {_over(shapes[0])}"]
+        return [f"y_i = x_i − log Σ_j e^x_j over {_over(shapes[0], a['axis'])}"]
 
     def reference(self, a, xs, w):
-        return _log_softmax(xs[0])
+        return _log_softmax(xs[0], a.get("axis", 1))
 
-    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]))
+    samples = (({}, [(5, 3, 7)]), ({}, [(13,)]), (dict(axis=3), [(3, 5, 7)]), (dict(axis=-2), [(3, 5, 7)]))

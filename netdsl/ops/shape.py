@@ -9,15 +9,61 @@ Flatten (and a Reshape that drops the spatial layout) report the whole
 input as their receptive-field window: past them, positions no longer
 exist, so a following FC sees the whole map exactly as if it had flattened
 the input itself.
+
+Axes (Flatten, and Softmax, LogSoftmax and Concat elsewhere) are numbered as
+in PyTorch and ONNX, counting the batch: on (N, C, H, W) axis 1 is the
+channels, 2 the height, 3 the width; negative axes count from the end (-1 is
+the last). netdsl shapes exclude the batch and every op works per sample, so
+axis 0 (the batch) is refused. `resolve_axis` is the one rule for all of them.
+Flatten(axis=k) is PyTorch's flatten(start_dim=k): the axes from k to the end
+become one, so on (C, H, W) axis=1 gives (C·H·W,), axis=2 gives the rank-2
+per-sample shape (C, H·W) and axis=3 leaves the shape as it is.
 """
 from __future__ import annotations
 
 import math
 
 from . import register
-from .attrs import Attr, OpError, float_, int_tuple
+from .attrs import Attr, OpError, float_, int_, int_tuple
 from .geometry import shape_str
 from .spec import OpSpec
+
+
+_AXIS_NAMES = {3: ("channels", "height", "width")}
+
+
+def axis_name(shape, axis):
+    """'the channels' / 'the height' / 'axis 2' for a resolved axis (>= 1) of a per-sample shape."""
+    names = _AXIS_NAMES.get(len(shape))
+    if names:
+        return names[axis - 1]
+    if len(shape) == 1:
+        return "features"
+    return f"axis {axis}"
+
+
+def axis_(v, name):
+    """An axis as an integer (range-checked against the input in resolve_axis)."""
+    return int_(v, name)
+
+
+def resolve_axis(op, axis, shape, attr="axis"):
+    """A PyTorch/ONNX axis (batch = 0, negative from the end) -> 1 .. len(shape) for a
+    per-sample `shape` (which excludes the batch). Axis 0 and axes out of range are OpErrors."""
+    rank = len(shape) + 1
+    full = f"(N, {', '.join(map(str, shape))})" if shape else "(N,)"
+    ax = axis + rank if axis < 0 else axis
+    if not 0 <= ax < rank:
+        raise OpError(f"{op} {attr}={axis} is out of range for input {full} of rank {rank}: "
+                      f"axes go from 1 to {rank - 1} (or {-(rank - 1)} to -1)", attr=attr,
+                      hint=f"axis 1 is the {axis_name(shape, 1) if shape else 'first'} axis; the batch (axis 0) "
+                           f"is not counted in a layer's shape {shape_str(shape)}")
+    if ax == 0:
+        others = ", ".join(f"{i} ({axis_name(shape, i)})" for i in range(1, rank))
+        raise OpError(f"{op} {attr}={axis} is the batch axis of {full}: netdsl layers work on one "
+                      f"sample at a time and cannot {'' if op != 'Concat' else 'join or '}mix samples",
+                      attr=attr, hint=f"use one of the axes of a sample: {others}")
+    return ax
 
 
 def _whole(shape):
@@ -30,24 +76,40 @@ def _whole(shape):
 class Flatten(OpSpec):
     name = "Flatten"
     output_sign = "inputs"
-    doc = "(C, H, W) -> (C·H·W,), C-major like PyTorch's flatten(1)."
+    doc = ("(C, H, W) -> (C·H·W,), C-major like PyTorch's flatten(1); Flatten(axis=2) "
+           "joins only the axes from 2 on: (C, H·W).")
     arity = 1
     flags = frozenset({"no_op"})
     linear = True
+    attrs = (Attr("axis", axis_, 1, "first axis joined, counting the batch (PyTorch start_dim, ONNX axis)"),)
+
+    def resolve(self, a, shapes):
+        a = dict(a)
+        a["axis"] = resolve_axis(self.name, a["axis"], shapes[0])
+        return a
 
     def infer(self, a, shapes):
-        return (math.prod(shapes[0]),)
+        s, k = tuple(shapes[0]), a["axis"] - 1
+        return (*s[:k], math.prod(s[k:]))
 
     def window(self, a, shapes):
+        if tuple(self.infer(a, shapes)) == tuple(shapes[0]):
+            return (1, 1, 1, 1)
         return _whole(shapes[0])
 
     def explain(self, a, shapes, out):
-        return [f"{shape_str(shapes[0])} = {out[0]:,} values"]
+        s, k = tuple(shapes[0]), a["axis"] - 1
+        if k == 0:
+            return [f"{shape_str(s)} = {out[0]:,} values"]
+        joined = "·".join(map(str, s[k:]))
+        return [f"{shape_str(s)} → {shape_str(out)}: axes {a['axis']}.. joined ({joined} = {out[-1]:,})"]
 
     def reference(self, a, xs, w):
-        return xs[0].reshape(xs[0].shape[0], -1)
+        x = xs[0]
+        return x.reshape(x.shape[0], *x.shape[1:a["axis"]], -1)
 
-    samples = (({}, [(3, 5, 7)]),)
+    samples = (({}, [(3, 5, 7)]), (dict(axis=2), [(3, 5, 7)]), (dict(axis=-1), [(3, 5, 7)]),
+               (dict(axis=-2), [(3, 5, 7)]))
 
 
 def _target_shape(v, name):

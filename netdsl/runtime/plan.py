@@ -12,7 +12,7 @@ Tensors and buffers. Every node output is a tensor; a tensor lives in a
   writes over its first input when that input has the output's size and
   dies at this step, is not a graph input or output, and is not part
   of a concat buffer;
-- concat elision (batch 1 only, where channel slices are contiguous): when
+- concat elision (batch 1 only, channel concat only, where slices are contiguous): when
   every input of a Concat is computed by a kernel here, used by this concat
   once, and not already placed in another concat, the producers write
   straight into their slices of the concat's buffer and the Concat step
@@ -148,8 +148,8 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
     elided = []
     if elide_concat and n == 1:
         for nd in reversed(nodes):
-            if nd.op != "Concat":
-                continue
+            if nd.op != "Concat" or nd.attrs.get("axis", 1) != 1:
+                continue           # off the channel axis the inputs' slices interleave: no elision
             preds = graph.preds(nd.name)
             ok = len(set(preds)) == len(preds)
             for p in preds:

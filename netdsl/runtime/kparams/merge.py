@@ -1,7 +1,9 @@
 """Params for csrc/kernels/merge.c: Concat, Add, Mul.
 
-Concat passes each input's per-sample element count (C_i·H·W): joining on
-the channel axis of NCHW is laying those blocks end to end. Add/Mul pass the
+Concat passes each input's element count from the joined axis on (C_i·H·W for
+the channel axis) and folds the batch and the axes before the joined one into
+`n`: joining on axis k is, for each of those n outer positions, laying the
+inputs' blocks end to end (axis 2 of (C, H_i, W): n = batch·C blocks of H_i·W). Add/Mul pass the
 output's (C, H·W), the fused activation (an nd_act, act_code) and, per input,
 whether it is full size (0) or one value per channel ((C,1,1) or (C,), code 1). The kernel holds at most MAX_INPUTS
 pointers' worth of per-input fields.
@@ -25,7 +27,11 @@ def _check_count(op, k):
 @kparams("Concat")
 def concat(a, in_shapes, out_shape, n):
     _check_count("Concat", len(in_shapes))
-    fields = dict(n=n, ninputs=len(in_shapes), inner=[math.prod(s) for s in in_shapes])
+    s0 = tuple(in_shapes[0])
+    k = a.get("axis", 1)
+    k = k + len(s0) + 1 if k < 0 else k
+    fields = dict(n=n * math.prod(s0[:k - 1]), ninputs=len(in_shapes),
+                  inner=[math.prod(s[k - 1:]) for s in in_shapes])
     return KernelCall("nd_concat_f32", "nd_concat_params", fields, weights=(None, None))
 
 
