@@ -64,7 +64,6 @@ class _Ctx:
         self.node = None
         self.shapes = []
         self._k = 0
-        self.overhang = False       # set by _pool_attrs: ceil_mode written as extra end padding
 
     @property
     def name(self):
@@ -199,6 +198,71 @@ def _tanh(ctx, x, p, main):
     return ctx.op("Tanh", [x], main=main)
 
 
+def _f32(ctx, base, v):
+    return ctx.const(base, np.array(v, np.float32))
+
+
+def _clip(ctx, x, lo, hi, main):
+    """min(max(x, lo), hi), a bound None for none (Clip's bounds are inputs from opset 11)."""
+    lo = "" if lo is None else _f32(ctx, "min", lo)
+    hi = [] if hi is None else [_f32(ctx, "max", hi)]
+    return ctx.op("Clip", [x, lo] + hi, main=main)
+
+
+@act("relu6")
+def _relu6(ctx, x, p, main):
+    return _clip(ctx, x, 0.0, 6.0, main)
+
+
+@act("hardsigmoid")
+def _hardsigmoid(ctx, x, p, main):
+    return ctx.op("HardSigmoid", [x], main=main, alpha=float(p["alpha"]), beta=float(p["beta"]))
+
+
+@act("hardswish")
+def _hardswish(ctx, x, p, main):
+    if ctx.opset >= 14:
+        return ctx.op("HardSwish", [x], main=main)
+    return ctx.op("Mul", [x, ctx.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)], main=main)
+
+
+@act("silu")
+def _silu(ctx, x, p, main):
+    return ctx.op("Mul", [x, ctx.op("Sigmoid", [x])], main=main)
+
+
+@act("gelu")
+def _gelu(ctx, x, p, main):
+    approx = p.get("approximate", "none")
+    if ctx.opset >= 20:
+        return ctx.op("Gelu", [x], main=main, approximate=approx)
+    if approx == "tanh":      # x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2
+        cube = ctx.op("Mul", [ctx.op("Mul", [x, x]), x])
+        inner = ctx.op("Add", [x, ctx.op("Mul", [cube, _f32(ctx, "c", 0.044715)])])
+        t = ctx.op("Tanh", [ctx.op("Mul", [inner, _f32(ctx, "k", math.sqrt(2 / math.pi))])])
+    else:                     # x·(1 + erf(x/√2))/2
+        t = ctx.op("Erf", [ctx.op("Mul", [x, _f32(ctx, "k", 1 / math.sqrt(2))])])
+    half = ctx.op("Mul", [x, _f32(ctx, "half", 0.5)])
+    return ctx.op("Mul", [half, ctx.op("Add", [t, _f32(ctx, "one", 1.0)])], main=main)
+
+
+@act("mish")
+def _mish(ctx, x, p, main):
+    if ctx.opset >= 18:
+        return ctx.op("Mish", [x], main=main)
+    return ctx.op("Mul", [x, ctx.op("Tanh", [ctx.op("Softplus", [x])])], main=main)
+
+
+@emits("Clip")
+def _clip_op(ctx, a, ins):
+    return _clip(ctx, ins[0], a["min"], a["max"], True)
+
+
+@emits("Hardtanh")
+def _hardtanh(ctx, a, ins):
+    return _clip(ctx, ins[0], a["min_val"], a["max_val"], True)
+
+
 def _pointwise(ctx, a, ins):
     """A standalone activation op (a Pointwise spec): its entry of ACTS with its attributes."""
     from .. import ops
@@ -326,80 +390,92 @@ def _onnx_ceil_len(size, k, s, p0, p1):
     return -(-(size + p0 + p1 - k) // s) + 1
 
 
-def _pool_attrs(ctx, a):
-    """kernel/strides/pads/ceil_mode/dilations of a netdsl pool. Where ONNX's ceil_mode would
-    give another size than netdsl's, the last partial window is written as extra end padding
-    instead (ceil_mode 0): `ctx.overhang` then says so (AvgPool corrects its divisor)."""
+def _pool(ctx, kind, x, a, fill, include_pad=1):
+    """A netdsl pool as the ONNX pool `kind` (MaxPool, or AveragePool with `include_pad`):
+    returns (pool, native), pool(t, main) emitting it on t (x, or x padded). native False means
+    the padding (netdsl's, plus ceil_mode's last partial window) went into a Pad node filled
+    with `fill` and the pool has none — done when ONNX's ceil_mode would give another size
+    than netdsl's, or when a pad is not smaller than the kernel (netdsl allows it while every
+    window keeps a real cell; ONNX Runtime refuses it). An average then divides by the whole
+    kernel everywhere (count_include_pad=1). A dilated average before opset 19 (AveragePool had no dilations) is
+    a depthwise Conv with weights 1/(kh·kw)."""
     (kh, kw), (sh, sw) = a["kernel"], a["stride"]
     dil = tuple(a.get("dilation") or (1, 1))
     keh, kew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
     t, l, b, r = a["pad"]
-    _, h, w = ctx.shapes[0]
+    c, h, w = ctx.shapes[0]
     _, oh, ow = ctx.node.shape
-    kw_ = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[t, l, b, r])
-    ctx.overhang = False
-    if a.get("ceil_mode"):
-        if (_onnx_ceil_len(h, keh, sh, t, b), _onnx_ceil_len(w, kew, sw, l, r)) == (oh, ow):
-            kw_["ceil_mode"] = 1
-        else:
-            eh = max((oh - 1) * sh + keh - (h + t + b), 0)
-            ew = max((ow - 1) * sw + kew - (w + l + r), 0)
-            kw_["pads"] = [t, l, b + eh, r + ew]
-            ctx.overhang = True
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw])
     if dil != (1, 1):
-        kw_["dilations"] = list(dil)
-    return kw_
+        attrs["dilations"] = list(dil)
+    conv = kind == "AveragePool" and dil != (1, 1) and ctx.opset < 19
+    ceil_ok = not a.get("ceil_mode") or \
+        (_onnx_ceil_len(h, keh, sh, t, b), _onnx_ceil_len(w, kew, sw, l, r)) == (oh, ow)
+    native = ceil_ok and max(t, b) < kh and max(l, r) < kw and not conv
+    if kind == "AveragePool" and not conv:
+        attrs["count_include_pad"] = int(include_pad) if native else 1
+    if native:
+        attrs["pads"] = [t, l, b, r]
+        if a.get("ceil_mode"):
+            attrs["ceil_mode"] = 1
+    else:
+        eh = max((oh - 1) * sh + keh - (h + t + b), 0)
+        ew = max((ow - 1) * sw + kew - (w + l + r), 0)
+        x = ctx.op("Pad", [x, ctx.ints("pads", [0, 0, t, l, 0, 0, b + eh, r + ew]), _f32(ctx, "fill", fill)],
+                   mode="constant")
+    if conv:
+        ones = ctx.const("mean", np.full((c, 1, kh, kw), 1.0 / (kh * kw), np.float32))
+        return (lambda t_, main=False: ctx.op("Conv", [t_, ones], main=main, group=c, **attrs)), x, False
+    return (lambda t_, main=False: ctx.op(kind, [t_], main=main, **attrs)), x, native
 
 
 @emits("MaxPool")
 def _maxpool(ctx, a, ins):
-    return ctx.op("MaxPool", [ins[0]], main=True, **_pool_attrs(ctx, a))
+    pool, x, _ = _pool(ctx, "MaxPool", ins[0], a, -np.inf)
+    return pool(x, main=True)
 
 
 @emits("MinPool")
 def _minpool(ctx, a, ins):
-    y = ctx.op("MaxPool", [ctx.op("Neg", [ins[0]])], **_pool_attrs(ctx, a))
-    return ctx.op("Neg", [y], main=True)
+    pool, x, _ = _pool(ctx, "MaxPool", ctx.op("Neg", [ins[0]]), a, -np.inf)
+    return ctx.op("Neg", [pool(x)], main=True)
 
 
-def _avgpool_attrs(ctx, a, include_pad):
-    kw = _pool_attrs(ctx, a)
-    if "dilations" in kw:
-        ctx.need(19, "AveragePool with dilation")
-    kw["count_include_pad"] = int(include_pad)
-    return kw
+def _taps(size, k, d, s, p0, p1, n_out, include_pad):
+    """netdsl's AvgPool divisor along one axis: per output, the taps inside the padded input
+    [-p0, size + p1) (PyTorch's rule), or on real cells only."""
+    lo, hi = (-p0, size + p1) if include_pad else (0, size)
+    starts = np.arange(n_out) * s - p0
+    return np.array([sum(1 for i in range(k) if lo <= st + i * d < hi) for st in starts])
 
 
 @emits("AvgPool")
 def _avgpool(ctx, a, ins):
-    kw = _avgpool_attrs(ctx, a, a["count_include_pad"])
-    if not (ctx.overhang and a["count_include_pad"]):
-        return ctx.op("AveragePool", [ins[0]], main=True, **kw)
-    # the extra end padding counted in ONNX's divisor (the full kernel); netdsl counts the
-    # window clipped to the padded input: rescale by kernel / netdsl's divisor per position
-    from ..ops.pool import AvgPool
+    pool, x, native = _pool(ctx, "AveragePool", ins[0], a, 0.0, a["count_include_pad"])
+    if native:
+        return pool(x, main=True)
+    # the pool divided every window by the whole kernel: rescale to netdsl's divisor
     (kh, kw_), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
-    _, h, w = ctx.shapes[0]
-    _, oh, ow = ctx.node.shape
-    dh = AvgPool._divisor(None, h, kh, sh, t, b, oh, True)
-    dw = AvgPool._divisor(None, w, kw_, sw, l, r, ow, True)
-    fix = ctx.const("divisor", (kh * kw_ / np.outer(dh, dw)).astype(np.float32)[None])
-    return ctx.op("Mul", [ctx.op("AveragePool", [ins[0]], **kw), fix], main=True)
+    (dh, dw), (_, h, w), (_, oh, ow) = a.get("dilation") or (1, 1), ctx.shapes[0], ctx.node.shape
+    inc = a["count_include_pad"]
+    div = np.outer(_taps(h, kh, dh, sh, t, b, oh, inc), _taps(w, kw_, dw, sw, l, r, ow, inc))
+    fix = ctx.const("divisor", (kh * kw_ / div).astype(np.float32)[None])
+    return ctx.op("Mul", [pool(x), fix], main=True)
 
 
 @emits("StochasticPool")
 def _stochastic(ctx, a, ins):
     """Σ a⁺² / Σ a⁺ per window (a⁺ = max(a, 0); 0 where no cell is positive, +inf where one is
-    +inf). Both sums are AveragePools with the same divisor, which cancels in the ratio;
-    padded cells are zeros, so they add to neither."""
+    +inf). Both sums are averages with the same divisor, which cancels in the ratio; padded
+    cells are zeros, so they add to neither."""
+    zero = _f32(ctx, "zero", 0.0)
     x = ins[0]
-    zero = ctx.const("zero", np.array(0.0, np.float32))
     pos = ctx.op("Where", [ctx.op("Less", [x, zero]), zero, x])       # NaN < 0 is false: NaN stays
-    kw = _avgpool_attrs(ctx, a, True)
-    s1 = ctx.op("AveragePool", [pos], **kw)
-    s2 = ctx.op("AveragePool", [ctx.op("Mul", [pos, pos])], **kw)
+    pool, pos, _ = _pool(ctx, "AveragePool", pos, a, 0.0)
+    s1 = pool(pos)
+    s2 = pool(ctx.op("Mul", [pos, pos]))
     ratio = ctx.op("Where", [ctx.op("Equal", [s1, zero]), zero, ctx.op("Div", [s2, s1])])
-    inf = ctx.const("inf", np.array(np.inf, np.float32))
+    inf = _f32(ctx, "inf", np.inf)
     return ctx.op("Where", [ctx.op("IsInf", [s1], detect_negative=0), inf, ratio], main=True)
 
 
@@ -448,7 +524,11 @@ def _mul(ctx, a, ins):
 
 @emits("Flatten")
 def _flatten(ctx, a, ins):
-    return ctx.op("Flatten", [ins[0]], main=True, axis=a.get("axis", 1))
+    if a.get("axis", 1) == 1:
+        return ctx.op("Flatten", [ins[0]], main=True, axis=1)
+    # netdsl's Flatten(axis=k) keeps the axes before k (PyTorch's flatten(start_dim=k));
+    # ONNX's Flatten always makes a matrix
+    return ctx.op("Reshape", [ins[0], ctx.ints("shape", [0, *ctx.node.shape])], main=True)
 
 
 @emits("Reshape")

@@ -118,11 +118,16 @@ def one_op(op, attrs, shapes):
     g = Graph()
     inp = ops.get("Input")
     for i, s in enumerate(shapes):
-        g.add(f"x{i}", "Input", inp.bind((), {"shape": tuple(s)}))
+        if len(s) in (1, 3):
+            g.add(f"x{i}", "Input", inp.bind((), {"shape": tuple(s)}))
+        else:                           # an input is a map or a vector: reshape one to rank 2
+            g.add(f"x{i}", "Input", inp.bind((), {"shape": (int(np.prod(s)),)}))
+            g.add(f"r{i}", "Reshape", ops.get("Reshape").bind((), {"shape": tuple(s)}))
+            g.connect(f"x{i}", f"r{i}", 0)
     spec = ops.get(op)
     g.add("layer", op, spec.bind((), attrs))
     for i in range(len(shapes)):
-        g.connect(f"x{i}", "layer", i)
+        g.connect(f"r{i}" if f"r{i}" in g else f"x{i}", "layer", i)
     g.outputs = {"y": "layer"}
     analyze(g)
     m = Model(g, op)
