@@ -30,8 +30,12 @@ shared by the standalone ops and the fused `act=` epilogues. Ops without an ONNX
 written as exact subgraphs: MinPool = −MaxPool(−x); StochasticPool (inference) =
 Σa⁺²/Σa⁺ from two AveragePools; Local (unshared weights) = the window taps cut by Slice,
 then one batched MatMul per output position; LRN with an even size (ONNX centres the window
-the other way) = LRN on the channels reversed; Softmax over channels before opset 13 (which
-flattened everything after the axis) = Transpose, Softmax over the last axis, Transpose.
+the other way, and ONNX Runtime refuses it) = x / (k + α·mean(x²))^β with the mean an
+AveragePool over the channel axis; Softmax over channels before opset 13 (which flattened
+everything after the axis) = Transpose, Softmax over the last axis, Transpose. Pools whose
+padding ONNX cannot say (PyTorch's ceil_mode rule, a pad as large as the kernel) get an
+explicit Pad; activations newer than the asked opset (HardSwish 14, Mish 18, GELU 20) are
+written as their formula.
 
 Layering: this module reads graphs, specs and errors only; `onnx` is imported inside the
 functions (an optional extra).
@@ -47,7 +51,11 @@ from ..ops import activations as _acts
 from .common import InteropError, optional
 
 OPSET_MIN = 11          # Resize, Pad and Clip take their sizes as inputs from 11 on
-OPSET_DEFAULT = 21      # the newest opset both onnx 1.16+ and ONNX Runtime 1.18+ run (clamped to onnx's)
+# The default: opset 21 (ir_version 10), which ONNX Runtime 1.18+ and onnx 1.16+ read. The
+# installed onnx 1.23 knows 28 and ONNX Runtime 1.32 runs every netdsl op at each of 11..28
+# (tests/interop/test_onnx_export.py), but a file at 28 needs ir_version 14, which only the
+# newest runtimes load; nothing netdsl writes gains from an opset past 20 (GELU). --opset 28.
+OPSET_DEFAULT = 21
 MAX_PROTO = 2 ** 31 - 2 ** 24   # protobuf's 2 GB limit, with room for the graph: bigger goes external
 
 # ---------------------------------------------------------------- the builder
@@ -125,7 +133,7 @@ class _Ctx:
         """Resize by `scales` (a float list over all four axes) or to `sizes` (a tensor). Before
         opset 13 roi and scales are required inputs (empty when unused)."""
         old = self.opset < 13
-        roi = self.const("roi", np.zeros(0, np.float32)) if old or scales is not None else ""
+        roi = self.const("roi", np.zeros(0, np.float32)) if old else ""
         if scales is not None:
             return self.op("Resize", [x, roi, self.const("scales", np.array(scales, np.float32))],
                            main=main, **attrs)
