@@ -301,6 +301,7 @@ def test_cli_export(tmp_path, capsys):
 @pytest.mark.parametrize("argv,msg", [
     (["--opset", "9"], "cannot export to ONNX opset 9: netdsl writes opsets 11 to"),
     (["--batch", "0"], "--batch must be at least 1"),
+    (["--batch", "2", "--dynamic-batch"], "--dynamic-batch and --batch contradict each other"),
     (["-o", "x.pb"], "the output of `netdsl export` is an ONNX file"),
     (["-o", "/nonexistent-dir/x.onnx"], "cannot write /nonexistent-dir/x.onnx"),
 ])
