@@ -444,7 +444,7 @@ def build_parser():
     s.add_argument("-o", "--output", help="output .onnx file (default MODEL.onnx)")
     s.add_argument("--weights", help=".npz or .safetensors weights (default: deterministic init, seed 0)")
     s.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset, 11 or newer (default: the newest netdsl writes by default, see docs/INTEROP.md)")
+                   help="ONNX opset, 11 up to the newest the installed onnx knows (default 21)")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--dynamic-batch", dest="batch_mode", action="store_const", const="dynamic",
                    help="batch dimension symbolic 'N' (the default)")

@@ -352,3 +352,20 @@ def test_round_trip(name, tmp_path):
     assert list(m3.weights) == list(m2.weights)
     for k, v in m2.weights.items():
         np.testing.assert_array_equal(m3.weights[k], v)
+
+
+def test_a_compiled_bundle_exports_what_it_holds(tmp_path):
+    """A .netc bundle's graph is the optimized one: BN folded into the convs, the ReLUs fused
+    into Conv and Add (act=relu). The export writes what it holds, the fused ReLUs as nodes."""
+    from netdsl.compiler import compile_model
+    m = netdsl.parse("input x: 3x12x12\nc1:Conv(8, 3, pad=1) - BN - ReLU - "
+                     "[ _ | Conv(8, 3, pad=1) - BN ] - Add - ReLU - GAP - FC(4)\n")
+    m.load_state_dict(perturbed_weights(m, 9))
+    compile_model(m, str(tmp_path / "m.netc"), 3)
+    b = netdsl.load(str(tmp_path / "m.netc"))
+    p = ox.to_model(b.graph, b.weights)
+    assert "BatchNormalization" not in {nd.op_type for nd in p.graph.node}
+    assert {n.op: n.attrs.get("act") for n in b.graph.nodes()}["Add"] == "relu"
+    assert compare(b, p) <= TOL
+    x = np.random.default_rng(4).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    assert rel_err(session(p).run(None, {"x": x})[0], m(x)) <= TOL      # and the source model's
