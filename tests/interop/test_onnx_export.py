@@ -266,19 +266,22 @@ def test_unmapped_ops_are_listed_at_once(monkeypatch):
 
 
 def test_without_onnx_says_how_to_install(monkeypatch):
-    import builtins
-    real = builtins.__import__
-
-    def no_onnx(name, *a, **k):
-        if name == "onnx" or name.startswith("onnx."):
-            raise ImportError(name)
-        return real(name, *a, **k)
-    monkeypatch.setattr(builtins, "__import__", no_onnx)
-    monkeypatch.delitem(__import__("sys").modules, "onnx")
+    import sys
+    monkeypatch.setitem(sys.modules, "onnx", None)          # `import onnx` now raises ImportError
     m = netdsl.load("lenet5")
     with pytest.raises(netdsl.NetDSLError) as e:
         m.to_onnx("never.onnx")
     assert 'pip install "netdsl[onnx]"' in e.value.render()
+
+
+def test_cli_without_onnx(monkeypatch, capsys, tmp_path):
+    import sys
+    from netdsl.cli import main
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", "lenet5", "-o", str(tmp_path / "l.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "error: this needs the 'onnx' package" in err and 'pip install "netdsl[onnx]"' in err
+    assert "Traceback" not in err and not (tmp_path / "l.onnx").exists()
 
 
 # ---------------------------------------------------------------- the command line
