@@ -639,7 +639,6 @@ def to_model(graph, state: dict, opset: int | None = None, dynamic_batch: bool =
     shape inference against netdsl's shapes) unless check=False."""
     onnx = optional("onnx", "onnx")
     from onnx import TensorProto, helper, numpy_helper
-    from .. import ops
     from .._version import __version__
     opset = _check_opset(onnx, opset)
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
@@ -671,6 +670,8 @@ def to_model(graph, state: dict, opset: int | None = None, dynamic_batch: bool =
             y = ctx.op("Identity", [y], main=True)
         # the layer's value is the tensor named after the layer (or after its graph output)
         final = out_of.get(n.name, n.name)
+        if final in graph.outputs and graph.outputs[final] != n.name:   # a layer named like another's output
+            final = f"{n.name}/value"
         last = ctx.nodes[-1]
         if list(last.output) == [y]:
             last.output[0] = final
@@ -735,10 +736,6 @@ def export(graph, state: dict, path: str, opset: int | None = None, dynamic_batc
         raise InteropError(f"cannot write {path}: {e.strerror or e}",
                            hint="check that the folder exists and is writable") from None
     return model
-
-
-def op_count(model) -> int:
-    return len(model.graph.node)
 
 
 __all__ = ["to_model", "export", "EMIT", "ACTS", "emits", "act", "OPSET_MIN", "OPSET_DEFAULT",

@@ -233,6 +233,28 @@ def test_several_outputs_and_inputs():
     compare(m, p)
 
 
+def test_over_2gb_goes_to_external_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(ox, "MAX_PROTO", 1000)                  # lenet5's 247 kB count as "big"
+    m = netdsl.load("lenet5")
+    path = tmp_path / "l.onnx"
+    m.to_onnx(str(path))
+    assert (tmp_path / "l.onnx.data").stat().st_size >= 0.95 * 4 * m.total_params   # small biases stay inline
+    assert path.stat().st_size < 20_000
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    assert rel_err(s.run(None, {"x": x})[0], m(x)) <= TOL
+
+
+def test_a_layer_named_like_an_output():
+    """Output names are labels in .net text; a graph built otherwise may name an output like
+    another layer: that layer's tensor is renamed, the output keeps its name."""
+    m = netdsl.parse("input x: 3x6x6\nz:Conv(4, 3) - r:ReLU\nx - q:Conv(2, 1)\noutput r, q\n")
+    m.graph.outputs = {"q": "r", "z": "q"}          # names swapped with the layers z and q
+    p = ox.to_model(m.graph, m.weights)
+    assert [o.name for o in p.graph.output] == list(m.graph.outputs)
+    compare(m, p)
+
+
 # ---------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("opset", [10, NEWEST + 1, "17"])
