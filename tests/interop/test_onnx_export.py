@@ -11,11 +11,11 @@ the real-size U-Net, 23 convolutions on 572² maps).
 Covered: every zoo model (real input size; AlexNet and U-Net at a smaller input that keeps
 every layer — test_runtime_zoo.py's table; VGG-16/19 and FCN (130M+ weights), ResNet-101/152,
 DenseNet-201 and the real-size AlexNet and U-Net only with NETDSL_SLOW=1: 10-160 s each on 2
-shared cores; all pass);
-generated networks over every op and merge (netdsl/testing/generate.py); every op's own `samples` (the
-kernel tests' small instances: ceil_mode, asymmetric pads, groups, dilation, output_padding,
-even-size LRN, two-input Crop, ...) at opset 11 and the newest; the names, metadata, batch
-options, errors and the CLI.
+shared cores; all pass); generated networks over every op and merge
+(netdsl/testing/generate.py); every op's own `samples` (the kernel tests' small instances:
+ceil_mode, asymmetric pads, groups, dilation, output_padding, even-size LRN, two-input Crop,
+...) at opset 11 and the newest; a compiled bundle; import -> export -> import round trips
+(when netdsl has its ONNX importer); the names, metadata, batch options, errors and the CLI.
 """
 from __future__ import annotations
 
