@@ -31,8 +31,12 @@ class HardSigmoid(acts.Pointwise):
     attrs = (Attr("alpha", float_, 1 / 6, "slope (PyTorch 1/6; ONNX's default is 0.2)"),
              Attr("beta", float_, 0.5, "offset (PyTorch and ONNX 0.5)"))
 
+    def epilogue(self, a):
+        """hardsigmoid when alpha is 1/6 (to float32 precision: an ONNX export's 0.16666667) and beta 1/2."""
+        return "hardsigmoid" if acts.is_sixth(a.get("alpha")) and a.get("beta") == 0.5 else None
+
     def explain(self, a, shapes, out):
-        if (a["alpha"], a["beta"]) == (1 / 6, 0.5):
+        if acts.is_sixth(a["alpha"]) and a["beta"] == 0.5:
             return ["y = relu6(x + 3) / 6 = min(max(x/6 + 1/2, 0), 1) per value"]
         return [f"y = min(max({_fmt_alpha(a['alpha'])}·x + {a['beta']:g}, 0), 1) per value"]
 

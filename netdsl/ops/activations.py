@@ -68,9 +68,15 @@ def clip(x, lo=None, hi=None):
     return np.asarray(y).astype(x.dtype, copy=False)
 
 
+def is_sixth(alpha) -> bool:
+    """alpha is 1/6 to float32 precision (what PyTorch's hardsigmoid exports to ONNX)."""
+    return np.float32(alpha) == np.float32(1 / 6)
+
+
 def hard_sigmoid(x, alpha=1 / 6, beta=0.5):
-    """min(max(alpha·x + beta, 0), 1); PyTorch's defaults written as PyTorch does: relu6(x + 3) / 6."""
-    if alpha == 1 / 6 and beta == 0.5:
+    """min(max(alpha·x + beta, 0), 1); PyTorch's defaults written as PyTorch does: relu6(x + 3) / 6
+    (alpha 1/6 also as a float32 reads it: an ONNX export's 0.16666667)."""
+    if is_sixth(alpha) and beta == 0.5:
         return (relu6(x + 3) / 6).astype(x.dtype, copy=False)
     return np.minimum(np.maximum(x * alpha + beta, 0), 1).astype(x.dtype, copy=False)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
+from .activations import act_kind, apply as apply_act
 from .attrs import Attr, OpError
 from .geometry import shape_str
 from .shape import axis_, axis_name, resolve_axis
@@ -143,7 +143,7 @@ class Add(_Elementwise):
     flags = frozenset({"merge", "elementwise", "inplace_ok", "fusible_epilogue"})
     combine = "sum"
     linear = True
-    epilogues = ACT_NAMES          # the whole activation table (activations.py)
+    epilogues = ("relu", "relu6", "hardsigmoid", "hardswish", "silu", "gelu", "mish")
     attrs = (Attr("act", act_kind(*epilogues), "none", "fused activation after the sum"),)
     mismatch_hint = ("a shortcut across a change of size needs a projection: a 1x1 Conv with the "
                      "block's stride and channel count on the shortcut branch (a per-channel (C,1,1) "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
-from .activations import NAMES as ACT_NAMES, act_kind, apply as apply_act
+from .activations import act_kind, apply as apply_act
 from .attrs import Attr, OpError, float_, pos_int
 from .geometry import need_rank
 from .spec import OpSpec
@@ -41,7 +41,7 @@ class BatchNorm(OpSpec):
     doc = "Batch normalization with running statistics (inference)."
     arity = 1
     flags = frozenset({"has_weights", "inplace_ok", "fusible_epilogue"})   # y = x·scale + shift, value by value
-    epilogues = ACT_NAMES          # the whole activation table (activations.py)
+    epilogues = ("relu", "relu6", "hardsigmoid", "hardswish", "silu", "gelu", "mish")
     channel_affine = True
     linear = True
     attrs = (Attr("eps", _positive, 1e-5, "added to the variance before the square root"),

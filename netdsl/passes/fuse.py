@@ -36,11 +36,14 @@ def _activation(ctx, node):
 
 
 def fuse_activations(graph, weights=None):
-    """Fuse ReLU/LeakyReLU(0.01)/Sigmoid/Tanh into the Conv, FC or ConvTranspose before it, and
-    ReLU into an Add or BN before it (each producer's `epilogues`). Legal only when the
-    producer's value is read by nothing else and is not an output (it no longer exists
-    unactivated) and has no activation yet. LeakyReLU with another slope than 0.01 stays: the
-    fused epilogue has 0.01 built in (the activation table's `fixed`)."""
+    """Fuse an activation of the table (ReLU, LeakyReLU(0.01), Sigmoid, Tanh, ReLU6 — also
+    Clip(0, 6) and Hardtanh(0, 6) —, HardSigmoid(1/6, 1/2), HardSwish, SiLU, GELU (erf), Mish)
+    into the Conv, FC or ConvTranspose before it, and ReLU, ReLU6, HardSigmoid, HardSwish, SiLU,
+    GELU or Mish into an Add or BN before it (each producer's `epilogues`). Legal
+    only when the producer's value is read by nothing else and is not an output (it no longer
+    exists unactivated) and has no activation yet. An activation whose parameters differ from
+    the ones the fused epilogue has built in stays (LeakyReLU(0.2), Clip(0, 5), GELU(approximate=
+    tanh): the activation table's `fixed`, the spec's `epilogue`)."""
     return run_rules(graph, weights, [(_is_activation, _activation)], "fuse_activations")
 
 

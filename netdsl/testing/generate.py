@@ -103,6 +103,11 @@ class Generator:
     def pick(self, seq):
         return self.r.choice(list(seq))
 
+    def pick_epilogue(self, op):
+        """One of the palette's activations that `op` can fuse (its spec's `epilogues`)."""
+        from .. import ops
+        return self.pick([a for a in self.acts if a in ops.get(op).epilogues])
+
     def act_word(self):
         return self.pick(ACT_WORDS[self.pick(self.acts)])
 
@@ -378,7 +383,7 @@ class Generator:
         if self.chance(0.3):
             args.append(f"eps={self.pick(['0.001', '1e-5', '0.1'])}")
         if "relu" in self.acts and self.chance(0.2):
-            args.append(f"act={'relu' if self.chance(0.6) else self.pick(self.acts)}")
+            args.append(f"act={'relu' if self.chance(0.6) else self.pick_epilogue('BatchNorm')}")
         text = f"{name}({', '.join(args)})" if args else name
         return Layer(text, _same_rank), s
 
@@ -486,7 +491,7 @@ class Generator:
         branches = [self.branch(s, keep="shape")[0] for _ in range(n)]
         act = ""
         if "relu" in self.acts and self.chance(0.3):
-            act = f"(act={'relu' if self.chance(0.6) else self.pick(self.acts)})"
+            act = f"(act={'relu' if self.chance(0.6) else self.pick_epilogue('Add')})"
         name = self.pick(["Add", "Add", "Sum", "Residual"])
         return Branches(self.distinct(branches), Layer(name + act, _equal_rule)), s
 

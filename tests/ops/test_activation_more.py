@@ -95,6 +95,8 @@ def test_specs_flags_aliases_and_epilogues(nd):
     assert ops.get("Hardtanh").epilogue(dict(min_val=-1.0, max_val=1.0)) is None
     assert ops.get("HardSigmoid").epilogue(dict(alpha=1 / 6, beta=0.5)) == "hardsigmoid"
     assert ops.get("HardSigmoid").epilogue(dict(alpha=0.2, beta=0.5)) is None
+    # what torch.onnx.export writes for nn.Hardsigmoid: 1/6 rounded to float32
+    assert ops.get("HardSigmoid").epilogue(dict(alpha=float(np.float32(1 / 6)), beta=0.5)) == "hardsigmoid"
     assert ops.get("GELU").epilogue(dict(approximate="none")) == "gelu"
     assert ops.get("GELU").epilogue(dict(approximate="tanh")) is None
     for op, name in (("HardSwish", "hardswish"), ("SiLU", "silu"), ("Mish", "mish")):
@@ -285,7 +287,7 @@ def test_fused_equals_unfused(cid, shape, n, layer, act):
 @pytest.mark.parametrize("words, fused", [
     ("ReLU6", "relu6"), ("Clip(0, 6)", "relu6"), ("Clamp(min=0, max=6)", "relu6"), ("Hardtanh(0, 6)", "relu6"),
     ("Clip(0, 5)", None), ("Clip(min=0)", None), ("Hardtanh", None),
-    ("HardSigmoid", "hardsigmoid"), ("HardSigmoid(alpha=0.2)", None), ("HardSwish", "hardswish"),
+    ("HardSigmoid", "hardsigmoid"), ("HardSigmoid(alpha=0.2)", None), ("HardSigmoid(alpha=0.1666666716337204)", "hardsigmoid"), ("HardSwish", "hardswish"),
     ("SiLU", "silu"), ("Swish", "silu"), ("GELU", "gelu"), ("GELU(approximate=tanh)", None), ("Mish", "mish"),
 ])
 def test_what_fuses_at_O3(words, fused):
