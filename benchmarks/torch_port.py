@@ -2,14 +2,16 @@
 
     from torch_port import to_torch, to_onnx
     mod = to_torch(m.graph, m.state_dict())      # torch.nn.Module, eval mode
-    proto = to_onnx(m.graph, m.state_dict())     # onnx.ModelProto (opset 17)
+    proto = to_onnx(m.graph, m.state_dict())     # onnx.ModelProto (netdsl's default opset)
 
-Both are small interpreters over `m.graph` (nodes in order, inputs in slot
-order), one rule per op following the op specs in netdsl/ops/: Conv's
+The ONNX half is netdsl's exporter (netdsl/interop/onnx_export.py; `netdsl
+export`); the PyTorch half lives here. It is a small interpreter over `m.graph`
+(nodes in order, inputs in slot order), one rule per op following the op specs
+in netdsl/ops/: Conv's
 (top, left, bottom, right) pads (asymmetric ones through F.pad in torch,
 native in ONNX), fused `act` attributes, BatchNorm with running statistics,
 ceil_mode pooling, Concat/Add/Mul (per-channel Mul broadcast), Upsample,
-Pad, Crop, LRN, Softmax over channels, views. They exist for the benchmarks
+Pad, Crop, LRN, Softmax over channels, views. It exists for the benchmarks
 only (benchmarks/compare.py): torch and onnx are not netdsl dependencies.
 An op with no mapping raises `Unsupported`; the caller reports it and skips
 that engine.
@@ -198,150 +200,30 @@ def to_torch(graph, state: dict):
 
 # ---------------------------------------------------------------- ONNX
 
-def to_onnx(graph, state: dict, opset: int = 17):
-    """An onnx.ModelProto computing `graph` with `state`'s weights (built directly with onnx.helper)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes_out, inits = [], []
-    counter = [0]
-
-    cur = [""]                      # the netdsl layer being translated: names its ONNX nodes and tensors
-
-    def fresh(base):                # ORT names fused nodes after their output tensor: keep the layer in it
-        counter[0] += 1
-        return f"{cur[0]}/{base}_{counter[0]}"
-
-    def const(base, arr):
-        nm = fresh(base)
-        inits.append(numpy_helper.from_array(np.asarray(arr), nm))
-        return nm
-
-    def node(op, ins, out=None, **attrs):
-        out = out or fresh(op)
-        nodes_out.append(helper.make_node(op, ins, [out], name=f"{cur[0]}/{op}_{counter[0]}", **attrs))
-        return out
-
-    def act(y, a, name):
-        kind = a.get("act", "none")
-        if kind in (None, "none"):
-            return y
-        table = {"relu": ("Relu", {}), "leakyrelu": ("LeakyRelu", {"alpha": 0.01}),
-                 "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {})}
-        if kind not in table:
-            raise Unsupported(f"activation {kind!r}")
-        op, attrs = table[kind]
-        return node(op, [y], **attrs)
-
-    weight_names = {}
-    for k, v in state.items():
-        weight_names[k] = k
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(v, dtype=np.float32), k))
-
-    env, g_inputs = {}, []
-    rank = {}
-    for n in graph.nodes():
-        name, op, a, shape = n.name, n.op, dict(n.attrs), tuple(n.shape)
-        cur[0] = name
-        preds = list(graph.preds(name))
-        ins = [env[p] for p in preds]
-        x = ins[0] if ins else None
-        w = f"{name}.weight" if f"{name}.weight" in state else None
-        b = f"{name}.bias" if f"{name}.bias" in state else None
-        if op == "Input":
-            g_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape]))
-            env[name] = name
-            rank[name] = len(shape) + 1
-            continue
-        if op == "Conv":
-            y = node("Conv", [x, w] + ([b] if b else []), kernel_shape=list(a["kernel"]),
-                     strides=list(a["stride"]), pads=list(a["pad"]), dilations=list(a["dilation"]),
-                     group=a["groups"])
-            y = act(y, a, name)
-        elif op == "ConvTranspose":
-            y = node("ConvTranspose", [x, w] + ([b] if b else []), kernel_shape=list(a["kernel"]),
-                     strides=list(a["stride"]), pads=list(a["pad"]), dilations=list(a["dilation"]),
-                     group=a["groups"], output_padding=list(a["output_padding"]))
-            y = act(y, a, name)
-        elif op == "FC":
-            xf = node("Flatten", [x], axis=1) if rank[preds[0]] != 2 else x
-            y = node("Gemm", [xf, w] + ([b] if b else []), transB=1)
-            y = act(y, a, name)
-        elif op == "BatchNorm":
-            y = node("BatchNormalization", [x, w, b, f"{name}.running_mean", f"{name}.running_var"],
-                     epsilon=a["eps"])
-        elif op == "LRN":
-            if a["size"] % 2 == 0:
-                raise Unsupported("LRN with an even size (ONNX centres its window differently)")
-            y = node("LRN", [x], size=a["size"], alpha=a["alpha"], beta=a["beta"], bias=a["k"])
-        elif op in ("ReLU", "Sigmoid", "Tanh"):
-            y = node({"ReLU": "Relu"}.get(op, op), [x])
-        elif op == "LeakyReLU":
-            y = node("LeakyRelu", [x], alpha=a["slope"])
-        elif op in ("Softmax", "LogSoftmax"):
-            y = node(op, [x], axis=1)
-        elif op in ("MaxPool", "MinPool"):
-            src = node("Neg", [x]) if op == "MinPool" else x
-            y = node("MaxPool", [src], kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                     pads=list(a["pad"]), ceil_mode=int(a["ceil_mode"]))
-            y = node("Neg", [y]) if op == "MinPool" else y
-        elif op == "AvgPool":
-            y = node("AveragePool", [x], kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                     pads=list(a["pad"]), ceil_mode=int(a["ceil_mode"]),
-                     count_include_pad=int(a["count_include_pad"]))
-        elif op == "GlobalAvgPool":
-            y = node("GlobalAveragePool", [x])
-        elif op == "GlobalMaxPool":
-            y = node("GlobalMaxPool", [x])
-        elif op == "Concat":
-            y = node("Concat", ins, axis=1)
-        elif op == "Add":
-            y = node("Sum", ins) if len(ins) > 2 else node("Add", ins)
-        elif op == "Mul":
-            r = max(rank[p] for p in preds)
-            y = None
-            for p, z in zip(preds, ins):
-                if rank[p] == 2 and r == 4:
-                    z = node("Reshape", [z, const("shape", np.array([0, -1, 1, 1], np.int64))])
-                y = z if y is None else node("Mul", [y, z])
-        elif op == "Flatten":
-            y = node("Flatten", [x], axis=1)
-        elif op == "Reshape":
-            y = node("Reshape", [x, const("shape", np.array([0, *shape], np.int64))])
-        elif op in ("Identity", "Dropout"):
-            y = node("Identity", [x])
-        elif op == "Upsample":
-            if a["mode"] == "nearest":
-                kw = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-            else:
-                kw = dict(mode="linear", coordinate_transformation_mode=
-                          "align_corners" if a["align_corners"] else "pytorch_half_pixel")
-            sizes = node("Concat", [node("Slice", [node("Shape", [x]), const("s", np.array([0], np.int64)),
-                                                   const("e", np.array([2], np.int64))]),
-                                    const("hw", np.array(a["size"], np.int64))], axis=0)
-            y = node("Resize", [x, "", "", sizes], **kw)
-        elif op == "Pad":
-            t, l, bo, r = a["pad"]
-            pads = const("pads", np.array([0, 0, t, l, 0, 0, bo, r], np.int64))
-            mode = {"replicate": "edge"}.get(a["mode"], a["mode"])
-            extra = [const("value", np.array(a["value"], np.float32))] if mode == "constant" else []
-            y = node("Pad", [x, pads] + extra, mode=mode)
-        elif op == "Crop":
-            (y0, x0), (oh, ow) = a["offset"], a["size"]
-            y = node("Slice", [x, const("starts", np.array([y0, x0], np.int64)),
-                               const("ends", np.array([y0 + oh, x0 + ow], np.int64)),
-                               const("axes", np.array([2, 3], np.int64))])
-        else:
-            raise Unsupported(f"no ONNX mapping for {op} (layer {name})")
-        env[name] = y
-        rank[name] = len(shape) + 1
-    outputs = []
-    for oname, nname in graph.outputs.items():
-        nodes_out.append(helper.make_node("Identity", [env[nname]], [oname], name=f"{oname}/output"))
-        shape = tuple(graph[nname].shape)
-        outputs.append(helper.make_tensor_value_info(oname, TensorProto.FLOAT, ["N", *shape]))
-    g = helper.make_graph(nodes_out, "netdsl", g_inputs, outputs, inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="netdsl-bench")
-    model.ir_version = min(model.ir_version, 8)
-    onnx.checker.check_model(model)
+def to_onnx(graph, state: dict, opset: int | None = None):
+    """An onnx.ModelProto computing `graph` with `state`'s weights: netdsl's own exporter
+    (netdsl/interop/onnx_export.py, what `netdsl export` writes), checked with onnx.checker.
+    Its node names start with the layer's name (`layer` or `layer/Op_k`), which is how
+    compare.py charges ONNX Runtime's profile to netdsl's layers (see below)."""
+    from netdsl.errors import NetDSLError
+    from netdsl.interop.onnx_export import to_model
+    try:
+        model = to_model(graph, state, opset=opset, name="netdsl-bench")
+    except NetDSLError as e:
+        raise Unsupported(e.render()) from None
+    # ORT names a node it rewrites after its output tensor plus a suffix (`tanh1_nchwc`);
+    # profile_ort keeps what comes before the first "/", so the layer's own node and tensor
+    # (both `conv1` in the file netdsl writes) become `conv1/Conv` here
+    keep = {v.name for v in model.graph.output}
+    renamed = {}
+    for node in model.graph.node:
+        if "/" not in node.name:
+            node.name = f"{node.name}/{node.op_type}"
+        for i, t in enumerate(node.output):
+            if "/" not in t and t not in keep:
+                renamed[t] = node.output[i] = f"{t}/{node.op_type}"
+        for i, t in enumerate(node.input):
+            node.input[i] = renamed.get(t, t)
+    for v in model.graph.value_info:
+        v.name = renamed.get(v.name, v.name)
     return model

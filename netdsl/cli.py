@@ -388,6 +388,32 @@ def cmd_graph(args):
     return 0
 
 
+def cmd_export(args):
+    """netdsl export MODEL -o model.onnx: the checked graph and its weights as ONNX."""
+    import os
+
+    from .interop import onnx_export
+    if args.batch is not None and args.batch < 1:
+        raise NetDSLError(f"--batch must be at least 1, got {args.batch}",
+                          hint="leave --batch out for a dynamic batch dimension (N)")
+    if args.batch is not None and args.batch_mode == "dynamic":
+        raise NetDSLError("--dynamic-batch and --batch contradict each other",
+                          hint="--batch N fixes the batch dimension; leave it out for a dynamic one")
+    m = _load(args.model, weights=args.weights)
+    out = args.output or (m.name + ".onnx")
+    if os.path.splitext(out)[1].lower() != ".onnx":
+        raise NetDSLError(f"{out}: the output of `netdsl export` is an ONNX file",
+                          hint=f"name it with .onnx, e.g. -o {os.path.splitext(out)[0]}.onnx")
+    proto = m.to_onnx(out, opset=args.opset, dynamic_batch=args.batch_mode != "static", batch=args.batch)
+    dim = proto.graph.input[0].type.tensor_type.shape.dim[0] if proto.graph.input else None
+    batch = f"batch {dim.dim_value}" if dim is not None and dim.HasField("dim_value") else "dynamic batch (N)"
+    print(f"wrote {out}: opset {proto.opset_import[0].version}, {len(m.graph) - len(m.graph.inputs)} layers "
+          f"as {len(proto.graph.node)} ONNX nodes, {m.total_params:,} params, {batch}; checked with onnx.checker"
+          + ("" if m.weights_loaded else "\nnote: with the deterministic initial weights (seed 0): "
+             "pass --weights W for trained ones"))
+    return 0
+
+
 def _show(v):
     from .ops.attrs import fmt
     return fmt(v) if v is not None else "none"
@@ -520,6 +546,20 @@ def build_parser():
                    help=f"optimization level for --optimized (default -O{DEFAULT_LEVEL})")
     s.add_argument("--weights", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_graph)
+    s = sub.add_parser("export", help="write the network and its weights as an ONNX file "
+                       "(needs the onnx extra)")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s.add_argument("-o", "--output", help="output .onnx file (default MODEL.onnx)")
+    s.add_argument("--weights", help=".npz or .safetensors weights (default: deterministic init, seed 0)")
+    s.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset, 11 up to the newest the installed onnx knows (default 21)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--dynamic-batch", dest="batch_mode", action="store_const", const="dynamic",
+                   help="batch dimension symbolic 'N' (the default)")
+    g.add_argument("--static-batch", dest="batch_mode", action="store_const", const="static",
+                   help="batch dimension fixed (1, or --batch)")
+    s.add_argument("--batch", type=int, default=None, help="fix the batch dimension to this size")
+    s.set_defaults(fn=cmd_export, batch_mode=None)
     s = sub.add_parser("ops", help="list the ops and their arguments")
     s.add_argument("--markdown", action="store_true", help="print the op table of docs/LANGUAGE.md")
     s.add_argument("--write", nargs="?", const="", default=None, metavar="FILE",

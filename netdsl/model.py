@@ -243,6 +243,18 @@ class Model:
         from .analysis.report import explain_text
         return explain_text(self)
 
+    def to_onnx(self, path: str, opset: int | None = None, dynamic_batch: bool = True,
+                batch: int | None = None):
+        """Write the network with its weights as an ONNX file (needs the `onnx` extra): the
+        graph as written (`graph`, BatchNorm kept, fused `act=` as separate nodes), node
+        names = layer names, initializers = state-dict keys, batch dimension `N` unless
+        dynamic_batch=False (batch 1) or `batch` fixes it. Checked with onnx.checker before
+        it is written; returns the onnx.ModelProto. docs/INTEROP.md."""
+        from .interop import onnx_export
+        return onnx_export.export(self.graph, self.weights, path, opset=opset, dynamic_batch=dynamic_batch,
+                                  batch=batch, name=self.name,
+                                  source=os.path.basename(self.path) if self.path else None)
+
     def __repr__(self):
         t = self.totals()
         return f"<netdsl.Model {self.name}: {len(self.graph)} layers, {t['total_params']:,} params>"
