@@ -62,7 +62,14 @@ def rel_err(got, want):
     return float(np.abs(got - want).max()) / (scale if scale > 0 else 1.0)
 
 
-def compare(m, proto, batches=(1, 2), seed=1, nonneg=False):
+# MobileNetV3-Small with these test weights is ill-conditioned: rounding each weight by one
+# float32 ulp (what folding BN into the convs does) moves the exact float64 output by 1.3e-5
+# relative, so no float32 runtime can promise 1e-5 on it (measured from the float64 reference:
+# netdsl -O3 2.2e-5, -O0 7e-6, ORT 4.8e-6). Its bound is that sensitivity with some room.
+MODEL_TOL = {"mobilenet_v3_small": 4e-5}
+
+
+def compare(m, proto, batches=(1, 2), seed=1, nonneg=False, tol=TOL):
     """ORT against netdsl on random inputs; returns the worst relative error."""
     s = session(proto)
     rng = np.random.default_rng(seed)
@@ -76,7 +83,7 @@ def compare(m, proto, batches=(1, 2), seed=1, nonneg=False):
         got = dict(zip(want, s.run(list(want), feed)))
         for k in want:
             e = rel_err(got[k], want[k])
-            assert e <= TOL, f"output {k} at batch {n}: max rel error {e:.2e} > {TOL:g}"
+            assert e <= tol, f"output {k} at batch {n}: max rel error {e:.2e} > {tol:g}"
             worst = max(worst, e)
     return worst
 
@@ -100,7 +107,7 @@ def test_zoo_exports_and_ort_agrees(name):
     proto = ox.to_model(m.graph, m.weights, source=name + ".net")     # check_model(full_check) inside
     assert proto.opset_import[0].version == ox.default_opset()
     assert {i.name for i in proto.graph.initializer} >= set(m.weights)
-    compare(m, proto)
+    compare(m, proto, tol=MODEL_TOL.get(name, TOL))
 
 
 # ---------------------------------------------------------------- every op, every merge
