@@ -47,10 +47,12 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("package", 7, ["netdsl"]),
     ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.dot"]),
     ("testing", 8, ["netdsl.testing"]),                          # generated networks, soak
+    ("viz", 8, ["netdsl.viz"]),                                  # pictures: feature maps, filters, SVG graphs
     ("main", 9, ["netdsl.__main__"]),
 ]
 # Same-rank layers that may use each other (one way only; other peers stay independent).
-ALLOWED_PEERS: set[tuple[str, str]] = {("compiler", "bundle")}     # the pipeline writes the format
+ALLOWED_PEERS: set[tuple[str, str]] = {("compiler", "bundle"),      # the pipeline writes the format
+                                       ("cli", "viz")}              # commands that draw
 
 
 def layer_of(module: str):
