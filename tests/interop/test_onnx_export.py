@@ -10,8 +10,8 @@ the real-size U-Net, 23 convolutions on 572² maps).
 
 Covered: every zoo model (real input size; AlexNet and U-Net at a smaller input that keeps
 every layer — test_runtime_zoo.py's table; VGG-16/19 and FCN (130M+ weights), ResNet-101/152,
-DenseNet-201 and the real-size AlexNet and U-Net only with NETDSL_SLOW=1: 10-160 s each on 2
-shared cores; all pass); generated networks over every op and merge
+DenseNet-201 and the real-size AlexNet and U-Net are marked slow: 10-160 s each on 2 shared
+cores, `python -m pytest -m slow tests/interop` runs them; all pass); generated networks over every op and merge
 (netdsl/testing/generate.py); every op's own `samples` (the kernel tests' small instances:
 ceil_mode, asymmetric pads, groups, dilation, output_padding, even-size LRN, two-input Crop,
 ...) at opset 11 and the newest; a compiled bundle; import -> export -> import round trips
@@ -19,7 +19,6 @@ ceil_mode, asymmetric pads, groups, dilation, output_padding, even-size LRN, two
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -42,10 +41,9 @@ pytestmark = pytest.mark.skipif(not lib.available(), reason="C kernels not built
 
 TOL = 1e-5
 NEWEST = onnx.defs.onnx_opset_version()
-SLOW = bool(os.environ.get("NETDSL_SLOW"))
 SMALL = {"alexnet": "3x99x99", "unet": "1x188x188"}          # same layers at a smaller input
-# NETDSL_SLOW=1 only: 130M+ weights (VGG, FCN's fc6/fc7 convs) or the deepest (ResNet-101/152:
-# 8-11 GMACs; DenseNet-201)
+# marked slow: 130M+ weights (VGG, FCN's fc6/fc7 convs) or the deepest (ResNet-101/152:
+# 8-11 GMACs; DenseNet-201); and AlexNet, U-Net at their real input size
 HEAVY = {"vgg16", "vgg19", "fcn", "resnet101", "resnet152", "densenet201"}
 
 
@@ -88,10 +86,10 @@ def compare(m, proto, batches=(1, 2), seed=1, nonneg=False, tol=TOL):
     return worst
 
 
-def zoo_model(name):
+def zoo_model(name, full=False):
     path = resolve_path(name)
     text = open(path).read()
-    if name in SMALL and not SLOW:
+    if name in SMALL and not full:
         text = re.sub(r"^(input\s+\w+\s*:\s*)\d+(x\d+)+", lambda mt: mt.group(1) + SMALL[name], text,
                       count=1, flags=re.M)
     m = netdsl.parse(text, name + ".net", path)
@@ -99,11 +97,15 @@ def zoo_model(name):
     return m
 
 
-@pytest.mark.parametrize("name", netdsl.zoo_names())
-def test_zoo_exports_and_ort_agrees(name):
-    if name in HEAVY and not SLOW:
-        pytest.skip(f"{name}: 10-160 s on 2 shared cores; NETDSL_SLOW=1 runs it")
-    m = zoo_model(name)
+def zoo_cases():
+    slow = pytest.mark.slow
+    out = [pytest.param(n, False, id=n, marks=slow if n in HEAVY else ()) for n in netdsl.zoo_names()]
+    return out + [pytest.param(n, True, id=f"{n}-full", marks=slow) for n in sorted(SMALL)]
+
+
+@pytest.mark.parametrize("name,full", zoo_cases())
+def test_zoo_exports_and_ort_agrees(name, full):
+    m = zoo_model(name, full)
     proto = ox.to_model(m.graph, m.weights, source=name + ".net")     # check_model(full_check) inside
     assert proto.opset_import[0].version == ox.default_opset()
     assert {i.name for i in proto.graph.initializer} >= set(m.weights)
@@ -183,6 +185,24 @@ def test_op(op, attrs, shapes, nonneg, opset):
     proto = ox.to_model(m.graph, m.weights, opset=opset)
     assert proto.opset_import[0].version == opset
     compare(m, proto, nonneg=nonneg)
+
+
+@pytest.mark.parametrize("opset", [11, NEWEST])
+@pytest.mark.parametrize("op", ["YoloDecode", "RegionDecode"])
+def test_decode_heads_propagate_nan_and_inf(op, opset):
+    """An inf in tw makes an infinite width, a NaN in tx a NaN x, a NaN or inf class logit a
+    NaN row of RegionDecode's softmax: ONNX Runtime puts them where netdsl does."""
+    attrs, shapes = ops.get(op).samples[0][:2]
+    m = one_op(op, attrs, shapes)
+    x = np.random.default_rng(0).standard_normal((1, *shapes[0])).astype(np.float32)
+    x[0, 2, 1, 1], x[0, 0, 2, 2], x[0, 6, 0, 0], x[0, 7, 3, 3], x[0, 5, 4, 4] = np.inf, np.nan, np.nan, np.inf, -np.inf
+    want = m(x)
+    got = session(ox.to_model(m.graph, m.weights, opset=opset)).run(None, {"x0": x})[0]
+    assert np.isnan(want).any() and np.isinf(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    ok = np.isfinite(want)
+    assert rel_err(got[ok], want[ok]) <= TOL
 
 
 def test_fused_epilogues_become_nodes():
@@ -357,15 +377,14 @@ def _layers(m):
     return [(n.op, tuple(n.shape), len(m.graph.preds(n.name))) for n in m.graph.nodes()]
 
 
-@pytest.mark.parametrize("name", ["lenet5", "resnet18", "yolov2_tiny", "googlenet"])
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "yolov2_tiny",
+                                  pytest.param("googlenet", marks=pytest.mark.slow)])   # 15-30 s here
 def test_round_trip(name, tmp_path):
     """netdsl -> ONNX -> netdsl computes the same; exporting the import and importing it again
     gives the same graph (ops, shapes, wiring, names) and the same weights. (Zoo models: the
     importer does not yet read back the subgraphs the exporter writes for MinPool, Crop,
     StochasticPool, Local, so generated networks are not round-tripped.)"""
     import_onnx = _importer()
-    if name == "googlenet" and not SLOW:
-        pytest.skip("googlenet: 15-30 s here; NETDSL_SLOW=1 runs it")
     m = netdsl.load(name)
     m.load_state_dict(perturbed_weights(m, 5))
     m.to_onnx(str(tmp_path / "a.onnx"))
