@@ -20,6 +20,7 @@ whose ops all read back); the names, metadata, batch options, errors and the CLI
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -204,6 +205,44 @@ def test_decode_heads_propagate_nan_and_inf(op, opset):
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     ok = np.isfinite(want)
     assert rel_err(got[ok], want[ok]) <= TOL
+
+
+DARKNET = os.path.join(os.path.dirname(__file__), "..", "data", "darknet")
+
+
+@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov2-tiny", "mixed"])
+def test_darknet_detectors_export(name, tmp_path):
+    """Darknet .cfg -> netdsl -> ONNX: YOLOv3-tiny's two [yolo] heads, YOLOv2-tiny's [region]
+    head, and mixed.cfg's CSP route groups (Slice) and scale_x_y head, at a 64x64 input. The raw
+    heads (the convs before the decode layers, made outputs too) agree to TOL. The decoded rows
+    agree to TOL except w and h, which are e^t·anchor: there an absolute error d of the head's t
+    is a relative error of e^d − 1, so the bound is e^d − 1 (+ TOL) with d measured on the head."""
+    from netdsl.interop import import_file
+    text = open(os.path.join(DARKNET, name + ".cfg")).read()
+    if name != "mixed":
+        text = text.replace("width=416", "width=64").replace("height=416", "height=64")
+    (tmp_path / f"{name}.cfg").write_text(text)
+    imp = import_file(str(tmp_path / f"{name}.cfg"))
+    m = netdsl.parse(imp.text, name + ".net")
+    m.load_state_dict(perturbed_weights(m, 1))
+    heads = {}
+    for o, v in list(m.graph.outputs.items()):
+        if m.graph[v].op in ("YoloDecode", "RegionDecode"):
+            heads[o] = m.graph.preds(v)[0]
+            m.graph.outputs[heads[o]] = heads[o]
+    assert heads and ("Slice" in {n.op for n in m.graph.nodes()}) == (name == "mixed")
+    x = np.random.default_rng(1).standard_normal((2, *m.graph[m.graph.inputs[0]].shape)).astype(np.float32)
+    want = m(x)
+    for opset in (11, NEWEST):
+        got = dict(zip(want, session(ox.to_model(m.graph, m.weights, opset=opset)).run(list(want), {m.graph.inputs[0]: x})))
+        for o, h in heads.items():
+            assert rel_err(got[h], want[h]) <= TOL, h
+            d = float(np.abs(got[h] - want[h]).max())
+            a, b = want[o], got[o]
+            rest = np.r_[0:2, 4:a.shape[-1]]
+            assert rel_err(b[..., rest], a[..., rest]) <= TOL, o
+            wh_err = float((np.abs(b[..., 2:4] - a[..., 2:4]) / np.abs(a[..., 2:4])).max())
+            assert wh_err <= np.expm1(d) + TOL, (o, wh_err, d)
 
 
 def test_fused_epilogues_become_nodes():
