@@ -234,7 +234,8 @@ def test_darknet_detectors_export(name, tmp_path):
     x = np.random.default_rng(1).standard_normal((2, *m.graph[m.graph.inputs[0]].shape)).astype(np.float32)
     want = m(x)
     for opset in (11, NEWEST):
-        got = dict(zip(want, session(ox.to_model(m.graph, m.weights, opset=opset)).run(list(want), {m.graph.inputs[0]: x})))
+        s = session(ox.to_model(m.graph, m.weights, opset=opset))
+        got = dict(zip(want, s.run(list(want), {m.graph.inputs[0]: x})))
         for o, h in heads.items():
             assert rel_err(got[h], want[h]) <= TOL, h
             d = float(np.abs(got[h] - want[h]).max())
@@ -433,8 +434,8 @@ def test_round_trip(name, tmp_path):
 def test_round_trip_of_slice_crop_minpool(tmp_path):
     """The subgraphs the importer reads back as layers: Slice on the channels, Slice on H and W
     (Crop), Neg-MaxPool-Neg (MinPool), with pads and ceil_mode."""
-    m = netdsl.parse("input x: 3x11x11\nc:Conv(8, 3, pad=1) - [ Slice(0, 4) - MinPool(2, ceil_mode=true) | Slice(4, 8) - "
-                     "Crop(6x6, offset=(2, 3)) | Slice(2, 6) - MinPool(3, stride=2, pad=1) ] - "
+    m = netdsl.parse("input x: 3x11x11\nc:Conv(8, 3, pad=1) - [ Slice(0, 4) - MinPool(2, ceil_mode=true) | "
+                     "Slice(4, 8) - Crop(6x6, offset=(2, 3)) | Slice(2, 6) - MinPool(3, stride=2, pad=1) ] - "
                      "Add - r:ReLU - GAP - FC(5)\n")
     m.load_state_dict(perturbed_weights(m, 6))
     m2 = _round_trip(m, tmp_path)
