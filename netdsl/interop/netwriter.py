@@ -36,6 +36,11 @@ from .. import ops
 KEYWORDS = {"input", "output", "const", "default", "import", "block", "if", "else", "and", "or",
             "not", "true", "false"}
 MERGES = {"Concat", "Add", "Mul", "Crop"}          # ops written as `[ ... | ... ] - Op`
+
+
+def _merge(l) -> bool:
+    """A layer written as `[ ... | ... ] - Op`: a MERGES op, but not a Crop of one input."""
+    return l.op in MERGES and not (l.op == "Crop" and len(l.inputs) == 1)
 MAX_LINE = 100                                     # a chain longer than this breaks after a ` - `
 
 
@@ -155,7 +160,7 @@ class _Writer:
     # a unit is either one single-input layer after v, or a whole fork-merge region after v
     def _is_simple(self, name: str) -> bool:
         l = self.layers[name]
-        return len(l.inputs) == 1 and l.op not in MERGES
+        return len(l.inputs) == 1 and not _merge(l)
 
     def _region(self, v: str, depth: int = 0):
         """v forks; if every consumer's path meets the others at one merge that reads nothing
@@ -224,7 +229,7 @@ class _Writer:
     def _find_merge(self, v):
         """The earliest merge that every consumer of v reaches, or None."""
         common = set.intersection(*(self._reachable(c) for c in self.consumers[v]))
-        merges = [n for n in common if self.layers[n].op in MERGES]
+        merges = [n for n in common if _merge(self.layers[n])]
         return min(merges, key=self.order.get) if merges else None
 
     def _reachable(self, start, limit=1 << 16):
@@ -270,7 +275,7 @@ class _Writer:
                 self.referenced.add(cur)
             c = min(cons, key=self.order.get)
             layer = self.layers[c]
-            if layer.op in MERGES or len(layer.inputs) != 1:
+            if _merge(layer) or len(layer.inputs) != 1:
                 if any(x not in self.emitted and x not in self.input_names for x in layer.inputs if x != cur):
                     self.referenced.add(cur)
                     break
@@ -305,7 +310,7 @@ class _Writer:
                 if l.name in self.emitted:
                     continue
                 if all(x in self.emitted or x in self.input_names for x in l.inputs):
-                    if len(l.inputs) == 1 and l.op not in MERGES:
+                    if len(l.inputs) == 1 and not _merge(l):
                         self.referenced.add(l.inputs[0])
                         units, end = self.chain_from(l.inputs[0])
                         stmts.append((l.inputs[0], units, end))

@@ -32,7 +32,11 @@ written as exact subgraphs: MinPool = −MaxPool(−x); StochasticPool (inferenc
 then one batched MatMul per output position; LRN with an even size (ONNX centres the window
 the other way, and ONNX Runtime refuses it) = x / (k + α·mean(x²))^β with the mean an
 AveragePool over the channel axis; Softmax over channels before opset 13 (which flattened
-everything after the axis) = Transpose, Softmax over the last axis, Transpose. Pools whose
+everything after the axis) = Transpose, Softmax over the last axis, Transpose. The
+detection heads YoloDecode and RegionDecode = their formulas (netdsl/ops/detect.py) on the
+head reshaped to (N, A, 5+K, H, W): Sigmoid/Exp, the cell grid and the anchors as constant
+initializers, RegionDecode's Softmax over the classes, then Transpose and Reshape to netdsl's
+rows (N, A·H·W, 5+K). Pools whose
 padding ONNX cannot say (PyTorch's ceil_mode rule, a pad as large as the kernel) get an
 explicit Pad; activations newer than the asked opset (HardSwish 14, Mish 18, GELU 20) are
 written as their formula.
@@ -590,6 +594,71 @@ def _crop(ctx, a, ins):
     (y0, x0), (oh, ow) = a["offset"], a["size"]        # a second input only gave the size
     return ctx.op("Slice", [ins[0], ctx.ints("starts", [y0, x0]), ctx.ints("ends", [y0 + oh, x0 + ow]),
                             ctx.ints("axes", [2, 3])], main=True)
+
+
+@emits("Slice")
+def _slice(ctx, a, ins):
+    """Channels start..stop-1: ONNX Slice on axis 1 (starts, ends, axes are inputs from opset 10)."""
+    return ctx.op("Slice", [ins[0], ctx.ints("starts", [a["start"]]), ctx.ints("ends", [a["stop"]]),
+                            ctx.ints("axes", [1])], main=True)
+
+
+# ---------------------------------------------------------------- detection heads
+
+def _decode_parts(ctx, a, x):
+    """The raw head (N, A·(5+K), H, W) seen as (N, A, 5+K, H, W), cut on axis 2 into
+    (tx, ty), (tw, th), (to, t_1 .. t_K); plus the grid (col, row) as a (2, H, W) constant."""
+    c, h, w = ctx.shapes[0]
+    na, k = len(a["anchors"]) // 2, a["classes"]
+    t = ctx.op("Reshape", [x, ctx.ints("shape", [0, na, 5 + k, h, w])])
+    axis = ctx.ints("axes", [2])
+
+    def cut(lo, hi):
+        return ctx.op("Slice", [t, ctx.ints("starts", [lo]), ctx.ints("ends", [hi]), axis])
+    grid = np.stack([np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w)),
+                     np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))])
+    return cut(0, 2), cut(2, 4), cut(4, 5 + k), ctx.const("grid", grid), na, k, h, w
+
+
+def _decode_rows(ctx, xy, wh, rest, na, k, h, w):
+    """(x, y), (w, h), (objectness, classes) on axis 2 -> netdsl's rows (N, A·H·W, 5+K), boxes in
+    (anchor, row, column) order."""
+    y = ctx.op("Concat", [xy, wh, rest], axis=2)                     # (N, A, 5+K, H, W)
+    y = ctx.op("Transpose", [y], perm=[0, 1, 3, 4, 2])               # (N, A, H, W, 5+K)
+    return ctx.op("Reshape", [y, ctx.ints("shape", [0, na * h * w, 5 + k])], main=True)
+
+
+@emits("YoloDecode")
+def _yolo(ctx, a, ins):
+    """Darknet's [yolo] box (netdsl/ops/detect.py): x = (col + s·σ(tx) − (s−1)/2) / W,
+    w = e^tw · anchor_w / image_w, objectness and classes σ(t)."""
+    txy, twh, rest, grid, na, k, h, w = _decode_parts(ctx, a, ins[0])
+    s = float(a["scale_xy"])
+    xy = ctx.op("Sigmoid", [txy])
+    if s != 1.0:
+        xy = ctx.op("Sub", [ctx.op("Mul", [xy, _f32(ctx, "scale_xy", s)]), _f32(ctx, "shift", 0.5 * (s - 1))])
+    xy = ctx.op("Div", [ctx.op("Add", [xy, grid]), ctx.const("cells", np.array([w, h], np.float32).reshape(2, 1, 1))])
+    ih, iw = a["image"]
+    anc = np.asarray(a["anchors"], np.float64).reshape(na, 2) / np.array([iw, ih])
+    wh = ctx.op("Mul", [ctx.op("Exp", [twh]), ctx.const("anchors", anc.astype(np.float32).reshape(na, 2, 1, 1))])
+    return _decode_rows(ctx, xy, wh, ctx.op("Sigmoid", [rest]), na, k, h, w)
+
+
+@emits("RegionDecode")
+def _region(ctx, a, ins):
+    """Darknet's [region] box (YOLOv2): x = (col + σ(tx)) / W, w = e^tw · anchor_w / W (anchors
+    in cells), objectness σ(to), classes softmax over the K classes (or as they are)."""
+    txy, twh, rest, grid, na, k, h, w = _decode_parts(ctx, a, ins[0])
+    cells = ctx.const("cells", np.array([w, h], np.float32).reshape(2, 1, 1))
+    xy = ctx.op("Div", [ctx.op("Add", [ctx.op("Sigmoid", [txy]), grid]), cells])
+    anc = ctx.const("anchors", np.asarray(a["anchors"], np.float32).reshape(na, 2, 1, 1))
+    wh = ctx.op("Div", [ctx.op("Mul", [ctx.op("Exp", [twh]), anc]), cells])
+    obj = ctx.op("Sigmoid", [ctx.op("Slice", [rest, ctx.ints("starts", [0]), ctx.ints("ends", [1]),
+                                              ctx.ints("axes", [2])])])
+    cls = ctx.op("Slice", [rest, ctx.ints("starts", [1]), ctx.ints("ends", [1 + k]), ctx.ints("axes", [2])])
+    if a["softmax"]:
+        cls = ctx.softmax("Softmax", cls, 2, 5)
+    return _decode_rows(ctx, xy, wh, ctx.op("Concat", [obj, cls], axis=2), na, k, h, w)
 
 
 # ---------------------------------------------------------------- the driver

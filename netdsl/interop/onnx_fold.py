@@ -18,7 +18,9 @@ and `Constant` nodes) and the static shape of every value. `normalize` then rewr
    otherwise written as a BN with running_mean 0, running_var 1 - eps (so it computes x·s + t);
 5. Pad (zeros, spatial only) in front of a Conv or an AveragePool that counts the padding, and
    Pad with -inf in front of a MaxPool, become that layer's pads;
-6. ReduceMean over H and W becomes GlobalAveragePool (+ Flatten when keepdims=0).
+6. ReduceMean over H and W becomes GlobalAveragePool (+ Flatten when keepdims=0);
+7. x·sigmoid(x) and the other activations written as formulas become the activation;
+8. Neg - MaxPool - Neg (netdsl's MinPool as exported) becomes a MinPool.
 
 Everything here is numpy on small arrays; nothing runs the network.
 """
@@ -760,6 +762,28 @@ def _gelu(g, n, use, prod):
     return None
 
 
+# ---------------------------------------------------------------- 8. pools written as subgraphs
+def min_pools(g: OGraph):
+    """Neg - MaxPool - Neg (how netdsl exports MinPool) -> one MinPool node (read as netdsl's
+    MinPool, with the MaxPool's window, stride, pads and ceil_mode), named after the last Neg."""
+    use, prod = g.consumers(), g.producers()
+    gone = []
+    for n in g.nodes:
+        if n.op != "Neg":
+            continue
+        p = prod.get(n.inputs[0])
+        if p is None or p.op != "MaxPool" or (len(p.outputs) > 1 and p.outputs[1]) or \
+                not g.single_use(p.outputs[0], use):
+            continue
+        q = prod.get(p.inputs[0])
+        if q is None or q.op != "Neg" or not g.single_use(q.outputs[0], use):
+            continue
+        n.op, n.inputs, n.attrs = "MinPool", [q.inputs[0]], dict(p.attrs)
+        gone += [p, q]
+        g.folded["Neg"] += 2
+    g.drop(gone)
+
+
 def normalize(g: OGraph):
     """All the folds, in an order where each one sees the others' results."""
     fold_constants(g)
@@ -773,5 +797,6 @@ def normalize(g: OGraph):
     linear_layers(g)
     affine_layers(g)
     fold_pads(g)
+    min_pools(g)
     remove_trivial(g)
     return g

@@ -263,7 +263,7 @@ def _map_node(n, g, name):
                        {"weight": s, "bias": t, "running_mean": np.zeros_like(s),
                         "running_var": np.full_like(s, 1.0 - eps)},
                        comment="per-channel x*scale + shift (folded Mul/Add)")]
-    if op in ("MaxPool", "AveragePool"):
+    if op in ("MaxPool", "AveragePool", "MinPool"):     # MinPool: Neg-MaxPool-Neg (onnx_fold.min_pools)
         if op == "MaxPool" and len(n.outputs) > 1 and n.outputs[1]:
             raise _Unsupported("its Indices output is used")
         kernel = list(n.attr("kernel_shape"))
@@ -279,7 +279,7 @@ def _map_node(n, g, name):
             kw["dilation"] = _pair(dil)
         if op == "AveragePool" and any(pads) and not n.attr("count_include_pad", 0):
             kw["count_include_pad"] = False
-        return [L("MaxPool" if op == "MaxPool" else "AvgPool", _pair(kernel), **kw)]
+        return [L({"AveragePool": "AvgPool"}.get(op, op), _pair(kernel), **kw)]
     if op == "GlobalAveragePool":
         return [L("GAP")]
     if op == "GlobalMaxPool":
@@ -357,6 +357,8 @@ def _map_node(n, g, name):
         return [L("LRN", int(n.attr("size")), **kw)]
     if op in ("Upsample", "Resize"):
         return [_resize(n, g, L)]
+    if op == "Slice":
+        return _slice(n, g, L)
     if op == "Flatten":
         r = g.rank(x)
         ax = int(n.attr("axis", 1)) % max(r, 1)
@@ -426,6 +428,57 @@ def _map_node(n, g, name):
             return [L("HardSigmoid", alpha=_f32(a), beta=_f32(b))]
         raise _Unsupported(f"alpha={a}, beta={b}: netdsl's HardSigmoid is PyTorch's (1/6, 0.5)")
     raise _Unsupported(_why(n, g))
+
+
+def _slice_ints(n, g, i, attr):
+    """Slice's starts/ends/axes/steps: attributes before opset 10, constant inputs from 10 on."""
+    if g.opset < 10:
+        v = n.attr(attr)
+        return None if v is None else [int(x) for x in v]
+    if i >= len(n.inputs) or not n.inputs[i]:
+        return None
+    if n.inputs[i] not in g.consts:
+        raise _Unsupported(f"its {attr} are computed by the graph, not constants")
+    return [int(x) for x in np.asarray(g.consts[n.inputs[i]]).reshape(-1)]
+
+
+def _slice(n, g, L):
+    """A Slice with constant bounds and step 1: on the channel axis -> netdsl Slice(start, stop),
+    on height and width of a feature map -> Crop(size, offset=...), nothing cut -> gone."""
+    s = g.shapes.get(n.inputs[0])
+    r = len(s)
+    starts, ends = _slice_ints(n, g, 1, "starts"), _slice_ints(n, g, 2, "ends")
+    axes = _slice_ints(n, g, 3, "axes") or list(range(len(starts)))
+    steps = _slice_ints(n, g, 4, "steps") or [1] * len(starts)
+    if any(st != 1 for st in steps):
+        raise _Unsupported(f"steps={steps}: netdsl slices with step 1 only")
+    kept = {}
+    for ax, b, e in zip(axes, starts, ends):
+        ax %= r
+        d = s[ax]
+        if ax == 0:
+            if b == 0 and (e >= 2 ** 31 - 1 or (d is not None and e >= d)):
+                continue                                      # the whole batch
+            raise _Unsupported("it slices the batch axis")
+        if d is None:
+            raise _Unsupported(f"it slices axis {ax}, whose size is unknown")
+        b = min(max(b + d if b < 0 else b, 0), d)
+        e = min(max(e + d if e < 0 else e, 0), d)
+        if (b, e) == (0, d):
+            continue
+        if e <= b:
+            raise _Unsupported(f"it keeps nothing of axis {ax} ({b}..{e})")
+        kept[ax] = (b, e)
+    if not kept:
+        return "alias"
+    if set(kept) == {1} and r in (2, 4):
+        return [L("Slice", *kept[1])]
+    if r == 4 and set(kept) <= {2, 3}:
+        (y0, y1), (x0, x1) = kept.get(2, (0, s[2])), kept.get(3, (0, s[3]))
+        return [L("Crop", _pair([y1 - y0, x1 - x0]), offset=_pair([y0, x0]))]
+    raise _Unsupported(f"it slices axes {sorted(kept)} of a rank-{r} tensor (netdsl: Slice cuts channels, "
+                       "Crop height and width of a feature map, one of them per layer)")
+
 
 
 def _why(n, g):

@@ -201,6 +201,82 @@ def test_pad_folds_into_pools(tmp_path):
     assert "Pad" not in b and "AvgPool(3, stride=1, pad=1)" in b and "MaxPool(3, stride=2, pad=1)" in b, b
 
 
+@pytest.mark.parametrize("opset", [11, NEWEST])
+def test_slices_are_slice_and_crop(tmp_path, opset):
+    """Slice with constant bounds, step 1: on the channels -> netdsl Slice (negative and
+    past-the-end bounds normalized, YOLOv4-tiny's second half), on H and W -> Crop at an
+    offset, on a vector's features -> Slice, over a whole axis -> nothing."""
+    i64 = lambda *v: np.array(v, np.int64)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("Slice", ["c", "s1", "e1", "a1"], ["half"], name="half"),        # channels 4..7
+        helper.make_node("Slice", ["half", "s2", "e2", "a2", "st2"], ["crop"], name="crop"),
+        helper.make_node("Slice", ["crop", "s3", "e3", "a3"], ["same"], name="whole"),     # cuts nothing
+        helper.make_node("GlobalAveragePool", ["same"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Slice", ["f", "s4", "e4", "a4"], ["y"], name="tail"),
+    ]
+    inits = {**conv_init(8, 3, 1), "s1": i64(-4), "e1": i64(2 ** 63 - 1), "a1": i64(1),
+             "s2": i64(1, 2), "e2": i64(6, -1), "a2": i64(2, -1), "st2": i64(1, 1),
+             "s3": i64(0), "e3": i64(100), "a3": i64(3), "s4": i64(1), "e4": i64(3), "a4": i64(-1)}
+    imp = check(tmp_path, make_model(nodes, inits, (1, 3, 8, 9), opset=opset), (2, 3, 8, 9))
+    b = body(imp.text)
+    assert "Slice(4, 8) - Crop((5, 6), offset=(1, 2)) - GAP - Flatten - Slice(1, 3)" in b, b
+
+
+def test_slices_netdsl_cannot_read_are_refused(tmp_path):
+    i64 = lambda *v: np.array(v, np.int64)
+    nodes = [
+        helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["p"], name="strided"),
+        helper.make_node("Slice", ["p", "s2", "e2", "a2"], ["q"], name="both_axes"),
+        helper.make_node("Slice", ["q", "s3", "e3", "a3"], ["y"], name="batch"),
+    ]
+    inits = {"s": i64(0), "e": i64(8), "a": i64(2), "st": i64(2),
+             "s2": i64(1, 1), "e2": i64(3, 3), "a2": i64(1, 2), "s3": i64(0), "e3": i64(1), "a3": i64(0)}
+    path = save(tmp_path, make_model(nodes, inits, (1, 4, 8, 8)))
+    with pytest.raises(InteropError) as e:
+        import_onnx(path)
+    text = e.value.render()
+    assert "'strided'" in text and "steps=[2]: netdsl slices with step 1 only" in text, text
+    assert "'both_axes'" in text and "it slices axes [1, 2]" in text, text
+    assert "'batch'" in text and "it slices the batch axis" in text, text
+    assert "Traceback" not in text
+
+
+def test_neg_maxpool_neg_is_minpool_only_when_nothing_else_reads_the_pool(tmp_path):
+    """The first Neg - MaxPool - Neg folds; in the second the MaxPool has two readers, so its
+    Negs stay, and netdsl has no Neg layer: the error names those nodes, not the folded ones."""
+    nodes = [
+        helper.make_node("Neg", ["x"], ["n1"], name="neg_a"),
+        helper.make_node("MaxPool", ["n1"], ["m"], kernel_shape=[2, 2], name="mp_a"),
+        helper.make_node("Neg", ["m"], ["mn"], name="minpool"),
+        helper.make_node("Neg", ["mn"], ["n2"], name="neg_b"),
+        helper.make_node("MaxPool", ["n2"], ["m2"], kernel_shape=[2, 2], strides=[1, 1], name="mp_b"),
+        helper.make_node("Relu", ["m2"], ["r"]),
+        helper.make_node("Neg", ["m2"], ["z"], name="neg_c"),
+        helper.make_node("Add", ["r", "z"], ["y"]),
+    ]
+    path = save(tmp_path, make_model(nodes, {}, (1, 2, 8, 8)))
+    with pytest.raises(InteropError) as e:
+        import_onnx(path)
+    text = e.value.render()
+    assert "'neg_b'" in text and "'neg_c'" in text, text
+    assert "'neg_a'" not in text and "'minpool'" not in text and "'mp_a'" not in text, text
+
+
+def test_neg_maxpool_neg_imports_and_matches_ort(tmp_path):
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("Neg", ["c"], ["n1"]),
+        helper.make_node("MaxPool", ["n1"], ["m"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 0],
+                         ceil_mode=1),
+        helper.make_node("Neg", ["m"], ["y"], name="minpool"),
+    ]
+    imp = check(tmp_path, make_model(nodes, conv_init(3, 2, 1), (1, 2, 7, 8)), (2, 2, 7, 8))
+    b = body(imp.text)
+    assert "MinPool((3, 2), stride=2, pad=(1, 0), ceil_mode=true)" in b and "Neg" not in b, b
+
+
 @pytest.mark.parametrize("opset,keep", [(11, 1), (NEWEST, 0)])
 def test_reducemean_over_hw_is_gap(tmp_path, opset, keep):
     if opset >= 18:
