@@ -585,6 +585,27 @@ def _checks(text, name, state) -> bool:
     return want == {k: tuple(v.shape) for k, v in state.items()}
 
 
+def _input_options(props: dict, name: str) -> dict:
+    """The image preprocessing netdsl's exporter keeps in metadata_props (netdsl.input.x.mean, ...),
+    for the `input` line: numbers or lists of numbers only, anything else is ignored."""
+    import ast
+    out = {}
+    for key in ("mean", "std", "scale"):
+        raw = props.get(f"netdsl.input.{name}.{key}")
+        if raw is None:
+            continue
+        try:
+            v = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not (key == "scale" and abs(v - 1 / 255) < 1e-12):      # the language's default
+                out[key] = float(v)
+        elif isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            out[key] = tuple(float(x) for x in v)
+    return out
+
+
 def import_onnx(path: str, name: str | None = None, blocks: bool = True, weights=None) -> Imported:
     """Import an ONNX model file: the `.net` text and the state dict under its names.
     blocks=True writes repeated subgraphs (ResNet's bottlenecks) as one `block` each."""
@@ -647,10 +668,11 @@ def import_onnx(path: str, name: str | None = None, blocks: bool = True, weights
     net = Net(name=mname, header=[f"imported from {os.path.basename(path)} (ONNX opset {g.opset}, "
                                   f"producer {producer}) by netdsl import"])
     val2layer = {}
+    props = {p.key: p.value for p in model.metadata_props}
     for v in g.inputs:
         iname = _ident(v)
         val2layer[v] = iname
-        net.add_input(iname, tuple(g.shapes[v][1:]))
+        net.add_input(iname, tuple(g.shapes[v][1:]), **_input_options(props, v))
     for lay in layers:
         ins = []
         for v in lay.inputs:

@@ -634,3 +634,20 @@ def test_auto_pad_output_shape_bilinear_and_unit_axes(tmp_path):
     imp = check(tmp_path, make_model(nodes, inits, (1, 3, 9, 9), opset=13), (1, 3, 9, 9))
     b = body(imp.text)
     assert "pad=1" in b and "mode=bilinear" in b and "GMP" in b and "ConvTranspose(2, 3, stride=2" in b, b
+
+
+def test_the_input_preprocessing_survives_export_and_import(tmp_path):
+    """netdsl's exporter keeps `input x: ... (mean=, std=, scale=)` in metadata_props; the importer
+    writes it back on the input line, so `netdsl run imported.net --input img.png` normalizes as
+    the original did."""
+    pytest.importorskip("onnxruntime")
+    src = "input x: 3x8x8 (mean=(0.5, 0.25, 0.125), std=(0.2, 0.3, 0.4), scale=0.5)\nConv(4, 3) - ReLU\n"
+    m = netdsl.parse(src)
+    path = str(tmp_path / "pre.onnx")
+    m.to_onnx(path)
+    back = netdsl.import_onnx(path)
+    a = back.graph["x"].attrs
+    assert a["mean"] == (0.5, 0.25, 0.125) and a["std"] == (0.2, 0.3, 0.4) and a["scale"] == 0.5
+    plain = netdsl.parse("input x: 3x8x8\nConv(4, 3)\n")
+    plain.to_onnx(str(tmp_path / "plain.onnx"))
+    assert "mean=" not in netdsl.import_onnx(str(tmp_path / "plain.onnx")).imported.text
