@@ -171,7 +171,7 @@ class _Writer:
         cons = self.consumers[v]
         if len(cons) < 2:
             return None
-        # the merge: follow the first consumer's simple chain until a merge
+        # the merge every branch must end in: the earliest one all consumers reach
         merge = self._find_merge(v)
         if merge is None:
             return None
@@ -203,7 +203,8 @@ class _Writer:
         return ("fork", merge, branches)
 
     def _path_from(self, first, merge, depth):
-        """The branch that starts with layer `first` (a consumer of v) and ends at an input of merge."""
+        """The branch that starts with layer `first` and ends at an input of `merge`: (units, end)
+        or None when a value inside it is read elsewhere or is an output."""
         if not self._is_simple(first):
             return None
         units, cur = [("layer", first)], first
