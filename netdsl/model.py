@@ -310,13 +310,18 @@ class Model:
         return f"<netdsl.Model {self.name}: {len(self.graph)} layers, {t['total_params']:,} params>"
 
 
+STAGE_RATIO = 1.5      # a map this much smaller or larger than its stage's first one starts a new stage
+
+
 def stage_layers(graph) -> list:
     """One layer per stage. The feature maps (C x H x W, more than 1x1, views and no-ops left
-    out) that lead to the first output, in execution order, fall into runs of the same effective
-    stride (the analysis's `jump`): a new stage starts at every pool or stride change (and at
-    every upsampling). Each stage gives its last map that every path from the input goes through
-    (a ResNet stage's last block output, not the first conv of the next block), else its last
-    map. Side heads (GoogLeNet's aux classifiers) are not on that path."""
+    out) that lead to the first output, in execution order, fall into stages: a new one starts
+    where the spatial size changes by STAGE_RATIO or more from the stage's first map, i.e. at
+    every pool, stride or upsampling, while an unpadded conv's few pixels (U-Net's 572 -> 570)
+    do not. Each stage gives its last map that every path from the input goes through (a ResNet
+    stage's last block output, not the first conv of the next block), else its last map. Side
+    heads (GoogLeNet's aux classifiers) are not on that path; nor is a squeeze-excitation's
+    1x1 branch, which is no map."""
     import networkx as nx
 
     from . import ops
@@ -331,14 +336,18 @@ def stage_layers(graph) -> list:
         while n in idom and n not in through:
             through.add(n)
             n = idom[n]
-    runs = []                       # [jump, [maps]]
+    runs = []                       # [(h, w) of the stage's first map, [maps]]
     for nd in graph.nodes():
         if nd.op == "Input" or nd.name not in keep or nd.shape is None or len(nd.shape) != 3 \
                 or nd.shape[1] * nd.shape[2] <= 1 or "no_op" in ops.get(nd.op).flags:
             continue
-        if not runs or runs[-1][0] != nd.jump:
-            runs.append([nd.jump, []])
-        runs[-1][1].append(nd.name)
+        h, w = nd.shape[1:]
+        if runs:
+            h0, w0 = runs[-1][0]
+            if max(h0 / h, h / h0, w0 / w, w / w0) < STAGE_RATIO:
+                runs[-1][1].append(nd.name)
+                continue
+        runs.append([(h, w), [nd.name]])
     return [([m for m in maps if m in through] or maps)[-1] for _, maps in runs]
 
 

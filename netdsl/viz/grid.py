@@ -10,7 +10,9 @@ one per layer; a section is a header of text lines (layer name, shape, value ran
 many channels are shown) above a grid of tiles, `cols` per row, GAP pixels apart, MARGIN from
 the edges. A tile is one channel upscaled by a whole factor with nearest neighbour, so every
 array value is a square of `zoom` x `zoom` identical pixels: small maps stay visible and no
-value is blurred into another.
+value is blurred into another. A map larger than TILE_LIMIT (U-Net's 572x572, VGG's 224x224)
+is shown at 1/`shrink` of its size instead (each tile pixel the mean of a shrink x shrink block
+of the normalized map), and the header says so; a sheet over MAX_PIXELS is refused.
 
 Values: each tile is normalized on its own, min..max of its finite values -> 0..255 (grey);
 a constant tile is mid-grey (128); +inf is drawn as 255 and -inf as 0, NaN in NAN_RGB (magenta),
@@ -38,6 +40,8 @@ MARGIN = 6                      # pixels around the sheet and between sections
 LINE = 14                       # height of a text line (Pillow's default font is about 11 px)
 TILE_MIN = 40                   # maps smaller than this are zoomed up to at least this many pixels
 TILE_MAX = 96                   # ... but a zoom never makes a tile larger than this (1 if the map is)
+TILE_LIMIT = 112                # larger maps are shrunk by a whole factor to at most this
+MAX_PIXELS = 40_000_000         # a sheet larger than this is refused (fewer layers, a smaller cap)
 MAX_WIDTH = 1200                # a section wraps its tiles to stay under this width
 CAP = 64                        # channels drawn per layer by default
 FILTER_CAP = 256                # filter tiles drawn by default
@@ -84,6 +88,11 @@ def value_range(a) -> str:
     return text + (", " + ", ".join(bad) if bad else "")
 
 
+def shrink_for(h, w) -> int:
+    """The whole factor a map larger than TILE_LIMIT is shrunk by (1: drawn at its size)."""
+    return max(1, -(-max(h, w) // TILE_LIMIT))
+
+
 def zoom_for(h, w) -> int:
     """The whole upscale factor of an h x w tile: at least TILE_MIN pixels, at most TILE_MAX."""
     m = max(h, w)
@@ -103,6 +112,7 @@ class Section:
     tile_h: int
     tile_w: int
     zoom: int
+    shrink: int
     cols: int
     n: int                      # tiles drawn
     width: int = 0
@@ -115,7 +125,8 @@ class Section:
         return x, y, x + self.tile_w, y + self.tile_h
 
 
-def _section(name, lines, n, h, w, top, cols=None):
+def _section(name, lines, n, h, w, top, cols=None, shrink=1):
+    h, w = -(-h // shrink), -(-w // shrink)
     z = zoom_for(h, w)
     th, tw = h * z, w * z
     fit = max(1, (MAX_WIDTH - 2 * MARGIN + GAP) // (tw + GAP))
@@ -125,7 +136,7 @@ def _section(name, lines, n, h, w, top, cols=None):
     boxes = [(MARGIN + (k % cols) * (tw + GAP), tiles_top + (k // cols) * (th + GAP)) for k in range(n)]
     width = 2 * MARGIN + cols * tw + (cols - 1) * GAP
     height = tiles_top - top + rows * th + (rows - 1) * GAP
-    return Section(name, lines, top, tiles_top, th, tw, z, cols, n, width, height, boxes)
+    return Section(name, lines, top, tiles_top, th, tw, z, shrink, cols, n, width, height, boxes)
 
 
 def _as_map(a, name):
@@ -162,12 +173,23 @@ def layout(maps: dict, cap: int = CAP, title: str | None = None) -> tuple:
         c, h, w = a.shape
         n = min(c, cap)
         lines = [f"{name}   {shape_text(a.shape)}   {value_range(a)}"]
-        if n < c:
-            lines.append(f"{n} of {c} channels shown")
-        s = _section(name, lines, n, h, w, top)
+        f = shrink_for(h, w)
+        with np.errstate(invalid="ignore"):
+            flat = np.asarray(a[:n], np.float64).reshape(n, -1)
+            const = int(np.sum(np.nanmax(flat, axis=1) == np.nanmin(flat, axis=1))) if flat.size else 0
+        notes = ([f"{n} of {c} channels shown"] if n < c else []) + \
+            ([f"shown at 1/{f} size ({-(-h // f)}x{-(-w // f)}, block means)"] if f > 1 else []) + \
+            ([f"{const} constant channel{'s' if const != 1 else ''} (mid-grey)"] if const else [])
+        if notes:
+            lines.append("; ".join(notes))
+        s = _section(name, lines, n, h, w, top, shrink=f)
         sections.append(s)
         top += s.height + MARGIN + 4
     width = max([s.width for s in sections] + [360])
+    if width * top > MAX_PIXELS:
+        raise NetDSLError(f"the sheet would be {width} x {top} pixels ({len(sections)} layers), more than "
+                          f"the {MAX_PIXELS:,} pixels netdsl draws", hint="draw fewer layers (--layers) or "
+                          "fewer channels a layer (--cap)")
     return width, top, sections
 
 
@@ -183,6 +205,18 @@ def _text_width(lines, font) -> int:
         return int(max(font.getlength(t) for t in lines)) + 2 * MARGIN
     except AttributeError:          # very old Pillow fonts
         return max(len(t) for t in lines) * 7 + 2 * MARGIN
+
+
+def _shrink(rgb, f):
+    """Block means of an (h, w, 3) uint8 tile over f x f blocks (edge blocks: what is there)."""
+    if f == 1:
+        return rgb
+    h, w = rgb.shape[:2]
+    hh, ww = -(-h // f) * f, -(-w // f) * f
+    a = np.full((hh, ww, 3), np.nan)
+    a[:h, :w] = rgb
+    a = np.nanmean(a.reshape(hh // f, f, ww // f, f, 3), axis=(1, 3))
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
 def _paste(img, tile_rgb, zoom, x, y, Image):
@@ -212,7 +246,7 @@ def sheet(maps: dict, cap: int = CAP, title: str | None = None):
         for k in range(s.n):
             x, y = s.boxes[k]
             d.rectangle([x - 1, y - 1, x + s.tile_w, y + s.tile_h], outline=TILE_BACK)
-            _paste(img, rgb[k], s.zoom, x, y, Image)
+            _paste(img, _shrink(rgb[k], s.shrink), s.zoom, x, y, Image)
     return img
 
 

@@ -98,17 +98,18 @@ def test_features_resnet18_one_run(monkeypatch):
     assert_close(default, oracle(m, x, list(default)), list(default))
 
 
-def test_stage_layers_one_per_stride():
-    """Each default layer ends a stage: the next map on the main path has another stride, and
-    every stride of the network's maps is represented once."""
-    for name in ("resnet18", "lenet5", "vgg16"):
+def test_stage_layers_one_per_resolution():
+    """In networks whose convs are padded (sizes change only at a pool or stride), there is one
+    default layer per spatial size of the maps on the way to the first output, in order."""
+    import networkx as nx
+    for name in ("resnet18", "vgg16", "mobilenet_v3_small", "googlenet"):
         g = netdsl.load(name).graph
+        main = next(iter(g.outputs.values()))
+        path = nx.ancestors(g.g, main) | {main}
+        sizes = [tuple(nd.shape[1:]) for nd in g.nodes() if nd.name in path and nd.op != "Input"
+                 and nd.shape and len(nd.shape) == 3 and nd.shape[1] * nd.shape[2] > 1]
         stages = netdsl.model.stage_layers(g)
-        jumps = [g[n].jump for n in stages]
-        assert len(set(jumps)) == len(jumps), name
-        maps = {nd.jump for nd in g.nodes() if nd.op != "Input" and nd.shape and len(nd.shape) == 3
-                and nd.shape[1] * nd.shape[2] > 1}
-        assert set(jumps) == maps, name
+        assert [tuple(g[n].shape[1:]) for n in stages] == list(dict.fromkeys(sizes)), name
 
 
 def test_unknown_layer_did_you_mean():
@@ -151,7 +152,7 @@ def test_grid_tiles_are_the_normalized_channels(tmp_path):
     width, height, (s,) = layout({"m": a}, cap=64)
     assert img.size[1] == height and img.size[0] >= width
     assert s.n == 64 and len(s.boxes) == 64 and s.zoom >= 2
-    assert s.lines[1] == "64 of 70 channels shown"
+    assert s.lines[1] == "64 of 70 channels shown; 1 constant channel (mid-grey)"
     assert s.tile_h == 7 * s.zoom and s.tile_w == 9 * s.zoom
     for k in (0, 3, 5, 6, 63):
         t = tile(img, s, k)
@@ -284,3 +285,19 @@ def test_cli_without_pillow(tmp_path, capsys, monkeypatch):
     assert "drawing pictures needs Pillow" in t and 'pip install "netdsl[image]"' in t
     t = err(capsys, ["features", "lenet5", "--input", "random", "-o", str(tmp_path / "f.png")])
     assert 'pip install "netdsl[image]"' in t
+
+
+def test_large_maps_are_shrunk_by_block_means(tmp_path):
+    a = np.random.default_rng(6).standard_normal((2, 300, 290)).astype(np.float32)
+    a[1] = 0.0
+    img = roundtrip(sheet({"big": a}), tmp_path)
+    _, _, (s,) = layout({"big": a})
+    assert s.shrink == 3 and (s.tile_h, s.tile_w) == (100, 97)
+    assert s.lines[1] == "shown at 1/3 size (100x97, block means); 1 constant channel (mid-grey)"
+    g = np.zeros((300, 291))
+    g[:, :290] = grey(a[0])
+    blocks = g.reshape(100, 3, 97, 3).mean(axis=(1, 3))
+    blocks[:, -1] = g[:, 288:290].reshape(100, 3, 2).mean(axis=(1, 2))    # the edge block is 3x2
+    t = tile(img, s, 0)[..., 0].astype(int)
+    assert np.abs(t - np.rint(blocks)).max() <= 1                          # rounding of the mean
+    assert (tile(img, s, 1) == 128).all()
