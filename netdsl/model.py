@@ -215,9 +215,11 @@ class Model:
             if name not in self.graph:
                 from .errors import did_you_mean
                 known = [nd.name for nd in self.graph.nodes()]
-                raise NetDSLError(f"{self.name} has no layer {name!r}",
-                                  hint=did_you_mean(name, known) or
-                                  f"`netdsl summary {self.path or self.name}` lists the layers")
+                hint = did_you_mean(name, known) or f"`netdsl summary {self.path or self.name}` lists the layers"
+                if self.bundle is not None:
+                    hint += (f"; a compiled bundle holds the graph optimized at -O{self.opt_level}, where fused "
+                             "and folded layers are gone: ask the .net source for those")
+                raise NetDSLError(f"{self.name} has no layer {name!r}", hint=hint)
         return names
 
     def features(self, x, layers=None) -> dict:

@@ -26,11 +26,12 @@ def check_maps(m, names) -> None:
     for n in names:
         shape = m.graph[n].shape
         if not _is_map(shape):
-            what = f"{m.graph[n].op} output of shape {'x'.join(map(str, shape))}"
-            why = "a vector" if len(shape) == 1 or (len(shape) == 3 and shape[1] * shape[2] == 1) \
+            vector = len(shape) == 1 or (len(shape) == 3 and shape[1] * shape[2] == 1)
+            why = ("one value per channel: a vector" if len(shape) == 3 else "a vector") if vector \
                 else "not a C x H x W map"
             maps = stage_layers(m.graph)
-            raise NetDSLError(f"layer {n!r} is a {what}: {why}, not a feature map to draw",
+            raise NetDSLError(f"layer {n!r} ({m.graph[n].op}) outputs {'x'.join(map(str, shape))}: {why}, "
+                              "not a feature map to draw",
                               m.graph[n].span,
                               f"choose a layer with a spatial size; the stages of {m.name} end at "
                               f"{', '.join(maps[:6])}" if maps else "this network has no feature maps")

@@ -174,6 +174,16 @@ def test_grid_refuses_a_vector():
         sheet({"gap": np.zeros((8, 1, 1))})
 
 
+def test_a_sheet_too_large_is_refused(monkeypatch):
+    from netdsl.viz import grid as _  # noqa: F401
+    import sys
+    monkeypatch.setattr(sys.modules["netdsl.viz.grid"], "MAX_PIXELS", 100_000)
+    with pytest.raises(NetDSLError) as e:
+        layout({f"l{k}": np.zeros((64, 20, 20)) for k in range(3)})
+    assert "more than the 100,000 pixels netdsl draws" in str(e.value)
+    assert "hint: draw fewer layers (--layers) or fewer channels a layer (--cap)" in str(e.value)
+
+
 def test_filters_rgb_tiles_resnet18(tmp_path):
     m = small_resnet18()
     w = m.weights["conv1.weight"]                              # 64x3x7x7
@@ -254,11 +264,11 @@ def test_cli_errors(tmp_path, capsys):
     t = err(capsys, ["features", "lenet5", "--input", img, "--layers", "C1,tanhh1", "-o", out])
     assert "error: lenet5 has no layer 'tanhh1'" in t and "hint: did you mean 'tanh1'" in t
     t = err(capsys, ["features", "lenet5", "--input", img, "--layers", "F6", "-o", out])
-    assert "layer 'F6' is a FC output of shape 84: a vector, not a feature map to draw" in t
+    assert "layer 'F6' (FC) outputs 84: a vector, not a feature map to draw" in t
     assert "hint: choose a layer with a spatial size; the stages of lenet5 end at tanh1, tanh2, S4" in t
     assert "lenet5.net:" in t                                  # located at the layer's line
     t = err(capsys, ["features", "lenet5", "--input", img, "--layers", "tanh3", "-o", out])
-    assert "layer 'tanh3' is a Tanh output of shape 120x1x1: a vector" in t
+    assert "layer 'tanh3' (Tanh) outputs 120x1x1: one value per channel: a vector" in t
     # an image mode the loader refuses: its own error
     f = tmp_path / "float.tif"
     Image.fromarray(np.full((32, 32), 3.0, np.float32), "F").save(f)
