@@ -71,6 +71,7 @@ class Model:
         self.opt_level = 0          # optimization level the graph was compiled at
         self.run_level = DEFAULT_LEVEL       # passes applied (on a copy) before running
         self.bundle = None          # a loaded .netc bundle's header (netdsl/bundle.py)
+        self._features_cache = None     # (generation, layer names, Session) of the last features() call
 
     # -- weights
     @property
@@ -236,8 +237,9 @@ class Model:
 
     def _feature_session(self, names: tuple):
         with self._lock:
-            cached = getattr(self, "_features_cache", None)
+            cached = self._features_cache
             if cached is not None and cached[:2] == (self._generation, names):
+                cached[2].threads = self._threads
                 return cached[2]
             gen, graph, weights = self._generation, self.graph.copy(), self.weights
         graph.outputs = {n: n for n in names}

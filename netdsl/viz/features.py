@@ -59,7 +59,7 @@ def filter_layer(m, layer=None) -> str:
     names = m.feature_layers([layer])
     if names[0] not in convs:
         nd = m.graph[layer]
-        raise NetDSLError(f"layer {layer!r} is a {nd.op}, not a convolution: it has no filters", nd.span,
+        raise NetDSLError(f"layer {layer!r} ({nd.op}) is not a convolution: it has no filters", nd.span,
                           f"convolutions of {m.name}: {', '.join(convs[:8])}" + (" ..." if len(convs) > 8 else "")
                           if convs else f"{m.name} has no convolution")
     return layer

@@ -279,7 +279,7 @@ def test_cli_errors(tmp_path, capsys):
     assert "holds an array of shape [3, 28, 28]; the network expects [N, 1, 32, 32]" in t
     # filters: a layer that is not a conv, and a model with no conv
     t = err(capsys, ["filters", "lenet5", "--layer", "S2", "-o", out])
-    assert "layer 'S2' is a AvgPool, not a convolution: it has no filters" in t and "C1, C3, C5" in t
+    assert "layer 'S2' (AvgPool) is not a convolution: it has no filters" in t and "C1, C3, C5" in t
     fc = tmp_path / "mlp.net"
     fc.write_text("input x: 1x8x8\nFlatten - FC(16) - ReLU - FC(10)\n")
     t = err(capsys, ["filters", str(fc), "-o", out])
