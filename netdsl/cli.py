@@ -481,6 +481,83 @@ def _import_parser(sub):
     s.set_defaults(fn=cmd_import)
 
 
+def _save_picture(img, path):
+    try:
+        img.save(path)
+    except (OSError, ValueError) as e:
+        raise NetDSLError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}",
+                          hint="use a .png file name in a folder that exists and is writable") from None
+
+
+def _weights_note(m, args):
+    if args.weights is None and not m.weights_loaded:
+        print(f"note: {m.name} has its deterministic initial weights (seed 0), not trained ones\n"
+              "hint: load real weights with --weights W (.npz, .safetensors or .pth)", file=sys.stderr)
+        return " (initial weights, seed 0)"
+    return ""
+
+
+def cmd_features(args):
+    """netdsl features: the chosen layers' maps for one input, one sheet (netdsl/viz/features.py)."""
+    from .runtime.inputs import IMAGE_EXT, read_input
+    from .viz.features import check_maps, feature_picture
+    from .viz.grid import _pil
+    _pil()                                  # no Pillow: say so before running anything
+    m = _load(args.model, weights=args.weights)
+    layers = m.feature_layers(args.layers) if args.layers else None
+    if layers:
+        check_maps(m, layers)
+    x = next(iter(read_input(args.input, m.graph, 1).values()))
+    if x.shape[0] > 1:
+        print(f"note: {args.input} holds {x.shape[0]} samples; drawing the first", file=sys.stderr)
+        x = x[:1]
+    if args.input.lower().endswith(IMAGE_EXT):
+        from PIL import Image
+        with Image.open(args.input) as im:
+            if im.size != (x.shape[-1], x.shape[-2]):
+                print(f"note: {args.input} is {im.size[0]}x{im.size[1]}; resized to the input's "
+                      f"{x.shape[-1]}x{x.shape[-2]}", file=sys.stderr)
+    title = f"{m.name}: feature maps for {args.input}{_weights_note(m, args)}"
+    img, maps = feature_picture(m, x, layers, cap=args.cap, title=title)
+    out = args.output or f"{m.name}_features.png"
+    _save_picture(img, out)
+    print(f"wrote {out} ({img.size[0]}x{img.size[1]}): {', '.join(maps)}")
+    return 0
+
+
+def cmd_filters(args):
+    """netdsl filters: a convolution's filters as tiles (netdsl/viz/features.py)."""
+    from .viz.features import filter_layer, filters_picture
+    from .viz.grid import _pil
+    _pil()
+    m = _load(args.model, weights=args.weights)
+    filter_layer(m, args.layer)             # a bad layer before the weights note
+    title = f"{m.name}: filters{_weights_note(m, args)}"
+    img, section, name = filters_picture(m, args.layer, cap=args.cap, title=title)
+    out = args.output or f"{m.name}_filters.png"
+    _save_picture(img, out)
+    print(f"wrote {out} ({img.size[0]}x{img.size[1]}): {name}, {section.n} tiles")
+    return 0
+
+
+def _viz_image_parsers(sub):
+    s = sub.add_parser("features", help="draw the feature maps of chosen layers for one input (needs Pillow)")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s.add_argument("--input", required=True, help="an image (.png, .jpg, ...), x.npy, or random")
+    s.add_argument("--layers", help="comma-separated layer names (default: the last map of every stage)")
+    s.add_argument("--weights", help=".npz, .safetensors or .pth weights (default: deterministic init, seed 0)")
+    s.add_argument("--cap", type=int, default=64, help="channels drawn per layer (default 64)")
+    s.add_argument("-o", "--output", help="output .png (default MODEL_features.png)")
+    s.set_defaults(fn=cmd_features)
+    s = sub.add_parser("filters", help="draw a convolution's filters (default: the first conv; needs Pillow)")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s.add_argument("--layer", help="the Conv layer to draw (default: the first one)")
+    s.add_argument("--weights", help=".npz, .safetensors or .pth weights (default: deterministic init, seed 0)")
+    s.add_argument("--cap", type=int, default=256, help="tiles drawn at most (default 256)")
+    s.add_argument("-o", "--output", help="output .png (default MODEL_filters.png)")
+    s.set_defaults(fn=cmd_filters)
+
+
 def build_parser():
     from .passes import DEFAULT_LEVEL
     p = argparse.ArgumentParser(prog="netdsl", description="Check, explain, compile and run CNNs written "
@@ -569,6 +646,7 @@ def build_parser():
     s = sub.add_parser("zoo", help="list the zoo models with their parameter counts")
     s.set_defaults(fn=cmd_zoo)
     _import_parser(sub)
+    _viz_image_parsers(sub)
     return p
 
 

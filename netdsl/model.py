@@ -71,6 +71,7 @@ class Model:
         self.opt_level = 0          # optimization level the graph was compiled at
         self.run_level = DEFAULT_LEVEL       # passes applied (on a copy) before running
         self.bundle = None          # a loaded .netc bundle's header (netdsl/bundle.py)
+        self._features_cache = None     # (generation, layer names, Session) of the last features() call
 
     # -- weights
     @property
@@ -199,6 +200,59 @@ class Model:
         out = self.session().run(inputs)
         return next(iter(out.values())) if len(out) == 1 else out
 
+    # -- feature maps (issue 12)
+    def feature_layers(self, layers=None) -> list:
+        """The layer names `features` returns: `layers` checked (an unknown name is a NetDSLError
+        with "did you mean"), or by default one per stage (stage_layers)."""
+        if layers is None:
+            return stage_layers(self.graph)
+        if isinstance(layers, str):
+            layers = [s.strip() for s in layers.split(",") if s.strip()]
+        names = list(dict.fromkeys(layers))
+        if not names:
+            raise NetDSLError("no layers asked for", hint="name one or more layers, e.g. "
+                              + ", ".join(stage_layers(self.graph)[:2]))
+        for name in names:
+            if name not in self.graph:
+                from .errors import did_you_mean
+                known = [nd.name for nd in self.graph.nodes()]
+                hint = did_you_mean(name, known) or f"`netdsl summary {self.path or self.name}` lists the layers"
+                if self.bundle is not None:
+                    hint += (f"; a compiled bundle holds the graph optimized at -O{self.opt_level}, where fused "
+                             "and folded layers are gone: ask the .net source for those")
+                raise NetDSLError(f"{self.name} has no layer {name!r}", hint=hint)
+        return names
+
+    def features(self, x, layers=None) -> dict:
+        """The activations of `layers` (default: the last layer of every stage, stage_layers) for
+        input x, as {layer name: float32 array [N, *shape]}, computed in one run: the layers are
+        made the outputs of a copy of the graph before it is optimized, so no pass fuses or folds
+        them away (a fused ReLU's value is its Conv's output, which is the same number) and the
+        planner keeps their buffers to the end; everything after them is not computed."""
+        names = self.feature_layers(layers)
+        inputs = (_prepare_inputs or _import_prepare())(self.graph, x, self._check_batch)
+        computed = tuple(n for n in names if n not in self.graph.inputs)
+        out = self._feature_session(computed).run(inputs) if computed else {}
+        return {n: (inputs[n].copy() if n in self.graph.inputs else out[n]) for n in names}
+
+    def _feature_session(self, names: tuple):
+        with self._lock:
+            cached = self._features_cache
+            if cached is not None and cached[:2] == (self._generation, names):
+                cached[2].threads = self._threads
+                return cached[2]
+            gen, graph, weights = self._generation, self.graph.copy(), self.weights
+        graph.outputs = {n: n for n in names}
+        if self.run_level > self.opt_level:
+            from .passes import optimize
+            graph, weights, _ = optimize(graph, weights, level=self.run_level)
+        from .runtime.session import Session
+        sess = Session(graph, weights, self._threads)
+        with self._lock:
+            if gen == self._generation:
+                self._features_cache = (gen, names, sess)
+        return sess
+
     def reference(self, x):
         """Run the numpy reference executor (slow; the oracle for tests)."""
         from .runtime.reference import run_reference
@@ -258,6 +312,47 @@ class Model:
     def __repr__(self):
         t = self.totals()
         return f"<netdsl.Model {self.name}: {len(self.graph)} layers, {t['total_params']:,} params>"
+
+
+STAGE_RATIO = 1.5      # a map this much smaller or larger than its stage's first one starts a new stage
+
+
+def stage_layers(graph) -> list:
+    """One layer per stage. The feature maps (C x H x W, more than 1x1, views and no-ops left
+    out) that lead to the first output, in execution order, fall into stages: a new one starts
+    where the spatial size changes by STAGE_RATIO or more from the stage's first map, i.e. at
+    every pool, stride or upsampling, while an unpadded conv's few pixels (U-Net's 572 -> 570)
+    do not. Each stage gives its last map that every path from the input goes through (a ResNet
+    stage's last block output, not the first conv of the next block), else its last map. Side
+    heads (GoogLeNet's aux classifiers) are not on that path; nor is a squeeze-excitation's
+    1x1 branch, which is no map."""
+    import networkx as nx
+
+    from . import ops
+    if not graph.outputs:
+        return []
+    main = graph.outputs[next(iter(graph.outputs))]
+    keep = nx.ancestors(graph.g, main) | {main}
+    through = set()                 # layers on every path from the input to the main output
+    if len(graph.inputs) == 1:
+        idom = nx.immediate_dominators(graph.g, graph.inputs[0])
+        n = main
+        while n in idom and n not in through:
+            through.add(n)
+            n = idom[n]
+    runs = []                       # [(h, w) of the stage's first map, [maps]]
+    for nd in graph.nodes():
+        if nd.op == "Input" or nd.name not in keep or nd.shape is None or len(nd.shape) != 3 \
+                or nd.shape[1] * nd.shape[2] <= 1 or "no_op" in ops.get(nd.op).flags:
+            continue
+        h, w = nd.shape[1:]
+        if runs:
+            h0, w0 = runs[-1][0]
+            if max(h0 / h, h / h0, w0 / w, w / w0) < STAGE_RATIO:
+                runs[-1][1].append(nd.name)
+                continue
+        runs.append([(h, w), [nd.name]])
+    return [([m for m in maps if m in through] or maps)[-1] for _, maps in runs]
 
 
 def zoo_names() -> list[str]:
