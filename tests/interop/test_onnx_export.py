@@ -46,7 +46,9 @@ NEWEST = onnx.defs.onnx_opset_version()
 SMALL = {"alexnet": "3x99x99", "unet": "1x188x188"}          # same layers at a smaller input
 # marked slow: 130M+ weights (VGG, FCN's fc6/fc7 convs) or the deepest (ResNet-101/152:
 # 8-11 GMACs; DenseNet-201); and AlexNet, U-Net at their real input size
-HEAVY = {"vgg16", "vgg19", "fcn", "resnet101", "resnet152", "densenet201"}
+HEAVY = {"vgg16", "vgg19", "fcn", "resnet101", "resnet152", "densenet201",
+         "resnet34", "densenet169", "unet"}   # these three only to keep the default run short: their
+# ops and merges are in resnet18/densenet121 and in the per-op and generated-network tests below
 
 
 def session(proto):
