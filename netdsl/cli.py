@@ -390,19 +390,27 @@ def cmd_graph(args):
         if ext != ".svg":
             raise NetDSLError(f"the built-in drawing writes SVG, not '{ext or out}'",
                               hint=f"use -o {os.path.splitext(out)[0]}.svg (or install Graphviz for .png/.pdf)")
-        from .viz.svg import box_count, fusion_badges, to_svg, write_svg
+        from .viz.svg import box_count, fitting_depth, fusion_badges, to_svg, write_svg
+        depth, auto = args.depth, None
+        if depth is None and fitting_depth(graph, args.max_boxes):
+            # too many layers to draw one by one: open the blocks as far as the limit allows
+            depth = auto = fitting_depth(graph, args.max_boxes)
         optimized = bool(report is not None and report.passes) or "bundle" in title
         badges = fusion_badges(graph, report) if optimized else {}
         note = [title.split(" ", 1)[1] if " " in title else title]
         if badges:
             note.append(f"{len(badges)} layers carry fused or folded ops (orange)")
-        if args.depth is not None:
-            note.append(f"blocks nested {args.depth} deep drawn as one box (--depth {args.depth})")
-        text = to_svg(graph, name=name, depth=args.depth, badges=badges, note=" \u00b7 ".join(note),
+        if depth is not None:
+            note.append(f"blocks nested {depth} deep drawn as one box each (--depth {depth}"
+                        + (f", chosen: {len(graph)} layers are more than {args.max_boxes} boxes)" if auto else ")"))
+        text = to_svg(graph, name=name, depth=depth, badges=badges, note=" \u00b7 ".join(note),
                       max_boxes=args.max_boxes)
         write_svg(text, out)
-        print(f"wrote {out}: {box_count(graph, args.depth)} boxes (built-in layout"
+        print(f"wrote {out}: {box_count(graph, depth)} boxes (built-in layout"
               + ("" if args.layout == "netdsl" or dot_program() else "; Graphviz is not installed") + ")")
+        if auto:
+            print(f"note: {len(graph)} layers are more than --max-boxes {args.max_boxes}, so blocks nested "
+                  f"{auto} deep are drawn as one box each (--depth {auto}); --depth N or --max-boxes N to choose")
         return 0
     if args.depth is not None:
         raise NetDSLError("--depth is drawn by the built-in layout only",

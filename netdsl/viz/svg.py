@@ -19,13 +19,15 @@ What is drawn, top to bottom (the input at the top):
 - a title with the model's name, total params and MACs.
 
 A drawing of more than `max_boxes` boxes (400) is refused with a NetDSLError naming the
---depth that fits: past that size a layered drawing is a wall no one reads.
+--depth that fits: past that size a layered drawing is a wall no one reads (`netdsl graph`
+without --depth picks that depth itself, `fitting_depth`, and says so).
 The layout itself is netdsl/viz/layout.py.
 """
 from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
+from .. import ops
 from ..errors import NetDSLError
 from .labels import color, is_merge, op_args, parent_block, scope_block
 from .layout import LABEL_H, layout
@@ -71,7 +73,8 @@ def fusion_badges(graph, report=None) -> dict:
         have = out.get(node.name, [])
         act = node.attrs.get("act")
         if act not in (None, "none") and not any(b.lower() == str(act).lower() for b in have):
-            out.setdefault(node.name, []).append(str(act))
+            names = {n.lower(): n for n in ops.all_specs()}       # 'relu' (the epilogue) -> 'ReLU'
+            out.setdefault(node.name, []).append(names.get(str(act).lower(), str(act)))
         if node.attrs.get("residual") and "Add" not in have:
             out.setdefault(node.name, []).append("Add")
     return out
@@ -95,6 +98,19 @@ def box_count(graph, depth=None) -> int:
     """How many boxes (layers and collapsed blocks) the drawing at `depth` has."""
     units = {_unit_of(n, graph.blocks, block_levels(graph.blocks), depth) for n in graph.nodes()}
     return len(units)
+
+
+def fitting_depth(graph, max_boxes: int = MAX_BOXES):
+    """None when every layer fits in `max_boxes` boxes, else the deepest --depth whose drawing
+    fits (blocks opened as far as the limit allows), else 0: even the top-level blocks as
+    boxes are too many."""
+    if len(graph) <= max_boxes:
+        return None
+    deepest = max(block_levels(graph.blocks).values(), default=0)
+    for d in range(deepest, 0, -1):
+        if box_count(graph, d) <= max_boxes:
+            return d
+    return 0
 
 
 def _chain(node, blocks):
@@ -213,7 +229,6 @@ def to_svg(graph, name: str = "model", depth: int | None = None, badges: dict | 
             if len(args) > MAX_ARGS:
                 args = args[:MAX_ARGS - 1] + "\u2026"
             if is_merge(n):
-                from .. import ops
                 glyph = _GLYPH.get(getattr(ops.lookup(n.op), "combine", None) or "", "")
                 args = f"{glyph} {args}".strip()
             bottom = shape_text(n.shape) + (f" \u00b7 {count_text(n.n_params)} params" if n.n_params else "")
