@@ -151,6 +151,12 @@ def layout(boxes: dict, edges: list, clusters: dict) -> Layout:
                 # ties (two items under the same neighbour) go the way the other side pulls
                 second = sum(pos[n] for n in other) / len(other) if other else pos[k]
                 key[k] = (sum(pos[n] for n in ns) / len(ns) if ns else pos[k]) + 1e-3 * second
+        for path in paths:          # an edge's virtual points move as one column: no zigzag
+            vs = path[1:-1]
+            if vs:
+                mean = sum(key[k] for k in vs) / len(vs)
+                for k in vs:
+                    key[k] = mean
         for c in live:
             key[c] = sum(key[k] for k in under[c]) / len(under[c])
         for L in layers:

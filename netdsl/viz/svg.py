@@ -318,6 +318,9 @@ def to_svg(graph, name: str = "model", depth: int | None = None, badges: dict | 
         if e["residual"] or dst.kind == "block" or units[e["u"]].kind == "block" or n_in > 1 or \
                 (dst.shape is not None and tuple(dst.shape) != tuple(e["shape"] or ())) and dst.kind != "output":
             (x0, y0), (x1, y1) = pts[-2], pts[-1]
+            # labels into one box alternate between two heights, so neighbours do not run together
+            rank = sorted(f_pts[-1][0] for f, f_pts in zip(edges, lay.routes) if f["v"] == e["v"]).index(x1)
+            y1 -= 18 * (rank % 2) if n_in > 2 else 0
             out.append(f'<text class="shape" x="{(x0 + x1) / 2 + 4:.1f}" y="{(y0 + y1) / 2 + 3:.1f}" font-size="9" '
                        f'fill="#333" stroke="#fff" stroke-width="3" paint-order="stroke">{escape(label)}</text>')
         out.append("</g>")
