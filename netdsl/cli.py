@@ -397,7 +397,9 @@ def cmd_graph(args):
             depth = auto = fitting_depth(graph, args.max_boxes)
         optimized = bool(report is not None and report.passes) or "bundle" in title
         badges = fusion_badges(graph, report) if optimized else {}
-        note = [title.split(" ", 1)[1] if " " in title else title]
+        level = title.rsplit(" ", 1)[-1]
+        note = ["as written (no optimization)" if level == "-O0" else
+                f"optimized at {level}" if level.startswith("-O") else title.split(" ", 1)[-1]]
         if badges:
             note.append(f"{len(badges)} layers carry fused or folded ops (orange)")
         if depth is not None:
