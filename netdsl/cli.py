@@ -397,9 +397,9 @@ def cmd_graph(args):
             depth = auto = fitting_depth(graph, args.max_boxes)
         optimized = bool(report is not None and report.passes) or "bundle" in title
         badges = fusion_badges(graph, report) if optimized else {}
-        level = title.rsplit(" ", 1)[-1]
+        level = title.rsplit(" ", 1)[-1].rstrip(")")
         note = ["as written (no optimization)" if level == "-O0" else
-                f"optimized at {level}" if level.startswith("-O") else title.split(" ", 1)[-1]]
+                f"compiled bundle, optimized at {level}" if "bundle" in title else f"optimized at {level}"]
         if badges:
             note.append(f"{len(badges)} layers carry fused or folded ops (orange)")
         if depth is not None:
