@@ -263,7 +263,7 @@ def to_svg(graph, name: str = "model", depth: int | None = None, badges: dict | 
             used.add(b)
             b = parent_block(b, blocks)
     clusters = {}
-    for b in sorted(used, key=lambda b: levels[b]):
+    for b in sorted(used, key=lambda b: (levels[b], b)):
         parent = parent_block(b, blocks)
         clusters[b] = (parent, _text_w(_frame_label(b, parent, blocks), 10, True) + 12)
     order = [unit_of[n.name] for n in nodes]
