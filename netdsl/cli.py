@@ -318,19 +318,23 @@ def _opt_level(v):
     return n
 
 
-def _graph_for(args):
-    """(graph, name, title) for compile --emit dot and graph: a bundle as stored, a source at -O level."""
+def _graph_for(args, with_report=False):
+    """(graph, name, title) for compile --emit dot and graph: a bundle as stored, a source at -O level.
+    with_report: (graph, name, title, the passes' report or None)."""
     from . import bundle
+    report = None
     if bundle.is_bundle(args.model):
         b = bundle.read_file(args.model, weights=False)          # the drawing needs no weights
-        return b.graph, b.header["model"], f"{b.header['model']} (bundle, -O{b.header['opt_level']})"
+        got = b.graph, b.header["model"], f"{b.header['model']} (bundle, -O{b.header['opt_level']})"
+        return got + (report,) if with_report else got
     m = _load(args.model, weights=getattr(args, "weights", None))
     level = args.opt if getattr(args, "optimized", True) else 0
     graph = m.graph
     if level:
         from .compiler import optimize
-        graph, _, _ = optimize(graph, None, level)
-    return graph, m.name, f"{m.name} -O{level}"
+        graph, _, report = optimize(graph, None, level)
+    got = graph, m.name, f"{m.name} -O{level}"
+    return got + (report,) if with_report else got
 
 
 def cmd_compile(args):
@@ -372,19 +376,55 @@ def cmd_compile(args):
 
 
 def cmd_graph(args):
+    """netdsl graph MODEL [-o model.svg|.dot|.png|.pdf]: Graphviz when it is installed, else (or with
+    --layout netdsl, or --depth) the built-in layered SVG drawing (netdsl/viz/svg.py)."""
     import os
 
-    from .dot import render, to_dot
-    graph, name, title = _graph_for(args)
-    text = to_dot(graph, title)
+    from .dot import dot_program, render, to_dot
+    graph, name, title, report = _graph_for(args, with_report=True)
     out = args.output or (name + ".svg")
+    ext = os.path.splitext(out)[1].lower()
+    builtin = args.layout == "netdsl" or (args.layout == "auto" and ext == ".svg"
+                                          and (dot_program() is None or args.depth is not None))
+    if builtin:
+        if ext != ".svg":
+            raise NetDSLError(f"the built-in drawing writes SVG, not '{ext or out}'",
+                              hint=f"use -o {os.path.splitext(out)[0]}.svg (or install Graphviz for .png/.pdf)")
+        from .viz.svg import box_count, fitting_depth, fusion_badges, to_svg, write_svg
+        depth, auto = args.depth, None
+        if depth is None and fitting_depth(graph, args.max_boxes):
+            # too many layers to draw one by one: open the blocks as far as the limit allows
+            depth = auto = fitting_depth(graph, args.max_boxes)
+        optimized = bool(report is not None and report.passes) or "bundle" in title
+        badges = fusion_badges(graph, report) if optimized else {}
+        level = title.rsplit(" ", 1)[-1].rstrip(")")
+        note = ["as written (no optimization)" if level == "-O0" else
+                f"compiled bundle, optimized at {level}" if "bundle" in title else f"optimized at {level}"]
+        if badges:
+            note.append(f"{len(badges)} layers carry fused or folded ops (orange)")
+        if depth is not None:
+            note.append(f"blocks nested {depth} deep drawn as one box each (--depth {depth}"
+                        + (f", chosen: {len(graph)} layers are more than {args.max_boxes} boxes)" if auto else ")"))
+        text = to_svg(graph, name=name, depth=depth, badges=badges, note=" \u00b7 ".join(note),
+                      max_boxes=args.max_boxes)
+        write_svg(text, out)
+        print(f"wrote {out}: {box_count(graph, depth)} boxes (built-in layout"
+              + ("" if args.layout == "netdsl" or dot_program() else "; Graphviz is not installed") + ")")
+        if auto:
+            print(f"note: {len(graph)} layers are more than --max-boxes {args.max_boxes}, so blocks nested "
+                  f"{auto} deep are drawn as one box each (--depth {auto}); --depth N or --max-boxes N to choose")
+        return 0
+    if args.depth is not None:
+        raise NetDSLError("--depth is drawn by the built-in layout only",
+                          hint=f"use -o {os.path.splitext(out)[0]}.svg, or leave --depth out for Graphviz")
+    text = to_dot(graph, title)
     path, drawn = render(text, out)
     if drawn or path == out:
         print(f"wrote {path}")
     else:
         print(f"wrote {path}: Graphviz (`dot`) is not installed, so the graph was written as DOT text\n"
               f"hint: install Graphviz (e.g. apt install graphviz) and run: "
-              f"dot -T{os.path.splitext(out)[1][1:]} {path} -o {out}")
+              f"dot -T{os.path.splitext(out)[1][1:]} {path} -o {out}; or draw it without Graphviz: -o {name}.svg")
     return 0
 
 
@@ -614,10 +654,16 @@ def build_parser():
                    help="bundle (default) or dot: the optimized graph as Graphviz DOT (-O0 for the original)")
     s.add_argument("--report", action="store_true", help="print each rewrite with its source line, and totals per pass")
     s.set_defaults(fn=cmd_compile)
-    s = sub.add_parser("graph", help="draw the network (Graphviz): op, output shape and params per layer, "
-                       "one box per block")
+    s = sub.add_parser("graph", help="draw the network as SVG: op, output shape and params per layer, "
+                       "blocks as frames (Graphviz when installed, else a built-in layout)")
     s.add_argument("model", help=".net file, zoo name or .netc bundle")
-    s.add_argument("-o", "--output", help="file.svg, .png, .pdf or .dot (default MODEL.svg; .dot without Graphviz)")
+    s.add_argument("-o", "--output", help="file.svg, .png, .pdf or .dot (default MODEL.svg; .png/.pdf need Graphviz)")
+    s.add_argument("--layout", choices=("auto", "netdsl", "graphviz"), default="auto",
+                   help="auto (default): Graphviz when installed, else the built-in layout; netdsl: always built-in")
+    s.add_argument("--depth", type=int, default=None, metavar="N",
+                   help="draw block instances nested N deep as one box each (1: top-level blocks); built-in layout")
+    s.add_argument("--max-boxes", type=int, default=400, metavar="N",
+                   help="refuse drawings of more boxes than this (default 400; suggests a --depth)")
     s.add_argument("--optimized", action="store_true", help="draw the graph after optimization (see -O)")
     s.add_argument("-O", dest="opt", type=_opt_level, default=DEFAULT_LEVEL, metavar="LEVEL",
                    help=f"optimization level for --optimized (default -O{DEFAULT_LEVEL})")

@@ -16,61 +16,14 @@ import os
 import shutil
 import subprocess
 
-from . import ops
-from .ops.attrs import fmt
-
-# fill colours by capability (flags), not by op name
-_COLORS = (("Input", "#e8e8e8"), ("merge", "#fff2b3"), ("has_weights", "#cfe2ff"),
-           ("elementwise", "#d9f2d9"), ("no_op", "#f4f4f4"))
-_DEFAULT = "#f6e0ff"
+from .viz.labels import color as _color
+from .viz.labels import fused as _fused
+from .viz.labels import op_args as _args
+from .viz.labels import parent_block as _parent
 
 
 def _q(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _args(node) -> str:
-    """The op with its non-default arguments, e.g. Conv(64, kernel=(7, 7), stride=(2, 2))."""
-    spec = ops.lookup(node.op)
-    if spec is None or node.op == "Input":
-        return node.op
-    parts = []
-    for a in spec.attrs:
-        if a.name not in node.attrs or a.name in ("act", "residual"):
-            continue
-        v = node.attrs[a.name]
-        if not a.required:
-            try:
-                default = None if a.default is None else a.kind(a.default, a.name)
-            except Exception:  # noqa: BLE001 — defaults that only resolve against shapes ('same')
-                default = a.default
-            if v == default or (isinstance(v, tuple) and len(set(v)) == 1 and v[0] == default):
-                continue
-            if isinstance(v, tuple) and len(set(v)) == 1:
-                v = v[0]
-            parts.append(f"{a.name}={fmt(v)}")
-        else:
-            parts.append(fmt(v))
-    return f"{node.op}({', '.join(parts)})" if parts else node.op
-
-
-def _fused(node) -> list[str]:
-    out = []
-    act = node.attrs.get("act")
-    if act not in (None, "none"):
-        out.append(f"+ {act}")
-    if node.attrs.get("residual"):
-        out.append("+ residual")
-    return out
-
-
-def _color(node) -> str:
-    spec = ops.lookup(node.op)
-    flags = spec.flags if spec else frozenset()
-    for key, col in _COLORS:
-        if key == node.op or key in flags:
-            return col
-    return _DEFAULT
 
 
 def _label(node, scope="") -> str:
@@ -153,16 +106,6 @@ def to_dot(graph, title: str | None = None, rankdir: str = "TB") -> str:
             out.append(f"  {_q(nname)} -> {_q(key)};")
     out.append("}")
     return "\n".join(out) + "\n"
-
-
-def _parent(scope: str, blocks) -> str:
-    """The nearest enclosing block instance of `scope` ('' for top level)."""
-    parts = scope.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        cand = ".".join(parts[:i])
-        if cand in blocks:
-            return cand
-    return ""
 
 
 def dot_program() -> str | None:

@@ -354,7 +354,7 @@ def test_cli_emit_dot(capsys, tmp_path):
 def test_cli_graph(capsys, tmp_path, monkeypatch):
     from netdsl import dot
     monkeypatch.setattr(dot, "dot_program", lambda: None)     # as if Graphviz were absent
-    rc, out, err = run(capsys, "graph", "densenet121", "-o", str(tmp_path / "d.svg"))
+    rc, out, err = run(capsys, "graph", "densenet121", "--layout", "graphviz", "-o", str(tmp_path / "d.svg"))
     assert rc == 0, err
     text = (tmp_path / "d.dot").read_text()
     assert "cluster_features.denseblock1" in text and "cluster_features.denseblock1.denselayer1" in text
