@@ -162,7 +162,9 @@ class OpSpec:
     def nonnegative_output(self, a, inputs_nonneg):
         """True when the output is known to be >= 0 (NaN aside), given which inputs are (list of bool).
         Check-time only (the StochasticPool warning): never used to change a result."""
-        if a.get("act") in ("relu", "sigmoid") or self.output_sign == "nonneg":
+        from .activations import NONE, TABLE      # (activations imports this module)
+        act = a.get("act", NONE)
+        if (act in TABLE and TABLE[act].nonneg) or self.output_sign == "nonneg":
             return True
         return self.output_sign == "inputs" and bool(inputs_nonneg) and all(inputs_nonneg)
 

@@ -321,6 +321,9 @@ def test_strings_and_comments_keep_their_dashes(tmp_path):
     ("Conv(4, 3, pad=1) - Tanh", "tanh1, a Tanh"),
     ("Conv(4, 3, pad=1)", "conv1, a Conv without an activation"),
     ("Conv(4, 3, pad=1, act=leakyrelu)", "conv1, a Conv with act=leakyrelu"),
+    ("Conv(4, 3, pad=1, act=hardswish)", "conv1, a Conv with act=hardswish"),   # dips to -0.375
+    ("Conv(4, 3, pad=1, act=relu6)", None),
+    ("Conv(4, 3, pad=1, act=hardsigmoid)", None),
     ("Identity", "x, an Input"),
     ("Conv(4, 3, pad=1) - ReLU", None),
     ("Conv(4, 3, pad=1, act=relu) - Dropout - MaxPool(1)", None),
