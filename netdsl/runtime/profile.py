@@ -394,8 +394,8 @@ def _op_text(node, fused_ops):
             extra.append("Add")
         act = a.get("act", "none")
         if act not in (None, "none"):
-            extra.append({"relu": "ReLU", "leakyrelu": "LeakyReLU", "sigmoid": "Sigmoid",
-                          "tanh": "Tanh"}.get(act, str(act)))
+            from ..ops import activations
+            extra.append(activations.TABLE[act].op if act in activations.TABLE else str(act))
     return op + "".join(f"+{o}" for o in extra)
 
 

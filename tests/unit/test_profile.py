@@ -414,3 +414,14 @@ def test_time_steps_refuses_a_short_arena(small):
     _, prog = small.session().program(1)
     with pytest.raises(NetDSLError, match="arena"):
         time_steps(prog, np.zeros(8, np.float32), prog.new_ws() if prog.ws_floats else None, 1)
+
+
+def test_a_bundles_fused_activation_is_named_like_its_op():
+    """Without source names (a bundle) the fused epilogue is read from the attributes and shown
+    under the op's own name, for every activation of the table (relu6 -> +ReLU6)."""
+    from netdsl.graph import Node
+    from netdsl.ops import activations
+    from netdsl.runtime.profile import _op_text
+    for act, entry in activations.TABLE.items():
+        node = Node("c", "Conv", {"kernel": (3, 3), "stride": (1, 1), "act": act, "residual": True})
+        assert _op_text(node, []) == f"Conv 3x3+Add+{entry.op}"
