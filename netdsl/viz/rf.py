@@ -265,7 +265,7 @@ def rf_picture(model_or_graph, layer, at=None, image=None, title=None):
     """(PIL image, info dict): the support of `layer`'s output position `at` drawn over `image`
     (uint8 H x W x 3 of the input's size; None: a grey canvas), shaded by path count, with the
     theoretical window outlined and the header text."""
-    from .grid import _font, _pil
+    from .grid import _font, _pil, _text_width
     Image, ImageDraw, ImageFont = _pil()
     g = _graph_of(model_or_graph)
     check_layer(g, layer, getattr(model_or_graph, "name", "the network"))
@@ -292,7 +292,7 @@ def rf_picture(model_or_graph, layer, at=None, image=None, title=None):
              f"(clipped to the {h}x{w} input)   {info['reached']:,} input pixels reached",
              f"red: pixels that can change this value; darker = more window-tap paths (max {top:,.0f})"]
     head = 14 * len(lines) + 8
-    out = Image.new("RGB", (max(pic.size[0], 560) + 12, pic.size[1] + head + 6), (255, 255, 255))
+    out = Image.new("RGB", (max(pic.size[0], _text_width(lines, font)) + 12, pic.size[1] + head + 6), (255, 255, 255))
     ox, oy = 6, head
     out.paste(pic, (ox, oy))
     d = ImageDraw.Draw(out)

@@ -86,3 +86,28 @@ def test_bad_layer_and_position():
     with pytest.raises(NetDSLError) as e:
         support(m, "last", at=(12, 0))
     assert "outside last's output map (12x12)" in e.value.render()
+
+
+def test_cli_rf_draws_the_support(tmp_path, capsys):
+    PIL = pytest.importorskip("PIL.Image")
+    from netdsl.cli import main
+    from netdsl.viz.rf import CENTRE, MIN_SIDE, WINDOW
+    net = tmp_path / "b.net"
+    net.write_text(BRANCHY)
+    out = tmp_path / "rf.png"
+    assert main(["rf", str(net), "--layer", "last", "--at", "5,6", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    counts = support(netdsl.parse(BRANCHY), "last", at=(5, 6))
+    assert f"{int((counts > 0).sum())} of 256 input pixels" in said
+    img = np.asarray(PIL.open(out).convert("RGB")).astype(int)
+    zoom = -(-MIN_SIDE // 16)
+    top = img.shape[0] - 6 - 16 * zoom
+    seen = img[top + zoom // 2::zoom, 6 + zoom // 2::zoom][:16, :16]
+    red = seen[..., 0] - seen[..., 1] > 30
+    lines = (seen == WINDOW).all(-1) | (seen == CENTRE).all(-1)
+    np.testing.assert_array_equal(red[~lines], (counts > 0)[~lines])
+    # errors reach the user as messages, not tracebacks
+    assert main(["rf", str(net), "--layer", "lats", "-o", str(out)]) == 1
+    assert "did you mean 'last'" in capsys.readouterr().err
+    assert main(["rf", str(net), "--layer", "last", "--at", "3,12", "-o", str(out)]) == 1
+    assert "outside last's output map (12x12)" in capsys.readouterr().err
