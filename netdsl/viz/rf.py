@@ -112,6 +112,8 @@ def _axes(node, pred_shape, slot, g):
         ix = np.pad(np.arange(w), (l, r), mode=mode, **kw_)
         return _index_axis(oh, h, iy), _index_axis(ow, w, ix)
     if op == "Crop":
+        if slot > 0:
+            return "none"           # the second input only gives the size (U-Net's copy and crop)
         y0, x0 = a["offset"]
         return _index_axis(oh, h, np.arange(oh) + y0), _index_axis(ow, w, np.arange(ow) + x0)
     if op == "Concat":
@@ -143,6 +145,8 @@ def _step(node, pred_shape, slot, m, g):
         if m.shape == hw:
             return m
         return np.full(hw, m.sum())
+    if ax == "none":
+        return np.zeros(hw)
     if isinstance(ax, str):
         return np.full(hw, m.sum())
     ay, axx = ax

@@ -20,6 +20,8 @@ p:MaxPool(3, 2, pad=1)
 dc:ConvTranspose(4, 3, stride=2, pad=1)
 up:Upsample(scale=2, mode=bilinear)
 pd:Pad(1, mode=reflect) - cr:Crop(size=12, offset=(1, 3))
+[ pd | cr ] - sized:Crop
+[ cr | sized ] - Concat
 last:Conv(2, 3, pad=(0, 1, 2, 1))
 """
 
@@ -42,7 +44,8 @@ def _changed(m, layer, at, channel=0):
 
 
 @pytest.mark.parametrize("layer,at", [("last", (5, 6)), ("last", (0, 11)), ("add", (3, 4)),
-                                      ("p", (0, 0)), ("cr", (7, 2))])
+                                      ("p", (0, 0)), ("cr", (7, 2)),
+                                      ("sized", (3, 3))])
 def test_support_equals_perturbation_oracle(layer, at):
     m = netdsl.parse(BRANCHY)
     counts = support(m, layer, at=at)
