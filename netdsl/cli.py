@@ -608,10 +608,10 @@ def _background(spec, graph):
 def cmd_rf(args):
     """netdsl rf: the input pixels one output position of a layer depends on (netdsl/viz/rf.py)."""
     from .viz.grid import _pil
-    from .viz.rf import check_at, check_layer, default_at, rf_picture
+    from .viz.rf import check_at, default_at, rf_picture
     _pil()
     m = _load(args.model, weights=args.weights)
-    check_layer(m.graph, args.layer, m.name)
+    m.feature_layers([args.layer])          # an unknown name: "did you mean" (and the bundle note)
     at = check_at(m.graph, args.layer, _parse_at(args.at) if args.at else default_at(m.graph, args.layer))
     img, info = rf_picture(m, args.layer, at, image=_background(args.input, m.graph),
                            title=f"{m.name}: receptive field of {args.layer} at output (y={at[0]}, x={at[1]})"

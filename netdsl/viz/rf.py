@@ -82,6 +82,8 @@ def _axes(node, pred_shape, slot, g):
     """(A_y, A_x) for node <- its input in `slot`, or "all" (every position mixes), or None (identity)."""
     op, a = node.op, node.attrs
     (h, w), (oh, ow) = _hw(pred_shape), _hw(node.shape)
+    if op == "Conv" and slot > 0:
+        return None                 # the fused residual (residual=true) is added position by position
     if op in WINDOW_OPS:
         kh, kw = a["kernel"]
         (sh, sw), (dh, dw) = a["stride"], a.get("dilation") or (1, 1)

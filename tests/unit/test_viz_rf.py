@@ -24,6 +24,10 @@ pd:Pad(1, mode=reflect) - cr:Crop(size=12, offset=(1, 3))
 [ cr | sized ] - Concat
 last:Conv(2, 3, pad=(0, 1, 2, 1))
 """
+FUSED = """
+input x: 1x16x16
+[ Identity | r:Conv(2, 3, stride=2, pad=1) ] - fused:Conv(2, 1, stride=2, residual=true)
+"""
 
 
 def _changed(m, layer, at, channel=0):
@@ -45,9 +49,9 @@ def _changed(m, layer, at, channel=0):
 
 @pytest.mark.parametrize("layer,at", [("last", (5, 6)), ("last", (0, 11)), ("add", (3, 4)),
                                       ("p", (0, 0)), ("cr", (7, 2)),
-                                      ("sized", (3, 3))])
+                                      ("sized", (3, 3)), ("fused", (2, 3))])
 def test_support_equals_perturbation_oracle(layer, at):
-    m = netdsl.parse(BRANCHY)
+    m = netdsl.parse(FUSED if layer == "fused" else BRANCHY)
     counts = support(m, layer, at=at)
     assert counts.shape == (16, 16)
     np.testing.assert_array_equal(counts > 0, _changed(m, layer, at))
