@@ -226,6 +226,8 @@ def theoretical_window(g, layer, at):
         if not preds:
             starts[name], jumps[name] = (Fraction(0), Fraction(0)), (Fraction(1), Fraction(1))
             continue
+        if node.op in ("Conv", "Crop"):
+            preds = preds[:1]           # a fused residual / a size reference: not windowed
         best = max(preds, key=lambda p: (tuple(g[p].rf or (1, 1)), p))
         s0, j0 = starts[best], jumps[best]
         (h, w), (oh, ow) = _hw(g[best].shape), _hw(node.shape)
