@@ -580,6 +580,51 @@ def cmd_filters(args):
     return 0
 
 
+def _parse_at(v):
+    try:
+        y, x = (int(t) for t in v.split(","))
+    except ValueError:
+        raise NetDSLError(f"--at {v!r}: expected two integers y,x", hint="e.g. --at 7,7 (row, column "
+                          "of the layer's output map; default: its centre)") from None
+    return y, x
+
+
+def _background(spec, graph):
+    """The input image as uint8 H x W x 3 of the network's input size (None: a blank canvas)."""
+    if spec is None:
+        return None
+    import numpy as np
+    from .runtime.inputs import IMAGE_EXT, read_input
+    x = next(iter(read_input(spec, graph, 1).values()))[0]         # checks the file, with its errors
+    c, h, w = x.shape
+    if spec.lower().endswith(IMAGE_EXT):
+        from PIL import Image
+        with Image.open(spec) as im:
+            return np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
+    from .viz.grid import normalize
+    return normalize(x.mean(axis=0) if c != 3 else x.transpose(1, 2, 0))
+
+
+def cmd_rf(args):
+    """netdsl rf: the input pixels one output position of a layer depends on (netdsl/viz/rf.py)."""
+    from .viz.grid import _pil
+    from .viz.rf import check_at, default_at, rf_picture
+    _pil()
+    m = _load(args.model, weights=args.weights)
+    m.feature_layers([args.layer])          # an unknown name: "did you mean" (and the bundle note)
+    at = check_at(m.graph, args.layer, _parse_at(args.at) if args.at else default_at(m.graph, args.layer))
+    img, info = rf_picture(m, args.layer, at, image=_background(args.input, m.graph),
+                           title=f"{m.name}: receptive field of {args.layer} at output (y={at[0]}, x={at[1]})"
+                                 + (f" on {args.input}" if args.input else ""))
+    out = args.output or f"{m.name}_rf.png"
+    _save_picture(img, out)
+    rf, sup = info["rf"], info["support"]
+    print(f"wrote {out} ({img.size[0]}x{img.size[1]}): {args.layer} at {at[0]},{at[1]}: theoretical RF "
+          f"{'x'.join(map(str, rf))}, exact support {sup[0]}x{sup[1]}, {info['reached']:,} of "
+          f"{info['input_hw'][0] * info['input_hw'][1]:,} input pixels")
+    return 0
+
+
 def _viz_image_parsers(sub):
     s = sub.add_parser("features", help="draw the feature maps of chosen layers for one input (needs Pillow)")
     s.add_argument("model", help=".net file, zoo name or .netc bundle")
@@ -596,6 +641,14 @@ def _viz_image_parsers(sub):
     s.add_argument("--cap", type=int, default=256, help="tiles drawn at most (default 256)")
     s.add_argument("-o", "--output", help="output .png (default MODEL_filters.png)")
     s.set_defaults(fn=cmd_filters)
+    s = sub.add_parser("rf", help="draw the input pixels one output position of a layer depends on (needs Pillow)")
+    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s.add_argument("--layer", required=True, help="the layer whose output position is traced back")
+    s.add_argument("--at", help="y,x in the layer's output map (default: its centre)")
+    s.add_argument("--input", help="an image (.png, .jpg, ...) or x.npy drawn underneath (default: a blank canvas)")
+    s.add_argument("--weights", help="weights to load (the field itself depends only on the graph)")
+    s.add_argument("-o", "--output", help="output .png (default MODEL_rf.png)")
+    s.set_defaults(fn=cmd_rf)
 
 
 def build_parser():
