@@ -140,13 +140,24 @@ def _act_text(node):
 
 
 def _receptive_field(g, node, spec, a, shapes, preds):
+    """rf/jump of node from its inputs. A windowed layer with a second input (a Conv's fused
+    residual) applies its window to the first only: the residual is added after it. The jump
+    comes from the full-size inputs: a per-channel operand (squeeze-and-excitation's GAP branch,
+    1x1) says nothing about the stride between the map's pixels."""
     if not preds:
         node.rf, node.jump = (1, 1), (Fraction(1), Fraction(1))
         return
-    rf = tuple(max(g[p].rf[i] for p in preds) for i in range(2))
-    jump = tuple(max(g[p].jump[i] for p in preds) for i in range(2))
     kh, kw, sh, sw = spec.window(a, shapes)
-    r = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+    windowed = preds[:1] if len(preds) > 1 and (kh, kw, sh, sw) != (1, 1, 1, 1) else preds
+
+    def area(p):
+        shp = g[p].shape
+        return shp[1] * shp[2] if shp and len(shp) == 3 else 0
+    big = max(area(p) for p in windowed)
+    rf = tuple(max(g[p].rf[i] for p in windowed) for i in range(2))
+    jump = tuple(max(g[p].jump[i] for p in windowed if area(p) == big) for i in range(2))
+    r = tuple(max([rf[i] + (k - 1) * jump[i]] + [g[p].rf[i] for p in preds if p not in windowed])
+              for i, k in enumerate((kh, kw)))
     node.rf = tuple(int(x) if Fraction(x).denominator == 1 else float(x) for x in r)
     node.jump = (jump[0] * Fraction(sh), jump[1] * Fraction(sw))
 
