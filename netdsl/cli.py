@@ -496,7 +496,7 @@ def cmd_import(args):
             wio.save(wout, imp.state)
         except OSError as e:
             raise NetDSLError(f"cannot write {wout}: {e.strerror or e}") from None
-    folded = getattr(imp, "folded", None)
+    folded = imp.folded
     print(f"{args.file} -> {'stdout' if out == '-' else out}"
           + (f" + {wout}" if wout else "")
           + f": {len(m.graph)} layers, {m.total_params:,} params, {len(imp.text.splitlines())} lines"
@@ -625,29 +625,31 @@ def cmd_rf(args):
     return 0
 
 
-def _viz_image_parsers(sub):
-    s = sub.add_parser("features", help="draw the feature maps of chosen layers for one input (needs Pillow)")
+def _picture_parser(sub, name, help, weights_help=None):
+    """A picture command's parser with the arguments they all take: MODEL, --weights, -o."""
+    s = sub.add_parser(name, help=help)
     s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s.add_argument("--weights", help=weights_help or ".npz, .safetensors or .pth weights "
+                                                    "(default: deterministic init, seed 0)")
+    s.add_argument("-o", "--output", help=f"output .png (default MODEL_{name}.png)")
+    return s
+
+
+def _viz_image_parsers(sub):
+    s = _picture_parser(sub, "features", "draw the feature maps of chosen layers for one input (needs Pillow)")
     s.add_argument("--input", required=True, help="an image (.png, .jpg, ...), x.npy, or random")
     s.add_argument("--layers", help="comma-separated layer names (default: the last map of every stage)")
-    s.add_argument("--weights", help=".npz, .safetensors or .pth weights (default: deterministic init, seed 0)")
     s.add_argument("--cap", type=int, default=64, help="channels drawn per layer (default 64)")
-    s.add_argument("-o", "--output", help="output .png (default MODEL_features.png)")
     s.set_defaults(fn=cmd_features)
-    s = sub.add_parser("filters", help="draw a convolution's filters (default: the first conv; needs Pillow)")
-    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s = _picture_parser(sub, "filters", "draw a convolution's filters (default: the first conv; needs Pillow)")
     s.add_argument("--layer", help="the Conv layer to draw (default: the first one)")
-    s.add_argument("--weights", help=".npz, .safetensors or .pth weights (default: deterministic init, seed 0)")
     s.add_argument("--cap", type=int, default=256, help="tiles drawn at most (default 256)")
-    s.add_argument("-o", "--output", help="output .png (default MODEL_filters.png)")
     s.set_defaults(fn=cmd_filters)
-    s = sub.add_parser("rf", help="draw the input pixels one output position of a layer depends on (needs Pillow)")
-    s.add_argument("model", help=".net file, zoo name or .netc bundle")
+    s = _picture_parser(sub, "rf", "draw the input pixels one output position of a layer depends on (needs Pillow)",
+                        weights_help="weights to load (the field itself depends only on the graph)")
     s.add_argument("--layer", required=True, help="the layer whose output position is traced back")
     s.add_argument("--at", help="y,x in the layer's output map (default: its centre)")
     s.add_argument("--input", help="an image (.png, .jpg, ...) or x.npy drawn underneath (default: a blank canvas)")
-    s.add_argument("--weights", help="weights to load (the field itself depends only on the graph)")
-    s.add_argument("-o", "--output", help="output .png (default MODEL_rf.png)")
     s.set_defaults(fn=cmd_rf)
 
 

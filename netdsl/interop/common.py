@@ -18,14 +18,12 @@ class Imported:
     source: str
     name: str = "model"
     notes: list[str] = field(default_factory=list)
+    folded: int | None = None       # exporter nodes folded away (ONNX), for the summary line
 
 
 class InteropError(NetDSLError):
     """A file netdsl cannot import or export. `problems` may list several located diagnostics
     (every unsupported ONNX node at once, every bad cfg line at once)."""
-
-    def __init__(self, message_or_diagnostics, span=None, hint=None):
-        super().__init__(message_or_diagnostics, span=span, hint=hint)
 
 
 def optional(module: str, extra: str):

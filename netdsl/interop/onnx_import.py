@@ -715,10 +715,7 @@ def import_onnx(path: str, name: str | None = None, blocks: bool = True, weights
     notes = [f"{n_before} ONNX nodes -> {len(layers)} layers ({folded} nodes folded: "
              + ", ".join(f"{k} {v}" for k, v in sorted(g.folded.items())) + ")"]
     notes += g.notes
-    imp = Imported(text=text, state=state, source=path, name=mname, notes=notes)
-    imp.folded = folded
-    imp.layers = len(layers)
-    return imp
+    return Imported(text=text, state=state, source=path, name=mname, notes=notes, folded=folded)
 
 
 __all__ = ["import_onnx", "load_model"]
