@@ -43,6 +43,7 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("bundle", 5, ["netdsl.bundle"]),
     ("compiler", 5, ["netdsl.compiler"]),
     ("interop", 5, ["netdsl.interop"]),                          # ONNX / Darknet / .pth in and out
+    ("train", 5, ["netdsl.train"]),                              # backward, losses, optimizers, data
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
     ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.dot"]),
