@@ -23,7 +23,8 @@
 typedef enum {
     ND_OK = 0,
     ND_EINVAL = 1,      /* a size or parameter out of range */
-    ND_EUNSUPPORTED = 2 /* a combination this kernel does not implement */
+    ND_EUNSUPPORTED = 2, /* a combination this kernel does not implement */
+    ND_ENONFINITE = 3    /* a NaN or inf where the plan asked for finite values (training's guard) */
 } nd_status;
 
 typedef nd_status (*nd_kernel_fn)(const void *p, float *out, const float *const *in,

@@ -748,6 +748,8 @@ def build_parser():
     s.set_defaults(fn=cmd_zoo)
     _import_parser(sub)
     _viz_image_parsers(sub)
+    from .cli_train import add_parser as _train_parser
+    _train_parser(sub)
     return p
 
 

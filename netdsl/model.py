@@ -200,6 +200,23 @@ class Model:
         out = self.session().run(inputs)
         return next(iter(out.values())) if len(out) == 1 else out
 
+    # -- training (issue 10)
+    def fit(self, x=None, y=None, **kw):
+        """Train the network in place: a compiled step (forward, loss, backward, optimizer) per
+        batch; returns the History (one row per epoch). x: uint8 images [N, C, H, W] (normalized
+        as the input line says) or float arrays in the input's form, or a netdsl.train.data
+        Dataset; y: labels. Keywords: epochs, batch, optimizer (netdsl.optim.SGD(...) or a
+        name), lr, loss, label_smoothing, augment ("crop,flip" or an Augment), validation
+        ((x, y), a Dataset or a fraction), clip, seed, threads, progress, out, resume, curves.
+        See docs/TRAINING.md."""
+        from .train.fit import fit
+        return fit(self, x, y, **kw)
+
+    def evaluate(self, x, y=None, loss="cross_entropy", batch=256) -> dict:
+        """{"loss", "accuracy", "n"} on (x, y) through the ordinary inference path."""
+        from .train.fit import evaluate
+        return evaluate(self, x, y, loss=loss, batch=batch)
+
     # -- feature maps (issue 12)
     def feature_layers(self, layers=None) -> list:
         """The layer names `features` returns: `layers` checked (an unknown name is a NetDSLError

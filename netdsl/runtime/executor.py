@@ -29,7 +29,8 @@ from . import lib as _lib
 INT64_MAX = 2**63 - 1
 MAX_INPUTS = 256                       # csrc/runtime/executor.c ND_EXEC_MAX_IN
 STATUS = {0: "ok", 1: "a size or parameter out of range (ND_EINVAL)",
-          2: "a combination this kernel does not implement (ND_EUNSUPPORTED)"}
+          2: "a combination this kernel does not implement (ND_EUNSUPPORTED)",
+          3: "a NaN or inf where finite values were required (ND_ENONFINITE)"}
 
 
 PLAN_HINT = "a size is out of range for the C kernels; try a smaller batch or input"

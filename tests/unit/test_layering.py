@@ -46,7 +46,7 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("train", 5, ["netdsl.train"]),                              # backward, losses, optimizers, data
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
-    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.dot"]),
+    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.dot"]),
     ("testing", 8, ["netdsl.testing"]),                          # generated networks, soak
     ("viz", 8, ["netdsl.viz"]),                                  # pictures: feature maps, filters, SVG graphs
     ("main", 9, ["netdsl.__main__"]),
