@@ -41,8 +41,11 @@ def _torch_act(F, y, act, slope=0.01):
     raise Unsupported(f"activation {act!r}")
 
 
-def to_torch(graph, state: dict):
-    """A torch.nn.Module (eval mode, no grad) computing `graph` with `state`'s weights."""
+def to_torch(graph, state: dict, train: bool = False):
+    """A torch.nn.Module (eval mode, no grad) computing `graph` with `state`'s weights.
+    train=True: the layers' parameters are nn.Parameters (BN running statistics stay
+    buffers) and the module is in training mode (BatchNorm on batch statistics, momentum
+    0.1): the oracle of netdsl's training step (tests/train, benchmarks/train_compare.py)."""
     import torch
     import torch.nn.functional as F
 
@@ -50,6 +53,7 @@ def to_torch(graph, state: dict):
              for n in graph.nodes()]
     inputs = list(graph.inputs)
     outputs = dict(graph.outputs)
+    param_keys = {f"{n.name}.{p}" for n in graph.nodes() for p in n.params}
     known = {"Input", "Conv", "ConvTranspose", "Local", "FC", "BatchNorm", "LRN", "ReLU", "LeakyReLU",
              "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "MaxPool", "MinPool", "AvgPool", "StochasticPool",
              "GlobalAvgPool", "GlobalMaxPool", "Concat", "Add", "Mul", "Flatten", "Reshape", "Identity",
@@ -73,7 +77,11 @@ def to_torch(graph, state: dict):
             self.w = {}
             for k, v in state.items():
                 t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32).copy())
-                self.register_buffer(k.replace(".", "__"), t)
+                if train and k in param_keys:
+                    t = torch.nn.Parameter(t)
+                    self.register_parameter(k.replace(".", "__"), t)
+                else:
+                    self.register_buffer(k.replace(".", "__"), t)
                 self.w[k] = t
 
         def _apply(self, fn, *args, **kw):       # keep self.w pointing at the moved buffers
@@ -120,7 +128,7 @@ def to_torch(graph, state: dict):
                     y = _torch_act(F, F.linear(x.flatten(1), w, b), a["act"])
                 elif op == "BatchNorm":
                     y = F.batch_norm(x, W[f"{name}.running_mean"], W[f"{name}.running_var"], w, b,
-                                     False, 0.0, a["eps"])
+                                     self.training, 0.1, a["eps"])
                 elif op == "LRN":
                     y = F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["k"])
                 elif op == "ReLU":
@@ -195,7 +203,7 @@ def to_torch(graph, state: dict):
             outs = tuple(env[v] for v in outputs.values())
             return outs[0] if len(outs) == 1 else outs
 
-    return Port().eval()
+    return Port().train() if train else Port().eval()
 
 
 # ---------------------------------------------------------------- ONNX

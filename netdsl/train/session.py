@@ -59,6 +59,7 @@ class TrainSession:
             self.arena[off:off + math.prod(shape)] = np.asarray(weights[name], np.float32).ravel()
         for name, (off, shape) in lay.buffers.items():
             self.arena[off:off + math.prod(shape)] = np.asarray(weights[name], np.float32).ravel()
+        self._buffers_before = np.empty(lay.buffers_floats, np.float32)
         self._progs = {}
         for n, sp in lay.plans.items():
             self._progs[n] = self._program(sp)
@@ -92,6 +93,13 @@ class TrainSession:
         order = [k for nd in self.graph.nodes() for k in
                  [f"{nd.name}.{p}" for p in list(nd.params) + list(nd.buffers)]]
         return {k: out[k] for k in order if k in out}
+
+    def gradients(self) -> dict:
+        """Copies of the last step's parameter gradients (state-dict names and shapes)."""
+        lay = self.layout
+        d = lay.grads_off - lay.params_off
+        return {name: self.arena[off + d:off + d + math.prod(shape)].reshape(shape).copy()
+                for name, (off, shape) in lay.params.items()}
 
     def optimizer_state(self) -> dict:
         """The optimizer's state regions as arrays (momentum / Adam moments) and the step count."""
@@ -156,9 +164,13 @@ class TrainSession:
             raise NetDSLError(f"no training plan for batch size {n} (planned: {sorted(self._progs)})")
         self._copy_in(p, x, y)
         self._set_fields(p)
+        lay = self.layout
+        bufs = slice(lay.buffers_off, lay.buffers_off + lay.buffers_floats)
+        self._buffers_before[...] = self.arena[bufs]       # BN running stats move in the forward pass
         try:
             p["bound"].run(self._threads_arg())
         except KernelError as e:
+            self.arena[bufs] = self._buffers_before
             if e.status == 3 and e.index in p["guards"]:
                 self._nonfinite(p, p["guards"][e.index])
             raise
@@ -180,6 +192,11 @@ class TrainSession:
         lay = self.layout
         saved_buffers = self.arena[lay.buffers_off:lay.buffers_off + lay.buffers_floats].copy()
         bad, bad_span = None, None
+        for name, off in sp.input_offs.items():
+            if not np.isfinite(self.arena[off:off + sp.n * math.prod(self.graph[name].shape)]).all():
+                raise NonFiniteError(f"the input batch of step {self.step_count + 1} holds NaN or inf "
+                                     f"(input {name})", None, "check the data (np.isfinite(x).all())",
+                                     step=self.step_count + 1, layer=name)
         ffi = _lib.ffi
         try:
             for i in range(sp.forward_steps):
