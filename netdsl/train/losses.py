@@ -77,12 +77,15 @@ class Loss:
         return check_int64(f"{self.name} targets", n, *out_shape)
 
     def prepare_targets(self, y, out_shape, n) -> np.ndarray:
+        """The targets of a batch as the arena holds them: float32, flat, validated."""
         raise NotImplementedError
 
     def call(self, out_shape, n) -> KernelCall:
+        """The kernel: ins = (output, targets), out = [d_output | loss | correct]."""
         raise NotImplementedError
 
     def reference(self, out64, target64):
+        """(mean loss, d_output shaped like out64, correct) in float64 numpy."""
         raise NotImplementedError
 
     def config(self) -> dict:

@@ -113,7 +113,8 @@ def _elt_data(name, out_shape, n, seed=0):
     return z, t
 
 
-@pytest.mark.parametrize("name,out_shape,n", ELT_CASES, ids=[f"{c[0]}-{'x'.join(map(str, c[1]))}-n{c[2]}" for c in ELT_CASES])
+@pytest.mark.parametrize("name,out_shape,n", ELT_CASES,
+                         ids=[f"{c[0]}-{'x'.join(map(str, c[1]))}-n{c[2]}" for c in ELT_CASES])
 def test_elementwise_loss_kernel_matches_reference_and_torch(name, out_shape, n):
     loss = get_loss(name)
     z, t = _elt_data(name, out_shape, n)
@@ -143,7 +144,8 @@ FD_CASES = [("ce", {}, (5,), 3), ("ce", {"label_smoothing": 0.3}, (4,), 2),
             ("ce", {"label_smoothing": 0.1}, (3, 2, 3), 2), ("mse", {}, (3, 2), 2), ("bce", {}, (4,), 3)]
 
 
-@pytest.mark.parametrize("name,kw,out_shape,n", FD_CASES, ids=[f"{c[0]}-{'x'.join(map(str, c[2]))}-{c[1]}" for c in FD_CASES])
+@pytest.mark.parametrize("name,kw,out_shape,n", FD_CASES,
+                         ids=[f"{c[0]}-{'x'.join(map(str, c[2]))}-{c[1]}" for c in FD_CASES])
 def test_reference_gradient_matches_finite_differences(name, kw, out_shape, n):
     loss = get_loss(name, **kw)
     rng = RNG(1)

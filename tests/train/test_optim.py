@@ -86,7 +86,8 @@ def _data(n, steps, seed=0):
     return p0, [(rng.standard_normal(n) * scale[i % len(scale)]).astype(np.float32) for i in range(steps)]
 
 
-@pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-" + "-".join(f"{k}{v}" for k, v in kw.items()) for n, kw in CASES])
+@pytest.mark.parametrize("name,kw", CASES,
+                         ids=[f"{n}-" + "-".join(f"{k}{v}" for k, v in kw.items()) for n, kw in CASES])
 def test_optimizer_matches_torch(name, kw):
     torch = pytest.importorskip("torch")
     p0, grads = _data(1037, 6)
