@@ -1,6 +1,7 @@
 """The optimizer and clipping kernels (csrc/kernels/train_optim.c) against torch.optim /
 torch.nn.utils.clip_grad_norm_ on the same parameters and gradient sequence, the schedules
-against torch.optim.lr_scheduler, and the checkpoint state (state_dict) round trip.
+against torch.optim.lr_scheduler, and the checkpoint state (state_dict) round trip. Without
+torch the kernels are still held to a float64 numpy transcription of the same algorithms.
 
 The kernels run as a training plan runs them: one arena [params | grads | state...], the
 kernel's out = params and ins = (grads, state...), its fields set by step_fields(t) before
@@ -101,16 +102,58 @@ def test_optimizer_matches_torch(name, kw):
     assert np.abs(ours - p0).max() > 1e-3                # it moved
 
 
+def reference(name, kw, p0, grads):
+    """(params, [state]) in float64 numpy: torch.optim's algorithm as its docs write it."""
+    kw = dict(kw)
+    lr, wd = kw.pop("lr"), kw.pop("weight_decay", 0.01 if name == "adamw" else 0.0)
+    p = p0.astype(np.float64)
+    if name == "sgd":
+        mom, damp, nest = kw.get("momentum", 0.0), kw.get("dampening", 0.0), kw.get("nesterov", False)
+        buf = None
+        for g in grads:
+            g = g.astype(np.float64) + wd * p
+            if mom:
+                buf = g.copy() if buf is None else mom * buf + (1 - damp) * g
+                g = g + mom * buf if nest else buf
+            p = p - lr * g
+        return p, [buf] if mom else []
+    (b1, b2), eps = kw.get("betas", (0.9, 0.999)), kw.get("eps", 1e-8)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, 1):
+        g = g.astype(np.float64)
+        if name == "adamw":
+            p = p * (1 - lr * wd)
+        else:
+            g = g + wd * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p - lr / (1 - b1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+    return p, [m, v]
+
+
+@pytest.mark.parametrize("name,kw", CASES,
+                         ids=[f"{n}-" + "-".join(f"{k}{v}" for k, v in kw.items()) for n, kw in CASES])
+def test_optimizer_matches_float64_reference(name, kw):
+    """Without torch: the float32 kernels against the algorithm in float64 (same tolerance)."""
+    p0, grads = _data(1037, 6)
+    opt = O.from_name(name, **kw)
+    ours, ostate = run_c(opt, p0, grads)
+    want, wstate = reference(name, kw, p0, grads)
+    _close(ours, want, "params")
+    for i, (a, b) in enumerate(zip(ostate, wstate, strict=True)):
+        _close(a, b, f"state region {i}")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name,kw", [("adamw", dict(lr=1e-2)), ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True))],
                          ids=["adamw", "sgd-nesterov"])
 def test_optimizer_threaded_large_region(name, kw, threads):
-    """Past the kernels' threading threshold (65536 floats): same result with 1 and 2 threads."""
-    torch = pytest.importorskip("torch")
+    """Past the kernels' threading threshold (65536 floats), with 1 and 2 threads."""
     p0, grads = _data(70001, 2, seed=1)
     ours, _ = run_c(O.from_name(name, **kw), p0, grads, threads)
-    theirs, _ = run_torch(torch, name, kw, p0, grads)
-    _close(ours, theirs, "params")
+    _close(ours, reference(name, kw, p0, grads)[0], "params")
+    torch = pytest.importorskip("torch")
+    _close(ours, run_torch(torch, name, kw, p0, grads)[0], "params")
 
 
 def test_schedule_drives_the_kernel_lr():
@@ -211,7 +254,6 @@ def test_schedule_from_name():
 
 
 def test_clip_matches_clip_grad_norm():
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)
     for n, scale, max_norm in [(1000, 1.0, 5.0), (70001, 0.1, 1.0), (33, 0.01, 1.0)]:   # clipped, clipped, not
         g = (rng.standard_normal(n) * scale).astype(np.float32)
@@ -219,6 +261,10 @@ def test_clip_matches_clip_grad_norm():
         arena[1:] = g
         prog = Program([Step(O.clip_call(n, max_norm), 0, [1], out_floats=1, in_floats=[n])], n + 1)
         prog.run(arena, prog.new_ws(), 2)
+        norm64 = float(np.sqrt((g.astype(np.float64) ** 2).sum()))      # the float64 oracle
+        assert abs(arena[0] - norm64) <= 1e-6 * norm64
+        np.testing.assert_allclose(arena[1:], g * min(1.0, max_norm / (norm64 + 1e-6)), rtol=1e-6, atol=1e-9)
+        torch = pytest.importorskip("torch")
         t = torch.tensor(g.copy(), requires_grad=True)
         t.grad = torch.tensor(g.copy())
         norm = float(torch.nn.utils.clip_grad_norm_([t], max_norm))
