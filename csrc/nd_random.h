@@ -4,7 +4,7 @@
  * A value is a pure function of (seed, index): splitmix64 of seed ^ (index * golden ratio).
  * So a mask does not depend on the number of threads or on the order the loop runs in, and
  * the session makes a new mask each step by passing a new seed. Not in the cffi cdef (only
- * csrc/nd_common.h, csrc/kernels/*.h and csrc/runtime/*.h are): kernels include it.
+ * nd_common.h and the headers under kernels/ and runtime/ are): kernels include it.
  */
 #ifndef ND_RANDOM_H
 #define ND_RANDOM_H

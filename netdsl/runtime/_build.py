@@ -58,7 +58,7 @@ print(f"netdsl build: OpenMP {'found' if OPENMP else 'NOT found: kernels will ru
 
 sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.c"), recursive=True))
 sources = [os.path.relpath(s, ROOT) for s in sources if os.sep + "cuda" + os.sep not in s]
-flags = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
+flags = ["-O3", "-std=c11", "-fno-strict-aliasing", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 flags += ["-fopenmp"] if OPENMP else []
 extra_link = ["-fopenmp"] if OPENMP else []
 if os.environ.get("NETDSL_ASAN"):
