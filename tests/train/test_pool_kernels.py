@@ -399,3 +399,27 @@ def test_dropout_mask_statistics_seeds_and_threads(p):
     _, m3, _ = run_train_forward(seeded(tf, 43), {"x0": x}, total)
     changed = ((m1 > 0) != (m3 > 0)).mean()
     assert abs(changed - 2 * p * (1 - p)) < 0.01, changed
+
+
+# ---------------------------------------------------------------- what the rules emit
+
+RULES = [("MaxPool", (2, 5, 7), dict(kernel=2)), ("MinPool", (2, 5, 7), dict(kernel=2)),
+         ("AvgPool", (2, 5, 7), dict(kernel=2)), ("StochasticPool", (2, 5, 7), dict(kernel=2)),
+         ("GlobalAvgPool", (2, 5, 7), {}), ("GlobalMaxPool", (2, 5, 7), {}), ("LRN", (4, 3, 3), {}),
+         ("Dropout", (2, 5, 7), {}), ("BatchNorm", (2, 5, 7), {})]
+
+
+@pytest.mark.parametrize("op,shape,kw", RULES, ids=[r[0] for r in RULES])
+def test_rules_emit_exactly_the_gradients_asked_for(op, shape, kw):
+    """One Bwd per needed gradient, each writing its whole output (dx: the input's size for the
+    batch; dparams: the parameters' floats, no batch factor); nothing when nothing is needed."""
+    spec, a, out = prepare(op, shape, **kw)
+    rule = backward_rule(op)
+    assert rule(a, [shape], out, 3, set()) == []
+    (b,) = rule(a, [shape], out, 3, {"dx0"})
+    assert b.out == "dx0" and b.out_floats == 3 * int(np.prod(shape))
+    has_params = bool(spec.params(a, [shape]))
+    got = rule(a, [shape], out, 3, {"dx0", "dparams"})
+    assert [g.out for g in got] == (["dx0", "dparams"] if has_params else ["dx0"])
+    if has_params:
+        assert got[1].out_floats == sum(int(np.prod(s)) for s in spec.params(a, [shape]).values())
