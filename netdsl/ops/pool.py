@@ -26,7 +26,12 @@ which is the lecture's rule wherever the input is non-negative. A cell <= 0 is
 never picked; a window with no positive cell gives 0; a +inf cell gives +inf; a
 NaN cell gives NaN. Padded cells count as absent. (Without the clamp, windows
 whose values sum to nearly 0 divide by that cancellation and the result is
-noise.) Training-time sampling is deliberately not provided.
+noise.) Training samples instead (netdsl/train/bwd_pool.py, csrc/kernels/train_pool.c):
+one cell per window with probability p_i, seeded by the step (a counter-based draw: the
+same seed gives the same picks on any thread count); y is the picked value and the
+gradient goes to that cell alone. A window with no positive cell gives 0 and no gradient,
+a NaN cell is picked (NaN), a +inf cell takes all the probability, as above. The sample's
+expectation is this op's output.
 
 MACs are 0 for every op here: pooling multiplies nothing, and the papers'
 operation counts (which netdsl reproduces) count conv and FC layers only.

@@ -3,7 +3,8 @@
 All four carry the `no_op` flag: at run time they are views of their input
 (a contiguous NCHW buffer reinterpreted, or the same buffer), so the planner
 gives them no kernel and the passes may delete Identity and Dropout.
-Dropout is inference-only: an identity; its `p` is kept for the summary.
+Dropout is an identity at inference; training (netdsl/train/bwd_pool.py) zeroes each value
+with probability `p` and scales the rest by 1/(1-p), with a seeded mask.
 
 Flatten (and a Reshape that drops the spatial layout) report the whole
 input as their receptive-field window: past them, positions no longer
@@ -199,7 +200,7 @@ def _probability(v, name):
 class Dropout(OpSpec):
     name = "Dropout"
     output_sign = "inputs"
-    doc = "Dropout; an identity at inference (netdsl only runs inference)."
+    doc = "Dropout: training zeroes each value with probability p and scales the rest by 1/(1-p); an identity at inference."
     arity = 1
     flags = frozenset({"no_op"})
     linear = True
