@@ -1,0 +1,943 @@
+/* train_conv.c — backward kernels of Conv, ConvTranspose, Local and FC, on the forward's GEMM.
+ *
+ * Conv: x is (N,C,H,W), w is (OC,C/g,KH,KW), dy is (N,OC,OH,OW); per group g (cg = C/g,
+ * og = OC/g, Kg = cg*KH*KW, P = OH*OW):
+ *   dW_g (og, Kg) = sum_b dY_bg (og, P) . im2col(X_bg)^T (P, Kg)      db = sum of dy
+ *   dX_bg         = col2im(W_g^T (Kg, og) . dY_bg (og, P))
+ * Algorithms, chosen from the params alone (the workspace functions agree):
+ *   - dx of a stride-1 conv whose pads are smaller than the (dilated) kernel is itself a
+ *     forward conv: dy padded by k-1-p, correlated with the weights flipped and transposed,
+ *     (C, og, KH, KW). It runs through nd_conv_f32 with those weights packed into the
+ *     workspace as the executor would prepack them, so it gets every tuned forward path
+ *     (Winograd for 3x3, the transposed GEMM for small maps, pointwise for 1x1) and writes
+ *     dx directly: no column buffer, no scatter;
+ *   - other dx (strided): GEMM into a column buffer, then col2im adds every column into a
+ *     zeroed dx, parallel over input planes (a plane's columns are its own rows: no races);
+ *   - dW: the reduction runs over output pixels, which the driver's implicit im2col cannot
+ *     supply (it reduces over taps), so the columns are built in the workspace (K-major,
+ *     one row per tap) and the GEMM reads them transposed through strides. 1x1 stride-1
+ *     unpadded convs read x in place. When OH*OW is small (late ResNet stages: 7x7 = 49)
+ *     the batch is folded into the reduction: up to `chunk` images' columns side by side
+ *     (and their dy copied next to each other), so each GEMM reduces over >= 1024 pixels
+ *     instead of streaming the whole dW through the micro-kernels for every image;
+ *   - depthwise (groups == C): direct loops, parallel over planes (dx) or channels (dW),
+ *     since a GEMM with og = C/g = 1 rows would be all packing.
+ * ConvTranspose is Conv's adjoint with the same weight array: its dx is the forward conv of
+ * dy (nd_conv_f32, no flip: w (C, OC/g, KH, KW) is a conv weight with C outputs), and its
+ * dW is Conv's dW with x and dy swapping roles (dy is the windowed side).
+ * Local: per output position p, dW_p (OC, K) = dY_p^T (OC, N) . patches_p (N, K) and
+ * dpatches_p (N, K) = dY_p (N, OC) . W_p (OC, K), one single-thread GEMM per position,
+ * positions in parallel; dpatches go to the workspace, then col2im per input plane.
+ * FC: dx = dy . W, dW = dy^T . x, db = sum over the batch of dy.
+ *
+ * Threads: every GEMM takes all threads (the driver splits its output); the copy, col2im
+ * and reduction loops are OpenMP loops over disjoint outputs, so results do not depend on
+ * the thread count except through the GEMM's blocking (float rounding only).
+ * NaN/inf: every product is formed, as in the im2col GEMM PyTorch's backward runs; padded
+ * taps multiply zeros, so a NaN in dy reaches every tap of its filter's dW (the direct
+ * depthwise loops add 0*dy for the taps they skip to keep that).
+ * Not done: fused activations or residuals (the training graph is unfused), float64.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/train_conv.h"
+#include "kernels/conv.h"
+#include "dispatch.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define KMIN 1024                  /* pixels a folded dW GEMM reduces over, at least */
+#define FOLD_BUDGET ((int64_t)1 << 22)   /* floats of columns + dy copies that folding may take */
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t rup16(int64_t a) { return (a + 31) / 16 * 16; }   /* + room to align */
+
+static float *align64(float *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return (float *)((u + 63) & ~(uintptr_t)63);
+}
+
+/* the output columns ox with 0 <= ox*s + off < size: [*lo, *hi) within [0, n) */
+static inline void col_range(int64_t off, int64_t s, int64_t size, int64_t n, int64_t *lo, int64_t *hi)
+{
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = size - 1 - off < 0 ? 0 : (size - 1 - off) / s + 1;
+    *lo = min64(a, n);
+    *hi = max64(*lo, min64(b, n));
+}
+
+/* ------------------------------------------------------------- geometry */
+
+static int bad_conv(const nd_conv_bwd_params *p)
+{
+    return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
+           p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
+           p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
+           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->bias < 0 || p->bias > 1 ||
+           p->algo < 0 || p->algo > 3 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->oc, p->c, p->kh, p->kw) || !ND_PROD_OK(p->n, p->oh, p->ow, p->c, p->kh, p->kw);
+}
+
+static int is_dw(const nd_conv_bwd_params *p) { return p->groups > 1 && p->groups == p->c; }
+
+static int is_pointwise(const nd_conv_bwd_params *p)
+{
+    return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+           p->pad_b == 0 && p->pad_r == 0 && p->oh == p->h && p->ow == p->w;
+}
+
+/* The forward conv params of geometry q (x (n,c,h,w) -> (n,oc,oh,ow)), unfused. */
+static nd_conv_params fwd_params(const nd_conv_bwd_params *q)
+{
+    nd_conv_params f;
+    memset(&f, 0, sizeof f);
+    f.n = q->n; f.c = q->c; f.h = q->h; f.w = q->w;
+    f.oc = q->oc; f.oh = q->oh; f.ow = q->ow;
+    f.kh = q->kh; f.kw = q->kw; f.sh = q->sh; f.sw = q->sw; f.dh = q->dh; f.dw = q->dw;
+    f.pad_t = q->pad_t; f.pad_l = q->pad_l; f.pad_b = q->pad_b; f.pad_r = q->pad_r;
+    f.groups = q->groups;
+    f.act = ND_ACT_NONE;
+    f.threads = q->threads;
+    return f;
+}
+
+/* The conv whose forward is Conv p's dx (stride 1): x' = dy (n, oc, oh, ow) padded by
+ * d(k-1) - p, weights flipped (C, og, KH, KW), output dx (n, c, h, w). 0 when p has none. */
+static int dx_as_conv(const nd_conv_bwd_params *p, nd_conv_bwd_params *q)
+{
+    const int64_t keh = p->dh * (p->kh - 1), kew = p->dw * (p->kw - 1);
+    if (p->sh != 1 || p->sw != 1 || p->pad_t > keh || p->pad_b > keh || p->pad_l > kew || p->pad_r > kew ||
+        p->oh != p->h + p->pad_t + p->pad_b - keh || p->ow != p->w + p->pad_l + p->pad_r - kew)
+        return 0;
+    if (is_dw(p) && p->oc != p->c)      /* the flipped conv would be og = 1 GEMMs: direct instead */
+        return 0;
+    *q = *p;
+    q->c = p->oc; q->h = p->oh; q->w = p->ow;
+    q->oc = p->c; q->oh = p->h; q->ow = p->w;
+    q->pad_t = keh - p->pad_t; q->pad_b = keh - p->pad_b;
+    q->pad_l = kew - p->pad_l; q->pad_r = kew - p->pad_r;
+    q->bias = 0;
+    q->algo = 0;
+    return !bad_conv(q);
+}
+
+static int dx_algo(const nd_conv_bwd_params *p)
+{
+    nd_conv_bwd_params q;
+    if (p->algo == 3 && is_dw(p))
+        return 3;
+    if (p->algo == 2)
+        return 2;
+    if (dx_as_conv(p, &q))
+        return 1;
+    return is_dw(p) ? 3 : 2;
+}
+
+static int dw_algo(const nd_conv_bwd_params *p)
+{
+    if (is_dw(p))
+        return 3;
+    return is_pointwise(p) && p->n > 0 && p->oh * p->ow >= KMIN ? 2 : 1;
+}
+
+/* images whose columns share one GEMM (see the opening comment): 1 when a map alone has
+ * >= KMIN pixels, else enough for KMIN, within FOLD_BUDGET floats (always >= 1) */
+static int64_t fold_of(const nd_conv_bwd_params *p)
+{
+    const int64_t P = p->oh * p->ow;
+    const int64_t per = (p->c * p->kh * p->kw + p->oc) * P;
+    int64_t k = (KMIN + P - 1) / P;
+    k = min64(k, max64(1, FOLD_BUDGET / max64(per, 1)));
+    return max64(1, min64(k, p->n));
+}
+
+/* ------------------------------------------------------------- forward conv on the workspace */
+
+/* floats of weights nd_conv_pack_w may write for f, over every compiled-in ISA */
+static int64_t packed_max(const nd_conv_params *f)
+{
+    int64_t m = 0;
+    for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {
+        const nd_isa_ops *o = nd_ops_for(lv);
+        if (o)
+            m = max64(m, nd_conv_packed_w_floats(f, (int32_t)o->mr));
+    }
+    return m;
+}
+
+/* room for the packed weights of q's forward conv: any ISA, Winograd or the GEMM fallback */
+static int64_t packed_room(const nd_conv_bwd_params *q)
+{
+    nd_conv_params f = fwd_params(q);
+    int64_t a = packed_max(&f);
+    f.algo = 1;
+    return rup16(max64(a, packed_max(&f)));
+}
+
+static int64_t fwd_ws(const nd_conv_bwd_params *q)
+{
+    nd_conv_params f = fwd_params(q);
+    int64_t a = nd_conv_ws_floats(&f);
+    f.algo = 1;                          /* the GEMM fallback for non-finite weights */
+    int64_t b = nd_conv_ws_floats(&f);
+    if (a < 0 || b < 0)
+        return -1;
+    return packed_room(q) + max64(a, b) + 16;
+}
+
+/* out = conv_q(x) with unpacked weights w (q->oc, q->c/g, KH, KW): the weights are packed
+ * into ws for the ISA in use (what the executor does at plan time for inference) and
+ * nd_conv_f32 runs on the rest. Non-finite weights take the GEMM, as prepack_weight does. */
+static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *x, const float *w, float *ws)
+{
+    nd_conv_params f = fwd_params(q);
+    const int64_t nw = q->oc * (q->c / q->groups) * q->kh * q->kw;
+    int finite = 1;
+    for (int64_t i = 0; i < nw; i++)
+        if (!isfinite(w[i])) {
+            finite = 0;
+            break;
+        }
+    if (!finite)
+        f.algo = 1;
+    const int32_t mr = (int32_t)nd_ops()->mr;
+    float *pw = align64(ws);
+    float *rest = ws + packed_room(q);
+    const float *wuse = w;
+    if (nd_conv_packed_w_floats(&f, mr) > 0) {
+        nd_status s = nd_conv_pack_w(&f, pw, w, mr);
+        if (s != ND_OK)
+            return s;
+        f.w_packed_mr = mr;
+        wuse = pw;
+    }
+    const float *ins[2] = {x, NULL};
+    return nd_conv_f32(&f, out, ins, wuse, NULL, align64(rest));
+}
+
+/* ------------------------------------------------------------- copies, im2col, col2im */
+
+/* dst (oc, nb*P): images b0.. of src (n, oc, P) side by side, so a GEMM sees one matrix */
+static void gather_images(float *dst, const float *src, int64_t oc, int64_t P, int64_t b0, int64_t nb, int T)
+{
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && oc * nb * P > 65536)
+    for (int64_t job = 0; job < oc * nb; job++) {
+        const int64_t o = job / nb, bb = job % nb;
+        memcpy(dst + o * nb * P + bb * P, src + ((b0 + bb) * oc + o) * P, (size_t)P * sizeof(float));
+    }
+}
+
+/* col (C*KH*KW, nb*P): row (c, i, j), column bb*P + oy*OW + ox = x[b0+bb, c, oy*sh-pt+i*dh,
+ * ox*sw-pl+j*dw], 0 in the padding */
+static void im2col_rows(const nd_conv_bwd_params *p, float *col, const float *x, int64_t b0, int64_t nb, int T)
+{
+    const int64_t KK = p->kh * p->kw, rows = p->c * KK, P = p->oh * p->ow, LD = nb * P;
+    const int64_t H = p->h, W = p->w, OW = p->ow;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && rows * LD > 65536)
+    for (int64_t job = 0; job < rows * nb; job++) {
+        const int64_t t = job / nb, bb = job % nb;
+        const int64_t c = t / KK, i = t % KK / p->kw, j = t % p->kw;
+        const float *img = x + ((b0 + bb) * p->c + c) * H * W;
+        float *d = col + t * LD + bb * P;
+        const int64_t off = j * p->dw - p->pad_l;
+        int64_t lo, hi;
+        col_range(off, p->sw, W, OW, &lo, &hi);
+        for (int64_t oy = 0; oy < p->oh; oy++) {
+            float *dr = d + oy * OW;
+            const int64_t iy = oy * p->sh - p->pad_t + i * p->dh;
+            if (iy < 0 || iy >= H) {
+                memset(dr, 0, (size_t)OW * sizeof(float));
+                continue;
+            }
+            const float *xr = img + iy * W;
+            for (int64_t ox = 0; ox < lo; ox++) dr[ox] = 0.0f;
+            if (p->sw == 1)
+                memcpy(dr + lo, xr + lo + off, (size_t)(hi - lo) * sizeof(float));
+            else
+                for (int64_t ox = lo; ox < hi; ox++) dr[ox] = xr[ox * p->sw + off];
+            for (int64_t ox = hi; ox < OW; ox++) dr[ox] = 0.0f;
+        }
+    }
+}
+
+/* dx[b0+bb, c] = the sum of col rows (c, i, j) at their taps; planes zeroed first */
+static void col2im_planes(const nd_conv_bwd_params *p, float *dx, const float *col, int64_t b0, int64_t nb, int T)
+{
+    const int64_t KK = p->kh * p->kw, P = p->oh * p->ow, LD = nb * P, H = p->h, W = p->w, OW = p->ow;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->c * KK * LD > 32768)
+    for (int64_t job = 0; job < p->c * nb; job++) {
+        const int64_t c = job / nb, bb = job % nb;
+        float *xp = dx + ((b0 + bb) * p->c + c) * H * W;
+        memset(xp, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t i = 0; i < p->kh; i++)
+            for (int64_t j = 0; j < p->kw; j++) {
+                const float *src = col + ((c * p->kh + i) * p->kw + j) * LD + bb * P;
+                const int64_t off = j * p->dw - p->pad_l;
+                int64_t lo, hi;
+                col_range(off, p->sw, W, OW, &lo, &hi);
+                for (int64_t oy = 0; oy < p->oh; oy++) {
+                    const int64_t iy = oy * p->sh - p->pad_t + i * p->dh;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    float *xr = xp + iy * W;
+                    const float *sr = src + oy * OW;
+                    if (p->sw == 1)
+                        for (int64_t ox = lo; ox < hi; ox++) xr[ox + off] += sr[ox];
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++) xr[ox * p->sw + off] += sr[ox];
+                }
+            }
+    }
+}
+
+/* db[o] = sum over images and pixels of dy (n, oc, P): 16 float lanes per row, summed in double */
+static void bias_grad(float *db, const float *dy, int64_t n, int64_t oc, int64_t P, int T)
+{
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && n * oc * P > 65536)
+    for (int64_t o = 0; o < oc; o++) {
+        double s = 0.0;
+        for (int64_t b = 0; b < n; b++) {
+            const float *r = dy + (b * oc + o) * P;
+            float acc[16] = {0};
+            int64_t i = 0;
+            for (; i + 16 <= P; i += 16)
+                for (int k = 0; k < 16; k++) acc[k] += r[i + k];
+            for (; i < P; i++) acc[0] += r[i];
+            for (int k = 0; k < 16; k++) s += acc[k];
+        }
+        db[o] = (float)s;
+    }
+}
+
+/* ------------------------------------------------------------- Conv dx */
+
+/* GEMM + col2im, `fold` images per GEMM */
+static int64_t dx_gemm_ws(const nd_conv_bwd_params *p)
+{
+    const int64_t nb = fold_of(p), P = p->oh * p->ow, KK = p->kh * p->kw;
+    const int64_t og = p->oc / p->groups, Kg = p->c / p->groups * KK;
+    const int T = p->threads < 1 ? 1 : p->threads;
+    return rup16(p->c * KK * nb * P) + (nb > 1 ? rup16(p->oc * nb * P) : 0) + nd_sgemm_ws(Kg, nb * P, og, T);
+}
+
+static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy, const float *w, float *ws, int T)
+{
+    const int64_t fold = fold_of(p), P = p->oh * p->ow, KK = p->kh * p->kw;
+    const int64_t cg = p->c / p->groups, og = p->oc / p->groups, Kg = cg * KK;
+    float *col = align64(ws);
+    float *dyt = ws + rup16(p->c * KK * fold * P);
+    float *gws = dyt + (fold > 1 ? rup16(p->oc * fold * P) : 0);
+    for (int64_t b0 = 0; b0 < p->n; b0 += fold) {
+        const int64_t nb = min64(fold, p->n - b0), LD = nb * P;
+        const float *src = dy + b0 * p->oc * P;
+        if (nb > 1) {
+            dyt = align64(dyt);
+            gather_images(dyt, dy, p->oc, P, b0, nb, T);
+            src = dyt;
+        }
+        for (int64_t g = 0; g < p->groups; g++) {
+            nd_gemm_desc d = {0};
+            d.m = Kg;                      /* A = W_g^T: element (t, o) = w[(g*og + o)*Kg + t] */
+            d.n = LD;
+            d.k = og;
+            d.a.p = w + g * og * Kg;
+            d.a.rs = 1;
+            d.a.cs = Kg;
+            d.b.p = src + g * og * LD;     /* rows of one image are LD = P apart, too */
+            d.b.rs = LD;
+            d.b.cs = 1;
+            d.c = col + g * Kg * LD;
+            d.ldc = LD;
+            nd_status s = nd_sgemm(&d, gws, T);
+            if (s != ND_OK)
+                return s;
+        }
+        col2im_planes(p, dx, col, b0, nb, T);
+    }
+    return ND_OK;
+}
+
+/* depthwise: dx[b, ic] = sum over its mult output channels and taps of w * dy, scattered as
+ * axpys along output rows (the forward's dw_plane loop, transposed) */
+static void dx_depthwise(const nd_conv_bwd_params *p, float *dx, const float *dy, const float *w, int T)
+{
+    const nd_isa_ops *o = nd_ops();
+    const int64_t mult = p->oc / p->c, H = p->h, W = p->w, OW = p->ow, P = p->oh * p->ow, KK = p->kh * p->kw;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->n * p->oc * P * KK > 65536)
+    for (int64_t pl = 0; pl < p->n * p->c; pl++) {
+        const int64_t b = pl / p->c, ic = pl % p->c;
+        float *xp = dx + pl * H * W;
+        memset(xp, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t m = 0; m < mult; m++) {
+            const int64_t oc = ic * mult + m;
+            const float *dyp = dy + (b * p->oc + oc) * P, *wk = w + oc * KK;
+            for (int64_t i = 0; i < p->kh; i++)
+                for (int64_t oy = 0; oy < p->oh; oy++) {
+                    const int64_t iy = oy * p->sh - p->pad_t + i * p->dh;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    float *xr = xp + iy * W;
+                    const float *dr = dyp + oy * OW;
+                    for (int64_t j = 0; j < p->kw; j++) {
+                        const float wv = wk[i * p->kw + j];
+                        const int64_t off = j * p->dw - p->pad_l;
+                        int64_t lo, hi;
+                        col_range(off, p->sw, W, OW, &lo, &hi);
+                        if (p->sw == 1)
+                            o->axpy(xr + off + lo, wv, dr + lo, hi - lo);
+                        else
+                            for (int64_t ox = lo; ox < hi; ox++) xr[ox * p->sw + off] += wv * dr[ox];
+                    }
+                }
+        }
+    }
+}
+
+int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
+{
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params q;
+    switch (dx_algo(p)) {
+    case 1: {
+        dx_as_conv(p, &q);
+        const int64_t f = fwd_ws(&q);
+        return f < 0 ? -1 : rup16(p->oc * (p->c / p->groups) * p->kh * p->kw) + f;
+    }
+    case 2: return dx_gemm_ws(p);
+    default: return 0;
+    }
+}
+
+int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p)
+{
+    return !p || bad_conv(p) ? -1 : dx_algo(p);
+}
+
+nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                               const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || bad_conv(p))
+        return ND_EINVAL;
+    if (p->n == 0)
+        return ND_OK;
+    const int T = nd_threads(p->threads);
+    const int algo = dx_algo(p);
+    if (algo == 3) {
+        dx_depthwise(p, out, in[0], w, T);
+        return ND_OK;
+    }
+    if (!ws)
+        return ND_EINVAL;
+    if (algo == 2)
+        return dx_gemm(p, out, in[0], w, ws, T);
+    nd_conv_bwd_params q;
+    dx_as_conv(p, &q);
+    /* wf[(g*cg + c), o, i, j] = w[(g*og + o), c, KH-1-i, KW-1-j] */
+    const int64_t cg = p->c / p->groups, og = p->oc / p->groups, KH = p->kh, KW = p->kw, KK = KH * KW;
+    float *wf = align64(ws);
+    for (int64_t g = 0; g < p->groups; g++)
+        for (int64_t o = 0; o < og; o++)
+            for (int64_t c = 0; c < cg; c++) {
+                const float *src = w + ((g * og + o) * cg + c) * KK;
+                float *dst = wf + ((g * cg + c) * og + o) * KK;
+                for (int64_t t = 0; t < KK; t++) dst[t] = src[KK - 1 - t];
+            }
+    return fwd_conv(&q, out, in[0], wf, ws + rup16(p->oc * cg * KK));
+}
+
+/* ------------------------------------------------------------- Conv dW */
+
+static int64_t dw_gemm_ws(const nd_conv_bwd_params *p)
+{
+    const int64_t nb = fold_of(p), P = p->oh * p->ow, KK = p->kh * p->kw;
+    const int64_t og = p->oc / p->groups, Kg = p->c / p->groups * KK;
+    const int T = p->threads < 1 ? 1 : p->threads;
+    const int64_t cols = dw_algo(p) == 2 ? 0 : rup16(p->c * KK * nb * P);
+    return cols + (nb > 1 ? rup16(p->oc * nb * P) : 0) + nd_sgemm_ws(og, Kg, nb * P, T);
+}
+
+/* dw (OC, C/g, KH, KW) of the conv q, x (n, c, h, w), dy (n, oc, oh, ow) */
+static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy, const float *x, float *ws, int T)
+{
+    const int64_t fold = fold_of(p), P = p->oh * p->ow, KK = p->kh * p->kw, HW = p->h * p->w;
+    const int64_t cg = p->c / p->groups, og = p->oc / p->groups, Kg = cg * KK;
+    const int inplace = dw_algo(p) == 2;   /* 1x1: x itself is the column matrix */
+    float *col = align64(ws);
+    float *dyt = ws + (inplace ? 0 : rup16(p->c * KK * fold * P));
+    float *gws = dyt + (fold > 1 ? rup16(p->oc * fold * P) : 0);
+    for (int64_t b0 = 0; b0 < p->n; b0 += fold) {
+        const int64_t nb = min64(fold, p->n - b0), LD = nb * P;
+        const float *a = dy + b0 * p->oc * P, *bm = x + b0 * p->c * HW;
+        int64_t bcs = HW;
+        if (nb > 1) {
+            float *t = align64(dyt);
+            gather_images(t, dy, p->oc, P, b0, nb, T);
+            a = t;
+        }
+        if (!inplace) {
+            im2col_rows(p, col, x, b0, nb, T);
+            bm = col;
+            bcs = LD;
+        }
+        for (int64_t g = 0; g < p->groups; g++) {
+            nd_gemm_desc d = {0};
+            d.m = og;
+            d.n = Kg;
+            d.k = LD;
+            d.a.p = a + g * og * LD;
+            d.a.rs = LD;
+            d.a.cs = 1;
+            d.b.p = bm + g * Kg * bcs;     /* B (pixel, tap) = columns read transposed */
+            d.b.rs = 1;
+            d.b.cs = bcs;
+            d.c = dw + g * og * Kg;
+            d.ldc = Kg;
+            d.accumulate = b0 > 0;
+            nd_status s = nd_sgemm(&d, gws, T);
+            if (s != ND_OK)
+                return s;
+        }
+    }
+    return ND_OK;
+}
+
+/* depthwise dW[oc, i, j] = sum over images and pixels of dy[b, oc] * x[b, ic] at the tap;
+ * taps that read padding add 0*dy (NaN for a NaN/inf dy), as the im2col GEMM would */
+static void dw_depthwise(const nd_conv_bwd_params *p, float *dw, const float *dy, const float *x, int T)
+{
+    const nd_isa_ops *o = nd_ops();
+    const int64_t mult = p->oc / p->c, H = p->h, W = p->w, OW = p->ow, P = p->oh * p->ow, KK = p->kh * p->kw;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->n * p->oc * P * KK > 65536)
+    for (int64_t oc = 0; oc < p->oc; oc++) {
+        const int64_t ic = oc / mult;
+        float *acc = dw + oc * KK;
+        for (int64_t t = 0; t < KK; t++) acc[t] = 0.0f;
+        for (int64_t b = 0; b < p->n; b++) {
+            const float *dyp = dy + (b * p->oc + oc) * P, *xp = x + (b * p->c + ic) * H * W;
+            for (int64_t i = 0; i < p->kh; i++)
+                for (int64_t j = 0; j < p->kw; j++) {
+                    const int64_t off = j * p->dw - p->pad_l;
+                    int64_t lo, hi;
+                    col_range(off, p->sw, W, OW, &lo, &hi);
+                    float s = 0.0f, pad = 0.0f;
+                    for (int64_t oy = 0; oy < p->oh; oy++) {
+                        const int64_t iy = oy * p->sh - p->pad_t + i * p->dh;
+                        const float *dr = dyp + oy * OW;
+                        if (iy < 0 || iy >= H) {
+                            for (int64_t ox = 0; ox < OW; ox++) pad += dr[ox] - dr[ox];
+                            continue;
+                        }
+                        const float *xr = xp + iy * W;
+                        for (int64_t ox = 0; ox < lo; ox++) pad += dr[ox] - dr[ox];
+                        for (int64_t ox = hi; ox < OW; ox++) pad += dr[ox] - dr[ox];
+                        if (p->sw == 1)
+                            s += o->dot(dr + lo, xr + lo + off, hi - lo);
+                        else
+                            for (int64_t ox = lo; ox < hi; ox++) s += dr[ox] * xr[ox * p->sw + off];
+                    }
+                    acc[i * p->kw + j] += s + pad;
+                }
+        }
+    }
+}
+
+int64_t nd_conv_bwd_params_ws_floats(const nd_conv_bwd_params *p)
+{
+    if (!p || bad_conv(p))
+        return -1;
+    return dw_algo(p) == 3 ? 0 : dw_gemm_ws(p);
+}
+
+int32_t nd_conv_bwd_params_algo(const nd_conv_bwd_params *p)
+{
+    return !p || bad_conv(p) ? -1 : dw_algo(p);
+}
+
+nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                                 const float *bias, float *ws)
+{
+    (void)w;
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !in[1] || bad_conv(p))
+        return ND_EINVAL;
+    const int T = nd_threads(p->threads);
+    const int64_t nw = p->oc * (p->c / p->groups) * p->kh * p->kw;
+    if (p->n == 0) {
+        memset(out, 0, (size_t)(nw + (p->bias ? p->oc : 0)) * sizeof(float));
+        return ND_OK;
+    }
+    if (dw_algo(p) == 3) {
+        dw_depthwise(p, out, in[0], in[1], T);
+    } else {
+        if (!ws)
+            return ND_EINVAL;
+        nd_status s = dw_gemm(p, out, in[0], in[1], ws, T);
+        if (s != ND_OK)
+            return s;
+    }
+    if (p->bias)
+        bias_grad(out + nw, in[0], p->n, p->oc, p->oh * p->ow, T);
+    return ND_OK;
+}
+
+/* ------------------------------------------------------------- ConvTranspose */
+
+static int bad_convt(const nd_convtranspose_bwd_params *p)
+{
+    return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
+           p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
+           p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
+           p->groups <= 0 || p->c % p->groups || p->oc % p->groups || p->bias < 0 || p->bias > 1 ||
+           !nd_axis_ok(p->oh, p->h, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->ow, p->w, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->c, p->oc, p->kh, p->kw) || !ND_PROD_OK(p->n, p->h, p->w, p->oc, p->kh, p->kw);
+}
+
+/* The conv that ConvTranspose t is the adjoint of: input = t's output (n, oc, oh, ow),
+ * output = t's input (n, c, h, w), same weight, stride, dilation, top/left pads; the
+ * bottom/right pad only has to keep the window count right: the taps past the crop (and
+ * output_padding's extra rows) read zeros, as the crop gives them no gradient. */
+static int convt_as_conv(const nd_convtranspose_bwd_params *t, nd_conv_bwd_params *q)
+{
+    if (bad_convt(t))
+        return 0;
+    memset(q, 0, sizeof *q);
+    q->n = t->n; q->c = t->oc; q->h = t->oh; q->w = t->ow;
+    q->oc = t->c; q->oh = t->h; q->ow = t->w;
+    q->kh = t->kh; q->kw = t->kw; q->sh = t->sh; q->sw = t->sw; q->dh = t->dh; q->dw = t->dw;
+    q->pad_t = t->pad_t;
+    q->pad_l = t->pad_l;
+    q->pad_b = max64(0, (t->h - 1) * t->sh + t->dh * (t->kh - 1) + 1 - t->oh - t->pad_t);
+    q->pad_r = max64(0, (t->w - 1) * t->sw + t->dw * (t->kw - 1) + 1 - t->ow - t->pad_l);
+    q->groups = t->groups;
+    q->threads = t->threads;
+    return !bad_conv(q);
+}
+
+int64_t nd_convtranspose_bwd_data_ws_floats(const nd_convtranspose_bwd_params *p)
+{
+    nd_conv_bwd_params q;
+    if (!p || !convt_as_conv(p, &q))
+        return -1;
+    return fwd_ws(&q);
+}
+
+nd_status nd_convtranspose_bwd_data_f32(const nd_convtranspose_bwd_params *p, float *out,
+                                        const float *const *in, const float *w, const float *bias,
+                                        float *ws)
+{
+    (void)bias;
+    nd_conv_bwd_params q;
+    if (!p || !out || !in || !in[0] || !w || !ws || !convt_as_conv(p, &q))
+        return ND_EINVAL;
+    if (p->n == 0)
+        return ND_OK;
+    return fwd_conv(&q, out, in[0], w, ws);
+}
+
+int64_t nd_convtranspose_bwd_params_ws_floats(const nd_convtranspose_bwd_params *p)
+{
+    nd_conv_bwd_params q;
+    if (!p || !convt_as_conv(p, &q))
+        return -1;
+    return dw_algo(&q) == 3 ? 0 : dw_gemm_ws(&q);
+}
+
+nd_status nd_convtranspose_bwd_params_f32(const nd_convtranspose_bwd_params *p, float *out,
+                                          const float *const *in, const float *w, const float *bias,
+                                          float *ws)
+{
+    (void)w;
+    (void)bias;
+    nd_conv_bwd_params q;
+    if (!p || !out || !in || !in[0] || !in[1] || !convt_as_conv(p, &q))
+        return ND_EINVAL;
+    const int T = nd_threads(p->threads);
+    const int64_t nw = p->c * (p->oc / p->groups) * p->kh * p->kw;
+    if (p->n == 0) {
+        memset(out, 0, (size_t)(nw + (p->bias ? p->oc : 0)) * sizeof(float));
+        return ND_OK;
+    }
+    /* the adjoint conv's "x" is dy and its "dy" is x: its dW (C, OC/g, KH, KW) is ours */
+    if (dw_algo(&q) == 3) {
+        dw_depthwise(&q, out, in[1], in[0], T);
+    } else {
+        if (!ws)
+            return ND_EINVAL;
+        nd_status s = dw_gemm(&q, out, in[1], in[0], ws, T);
+        if (s != ND_OK)
+            return s;
+    }
+    if (p->bias)
+        bias_grad(out + nw, in[0], p->n, p->oc, p->oh * p->ow, T);
+    return ND_OK;
+}
+
+/* ------------------------------------------------------------- Local */
+
+static int bad_local(const nd_local_bwd_params *p)
+{
+    return p->n < 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oc <= 0 || p->oh <= 0 ||
+           p->ow <= 0 || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 ||
+           p->dw <= 0 || p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
+           p->bias < 0 || p->bias > 1 ||
+           !nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+           !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r) ||
+           !ND_PROD_OK(p->n, p->c, p->h, p->w) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+           !ND_PROD_OK(p->oh, p->ow, p->oc, p->c, p->kh, p->kw) ||
+           !ND_PROD_OK(p->n, p->oh, p->ow, p->c, p->kh, p->kw) ||
+           !ND_PROD_OK(p->threads < 1 ? 1 : p->threads, p->n, p->c, p->kh, p->kw);
+}
+
+/* one thread's share: a patch buffer (N, K) and a single-thread GEMM workspace */
+static int64_t local_thread_ws(const nd_local_bwd_params *p)
+{
+    const int64_t K = p->c * p->kh * p->kw;
+    return rup16(p->n * K) + max64(nd_sgemm_ws(p->oc, K, p->n, 1), nd_sgemm_ws(p->n, K, p->oc, 1));
+}
+
+static int64_t local_T(const nd_local_bwd_params *p) { return p->threads < 1 ? 1 : p->threads; }
+
+/* patch (N, K) of output position (oy, ox): row b = x[b] under the window, zeros in the padding */
+static void local_patch(const nd_local_bwd_params *p, float *d, const float *x, int64_t oy, int64_t ox)
+{
+    const int64_t HW = p->h * p->w;
+    for (int64_t b = 0; b < p->n; b++)
+        for (int64_t c = 0; c < p->c; c++)
+            for (int64_t i = 0; i < p->kh; i++) {
+                const int64_t iy = oy * p->sh - p->pad_t + i * p->dh;
+                for (int64_t j = 0; j < p->kw; j++) {
+                    const int64_t ix = ox * p->sw - p->pad_l + j * p->dw;
+                    *d++ = (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w) ? x[(b * p->c + c) * HW + iy * p->w + ix]
+                                                                           : 0.0f;
+                }
+            }
+}
+
+int64_t nd_local_bwd_data_ws_floats(const nd_local_bwd_params *p)
+{
+    if (!p || bad_local(p))
+        return -1;
+    const int64_t K = p->c * p->kh * p->kw, P = p->oh * p->ow;
+    return rup16(p->n * P * K) + local_T(p) * local_thread_ws(p) + 16;
+}
+
+int64_t nd_local_bwd_params_ws_floats(const nd_local_bwd_params *p)
+{
+    if (!p || bad_local(p))
+        return -1;
+    return local_T(p) * local_thread_ws(p) + 16;
+}
+
+nd_status nd_local_bwd_data_f32(const nd_local_bwd_params *p, float *out, const float *const *in, const float *w,
+                                const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || !ws || bad_local(p))
+        return ND_EINVAL;
+    const int64_t K = p->c * p->kh * p->kw, P = p->oh * p->ow, KK = p->kh * p->kw, N = p->n;
+    const int64_t H = p->h, W = p->w, per = local_thread_ws(p);
+    const int T = nd_threads(p->threads);
+    const float *dy = in[0];
+    float *dcols = align64(ws);           /* (N, P, K) */
+    float *tws = ws + rup16(N * P * K);
+    nd_status st = ND_OK;
+    (void)T;
+#pragma omp parallel num_threads(T) if (T > 1 && N * P * p->oc * K > 65536)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *gws = tws + tid * per;
+#pragma omp for schedule(static)
+        for (int64_t pos = 0; pos < P; pos++) {
+            nd_gemm_desc d = {0};
+            d.m = N;                        /* A (b, o) = dy[b, o, pos] */
+            d.n = K;
+            d.k = p->oc;
+            d.a.p = dy + pos;
+            d.a.rs = p->oc * P;
+            d.a.cs = P;
+            d.b.p = w + pos * p->oc * K;
+            d.b.rs = K;
+            d.b.cs = 1;
+            d.c = dcols + pos * K;
+            d.ldc = P * K;
+            nd_status s = nd_sgemm(&d, gws, 1);
+            if (s != ND_OK)
+                st = s;
+        }
+    }
+    if (st != ND_OK)
+        return st;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && N * P * K > 32768)
+    for (int64_t pl = 0; pl < N * p->c; pl++) {
+        const int64_t b = pl / p->c, c = pl % p->c;
+        float *xp = out + pl * H * W;
+        memset(xp, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t pos = 0; pos < P; pos++) {
+            const int64_t oy = pos / p->ow, ox = pos % p->ow;
+            const float *src = dcols + (b * P + pos) * K + c * KK;
+            for (int64_t i = 0; i < p->kh; i++) {
+                const int64_t iy = oy * p->sh - p->pad_t + i * p->dh;
+                if (iy < 0 || iy >= H)
+                    continue;
+                for (int64_t j = 0; j < p->kw; j++) {
+                    const int64_t ix = ox * p->sw - p->pad_l + j * p->dw;
+                    if (ix >= 0 && ix < W)
+                        xp[iy * W + ix] += src[i * p->kw + j];
+                }
+            }
+        }
+    }
+    return ND_OK;
+}
+
+nd_status nd_local_bwd_params_f32(const nd_local_bwd_params *p, float *out, const float *const *in, const float *w,
+                                  const float *bias, float *ws)
+{
+    (void)w;
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !in[1] || !ws || bad_local(p))
+        return ND_EINVAL;
+    const int64_t K = p->c * p->kh * p->kw, P = p->oh * p->ow, N = p->n, OC = p->oc, per = local_thread_ws(p);
+    const int T = nd_threads(p->threads);
+    const float *dy = in[0], *x = in[1];
+    float *db = p->bias ? out + P * OC * K : NULL;
+    nd_status st = ND_OK;
+    (void)T;
+#pragma omp parallel num_threads(T) if (T > 1 && N * P * OC * K > 65536)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *patch = align64(ws + tid * per);
+        float *gws = ws + tid * per + rup16(N * K);
+#pragma omp for schedule(static)
+        for (int64_t pos = 0; pos < P; pos++) {
+            float *dwp = out + pos * OC * K;
+            if (N == 0) {
+                memset(dwp, 0, (size_t)(OC * K) * sizeof(float));
+            } else {
+                local_patch(p, patch, x, pos / p->ow, pos % p->ow);
+                nd_gemm_desc d = {0};
+                d.m = OC;                   /* A (o, b) = dy[b, o, pos] */
+                d.n = K;
+                d.k = N;
+                d.a.p = dy + pos;
+                d.a.rs = P;
+                d.a.cs = OC * P;
+                d.b.p = patch;
+                d.b.rs = K;
+                d.b.cs = 1;
+                d.c = dwp;
+                d.ldc = K;
+                nd_status s = nd_sgemm(&d, gws, 1);
+                if (s != ND_OK)
+                    st = s;
+            }
+            if (db)
+                for (int64_t o = 0; o < OC; o++) {
+                    float s = 0.0f;
+                    for (int64_t b = 0; b < N; b++) s += dy[(b * OC + o) * P + pos];
+                    db[o * P + pos] = s;
+                }
+        }
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------- FC */
+
+static int bad_fc(const nd_fc_bwd_params *p)
+{
+    return p->n < 0 || p->in_features < 0 || p->out_features <= 0 || p->bias < 0 || p->bias > 1 ||
+           !ND_PROD_OK(p->n, p->in_features) || !ND_PROD_OK(p->n, p->out_features) ||
+           !ND_PROD_OK(p->in_features, p->out_features);
+}
+
+int64_t nd_fc_bwd_data_ws_floats(const nd_fc_bwd_params *p)
+{
+    if (!p || bad_fc(p))
+        return -1;
+    return nd_sgemm_ws(p->n, p->in_features, p->out_features, p->threads < 1 ? 1 : p->threads);
+}
+
+int64_t nd_fc_bwd_params_ws_floats(const nd_fc_bwd_params *p)
+{
+    if (!p || bad_fc(p))
+        return -1;
+    return nd_sgemm_ws(p->out_features, p->in_features, p->n, p->threads < 1 ? 1 : p->threads);
+}
+
+nd_status nd_fc_bwd_data_f32(const nd_fc_bwd_params *p, float *out, const float *const *in, const float *w,
+                             const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || bad_fc(p))
+        return ND_EINVAL;
+    nd_gemm_desc d = {0};          /* dx (N, IN) = dy (N, OUT) . W (OUT, IN) */
+    d.m = p->n;
+    d.n = p->in_features;
+    d.k = p->out_features;
+    d.a.p = in[0];
+    d.a.rs = p->out_features;
+    d.a.cs = 1;
+    d.b.p = w;
+    d.b.rs = p->in_features;
+    d.b.cs = 1;
+    d.c = out;
+    d.ldc = p->in_features;
+    return nd_sgemm(&d, ws, p->threads);
+}
+
+nd_status nd_fc_bwd_params_f32(const nd_fc_bwd_params *p, float *out, const float *const *in, const float *w,
+                               const float *bias, float *ws)
+{
+    (void)w;
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !in[1] || bad_fc(p))
+        return ND_EINVAL;
+    const int64_t N = p->n, IN = p->in_features, OUT = p->out_features;
+    const float *dy = in[0];
+    nd_gemm_desc d = {0};          /* dW (OUT, IN) = dy^T (OUT, N) . x (N, IN) */
+    d.m = OUT;
+    d.n = IN;
+    d.k = N;
+    d.a.p = dy;
+    d.a.rs = 1;
+    d.a.cs = OUT;
+    d.b.p = in[1];
+    d.b.rs = IN;
+    d.b.cs = 1;
+    d.c = out;
+    d.ldc = IN;
+    nd_status s = nd_sgemm(&d, ws, p->threads);
+    if (s != ND_OK)
+        return s;
+    if (p->bias) {
+        float *db = out + OUT * IN;
+        for (int64_t o = 0; o < OUT; o++) db[o] = 0.0f;
+        for (int64_t b = 0; b < N; b++)
+            for (int64_t o = 0; o < OUT; o++) db[o] += dy[b * OUT + o];
+    }
+    return ND_OK;
+}
