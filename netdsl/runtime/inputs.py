@@ -126,13 +126,21 @@ def load_image(path, node, batch):
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise NetDSLError(f"cannot read image {path}: {e}", hint="is it a complete image file?")
-    a = np.asarray(a, np.float32).transpose(2, 0, 1) * float(node.attrs.get("scale") or 1.0)
-    mean, std = node.attrs.get("mean"), node.attrs.get("std")
+    a = normalize(np.asarray(a, np.float32).transpose(2, 0, 1), node.attrs.get("scale"),
+                  node.attrs.get("mean"), node.attrs.get("std"))
+    return np.repeat(a[None], batch, axis=0).astype(np.float32)
+
+
+def normalize(a, scale=None, mean=None, std=None):
+    """Pixels on the 8-bit scale, [C, H, W] or [N, C, H, W] (uint8 or float), as the network
+    input the `input` line declares: times `scale`, minus `mean`, over `std` (per channel, or
+    one value for all), in float32. Shared by `netdsl run` images and the training loader."""
+    a = np.asarray(a, np.float32) * float(scale or 1.0)
     if mean is not None:
         a = a - np.asarray(mean, np.float32).reshape(-1, 1, 1)
     if std is not None:
         a = a / np.asarray(std, np.float32).reshape(-1, 1, 1)
-    return np.repeat(a[None], batch, axis=0).astype(np.float32)
+    return a
 
 
 def read_input(spec: str, graph, batch: int):
