@@ -118,6 +118,58 @@ class Layout:
                 "arena_bytes": 4 * self.arena_floats}
 
 
+def training_graph(graph):
+    """The graph training runs: a copy where a layer written with a fused residual
+    (`Conv(..., residual=true)`) becomes the conv then `<layer>.add` (conv + shortcut), and a
+    layer written with a fused activation (`FC(10, act=sigmoid)`) is followed by the
+    standalone activation `<layer>.<act>`, so that each op's own gradient rule applies. The
+    layer keeps its name (and so its parameters' names). A graph with neither is returned
+    as it is."""
+    from ..ops import activations
+    todo = [nd.name for nd in graph.nodes()
+            if nd.attrs.get("act", activations.NONE) != activations.NONE or nd.attrs.get("residual")]
+    if not todo:
+        return graph
+    g = graph.copy()
+
+    def insert_after(name, new, op, attrs, extra_input=None):
+        """A node `new` reading `name` (slot 0) and `extra_input` (slot 1) that takes over
+        every reader of `name` and any output naming it."""
+        nd = g[name]
+        readers = [(v, d["slot"]) for _, v, d in g.g.out_edges(name, data=True)]
+        node = g.add(new, op, attrs, nd.span, scope=nd.scope)
+        node.shape, node.order = tuple(nd.shape), nd.order
+        for v, slot in readers:
+            g.g.remove_edge(name, v)
+            g.connect(new, v, slot)
+        g.connect(name, new, 0)
+        if extra_input is not None:
+            g.connect(extra_input, new, 1)
+        for k, v in list(g.outputs.items()):
+            if v == name:
+                g.outputs[k] = new
+        return new
+
+    for name in todo:
+        nd = g[name]
+        act = nd.attrs.get("act", activations.NONE)
+        last = name
+        if nd.attrs.get("residual"):
+            shortcut = g.preds(name)[1]
+            g.g.remove_edge(shortcut, name)
+            nd.attrs["residual"] = False
+            spec = ops.get("Add")
+            last = insert_after(name, f"{name}.add", "Add",
+                                spec.resolve(spec.bind((), {}), [tuple(nd.shape)] * 2), shortcut)
+        if act != activations.NONE:
+            entry = activations.get(act)
+            spec = ops.get(entry.op)
+            insert_after(last, f"{name}.{entry.name}", entry.op,
+                         spec.resolve(spec.bind((), dict(entry.fixed)), [tuple(nd.shape)]))
+            nd.attrs["act"] = activations.NONE
+    return g
+
+
 def loss_output(graph, loss, output=None):
     """The node the loss reads and its shape. Cross-entropy takes logits: a network that
     ends in Softmax/LogSoftmax over the channels trains on that layer's input (the fused
@@ -156,6 +208,7 @@ def build(graph, batches, loss, optimizer, clip=None, output=None) -> Layout:
     for b in batches:
         if b < 1:
             raise NetDSLError(f"batch size must be a positive integer, got {b}")
+    graph = training_graph(graph)
     out = loss_output(graph, loss, output)
     nodes = _trainable_nodes(graph, out)
     lay = Layout(graph, out, tuple(graph[out].shape), loss, optimizer, clip, {}, {})

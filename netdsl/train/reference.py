@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import NetDSLError
-from .plan import _trainable_nodes, loss_output
+from .plan import _trainable_nodes, loss_output, training_graph
 from .registry import grad_reference
 
 
@@ -51,6 +51,7 @@ def forward(graph, weights, x, out, dtype=np.float64):
 
 def gradients(graph, weights, x, y, loss, output=None):
     """(loss value, correct, {param name: gradient}) in float64."""
+    graph = training_graph(graph)
     out = loss_output(graph, loss, output)
     vals = forward(graph, weights, x, out)
     target = loss.prepare_targets(y, tuple(graph[out].shape), vals[out].shape[0]).astype(np.float64)
