@@ -134,7 +134,14 @@ class Dataset:
         """This data set adapted to a model input of `input_shape` (CxHxW or F, no batch):
         channels and size changed once here (see the module docstring), and the `input`
         line's normalization (scale, default 1/255, then mean/std) kept for the loader.
-        Float32 arrays keep their values: only their layout is adapted."""
+        Float32 arrays keep their values: only their layout is adapted. `input_shape` may also
+        be the model's input node (model.graph[model.graph.inputs[0]]): its shape and
+        attributes are used."""
+        if hasattr(input_shape, "attrs") and hasattr(input_shape, "shape"):
+            node = input_shape
+            input_shape = node.shape
+            mean, std = node.attrs.get("mean", mean), node.attrs.get("std", std)
+            scale = node.attrs.get("scale", scale)
         shape = tuple(int(s) for s in input_shape)
         x = self.x
         if len(shape) == 3:

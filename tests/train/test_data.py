@@ -163,6 +163,7 @@ def test_to_input_matches_netdsl_run_on_the_same_png(tmp_path, src_c, shape, nor
     got = ds.inputs()
     assert got.shape == (4, *shape) and got.dtype == np.float32
     node = Node(shape, **norm)
+    assert np.array_equal(Dataset(x, np.arange(4)).to_input(node).inputs(), got)   # the node itself
     for i in range(4):
         p = tmp_path / f"{i}.png"
         Image.fromarray(x[i, 0] if src_c == 1 else x[i].transpose(1, 2, 0)).save(p)
@@ -178,6 +179,18 @@ def test_normalize_arithmetic_and_float_arrays_kept():
     f = np.random.default_rng(0).standard_normal((3, 3, 2, 2)).astype(np.float32)
     same = Dataset(f, [0, 1, 2]).to_input((3, 2, 2), mean=(1, 2, 3), std=(2, 4, 8))
     assert np.array_equal(same.inputs(), f)              # float arrays are used as they are
+
+
+def test_to_input_float_arrays_change_layout_not_values():
+    """Float arrays: constant colour images stay constant through the bilinear resize, gray
+    is the 601-2 luma of the colour, and no scale/mean/std is applied."""
+    rgb = np.array([[0.2, -1.0, 3.0], [1.0, 0.5, 0.0]], np.float32)
+    x = np.broadcast_to(rgb[:, :, None, None], (2, 3, 4, 5)).copy()
+    ds = Dataset(x, [0, 1]).to_input((1, 9, 7), mean=(0.5,), std=(2.0,))
+    want = rgb @ np.array([0.299, 0.587, 0.114])
+    got = ds.inputs()
+    assert got.shape == (2, 1, 9, 7)
+    np.testing.assert_allclose(got, np.broadcast_to(want[:, None, None, None], got.shape), rtol=1e-5, atol=1e-6)
 
 
 def test_to_input_feature_vectors_and_errors():
@@ -360,3 +373,16 @@ def test_loader_errors():
         Loader(ds, 0)
     with pytest.raises(NetDSLError, match="drop_last with a batch of 8 leaves no batch of the 5 samples of 'tiny'"):
         Loader(ds, 8, drop_last=True)
+
+
+def test_digits_feed_lenet5():
+    """The built-in set through the zoo model's own input node, run by the C kernels."""
+    import netdsl
+    model = netdsl.load("lenet5")
+    node = model.graph[model.graph.inputs[0]]
+    ds = data.digits("test", n=20, cache=False).to_input(node)
+    assert ds.input_shape == (1, 32, 32)
+    x, y = next(iter(Loader(ds, 8, augment="crop=2")))
+    np.testing.assert_allclose(ds.inputs()[:1], ds.x[:1] / 255.0, rtol=1e-6)   # lenet5: scale only
+    out = model(x)
+    assert out.shape == (8, 10) and np.all(np.isfinite(out)) and y.shape == (8,)
