@@ -50,7 +50,7 @@ def add_parser(sub):
     s.add_argument("--resume", default=None, help="continue from a checkpoint (<out>.ckpt.safetensors)")
     s.add_argument("--curves", default=None, help="write PREFIX.csv and PREFIX.png (default: <out>.curves)")
     s.add_argument("--output", default=None, help="the network output to train (when it has several)")
-    s.add_argument("--no-progress", action="store_true", help="plain lines only, no progress bar")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar: one line per epoch")
     s.set_defaults(fn=cmd_train)
     return s
 
@@ -91,7 +91,9 @@ def cmd_train(args):
         if not os.path.isdir(folder):
             raise NetDSLError(f"-o {args.out}: the folder {folder} does not exist")
     m = load(args.model, weights=args.weights, threads=args.threads)
-    train, test = tdata.get_dataset(args.data, input_shape=m.graph[m.graph.inputs[0]].shape, seed=args.seed)
+    shape = m.graph[m.graph.inputs[0]].shape
+    size = tuple(shape[1:]) if len(shape) == 3 else None
+    train, test = tdata.get_dataset(args.data, size=size)
     val = test
     if args.val is not None:
         try:
@@ -103,7 +105,7 @@ def cmd_train(args):
                 raise NetDSLError(f"--val {args.val}: a fraction must be between 0 and 1")
             val = frac
         else:
-            val = tdata.get_dataset(args.val, input_shape=m.graph[m.graph.inputs[0]].shape, seed=args.seed)[0]
+            val = tdata.get_dataset(args.val, size=size)[0]
     loss = get_loss(args.loss, **({"label_smoothing": args.label_smoothing} if args.label_smoothing else {}))
     n_train = len(train) if not isinstance(val, float) else len(train) - int(round(len(train) * val))
     steps = args.epochs * -(-n_train // args.batch)
@@ -115,7 +117,7 @@ def cmd_train(args):
           f"{args.epochs} epochs, {opt.describe()}, loss {loss.name}")
     hist = fit(m, train, epochs=args.epochs, batch=args.batch, optimizer=opt, loss=loss, augment=args.augment,
                validation=val, seed=args.seed, clip=args.clip, threads=args.threads,
-               progress=not args.no_progress, out=args.out, resume=args.resume, output=args.output,
+               progress="lines" if args.no_progress else True, out=args.out, resume=args.resume, output=args.output,
                curves=curves, on_start=lambda s: _print_memory(s, args.batch, inf_mib))
     if hist.stopped == "interrupted":
         print("interrupted: stopped after the current step", file=sys.stderr)

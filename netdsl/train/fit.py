@@ -73,16 +73,10 @@ def _as_dataset(model, x, y, name):
     return Dataset(np.asarray(x), np.asarray(y), name=name)
 
 
-def _input_decl(model):
-    name = model.graph.inputs[0]
-    nd = model.graph[name]
-    return tuple(nd.shape), nd.attrs.get("mean"), nd.attrs.get("std"), nd.attrs.get("scale", 1 / 255)
-
-
 def prepare(model, ds):
-    """The dataset's images in the model's input form (size, channels, normalization), float32."""
-    shape, mean, std, scale = _input_decl(model)
-    return ds.to_input(shape, mean, std, scale)
+    """The dataset adapted to the model's input (channels and size once; normalization per
+    batch, as the input line says): see Dataset.to_input."""
+    return ds.to_input(model.graph[model.graph.inputs[0]])
 
 
 def _optimizer(optimizer, lr=None):
@@ -97,25 +91,24 @@ def _optimizer(optimizer, lr=None):
 def evaluate(model, x, y=None, loss="cross_entropy", batch=256, output=None):
     """{"loss", "accuracy", "n"} of the model (inference path) on a dataset or (x, y)."""
     loss = get_loss(loss) if isinstance(loss, str) else loss
-    ds = _as_dataset(model, x, y, "evaluate")
-    xs = prepare(model, ds)
-    from .plan import loss_output
-    logits_node = loss_output(model.graph, loss, output)
+    ds = prepare(model, _as_dataset(model, x, y, "evaluate"))
+    from .plan import loss_output, training_graph
+    logits_node = loss_output(training_graph(model.graph), loss, output)
     outs = dict(model.graph.outputs)
     out_name = output or next(iter(outs))
-    probs_out = outs[out_name] != logits_node        # the net ends in Softmax/LogSoftmax
-    log_softmax = probs_out and model.graph[outs[out_name]].op == "LogSoftmax"
+    last = model.graph[outs[out_name]]
+    probs_out = last.op in ("Softmax", "LogSoftmax") and outs[out_name] != logits_node
     total, correct, count = 0.0, 0, 0
     for i in range(0, len(ds), batch):
-        xb = xs[i:i + batch]
+        xb = ds.normalize(ds.x[i:i + batch])
         yb = ds.y[i:i + batch]
         o = model(xb)
         if isinstance(o, dict):
             o = o[out_name]
         o = np.asarray(o, np.float64)
-        if probs_out:          # log-probabilities are logits of the same softmax
-            o = o if log_softmax else np.log(np.maximum(o, np.finfo(np.float64).tiny))
-        t = loss.prepare_targets(yb, tuple(model.graph[logits_node].shape), len(xb)).astype(np.float64)
+        if probs_out and last.op == "Softmax":   # log-probabilities are logits of the same softmax
+            o = np.log(np.maximum(o, np.finfo(np.float64).tiny))
+        t = loss.prepare_targets(yb, tuple(o.shape[1:]), len(xb)).astype(np.float64)
         tshape = (len(xb),) + o.shape[2:] if loss.name == "cross_entropy" else o.shape
         lv, _, c = loss.reference(o, t.reshape(tshape))
         total += lv * len(xb)
@@ -159,58 +152,75 @@ def _atomic(path, write):
             os.remove(tmp)
 
 
+META_KEY = "__netdsl_training__"     # the .npz checkpoint's metadata entry (a JSON string)
+
+
 def save_checkpoint(path, session, meta: dict):
-    from ..runtime.weights import _safetensors
-    st = _safetensors()
+    """Weights, optimizer state regions and `meta` (JSON) in one file: .safetensors (metadata
+    in its header) or .npz (metadata as a string array), written atomically."""
     tensors = {k: np.ascontiguousarray(v, np.float32) for k, v in session.weights().items()}
     for i, r in enumerate(session.optimizer_state()["regions"]):
         tensors[f"{OPT_PREFIX}{i}"] = np.ascontiguousarray(r, np.float32)
-    meta = dict(meta, step=session.step_count)
-    _atomic(path, lambda p: st.save_file(tensors, p, metadata={"netdsl": json.dumps(meta)}))
+    text = json.dumps(dict(meta, step=session.step_count))
+    if path.endswith(".npz"):
+        _atomic(path, lambda p: np.savez(p, **tensors, **{META_KEY: np.array(text)}))
+        return
+    from ..runtime.weights import _safetensors
+    st = _safetensors()
+    _atomic(path, lambda p: st.save_file(tensors, p, metadata={"netdsl": text}))
 
 
 def load_checkpoint(path):
     """(weights, optimizer regions, meta) of a checkpoint written by fit."""
-    from ..runtime.weights import _safetensors, _safetensors_errors
-    st = _safetensors()
     if not os.path.exists(path):
-        raise NetDSLError(f"no checkpoint {path}", hint=f"fit writes <out>{CKPT_SUFFIX} after every epoch")
+        raise NetDSLError(f"no checkpoint {path}",
+                          hint=f"fit writes <out>{CKPT_SUFFIX} (or .ckpt.npz) after every epoch")
     try:
-        from safetensors import safe_open
-        with safe_open(path, framework="numpy") as f:
-            meta = json.loads((f.metadata() or {}).get("netdsl", "null"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (_safetensors_errors() + (OSError, ValueError, json.JSONDecodeError)) as e:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                tensors = {k: f[k] for k in f.files}
+            text = str(tensors.pop(META_KEY)) if META_KEY in tensors else "null"
+        else:
+            from ..runtime.weights import _safetensors
+            _safetensors()
+            from safetensors import safe_open
+            with safe_open(path, framework="numpy") as f:
+                text = (f.metadata() or {}).get("netdsl", "null")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(text)
+    except NetDSLError:
+        raise
+    except Exception as e:  # noqa: BLE001 — a damaged file, whatever the reader raises
         raise NetDSLError(f"cannot read checkpoint {path}: {e}") from None
-    del st
     if not isinstance(meta, dict):
-        raise NetDSLError(f"{path} is not a netdsl training checkpoint (no netdsl metadata)",
-                          hint=f"resume from the {CKPT_SUFFIX} file fit wrote, not the weights file")
+        raise NetDSLError(f"{path} is not a netdsl training checkpoint (it has no training metadata)",
+                          hint=f"resume from the {CKPT_SUFFIX} file training wrote, not the weights file")
     regions = [tensors.pop(f"{OPT_PREFIX}{i}") for i in range(sum(k.startswith(OPT_PREFIX) for k in tensors))]
     return tensors, regions, meta
 
 
 def checkpoint_path(out):
-    root = out
-    for ext in (".safetensors", ".npz"):
-        if root.endswith(ext):
-            root = root[:-len(ext)]
-    return root + CKPT_SUFFIX
+    """<out without extension>.ckpt.safetensors, or .ckpt.npz for an .npz out."""
+    root, ext = os.path.splitext(out)
+    return root + (".ckpt.npz" if ext.lower() == ".npz" else CKPT_SUFFIX)
 
 
 def fit(model, x=None, y=None, *, epochs=10, batch=64, optimizer=None, lr=None, loss="cross_entropy",
         label_smoothing=0.0, augment=None, validation=None, shuffle=True, seed=0, clip=None,
         threads=None, progress=True, out=None, resume=None, output=None, stream=None,
         curves=None, on_epoch=None, on_start=None) -> History:
-    """Train `model` in place (its weights are replaced by the trained ones after every epoch)."""
+    """Train `model` in place (its weights are the trained ones after every epoch); see the
+    module docstring. Returns the History."""
     from .data import Dataset, Loader
+    from .plan import loss_output, training_graph
     stream = stream or sys.stdout
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise NetDSLError(f"batch must be a positive integer, got {batch!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise NetDSLError(f"epochs must be a positive integer, got {epochs!r}")
-    lossf = get_loss(loss, label_smoothing=label_smoothing) if isinstance(loss, str) and \
-        label_smoothing else (get_loss(loss) if isinstance(loss, str) else loss)
+    for what, v in (("batch", batch), ("epochs", epochs)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise NetDSLError(f"{what} must be a positive integer, got {v!r}")
+    if isinstance(loss, str):
+        lossf = get_loss(loss, label_smoothing=label_smoothing) if label_smoothing else get_loss(loss)
+    else:
+        lossf = loss
     opt = _optimizer(optimizer, lr)
     train = _as_dataset(model, x, y, "training data")
     if isinstance(validation, float):
@@ -223,103 +233,93 @@ def fit(model, x=None, y=None, *, epochs=10, batch=64, optimizer=None, lr=None, 
         raise NetDSLError("validation must be (x, y), a Dataset or a fraction like 0.1")
     if len(train) == 0:
         raise NetDSLError("the training set is empty")
-    from .plan import loss_output
-    logits = loss_output(model.graph, lossf, output)
-    lossf.prepare_targets(train.y, tuple(model.graph[logits].shape), len(train))   # labels checked up front
-    if augment is not None and not callable(augment):
-        from .augment import Augment
-        augment = Augment.from_spec(augment) if isinstance(augment, str) else augment
-
+    logits = loss_output(training_graph(model.graph), lossf, output)
+    lossf.prepare_targets(train.y, tuple(training_graph(model.graph)[logits].shape), len(train))  # every label, up front
+    train_in = prepare(model, train)
+    loader = Loader(train_in, batch, shuffle=shuffle, seed=seed, augment=augment)
+    steps_per_epoch = len(loader)
     sizes = {min(batch, len(train))}
     if len(train) % batch and len(train) > batch:
         sizes.add(len(train) % batch)
-    steps_per_epoch = math.ceil(len(train) / batch)
-    if getattr(opt, "schedule", None) is not None and hasattr(opt.schedule, "bind"):
-        opt.schedule.bind(epochs * steps_per_epoch)
-    session = TrainSession(model.graph, model.weights, lossf, opt, sorted(sizes), clip=clip,
-                           threads=threads if threads is not None else model.threads, seed=seed, output=output)
+    thr = threads if threads is not None else model.threads
     hist = History()
-    start_epoch = 0
+    start_epoch, start_step = 0, 0
+    regions = None
+    if resume:
+        w, regions, meta0 = load_checkpoint(resume)
+        model.load_state_dict(w)
+        start_epoch, start_step = int(meta0.get("epoch", 0)), int(meta0.get("epoch_step", 0))
+        hist.rows = list(meta0.get("history", []))
+    session = TrainSession(model.graph, model.weights, lossf, opt, sorted(sizes), clip=clip,
+                           threads=thr, seed=seed, output=output)
+    if regions is not None:
+        session.load_optimizer_state({"regions": regions, "step": meta0.get("step", 0)})
     meta = {"model": model.name, "loss": lossf.name, "optimizer": opt.state_dict(), "batch": batch,
             "seed": seed, "epochs": epochs}
-    if resume:
-        w, regions, m = load_checkpoint(resume)
-        model.load_state_dict(w)
-        session_w = model.weights
-        session = TrainSession(model.graph, session_w, lossf, opt, sorted(sizes), clip=clip,
-                               threads=threads if threads is not None else model.threads, seed=seed, output=output)
-        session.load_optimizer_state({"regions": regions, "step": m.get("step", 0)})
-        start_epoch = int(m.get("epoch", 0))
-        hist.rows = list(m.get("history", []))
-        if start_epoch >= epochs:
-            print(f"{resume}: already trained {start_epoch} epochs; nothing to do (ask for more with --epochs)",
-                  file=stream)
     ckpt = checkpoint_path(out) if out else None
     if on_start:
         on_start(session)
+    if resume and start_epoch >= epochs:
+        print(f"{resume}: already trained {start_epoch} epochs; nothing to do (ask for more with --epochs)",
+              file=stream)
 
-    def finish_epoch(e, row):
-        hist.rows.append(row)
+    def save(epoch_done, epoch_step):
         model._set_weights(session.weights())
         if out:
             from ..runtime import weights as wio
             _atomic(out, lambda p: wio.save(p, model.weights))
-            save_checkpoint(ckpt, session, dict(meta, epoch=e + 1, history=hist.rows))
-        if curves:
-            hist.write_csv(curves + ".csv")
-            hist.write_png(curves + ".png", title=f"{model.name}: {opt.describe()}")
-        if on_epoch:
-            on_epoch(row)
+            save_checkpoint(ckpt, session, dict(meta, epoch=epoch_done, epoch_step=epoch_step, history=hist.rows))
 
     from .progress import Progress
     with _StopFlag() as flag:
         for e in range(start_epoch, epochs):
-            loader = Loader(train, batch, shuffle=shuffle, seed=seed + e, augment=augment,
-                            transform=lambda xb: _to_input(model, xb))
-            bar = Progress(steps_per_epoch, f"epoch {e + 1}/{epochs}", stream=stream, enabled=progress)
+            first = start_step if e == start_epoch else 0
+            bar = Progress(steps_per_epoch - first, f"epoch {e + 1}/{epochs}", stream=stream,
+                           enabled=progress is True)
             t0 = time.perf_counter()
-            tot_loss, tot_correct, seen, units = 0.0, 0, 0, 0
+            tot_loss, tot_correct, seen, units, done_steps = 0.0, 0, 0, 0, first
             try:
-                for xb, yb in loader:
+                for xb, yb in loader.epoch(e, start=first):
                     lv, c = session.step(xb, yb)
                     nb = len(xb)
-                    per = lossf.target_floats(lay_shape(session), nb) // nb if lossf.name == "cross_entropy" else 1
                     tot_loss += lv * nb
                     tot_correct += c
                     seen += nb
-                    units += nb * per
+                    units += lossf.target_floats(session.layout.out_shape, nb) if lossf.name == "cross_entropy" else nb
+                    done_steps += 1
                     bar.update(nb, loss=tot_loss / seen, acc=tot_correct / max(units, 1))
                     if flag.stop:
                         break
             except NonFiniteError as err:
-                bar.close({})
+                bar.close()
                 hist.stopped, hist.message = "nonfinite", err.diagnostics[0].message
-                model._set_weights(session.weights())
+                save(e, done_steps)
                 raise
             dt = time.perf_counter() - t0
             row = {"epoch": e + 1, "train_loss": tot_loss / max(seen, 1), "train_acc": tot_correct / max(units, 1),
                    "lr": opt.step_fields(max(session.step_count - 1, 0))["lr"],
                    "images_per_s": seen / dt if dt > 0 else 0.0, "seconds": dt}
-            if flag.stop:
-                row["partial"] = True
+            interrupted = flag.stop and done_steps < steps_per_epoch
             model._set_weights(session.weights())
-            if val is not None and len(val):
+            if val is not None and len(val) and not interrupted:
                 ev = evaluate(model, val, loss=lossf, output=output)
                 row["val_loss"], row["val_acc"] = ev["loss"], ev["accuracy"]
-            bar.close(row)
-            finish_epoch(e, row)
+            line = bar.close({k: row[k] for k in ("val_loss", "val_acc") if k in row})
+            if progress == "lines":          # no bar: one plain line per epoch
+                print(line, file=stream, flush=True)
+            if interrupted:
+                hist.stopped = "interrupted"
+                save(e, done_steps)          # resume continues this epoch from done_steps
+                break
+            hist.rows.append(row)
+            save(e + 1, 0)
+            if curves:
+                hist.write_csv(curves + ".csv")
+                hist.write_png(curves + ".png", title=f"{model.name}: {opt.describe()}")
+            if on_epoch:
+                on_epoch(row)
             if flag.stop:
                 hist.stopped = "interrupted"
                 break
     hist.session = session
     return hist
-
-
-def lay_shape(session):
-    return session.layout.out_shape
-
-
-def _to_input(model, xb):
-    """A batch (uint8 images or floats) in the model's input form."""
-    from .data import Dataset
-    return Dataset(xb, np.zeros(len(xb), np.int64)).to_input(*_input_decl(model))

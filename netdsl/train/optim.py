@@ -293,7 +293,7 @@ class Optimizer:
             if k != "lr" and self.defaults.get(k) == v:
                 continue
             parts.append(f"{k}=({', '.join(_num(x) for x in v)})" if isinstance(v, tuple) else f"{k}={_num(v)}")
-        if self.schedule is not None:
+        if self.schedule is not None and self.schedule.name != "constant":
             parts.append(f"schedule={self.schedule.describe()}")
         return f"{self.title}({', '.join(parts)})"
 
