@@ -260,7 +260,8 @@ def _layer_article(m, g, n, ctx) -> str:
             uri, cap = ctx["maps"][name]
             parts.append(_figure(uri, f"feature maps of {name}", cap, "maps"))
         else:
-            parts.append(f'<p class="hint">not drawn here: <code>--layers {escape(name)}</code></p>')
+            parts.append(f'<p class="hint">not drawn (one layer per stage is): <code>netdsl report MODEL --input '
+                         f'... --layers {escape(name)}</code></p>')
     notes = [escape(t) for t in ctx["records"].get(name, [])]
     if name in ctx["absorbed"]:
         target, lines = ctx["absorbed"][name]
@@ -411,10 +412,10 @@ def timeline_svg(plan, graph) -> str:
                f'stroke="#1a55c0" stroke-dasharray="5,3"/><text x="{right + 6:.1f}" y="{ly:.1f}" fill="#1a55c0">'
                f"lower bound {lb / MIB:.2f} MiB</text>")
     every = max(1, int(-(-12 // px)))
-    for c in range(0, cols, every):          # step names, rotated
-        x = X(c) + px / 2 + 3
-        out.append(f'<text x="{x:.1f}" y="{top + TL_H + 8}" transform="rotate(60 {x:.1f} {top + TL_H + 8})" '
-                   f'fill="#333">{escape(labels[c][:22])}</text>')
+    for c in range(0, cols, every):          # step names, rotated: each one ends under its column
+        x, y = X(c) + px / 2 + 3, top + TL_H + 8
+        out.append(f'<text x="{x:.1f}" y="{y}" transform="rotate(-60 {x:.1f} {y})" text-anchor="end" '
+                   f'fill="#333">{escape(labels[c][-24:])}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -47,13 +47,13 @@ class Browser:
                         "install it, e.g. apt-get install chromium")
         self.timeout, self.errors, self.requests, self.events = timeout, [], [], []
         self._buf, self._id = b"", 0
+        self.log = open(os.path.join(tmp, "chromium.log"), "wb")
         cmd_r, self._cmd_w = os.pipe()           # we write commands, Chromium reads them on fd 3
         self._resp_r, resp_w = os.pipe()         # Chromium writes replies on fd 4, we read them
         # copies above 10 so dup2 onto 3 and 4 cannot overwrite one with the other
         hi_r, hi_w = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (cmd_r, resp_w))
         os.close(cmd_r)
         os.close(resp_w)
-        self.log = open(os.path.join(tmp, "chromium.log"), "wb")
         args = [exe, "--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
                 "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--disable-background-networking", "--disable-sync",

@@ -115,12 +115,10 @@
     art.dataset.pictures.split(" ").forEach((name) => {
       const src = articleOf(name);
       if (!src) return;
-      $$("figure", src).forEach((f) => {
-        const h = document.createElement("h4");
-        h.textContent = name;
-        box.appendChild(h);
-        box.appendChild(f.cloneNode(true));
-      });
+      const h = document.createElement("h4");
+      h.textContent = name;
+      box.appendChild(h);
+      $$("figure", src).forEach((f) => box.appendChild(f.cloneNode(true)));
     });
   }
 
