@@ -22,7 +22,7 @@ The page, top to bottom:
   pass, and the planner's decisions (concats elided, buffers reused in place).
 
 Self-contained: the CSS and JavaScript (report_assets/report.css and report.js: hand-written,
-about 250 lines, no library) are inlined, every picture is a data: URI, nothing is fetched, so the
+about 200 lines, no library) are inlined, every picture is a data: URI, nothing is fetched, so the
 file works opened from disk with no network. Pictures (feature maps, receptive fields) are drawn
 only for the "picture layers" — one per stage by default (Model.feature_layers), or the ones
 asked for — so a ResNet-152 or DenseNet-201 report stays a few hundred KB.
@@ -47,7 +47,7 @@ from ..passes import optimize
 from ..runtime.plan import lower, report_lines
 from .features import check_maps
 from .labels import op_args, scope_block
-from .svg import MAX_BOXES, _unit_of, block_levels, fitting_depth, fusion_badges, to_svg
+from .svg import MAX_BOXES, _check_depth, _unit_of, block_levels, fitting_depth, fusion_badges, to_svg
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report_assets")
 CAP = 16                # channels drawn per feature map (the panel is one screen, not a poster)
@@ -151,8 +151,7 @@ def graph_views(m, g_run, report, level, depth=None, max_boxes=MAX_BOXES) -> lis
         todo.append(("runs", f"as it runs (-O{level})", g_run, fusion_badges(g_run, report)))
     views = []
     for key, label, g, badges in todo:
-        d = depth if depth is not None else fitting_depth(g, max_boxes)
-        d = None if d == 0 and depth is None and not g.blocks else d
+        d = depth if depth is not None else (fitting_depth(g, max_boxes) or None)   # 0: nothing fits
         levels = block_levels(g.blocks)
         note = [label]
         if badges:
@@ -160,11 +159,12 @@ def graph_views(m, g_run, report, level, depth=None, max_boxes=MAX_BOXES) -> lis
         if d:
             note.append(f"blocks nested {d} deep drawn as one box each (--depth {d})")
         try:
-            svg = _inline_svg(to_svg(g, name=m.name, depth=d or None, badges=badges, note=" \u00b7 ".join(note),
+            svg = _inline_svg(to_svg(g, name=m.name, depth=d, badges=badges, note=" \u00b7 ".join(note),
                                      max_boxes=max_boxes), key)
         except NetDSLError as e:
-            svg, note = None, [e.diagnostics[0].message]
-        boxes = {n.name: _unit_of(n, g.blocks, levels, d or None).lstrip("\x00") for n in g.nodes()}
+            svg, note = None, [f"the graph is not drawn: {e.diagnostics[0].message}; the summary table below "
+                               "lists every layer"]
+        boxes = {n.name: _unit_of(n, g.blocks, levels, d).lstrip("\x00") for n in g.nodes()}
         views.append((key, label, svg, " \u00b7 ".join(note), boxes))
     return views
 
@@ -212,7 +212,7 @@ def _figure(uri: str, alt: str, caption: str, cls: str) -> str:
             "</figure>")
 
 
-def _layer_article(m, g, n, ctx) -> str:
+def _layer_article(g, n, ctx) -> str:
     name = n.name
     block = scope_block(n, g.blocks)
     meta = [escape(" \u00b7 ".join(x for x in (
@@ -252,7 +252,8 @@ def _layer_article(m, g, n, ctx) -> str:
             uri, cap = ctx["rf_pics"][name]
             parts.append(_figure(uri, f"receptive field of {name}", cap, "rf-pic"))
         elif n.shape is not None and len(n.shape) == 3:
-            parts.append(f'<p class="hint">the exact field: <code>netdsl rf MODEL --layer {escape(name)}</code></p>')
+            parts.append(f'<p class="hint">the exact field: <code>netdsl rf {escape(ctx["source"])} '
+                         f"--layer {escape(name)}</code></p>")
     if ctx["have_input"] and n.op != "Input" and n.shape is not None and len(n.shape) == 3 \
             and n.shape[1] * n.shape[2] > 1:
         parts.append("<h4>Feature maps</h4>")
@@ -260,8 +261,8 @@ def _layer_article(m, g, n, ctx) -> str:
             uri, cap = ctx["maps"][name]
             parts.append(_figure(uri, f"feature maps of {name}", cap, "maps"))
         else:
-            parts.append(f'<p class="hint">not drawn (one layer per stage is): <code>netdsl report MODEL --input '
-                         f'... --layers {escape(name)}</code></p>')
+            parts.append(f'<p class="hint">not drawn (one layer per stage is): <code>netdsl report '
+                         f'{escape(ctx["source"])} --input ... --layers {escape(name)}</code></p>')
     notes = [escape(t) for t in ctx["records"].get(name, [])]
     if name in ctx["absorbed"]:
         target, lines = ctx["absorbed"][name]
@@ -274,7 +275,7 @@ def _layer_article(m, g, n, ctx) -> str:
     return "".join(parts)
 
 
-def _block_article(m, g, b, members, ctx) -> str:
+def _block_article(g, b, members, ctx) -> str:
     ms = [g[x] for x in members]
     names = set(members)
     ins = [p for x in ms for p in g.preds(x.name) if p not in names]
@@ -472,6 +473,7 @@ def report_html(m, x=None, *, layers=None, cap: int = CAP, batch: int = 1, level
     if cap < 1:
         raise NetDSLError(f"--cap must be at least 1, got {cap}")
     g = m.graph
+    _check_depth(g, depth)                  # a bad --depth is the user's error, not a note on the page
     source = source or m.path or m.name
     g_run, report, level, rewrite_lines = run_graph(m, level)
     pics = picture_layers(m, layers)
@@ -488,16 +490,16 @@ def report_html(m, x=None, *, layers=None, cap: int = CAP, batch: int = 1, level
     _pictures(m, x, pics, cap, background, ctx)
 
     collapsed = {}
-    for key, _, svg, _, boxes in views:
+    for *_, boxes in views:
         for layer, box in boxes.items():
             if box != layer and box in g.blocks and layer in g:
                 collapsed.setdefault(box, []).append(layer)
     ctx["block_articles"] = set(collapsed)
     for b in collapsed:
         collapsed[b] = [n.name for n in g.nodes() if n.name in set(collapsed[b])]
-    articles = [_layer_article(m, g, n, ctx) for n in g.nodes()]
-    articles += [_layer_article(m, g_run, n, ctx) for n in g_run.nodes() if n.name not in g]
-    articles += [_block_article(m, g, b, ms, ctx) for b, ms in collapsed.items()]
+    articles = [_layer_article(g, n, ctx) for n in g.nodes()]
+    articles += [_layer_article(g_run, n, ctx) for n in g_run.nodes() if n.name not in g]
+    articles += [_block_article(g, b, ms, ctx) for b, ms in collapsed.items()]
 
     t = summary
     outs = ", ".join(("" if k == "output" else k + " ") + "x".join(map(str, s)) for k, s in m.output_shapes.items())

@@ -331,6 +331,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "writes an HTML page" in t and "hint: name it with .html" in t
     t = err(capsys, ["report", "lenet5", "--batch", "0", "-o", out])
     assert "--batch must be at least 1, got 0" in t
+    t = err(capsys, ["report", "resnet18", "--depth", "0", "-o", out])
+    assert "--depth must be a whole number from 1 up, got 0" in t
     t = err(capsys, ["report", "lenet5", "--input", "random", "--layers", "tanhh1", "-o", out])
     assert "lenet5 has no layer 'tanhh1'" in t and "did you mean 'tanh1'" in t
     t = err(capsys, ["report", "lenet5", "--input", "random", "--layers", "F6", "-o", out])
