@@ -537,9 +537,25 @@ def _weights_note(m, args):
     return ""
 
 
+def _one_input(spec, m):
+    """One sample [1, C, H, W] read as `netdsl run --input` reads it, with a note on stderr when a
+    file holds several samples (the first is drawn) or an image was resized to the input's size."""
+    from .runtime.inputs import IMAGE_EXT, read_input
+    x = next(iter(read_input(spec, m.graph, 1).values()))
+    if x.shape[0] > 1:
+        print(f"note: {spec} holds {x.shape[0]} samples; drawing the first", file=sys.stderr)
+        x = x[:1]
+    if spec.lower().endswith(IMAGE_EXT):
+        from PIL import Image
+        with Image.open(spec) as im:
+            if im.size != (x.shape[-1], x.shape[-2]):
+                print(f"note: {spec} is {im.size[0]}x{im.size[1]}; resized to the input's "
+                      f"{x.shape[-1]}x{x.shape[-2]}", file=sys.stderr)
+    return x
+
+
 def cmd_features(args):
     """netdsl features: the chosen layers' maps for one input, one sheet (netdsl/viz/features.py)."""
-    from .runtime.inputs import IMAGE_EXT, read_input
     from .viz.features import check_maps, feature_picture
     from .viz.grid import _pil
     _pil()                                  # no Pillow: say so before running anything
@@ -547,16 +563,7 @@ def cmd_features(args):
     layers = m.feature_layers(args.layers) if args.layers else None
     if layers:
         check_maps(m, layers)
-    x = next(iter(read_input(args.input, m.graph, 1).values()))
-    if x.shape[0] > 1:
-        print(f"note: {args.input} holds {x.shape[0]} samples; drawing the first", file=sys.stderr)
-        x = x[:1]
-    if args.input.lower().endswith(IMAGE_EXT):
-        from PIL import Image
-        with Image.open(args.input) as im:
-            if im.size != (x.shape[-1], x.shape[-2]):
-                print(f"note: {args.input} is {im.size[0]}x{im.size[1]}; resized to the input's "
-                      f"{x.shape[-1]}x{x.shape[-2]}", file=sys.stderr)
+    x = _one_input(args.input, m)
     title = f"{m.name}: feature maps for {args.input}{_weights_note(m, args)}"
     img, maps = feature_picture(m, x, layers, cap=args.cap, title=title)
     out = args.output or f"{m.name}_features.png"
@@ -602,7 +609,9 @@ def _background(spec, graph):
         with Image.open(spec) as im:
             return np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
     from .viz.grid import normalize
-    return normalize(x.mean(axis=0) if c != 3 else x.transpose(1, 2, 0))
+    if c == 3:                  # R, G, B normalized together (normalize gives grey RGB per value)
+        return normalize(x.transpose(1, 2, 0))[..., 0]
+    return normalize(x.mean(axis=0))
 
 
 def cmd_rf(args):
@@ -625,14 +634,45 @@ def cmd_rf(args):
     return 0
 
 
-def _picture_parser(sub, name, help, weights_help=None):
+def _picture_parser(sub, name, help, weights_help=None, ext="png"):
     """A picture command's parser with the arguments they all take: MODEL, --weights, -o."""
     s = sub.add_parser(name, help=help)
     s.add_argument("model", help=".net file, zoo name or .netc bundle")
     s.add_argument("--weights", help=weights_help or ".npz, .safetensors or .pth weights "
                                                     "(default: deterministic init, seed 0)")
-    s.add_argument("-o", "--output", help=f"output .png (default MODEL_{name}.png)")
+    s.add_argument("-o", "--output", help=f"output .{ext} (default MODEL_{name}.{ext})")
     return s
+
+
+def cmd_report(args):
+    """netdsl report: one self-contained HTML page of the model (netdsl/viz/report.py)."""
+    import os
+
+    from .viz.report import report_html, write_report
+    if args.output and os.path.splitext(args.output)[1].lower() not in (".html", ".htm"):
+        raise NetDSLError(f"{args.output}: `netdsl report` writes an HTML page",
+                          hint=f"name it with .html, e.g. -o {os.path.splitext(args.output)[0]}.html")
+    if args.batch < 1:
+        raise NetDSLError(f"--batch must be at least 1, got {args.batch}")
+    if args.input is not None:
+        from .viz.grid import _pil
+        _pil()                              # the feature maps need Pillow: say so before running anything
+    m = _load(args.model, weights=args.weights)
+    layers = m.feature_layers(args.layers) if args.layers else None
+    x = background = None
+    if args.input is not None:
+        x = _one_input(args.input, m)
+        background = _background(args.input, m.graph)
+    weights = args.weights and f"weights {os.path.basename(args.weights)}"
+    if not weights and not m.weights_loaded:
+        _weights_note(m, args)
+    text = report_html(m, x, layers=layers, cap=args.cap, batch=args.batch, level=args.opt, depth=args.depth,
+                       background=background, source=args.model, input_label=args.input,
+                       weights_label=weights or None)
+    out = args.output or f"{m.name}_report.html"
+    write_report(text, out)
+    print(f"wrote {out} ({len(text.encode('utf-8')) / 1024:.0f} KB): open it in a browser (it needs no network)")
+    return 0
 
 
 def _viz_image_parsers(sub):
@@ -651,6 +691,18 @@ def _viz_image_parsers(sub):
     s.add_argument("--at", help="y,x in the layer's output map (default: its centre)")
     s.add_argument("--input", help="an image (.png, .jpg, ...) or x.npy drawn underneath (default: a blank canvas)")
     s.set_defaults(fn=cmd_rf)
+    s = _picture_parser(sub, "report", "write one self-contained HTML page: summary table, zoomable graph, "
+                        "per-layer panel, memory timeline, optimizations", ext="html")
+    s.add_argument("--input", help="an image (.png, .jpg, ...), x.npy, or random: adds the feature maps "
+                   "(needs Pillow)")
+    s.add_argument("--layers", help="comma-separated layers to draw pictures of (default: the last map of every stage)")
+    s.add_argument("--cap", type=int, default=16, help="channels drawn per feature map (default 16)")
+    s.add_argument("--batch", type=int, default=1, help="batch size of the memory plan (default 1)")
+    s.add_argument("--depth", type=int, default=None, metavar="N",
+                   help="draw blocks nested N deep as one box (default: as `netdsl graph` chooses for big models)")
+    s.add_argument("-O", dest="opt", type=_opt_level, default=None, metavar="LEVEL",
+                   help="optimization level it runs at (default -O3, what `netdsl run` uses)")
+    s.set_defaults(fn=cmd_report)
 
 
 def build_parser():

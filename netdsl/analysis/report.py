@@ -156,25 +156,31 @@ def _describe(node):
     return f"{node.op}({', '.join(bits)})" if bits else node.op
 
 
+def explain_layer(g, n) -> list:
+    """The lines `netdsl explain` prints for one layer: its heading (op, shapes in -> out, source
+    line), the op's arithmetic indented, and the receptive-field growth when it grows."""
+    preds = g.preds(n.name)
+    shapes = [g[p].shape for p in preds]
+    where = f"line {n.span.line}" if n.span else ""
+    if not preds:
+        return [f"{n.name}: input {shape_str(n.shape)}   ({where})"]
+    ins = " + ".join(shape_str(s) for s in shapes)
+    out = [f"{n.name}: {_describe(n)}   {ins} -> {shape_str(n.shape)}   ({where})"]
+    for ln in ops.get(n.op).explain(n.attrs, shapes, n.shape):
+        out.append(f"    {ln}")
+    before = max(g[p].rf[0] for p in preds)
+    if n.rf[0] != before:
+        j = _jump(n)
+        j = j[0] if isinstance(j, list) else j
+        out.append(f"    receptive field: {before} → {n.rf[0]}   (effective stride {j})")
+    return out
+
+
 def explain_text(model):
     g = model.graph
     out = []
     for n in g.nodes():
-        preds = g.preds(n.name)
-        shapes = [g[p].shape for p in preds]
-        where = f"line {n.span.line}" if n.span else ""
-        if not preds:
-            out.append(f"{n.name}: input {shape_str(n.shape)}   ({where})")
-            continue
-        ins = " + ".join(shape_str(s) for s in shapes)
-        out.append(f"{n.name}: {_describe(n)}   {ins} -> {shape_str(n.shape)}   ({where})")
-        for ln in ops.get(n.op).explain(n.attrs, shapes, n.shape):
-            out.append(f"    {ln}")
-        before = max(g[p].rf[0] for p in preds)
-        if n.rf[0] != before:
-            j = _jump(n)
-            j = j[0] if isinstance(j, list) else j
-            out.append(f"    receptive field: {before} → {n.rf[0]}   (effective stride {j})")
+        out.extend(explain_layer(g, n))
     t = totals(g)
     out.append(f"total: {t['total_params']:,} params, {t['total_macs']:,} MACs")
     return "\n".join(out)

@@ -125,11 +125,11 @@ class Section:
         return x, y, x + self.tile_w, y + self.tile_h
 
 
-def _section(name, lines, n, h, w, top, cols=None, shrink=1):
+def _section(name, lines, n, h, w, top, cols=None, shrink=1, max_width=MAX_WIDTH):
     h, w = -(-h // shrink), -(-w // shrink)
     z = zoom_for(h, w)
     th, tw = h * z, w * z
-    fit = max(1, (MAX_WIDTH - 2 * MARGIN + GAP) // (tw + GAP))
+    fit = max(1, (max_width - 2 * MARGIN + GAP) // (tw + GAP))
     cols = max(1, min(n, cols or fit))
     rows = -(-n // cols)
     tiles_top = top + LINE * len(lines) + 2
@@ -163,8 +163,9 @@ def shape_text(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def layout(maps: dict, cap: int = CAP, title: str | None = None) -> tuple:
-    """(width, height, sections) of the sheet for {name: (C,H,W) array}."""
+def layout(maps: dict, cap: int = CAP, title: str | None = None, max_width: int = MAX_WIDTH) -> tuple:
+    """(width, height, sections) of the sheet for {name: (C,H,W) array}; tiles wrap to keep each
+    section under `max_width` pixels (one tile a row at least)."""
     if cap < 1:
         raise NetDSLError(f"the channel cap must be at least 1, got {cap}")
     sections, top = [], MARGIN + (LINE + 4 if title else 0)
@@ -182,7 +183,7 @@ def layout(maps: dict, cap: int = CAP, title: str | None = None) -> tuple:
             ([f"{const} constant channel{'s' if const != 1 else ''} (mid-grey)"] if const else [])
         if notes:
             lines.append("; ".join(notes))
-        s = _section(name, lines, n, h, w, top, shrink=f)
+        s = _section(name, lines, n, h, w, top, shrink=f, max_width=max_width)
         sections.append(s)
         top += s.height + MARGIN + 4
     width = max([s.width for s in sections] + [360])
@@ -224,14 +225,14 @@ def _paste(img, tile_rgb, zoom, x, y, Image):
     img.paste(Image.fromarray(np.ascontiguousarray(t), "RGB"), (x, y))
 
 
-def sheet(maps: dict, cap: int = CAP, title: str | None = None):
+def sheet(maps: dict, cap: int = CAP, title: str | None = None, max_width: int = MAX_WIDTH):
     """One PIL image for several layers: a section per layer (header + its first `cap` channels,
     each normalized on its own). maps: {name: (C,H,W) or (1,C,H,W) array}."""
     Image, ImageDraw, ImageFont = _pil()
     if not maps:
         raise NetDSLError("nothing to draw: no layers given")
     maps = {k: _as_map(v, k) for k, v in maps.items()}
-    width, height, sections = layout(maps, cap, title)
+    width, height, sections = layout(maps, cap, title, max_width)
     font = _font(ImageFont)
     width = max(width, _text_width([title or ""] + [t for s in sections for t in s.lines], font))
     img = Image.new("RGB", (width, height), BACKGROUND)
@@ -250,9 +251,9 @@ def sheet(maps: dict, cap: int = CAP, title: str | None = None):
     return img
 
 
-def grid(array, name: str = "map", cap: int = CAP, title: str | None = None):
+def grid(array, name: str = "map", cap: int = CAP, title: str | None = None, max_width: int = MAX_WIDTH):
     """The channels of one feature map as a grid of tiles (a PIL image); see sheet."""
-    return sheet({name: array}, cap=cap, title=title)
+    return sheet({name: array}, cap=cap, title=title, max_width=max_width)
 
 
 def filter_layout(w, cap: int = FILTER_CAP):

@@ -269,10 +269,11 @@ def _fmt(v):
     return "x".join(str(int(x)) if float(x).is_integer() else f"{float(x):.1f}" for x in v)
 
 
-def rf_picture(model_or_graph, layer, at=None, image=None, title=None):
+def rf_picture(model_or_graph, layer, at=None, image=None, title=None, min_side=MIN_SIDE, header=True):
     """(PIL image, info dict): the support of `layer`'s output position `at` drawn over `image`
     (uint8 H x W x 3 of the input's size; None: a grey canvas), shaded by path count, with the
-    theoretical window outlined and the header text."""
+    theoretical window outlined and (header=True) the header text; inputs smaller than `min_side`
+    pixels are enlarged by a whole factor."""
     from .grid import _font, _pil, _text_width
     Image, ImageDraw, ImageFont = _pil()
     g = _graph_of(model_or_graph)
@@ -292,19 +293,23 @@ def rf_picture(model_or_graph, layer, at=None, image=None, title=None):
     if top > 0:
         alpha = np.where(counts > 0, 0.25 + 0.7 * counts / top, 0.0)[..., None]
         base = base * (1 - alpha) + np.array(FIELD, np.float64) * alpha
-    zoom = max(1, -(-MIN_SIDE // max(h, w)))
+    zoom = max(1, -(-min_side // max(h, w)))
     pic = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).resize((w * zoom, h * zoom), Image.NEAREST)
     font = _font(ImageFont)
     lines = [title or f"receptive field of {layer} at output position (y={at[0]}, x={at[1]})",
              f"theoretical RF {_fmt(info['rf'])} (blue)   exact support {_fmt(info['support'])} "
              f"(clipped to the {h}x{w} input)   {info['reached']:,} input pixels reached",
              f"red: pixels that can change this value; darker = more window-tap paths (max {top:,.0f})"]
-    head = 14 * len(lines) + 8
-    out = Image.new("RGB", (max(pic.size[0], _text_width(lines, font)) + 12, pic.size[1] + head + 6), (255, 255, 255))
-    ox, oy = 6, head
+    head = 14 * len(lines) + 8 if header else 0
+    if header:
+        out = Image.new("RGB", (max(pic.size[0], _text_width(lines, font)) + 12, pic.size[1] + head + 6),
+                        (255, 255, 255))
+        ox, oy = 6, head
+    else:
+        out, ox, oy = Image.new("RGB", pic.size, (255, 255, 255)), 0, 0
     out.paste(pic, (ox, oy))
     d = ImageDraw.Draw(out)
-    for i, s in enumerate(lines):
+    for i, s in enumerate(lines if header else ()):
         d.text((6, 4 + 14 * i), s, fill=(20, 20, 20), font=font)
     y0, x0, y1, x1 = info["window"]
     clip = lambda v, n: min(max(v, -0.5), n - 0.5)          # noqa: E731
