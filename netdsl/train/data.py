@@ -320,8 +320,8 @@ def _nchw(x):
 
 
 def load_npz(path):
-    """(train, test or None) from a .npz file with arrays `x`, `y` (then test is None), or
-    `x_train`, `y_train` and optionally `x_test`, `y_test`; an optional `classes` array of
+    """(train, test or None) from a .npz file with arrays `x`, `y` (or `x_train`, `y_train`)
+    and optionally `x_test`, `y_test`; an optional `classes` array of
     names. x is [N, C, H, W], [N, H, W] or [N, H, W, C] (uint8 images or float arrays)."""
     try:
         f = np.load(path, allow_pickle=False)
@@ -335,10 +335,10 @@ def load_npz(path):
         names = list(f.files)
         try:
             classes = [str(c) for c in f["classes"]] if "classes" in names else None
-            if "x" in names and "y" in names:
-                return Dataset(_nchw(f["x"]), f["y"], classes, base), None
-            if "x_train" in names and "y_train" in names:
-                train = Dataset(_nchw(f["x_train"]), f["y_train"], classes, f"{base}-train")
+            for xk, yk in (("x", "y"), ("x_train", "y_train")):
+                if xk not in names or yk not in names:
+                    continue
+                train = Dataset(_nchw(f[xk]), f[yk], classes, base if xk == "x" else f"{base}-train")
                 test = None
                 if "x_test" in names and "y_test" in names:
                     test = Dataset(_nchw(f["x_test"]), f["y_test"], classes or

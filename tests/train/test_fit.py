@@ -9,6 +9,7 @@ by the CLI must equal evaluate() of the weights it wrote.
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import numpy as np
@@ -25,7 +26,7 @@ SMALL_CNN = """
 input x: 1x16x16
 Conv(8, 3, pad=1) - BN - ReLU - MaxPool(2)
 Conv(16, 3, pad=1) - BN - ReLU - MaxPool(2)
-GAP - FC(10) - SM
+FC(10) - SM
 """
 
 
@@ -40,10 +41,10 @@ def test_loss_falls_and_accuracy_rises(digits16):
     train, test = digits16
     m = netdsl.parse(SMALL_CNN)
     before = m.evaluate(test)
-    hist = m.fit(train, epochs=3, batch=32, optimizer=SGD(lr=0.1, momentum=0.9), progress=False,
+    hist = m.fit(train, epochs=3, batch=32, optimizer=SGD(lr=0.05, momentum=0.9), progress=False,
                  validation=test)
     assert len(hist) == 3 and hist.stopped == "completed"
-    assert hist["train_loss"][-1] < 0.7 * hist["train_loss"][0]
+    assert hist["train_loss"][-1] < 0.5 * hist["train_loss"][0]
     after = m.evaluate(test)
     assert after["accuracy"] > before["accuracy"] + 0.3, (before, after)
     assert abs(after["accuracy"] - hist["val_acc"][-1]) < 1e-12      # fit evaluates the same way
@@ -57,7 +58,7 @@ def test_fit_on_arrays_with_label_smoothing_and_adam():
     for i in range(200):
         half = slice(0, 4) if y[i] == 0 else slice(4, 8)
         x[i, 0, :, half] += 150
-    m = netdsl.parse("input x: 1x8x8\nConv(4, 3, pad=1) - ReLU - GAP - FC(2)\n")
+    m = netdsl.parse("input x: 1x8x8\nConv(4, 3, pad=1) - ReLU - FC(2)\n")
     hist = m.fit(x, y, epochs=4, batch=16, optimizer=Adam(lr=0.01), label_smoothing=0.1, progress=False)
     assert hist["train_acc"][-1] >= 0.95
 
@@ -151,7 +152,7 @@ def test_bad_data_is_a_clear_error(case, match):
         y = y[:150]
     else:
         y = y + 0.5
-    with pytest.raises(netdsl.NetDSLError, match=match):
+    with pytest.raises(netdsl.NetDSLError, match=re.escape(match)):
         m.fit(x, y, epochs=1, progress=False)
 
 
@@ -173,6 +174,7 @@ def test_cli_train(tmp_path, capsys, digits16):
                "-o", out, "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
+    print(text)
     assert "training arena" in text and "epoch 2/2" in text and "test: loss" in text
     for suffix in (".safetensors", ".ckpt.safetensors", ".curves.csv", ".curves.png"):
         assert os.path.exists(str(tmp_path / ("w" + suffix)))
