@@ -13,8 +13,12 @@
  *   hardsigmoid -3 < x < 3 ? dy / 6 : 0; other alpha/beta: 0 < alpha x + beta < 1 ? dy alpha : 0
  *   hardswish   x <= -3 ? 0 : x >= 3 ? dy : dy (x/3 + 1/2)
  *   silu        dy s (1 + x (1 - s)), s = sigmoid(x)
- *   gelu        dy (cdf + x pdf) (cdf as erfc: no cancellation for x << 0); tanh form as torch
+ *   gelu        dy (cdf + x pdf) (cdf as erfc: no cancellation for x << 0); the tanh form
+ *               dy (s + 2 x s (1 - s) u') with s = sigmoid(2u) = (1 + tanh u) / 2
  *   mish        dy (t + x s (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x)
+ * PyTorch's formulas, except that 1 - s and 1 - t^2 are computed without cancellation
+ * (PyTorch's float32 GELU-tanh and Mish gradients lose ~1e-6 absolute for |x| of 4-9); the
+ * values at ±inf are PyTorch's NaN (inf * 0), and finite inputs give finite results.
  *   prelu       dx = dy (x > 0 ? 1 : w[c]);  dw[c] = sum (x > 0 ? 0 : x dy)
  *   softmax     dx = y (dy - sum_c dy y);  logsoftmax  dx = dy - e^y sum_c dy
  *
@@ -128,10 +132,10 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
             dx[i] = ((vi > a) & (vi < b)) ? gi : 0.0f;
         }
         break;
-    case B_SILU:
+    case B_SILU:   /* 1 - s as sigmoid(-x): no cancellation for x >> 0, 1 (not inf * 0) for x << 0 */
         for (int64_t i = 0; i < n; i++) {
-            const float s = 1.0f / (1.0f + expf(-v[i]));
-            dx[i] = g[i] * s * (1.0f + v[i] * (1.0f - s));
+            const float x = v[i], s = 1.0f / (1.0f + expf(-x)), r = 1.0f / (1.0f + expf(x));
+            dx[i] = g[i] * s * (1.0f + x * r);
         }
         break;
     case B_GELU:
@@ -143,21 +147,28 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
         }
         break;
     case B_GELU_TANH:
+        /* y = x (1 + tanh u) / 2 = x s, s = sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3):
+         * dx = dy (s + 2 x s (1 - s) u'), with 1 - s = sigmoid(-2u) computed as such: torch's
+         * 0.5 (1 + t) and 1 - t^2 cancel for x << 0 (1e-6 off in float32 at x = -4) */
         for (int64_t i = 0; i < n; i++) {
             const float kb = 0.79788456080286536f, kk = 0.044715f;   /* sqrt(2/pi), torch's kappa */
-            const float x = v[i], x2 = x * x, x3 = x2 * x;
-            const float t = tanhf(kb * (x + kk * x3));
-            const float left = 0.5f * x, left_d = 0.5f * (1.0f + t);
-            const float right_d = left * (1.0f - t * t) * (kb * (1.0f + 3.0f * kk * x2));
-            dx[i] = g[i] * (left_d + right_d);
+            const float x = v[i], x2 = x * x;
+            const float u2 = 2.0f * kb * (x + kk * x2 * x);
+            const float s = 1.0f / (1.0f + expf(-u2)), r = 1.0f / (1.0f + expf(u2));
+            dx[i] = g[i] * (s + x * (s * r) * (2.0f * kb * (1.0f + 3.0f * kk * x2)));
         }
         break;
     case B_MISH:
+        /* t = tanh(softplus x) = m / (m + 2), m = e (e + 2), e = e^x, and 1 - t^2 = 4 (m + 1) / (m + 2)^2
+         * (not 1 - t*t: it cancels for x >> 0); past x = 20 t is 1 and 1 - t^2 is 0 in float32
+         * (e^40 would overflow m); a NaN x stays NaN (x > 20 is false) */
         for (int64_t i = 0; i < n; i++) {
             const float x = v[i];
+            const int big = x > 20.0f;
+            const float e = expf(big ? 20.0f : x), m = e * (e + 2.0f), q = m + 2.0f;
+            const float t = m / q, d = 4.0f * (m + 1.0f) / (q * q);
             const float s = 1.0f / (1.0f + expf(-x));
-            const float t = tanhf(log1pf(expf(x)));
-            dx[i] = g[i] * (t + x * s * (1.0f - t * t));
+            dx[i] = g[i] * (t + x * s * (big ? 0.0f : d));
         }
         break;
     default:
