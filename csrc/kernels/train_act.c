@@ -56,6 +56,16 @@ enum { B_RELU, B_LEAKY, B_SIGMOID, B_TANH, B_CLAMP, B_HARDTANH, B_HSIG, B_HSIG6,
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* s = sigmoid(x) and r = 1 - s = sigmoid(-x) from one e^-|x|: no overflow, no cancellation;
+ * x = NaN gives NaN, x = +-inf gives (1, 0) / (0, 1) exactly */
+INLINE void sig2(float x, float *s, float *r)
+{
+    const float e = expf(-fabsf(x)), q = 1.0f / (1.0f + e), eq = e * q;
+    const int pos = x >= 0.0f;
+    *s = pos ? q : eq;
+    *r = pos ? eq : q;
+}
+
 /* the selects whose arm is a product, on up to TMP elements: the products go to t[] first
  * (GCC sinks a product used in one arm of a select into a branch, which it may then not
  * vectorize without -fno-trapping-math), then a select of two loaded values */
@@ -134,8 +144,9 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
         break;
     case B_SILU:   /* 1 - s as sigmoid(-x): no cancellation for x >> 0, 1 (not inf * 0) for x << 0 */
         for (int64_t i = 0; i < n; i++) {
-            const float x = v[i], s = 1.0f / (1.0f + expf(-x)), r = 1.0f / (1.0f + expf(x));
-            dx[i] = g[i] * s * (1.0f + x * r);
+            float s, r;
+            sig2(v[i], &s, &r);
+            dx[i] = g[i] * s * (1.0f + v[i] * r);
         }
         break;
     case B_GELU:
@@ -153,21 +164,20 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
         for (int64_t i = 0; i < n; i++) {
             const float kb = 0.79788456080286536f, kk = 0.044715f;   /* sqrt(2/pi), torch's kappa */
             const float x = v[i], x2 = x * x;
-            const float u2 = 2.0f * kb * (x + kk * x2 * x);
-            const float s = 1.0f / (1.0f + expf(-u2)), r = 1.0f / (1.0f + expf(u2));
+            float s, r;
+            sig2(2.0f * kb * (x + kk * x2 * x), &s, &r);
             dx[i] = g[i] * (s + x * (s * r) * (2.0f * kb * (1.0f + 3.0f * kk * x2)));
         }
         break;
     case B_MISH:
         /* t = tanh(softplus x) = m / (m + 2), m = e (e + 2), e = e^x, and 1 - t^2 = 4 (m + 1) / (m + 2)^2
          * (not 1 - t*t: it cancels for x >> 0); past x = 20 t is 1 and 1 - t^2 is 0 in float32
-         * (e^40 would overflow m); a NaN x stays NaN (x > 20 is false) */
+         * (e^40 would overflow m), as sigmoid(x) = e / (1 + e) is; a NaN x stays NaN (x > 20 is false) */
         for (int64_t i = 0; i < n; i++) {
             const float x = v[i];
             const int big = x > 20.0f;
             const float e = expf(big ? 20.0f : x), m = e * (e + 2.0f), q = m + 2.0f;
-            const float t = m / q, d = 4.0f * (m + 1.0f) / (q * q);
-            const float s = 1.0f / (1.0f + expf(-x));
+            const float t = m / q, d = 4.0f * (m + 1.0f) / (q * q), s = e / (1.0f + e);
             dx[i] = g[i] * (t + x * s * (big ? 0.0f : d));
         }
         break;
@@ -176,15 +186,28 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
     }
 }
 
-/* sum over n of (v > 0 ? 0 : v g), in double, in index order */
+/* sum over n of (v > 0 ? 0 : v g), in double: the products of a block go to t[] first (a
+ * select of two loaded values if-converts; one whose arm multiplies becomes a branch that
+ * mispredicts on random signs), then 8 running sums (element i into sum i % 8, so the adds
+ * do not wait on each other) added in a fixed order: the same on every ISA. stride: the
+ * distance between consecutive values (vectors: the N values of one feature, C apart). */
 INLINE double prelu_dw_body(const float *g, const float *v, int64_t n, int64_t stride)
 {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const float vi = v[i * stride], t = vi * g[i * stride];
-        s += (double)(vi > 0.0f ? 0.0f : t);
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float t[TMP];
+    int64_t i0 = 0;
+    for (; i0 < n; i0 += TMP) {
+        const int64_t m = n - i0 < TMP ? n - i0 : TMP;
+        const float *gi = g + i0 * stride, *vi = v + i0 * stride;
+        if (stride == 1) for (int64_t i = 0; i < m; i++) t[i] = vi[i] * gi[i];
+        else             for (int64_t i = 0; i < m; i++) t[i] = vi[i * stride] * gi[i * stride];
+        for (int64_t i = 0; i < m; i++) t[i] = vi[i * stride] > 0.0f ? 0.0f : t[i];
+        int64_t i = 0;
+        for (; i + 8 <= m; i += 8)
+            for (int k = 0; k < 8; k++) s[k] += (double)t[i + k];
+        for (; i < m; i++) s[i % 8] += (double)t[i];
     }
-    return s;
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 /* m positions of one softmax block, C rows I apart: dx = y (g - sum g y) or g - e^y sum g */

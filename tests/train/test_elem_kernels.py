@@ -199,6 +199,18 @@ def test_large_cases_threads_agree_bit_for_bit(case):
     _same_bits(_bits(got1), _bits(got2), f"{case.id}: 1 vs 2 threads")
 
 
+# maps past the Upsample gather tables (1023): the scatter form, columns tabled up to 2048, then computed
+WIDE = [Case("Upsample", dict(scale=2), [(2, 2, 600)], n=1), Case("Upsample", dict(scale=2, mode="bilinear"), [(2, 2, 600)], n=1),
+        Case("Upsample", dict(size=(3, 2200)), [(1, 2, 1100)], n=1),
+        Case("Upsample", dict(size=(5, 2201), mode="bilinear", align_corners=True), [(1, 2, 1100)], n=1),
+        Case("Upsample", dict(size=(1100, 3), mode="bilinear"), [(1, 700, 2)], n=1)]
+
+
+@pytest.mark.parametrize("case", WIDE, ids=[c.id for c in WIDE])
+def test_wide_upsample_takes_the_scatter_form(case):
+    check_case(case)
+
+
 NAN_FLOWS = ["Sigmoid", "Tanh", "SiLU", "GELU", "Mish", "Softmax", "LogSoftmax", "Add", "Mul", "Upsample", "Pad",
              "LeakyReLU", "PReLU"]
 
