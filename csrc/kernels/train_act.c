@@ -16,11 +16,13 @@
  *   gelu        dy (cdf + x pdf) (cdf as erfc: no cancellation for x << 0); the tanh form
  *               dy (s + 2 x s (1 - s) u') with s = sigmoid(2u) = (1 + tanh u) / 2
  *   mish        dy (t + x s (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x)
- * PyTorch's formulas, except that 1 - s and 1 - t^2 are computed without cancellation
- * (PyTorch's float32 GELU-tanh and Mish gradients lose ~1e-6 absolute for |x| of 4-9); the
- * values at ±inf are PyTorch's NaN (inf * 0), and finite inputs give finite results.
  *   prelu       dx = dy (x > 0 ? 1 : w[c]);  dw[c] = sum (x > 0 ? 0 : x dy)
  *   softmax     dx = y (dy - sum_c dy y);  logsoftmax  dx = dy - e^y sum_c dy
+ *
+ * The exception: silu, gelu-tanh and mish compute 1 - s and 1 - t^2 without cancellation
+ * (as sigmoid(-x), and 4 (m + 1) / (m + 2)^2; PyTorch's float32 gradients lose ~1e-6
+ * absolute there for |x| of 4 to 9); their values at ±inf are PyTorch's NaN (inf * 0), and
+ * every finite input gives a finite result.
  *
  * PyTorch's vectorized kernels (what runs on any real tensor) and its scalar tail loops
  * disagree on a NaN x for hardtanh (0 / dy) and hardswish (NaN / dy); this follows the
@@ -35,8 +37,8 @@
  * ISA: one plain C body per family, inlined into a portable, an AVX2 and an AVX-512
  * function (conv_dw.c's pattern), picked from nd_ops()->level, so NETDSL_ISA reaches it.
  * The build is -std=c11, so no FMA contraction: every ISA gives the same bits.
- * Sums (PReLU's dw, softmax's dot products) are serial in double per output: deterministic
- * and independent of the thread count. Threads: over chunks of ~16K elements above ~128K
+ * Sums (PReLU's dw, softmax's dot products) run in double in a fixed order per output value
+ * (dw: 8 running sums): deterministic, the same on every ISA and thread count. Threads: over chunks of ~16K elements above ~128K
  * (~16K for the libm ones), over channels (dw) and blocks of positions (softmax).
  * Not here: double precision, the fused epilogues of layers (training graphs are unfused).
  */

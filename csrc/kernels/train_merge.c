@@ -7,8 +7,9 @@
  * (N,)): the adjoint of the broadcast. The products are formed CH floats at a time in a
  * stack buffer with nd_simd's accum (per ISA, the same bits on every ISA); the sums run in
  * double, chunk by chunk in a fixed order (8 running sums per chunk), one output value per
- * task, so they do not depend on the ISA or the thread count. NaN in dy or in an input flows through the multiplies and the sums. Threads: over
- * plane chunks (full), planes (per-channel) or samples (per-sample).
+ * task, so they do not depend on the ISA or the thread count. NaN in dy or in an input
+ * flows through the multiplies and the sums. Threads: over plane chunks (full), planes
+ * (per-channel) or samples (per-sample).
  *
  * Concat: input i's gradient is its block of dy (one memcpy per outer position, the
  * forward's layout). Slice: dy on the kept channels, zeros on the others. Copies keep NaN

@@ -2,7 +2,7 @@
  *
  * dy is the forward output (N,C,OH,OW), dx the forward input (N,C,H,W). Each forward output
  * pixel is a weighted sum of input pixels, so dx[i] = sum over the outputs o that read i of
- * weight(o, i) dy[o]: per plane, dx is zeroed and every output pixel scatters into it.
+ * weight(o, i) dy[o]; every dx value is written (0 where no output reads it).
  *   Upsample nearest: o reads one pixel, src = floor(dst * in / out) per axis (integer
  *     arithmetic, as resize.c); bilinear: four pixels with weights (1-ly)(1-lx), (1-ly)lx,
  *     ly(1-lx), ly lx, the coordinates computed exactly as resize.c (in double). A zero
@@ -17,7 +17,8 @@
  * value written once: the gradient costs about what the forward does. Maps wider or taller
  * than 1023 take a scatter form instead (per output row, runs of equal column taps summed in
  * a register, then added to the one or two input rows). Sums are float32 (at most
- * ceil(OH/H) * ceil(OW/W) terms per pixel, 4x that bilinear; Pad: at most 4). Planes are independent: threads over them.
+ * ceil(OH/H) * ceil(OW/W) terms per pixel, 4x that bilinear; Pad: at most 4). Planes are
+ * independent: threads over them.
  * Not here: the other interpolation modes (resize.c has none).
  */
 #include "kernels/train_resize.h"
