@@ -365,17 +365,16 @@ nd_status nd_actfn_bwd_data_f32(const nd_actfn_bwd_params *p, float *out, const 
 
 /* ---------------------------------------------------------------- PReLU */
 
-static int prelu_bad(const nd_prelu_bwd_params *p, const float *w)
+static int prelu_bad(const nd_prelu_bwd_params *p)
 {
-    return p->n <= 0 || p->c <= 0 || p->hw <= 0 || w == 0 || (p->nw != p->c && p->nw != 1) ||
-           !ND_PROD_OK(p->n, p->c, p->hw);
+    return p->n <= 0 || p->c <= 0 || p->hw <= 0 || (p->nw != p->c && p->nw != 1) || !ND_PROD_OK(p->n, p->c, p->hw);
 }
 
 nd_status nd_prelu_bwd_data_f32(const nd_prelu_bwd_params *p, float *out, const float *const *in,
                                 const float *w, const float *bias, float *ws)
 {
     (void)bias; (void)ws;
-    if (prelu_bad(p, w)) return ND_EINVAL;
+    if (prelu_bad(p) || w == 0) return ND_EINVAL;
     const bwd_ops *o = pick();
     const float *g = in[0], *x = in[1];
     const int64_t C = p->c, HW = p->hw, shared = p->nw == 1;
@@ -394,8 +393,8 @@ nd_status nd_prelu_bwd_data_f32(const nd_prelu_bwd_params *p, float *out, const 
 nd_status nd_prelu_bwd_params_f32(const nd_prelu_bwd_params *p, float *out, const float *const *in,
                                   const float *w, const float *bias, float *ws)
 {
-    (void)bias;
-    if (prelu_bad(p, w) || (p->nw == 1 && p->c > 1 && ws == 0)) return ND_EINVAL;
+    (void)w; (void)bias;   /* the slopes' gradient does not depend on the slopes */
+    if (prelu_bad(p) || (p->nw == 1 && p->c > 1 && ws == 0)) return ND_EINVAL;
     const bwd_ops *o = pick();
     const float *g = in[0], *x = in[1];
     const int64_t C = p->c, HW = p->hw, N = p->n;

@@ -83,7 +83,7 @@ def prelu_bwd(a, in_shapes, out_shape, n, need):
     if "dparams" in need:
         ws = f["c"] if f["nw"] == 1 else 0          # one shared slope: per-channel partial sums
         out.append(Bwd(_call("nd_prelu_bwd_params_f32", "nd_prelu_bwd_params", f, ws), "dparams", ("dy", "x0"),
-                       w="params", out_floats=f["nw"]))
+                       out_floats=f["nw"]))      # the slopes' gradient does not read the slopes
     return out
 
 

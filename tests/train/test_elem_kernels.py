@@ -274,7 +274,7 @@ def _status(symbol, struct, fields, n_in=2, w=None, ws=None, n_out=64):
     ("nd_hardsigmoid_bwd_data_f32", "nd_hardsigmoid_bwd_params", dict(n=1, size=4, alpha=math.inf, beta=0.5), {}),
     ("nd_actfn_bwd_data_f32", "nd_actfn_bwd_params", dict(n=1, size=4, act=1), {}),     # ReLU: its own kernel
     ("nd_prelu_bwd_data_f32", "nd_prelu_bwd_params", dict(n=1, c=4, hw=2, nw=3), dict(w=np.ones(4, np.float32))),
-    ("nd_prelu_bwd_params_f32", "nd_prelu_bwd_params", dict(n=1, c=4, hw=2, nw=1), dict(w=np.ones(1, np.float32))),
+    ("nd_prelu_bwd_params_f32", "nd_prelu_bwd_params", dict(n=1, c=4, hw=2, nw=1), {}),     # no ws
     ("nd_softmax_bwd_data_f32", "nd_softmax_bwd_params", dict(n=1, c=0, inner=3), {}),
     ("nd_add_bwd_data_f32", "nd_add_bwd_params", dict(n=1, c=2, hw=2, ninputs=2, wrt=2, bcast=[0, 0]), {}),
     ("nd_mul_bwd_data_f32", "nd_mul_bwd_params", dict(n=1, c=2, hw=2, ninputs=2, wrt=0, bcast=[0, 3]), {}),
@@ -327,6 +327,8 @@ def test_rules_emit_what_is_asked_and_read_what_they_say(case):
             assert b.ins == ("dy",) + tuple(f"x{j}" for j in range(len(shapes)) if f"dx{j}" != g)
         if g == "dparams":
             assert b.out_floats == sum(math.prod(s) for s in spec.params(a, shapes).values())
+        if case.op == "PReLU":      # dx needs the slopes, their gradient does not
+            assert b.w == ("params" if g == "dx0" else None)
     assert rule(a, shapes, out, case.n, set()) == []
     assert [b.out for b in rule(a, shapes, out, case.n, set(grads))] == grads
     with pytest.raises(ValueError, match="has no gradient"):
