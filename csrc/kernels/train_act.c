@@ -13,10 +13,16 @@
  *   hardsigmoid -3 < x < 3 ? dy / 6 : 0; other alpha/beta: 0 < alpha x + beta < 1 ? dy alpha : 0
  *   hardswish   x <= -3 ? 0 : x >= 3 ? dy : dy (x/3 + 1/2)
  *   silu        dy s (1 + x (1 - s)), s = sigmoid(x)
- *   gelu        dy (cdf + x pdf) (cdf as erfc: no cancellation for x << 0); tanh form as torch
+ *   gelu        dy (cdf + x pdf) (cdf as erfc: no cancellation for x << 0); the tanh form
+ *               dy (s + 2 x s (1 - s) u') with s = sigmoid(2u) = (1 + tanh u) / 2
  *   mish        dy (t + x s (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x)
  *   prelu       dx = dy (x > 0 ? 1 : w[c]);  dw[c] = sum (x > 0 ? 0 : x dy)
  *   softmax     dx = y (dy - sum_c dy y);  logsoftmax  dx = dy - e^y sum_c dy
+ *
+ * The exception: silu, gelu-tanh and mish compute 1 - s and 1 - t^2 without cancellation
+ * (as sigmoid(-x), and 4 (m + 1) / (m + 2)^2; PyTorch's float32 gradients lose ~1e-6
+ * absolute there for |x| of 4 to 9); their values at ±inf are PyTorch's NaN (inf * 0), and
+ * every finite input gives a finite result.
  *
  * PyTorch's vectorized kernels (what runs on any real tensor) and its scalar tail loops
  * disagree on a NaN x for hardtanh (0 / dy) and hardswish (NaN / dy); this follows the
@@ -31,8 +37,8 @@
  * ISA: one plain C body per family, inlined into a portable, an AVX2 and an AVX-512
  * function (conv_dw.c's pattern), picked from nd_ops()->level, so NETDSL_ISA reaches it.
  * The build is -std=c11, so no FMA contraction: every ISA gives the same bits.
- * Sums (PReLU's dw, softmax's dot products) are serial in double per output: deterministic
- * and independent of the thread count. Threads: over chunks of ~16K elements above ~128K
+ * Sums (PReLU's dw, softmax's dot products) run in double in a fixed order per output value
+ * (dw: 8 running sums): deterministic, the same on every ISA and thread count. Threads: over chunks of ~16K elements above ~128K
  * (~16K for the libm ones), over channels (dw) and blocks of positions (softmax).
  * Not here: double precision, the fused epilogues of layers (training graphs are unfused).
  */
@@ -51,6 +57,16 @@ enum { B_RELU, B_LEAKY, B_SIGMOID, B_TANH, B_CLAMP, B_HARDTANH, B_HSIG, B_HSIG6,
        B_GELU, B_GELU_TANH, B_MISH, B_PRELU_VEC };
 
 #define INLINE static inline __attribute__((always_inline))
+
+/* s = sigmoid(x) and r = 1 - s = sigmoid(-x) from one e^-|x|: no overflow, no cancellation;
+ * x = NaN gives NaN, x = +-inf gives (1, 0) / (0, 1) exactly */
+INLINE void sig2(float x, float *s, float *r)
+{
+    const float e = expf(-fabsf(x)), q = 1.0f / (1.0f + e), eq = e * q;
+    const int pos = x >= 0.0f;
+    *s = pos ? q : eq;
+    *r = pos ? eq : q;
+}
 
 /* the selects whose arm is a product, on up to TMP elements: the products go to t[] first
  * (GCC sinks a product used in one arm of a select into a branch, which it may then not
@@ -128,10 +144,11 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
             dx[i] = ((vi > a) & (vi < b)) ? gi : 0.0f;
         }
         break;
-    case B_SILU:
+    case B_SILU:   /* 1 - s as sigmoid(-x): no cancellation for x >> 0, 1 (not inf * 0) for x << 0 */
         for (int64_t i = 0; i < n; i++) {
-            const float s = 1.0f / (1.0f + expf(-v[i]));
-            dx[i] = g[i] * s * (1.0f + v[i] * (1.0f - s));
+            float s, r;
+            sig2(v[i], &s, &r);
+            dx[i] = g[i] * s * (1.0f + v[i] * r);
         }
         break;
     case B_GELU:
@@ -143,21 +160,27 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
         }
         break;
     case B_GELU_TANH:
+        /* y = x (1 + tanh u) / 2 = x s, s = sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3):
+         * dx = dy (s + 2 x s (1 - s) u'), with 1 - s = sigmoid(-2u) computed as such: torch's
+         * 0.5 (1 + t) and 1 - t^2 cancel for x << 0 (1e-6 off in float32 at x = -4) */
         for (int64_t i = 0; i < n; i++) {
             const float kb = 0.79788456080286536f, kk = 0.044715f;   /* sqrt(2/pi), torch's kappa */
-            const float x = v[i], x2 = x * x, x3 = x2 * x;
-            const float t = tanhf(kb * (x + kk * x3));
-            const float left = 0.5f * x, left_d = 0.5f * (1.0f + t);
-            const float right_d = left * (1.0f - t * t) * (kb * (1.0f + 3.0f * kk * x2));
-            dx[i] = g[i] * (left_d + right_d);
+            const float x = v[i], x2 = x * x;
+            float s, r;
+            sig2(2.0f * kb * (x + kk * x2 * x), &s, &r);
+            dx[i] = g[i] * (s + x * (s * r) * (2.0f * kb * (1.0f + 3.0f * kk * x2)));
         }
         break;
     case B_MISH:
+        /* t = tanh(softplus x) = m / (m + 2), m = e (e + 2), e = e^x, and 1 - t^2 = 4 (m + 1) / (m + 2)^2
+         * (not 1 - t*t: it cancels for x >> 0); past x = 20 t is 1 and 1 - t^2 is 0 in float32
+         * (e^40 would overflow m), as sigmoid(x) = e / (1 + e) is; a NaN x stays NaN (x > 20 is false) */
         for (int64_t i = 0; i < n; i++) {
             const float x = v[i];
-            const float s = 1.0f / (1.0f + expf(-x));
-            const float t = tanhf(log1pf(expf(x)));
-            dx[i] = g[i] * (t + x * s * (1.0f - t * t));
+            const int big = x > 20.0f;
+            const float e = expf(big ? 20.0f : x), m = e * (e + 2.0f), q = m + 2.0f;
+            const float t = m / q, d = 4.0f * (m + 1.0f) / (q * q), s = e / (1.0f + e);
+            dx[i] = g[i] * (t + x * s * (big ? 0.0f : d));
         }
         break;
     default:
@@ -165,15 +188,28 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
     }
 }
 
-/* sum over n of (v > 0 ? 0 : v g), in double, in index order */
+/* sum over n of (v > 0 ? 0 : v g), in double: the products of a block go to t[] first (a
+ * select of two loaded values if-converts; one whose arm multiplies becomes a branch that
+ * mispredicts on random signs), then 8 running sums (element i into sum i % 8, so the adds
+ * do not wait on each other) added in a fixed order: the same on every ISA. stride: the
+ * distance between consecutive values (vectors: the N values of one feature, C apart). */
 INLINE double prelu_dw_body(const float *g, const float *v, int64_t n, int64_t stride)
 {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const float vi = v[i * stride], t = vi * g[i * stride];
-        s += (double)(vi > 0.0f ? 0.0f : t);
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float t[TMP];
+    int64_t i0 = 0;
+    for (; i0 < n; i0 += TMP) {
+        const int64_t m = n - i0 < TMP ? n - i0 : TMP;
+        const float *gi = g + i0 * stride, *vi = v + i0 * stride;
+        if (stride == 1) for (int64_t i = 0; i < m; i++) t[i] = vi[i] * gi[i];
+        else             for (int64_t i = 0; i < m; i++) t[i] = vi[i * stride] * gi[i * stride];
+        for (int64_t i = 0; i < m; i++) t[i] = vi[i * stride] > 0.0f ? 0.0f : t[i];
+        int64_t i = 0;
+        for (; i + 8 <= m; i += 8)
+            for (int k = 0; k < 8; k++) s[k] += (double)t[i + k];
+        for (; i < m; i++) s[i % 8] += (double)t[i];
     }
-    return s;
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 /* m positions of one softmax block, C rows I apart: dx = y (g - sum g y) or g - e^y sum g */
@@ -329,17 +365,16 @@ nd_status nd_actfn_bwd_data_f32(const nd_actfn_bwd_params *p, float *out, const 
 
 /* ---------------------------------------------------------------- PReLU */
 
-static int prelu_bad(const nd_prelu_bwd_params *p, const float *w)
+static int prelu_bad(const nd_prelu_bwd_params *p)
 {
-    return p->n <= 0 || p->c <= 0 || p->hw <= 0 || w == 0 || (p->nw != p->c && p->nw != 1) ||
-           !ND_PROD_OK(p->n, p->c, p->hw);
+    return p->n <= 0 || p->c <= 0 || p->hw <= 0 || (p->nw != p->c && p->nw != 1) || !ND_PROD_OK(p->n, p->c, p->hw);
 }
 
 nd_status nd_prelu_bwd_data_f32(const nd_prelu_bwd_params *p, float *out, const float *const *in,
                                 const float *w, const float *bias, float *ws)
 {
     (void)bias; (void)ws;
-    if (prelu_bad(p, w)) return ND_EINVAL;
+    if (prelu_bad(p) || w == 0) return ND_EINVAL;
     const bwd_ops *o = pick();
     const float *g = in[0], *x = in[1];
     const int64_t C = p->c, HW = p->hw, shared = p->nw == 1;
@@ -358,8 +393,8 @@ nd_status nd_prelu_bwd_data_f32(const nd_prelu_bwd_params *p, float *out, const 
 nd_status nd_prelu_bwd_params_f32(const nd_prelu_bwd_params *p, float *out, const float *const *in,
                                   const float *w, const float *bias, float *ws)
 {
-    (void)bias;
-    if (prelu_bad(p, w) || (p->nw == 1 && p->c > 1 && ws == 0)) return ND_EINVAL;
+    (void)w; (void)bias;   /* the slopes' gradient does not depend on the slopes */
+    if (prelu_bad(p) || (p->nw == 1 && p->c > 1 && ws == 0)) return ND_EINVAL;
     const bwd_ops *o = pick();
     const float *g = in[0], *x = in[1];
     const int64_t C = p->c, HW = p->hw, N = p->n;

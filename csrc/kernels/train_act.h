@@ -48,7 +48,8 @@ nd_status nd_actfn_bwd_data_f32(const nd_actfn_bwd_params *p, float *out, const 
 nd_status nd_prelu_bwd_data_f32(const nd_prelu_bwd_params *p, float *out, const float *const *in,
                                 const float *w, const float *bias, float *ws);
 /* out = the nw slope gradients: sum over n and hw of (x > 0 ? 0 : x dy), per channel or all
- * together; nw == 1 needs ws of c floats (per-channel partial sums, then summed in order) */
+ * together; w is not read; nw == 1 needs ws of c floats (per-channel partial sums, then
+ * summed in order) */
 nd_status nd_prelu_bwd_params_f32(const nd_prelu_bwd_params *p, float *out, const float *const *in,
                                   const float *w, const float *bias, float *ws);
 nd_status nd_softmax_bwd_data_f32(const nd_softmax_bwd_params *p, float *out, const float *const *in,

@@ -5,10 +5,11 @@
  * per-sample operands as one scalar per plane), written whole when input i is full size,
  * else summed over the plane (per-channel operand, (N, C)) or over the sample (per-sample,
  * (N,)): the adjoint of the broadcast. The products are formed CH floats at a time in a
- * stack buffer with nd_simd's accum (per ISA, the same bits on every ISA); the sums run
- * serially in double, one output value at a time, so they do not depend on the thread
- * count. NaN in dy or in an input flows through the multiplies and the sums. Threads: over
- * plane chunks (full), planes (per-channel) or samples (per-sample).
+ * stack buffer with nd_simd's accum (per ISA, the same bits on every ISA); the sums run in
+ * double, chunk by chunk in a fixed order (8 running sums per chunk), one output value per
+ * task, so they do not depend on the ISA or the thread count. NaN in dy or in an input
+ * flows through the multiplies and the sums. Threads: over plane chunks (full), planes
+ * (per-channel) or samples (per-sample).
  *
  * Concat: input i's gradient is its block of dy (one memcpy per outer position, the
  * forward's layout). Slice: dy on the kept channels, zeros on the others. Copies keep NaN
@@ -52,6 +53,19 @@ static void grad_chunk(float *acc, const nd_eltwise_bwd_params *p, const float *
     }
 }
 
+/* sum of x[0..n) in double: 8 running sums (x[i] into sum i % 8: the adds do not wait on each
+ * other), added in a fixed order at the end; the same bits on every ISA and thread count */
+static double sum_f64(const float *x, int64_t n)
+{
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += (double)x[i + k];
+    double r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) r += (double)x[i];
+    return r;
+}
+
 /* the sum over plane pc of dy (times the others), in double */
 static double plane_sum(const nd_eltwise_bwd_params *p, const float *const *in, int mul, int64_t pc,
                         const nd_simd_ops *S)
@@ -60,8 +74,12 @@ static double plane_sum(const nd_eltwise_bwd_params *p, const float *const *in, 
     double s = 0.0;
     for (int64_t j0 = 0; j0 < p->hw; j0 += CH) {
         const int64_t m = p->hw - j0 < CH ? p->hw - j0 : CH;
-        grad_chunk(acc, p, in, mul, pc, j0, m, S);
-        for (int64_t j = 0; j < m; j++) s += (double)acc[j];
+        if (mul) {
+            grad_chunk(acc, p, in, mul, pc, j0, m, S);
+            s += sum_f64(acc, m);
+        } else {
+            s += sum_f64(in[0] + pc * p->hw + j0, m);   /* Add: dy itself, no copy */
+        }
     }
     return s;
 }

@@ -6,14 +6,16 @@ train_merge.c, train_resize.c).
     Add Mul (n inputs, per-channel / per-sample operands) Concat (any axis) Slice
     Upsample (nearest, bilinear) Pad (constant, reflect, replicate) Crop (dx1: zeros)
 
-Every kernel takes its forward op's params struct (a typedef in the train_*.h headers), so a
-rule asks the forward builder (runtime/kparams) for the fields and only swaps the symbol:
-the backward cannot disagree with the forward about a size or a mode. Kernel inputs are
-"dy" first, then what the derivative reads. Activations read the cheapest tensor that gives
+The one-input kernels take their forward op's params struct (a typedef in the train_*.h
+headers), so the rule asks the forward builder (runtime/kparams) for the fields and only
+swaps the symbol: the backward cannot disagree with the forward about a size or a mode.
+Add/Mul and Concat derive theirs from the same shapes plus which input (`wrt`, the block's
+offset). Kernel inputs are "dy" first, then what the derivative reads. Activations read the cheapest tensor that gives
 PyTorch's exact result: "y" where the derivative is a function of the output (ReLU,
 LeakyReLU with slope >= 0, Sigmoid, Tanh, ReLU6, Hardtanh, Softmax, LogSoftmax), "x0"
-otherwise (a negative LeakyReLU slope, Clip's inclusive bounds, HardSigmoid's open
-interval, the x-times ones, PReLU). The training planner keeps what a rule reads and does
+otherwise (a negative LeakyReLU slope; Clip, whose bounds pass dy, so y = lo cannot tell
+x = lo from x < lo; HardSigmoid, whose interval is in x and would round in y; the x-times
+ones; PReLU). The training planner keeps what a rule reads and does
 not run a forward in place over an input its backward reads.
 
 Not here: the views (Flatten, Reshape, Identity: their gradient is dy itself), Dropout
@@ -83,7 +85,7 @@ def prelu_bwd(a, in_shapes, out_shape, n, need):
     if "dparams" in need:
         ws = f["c"] if f["nw"] == 1 else 0          # one shared slope: per-channel partial sums
         out.append(Bwd(_call("nd_prelu_bwd_params_f32", "nd_prelu_bwd_params", f, ws), "dparams", ("dy", "x0"),
-                       w="params", out_floats=f["nw"]))
+                       out_floats=f["nw"]))      # the slopes' gradient does not read the slopes
     return out
 
 
