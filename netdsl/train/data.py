@@ -247,7 +247,8 @@ def digits(split="train", n=None, size=32, seed=0, cache=True):
     glyphs 0-9, balanced. n defaults to 10,000 (train) / 2,000 (test); train and test are
     drawn from different streams of `seed`. Kept in memory per process and, with
     cache=True, on disk under $NETDSL_CACHE_DIR (else ~/.cache/netdsl); NETDSL_CACHE_DIR=off
-    turns the disk cache off."""
+    turns the disk cache off. The arrays are shared between calls and read-only: copy them
+    to change them."""
     if split not in DIGITS_SIZES:
         raise NetDSLError(f"digits has the splits 'train' and 'test', not {split!r}")
     n = DIGITS_SIZES[split] if n is None else int(n)

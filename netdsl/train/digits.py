@@ -115,7 +115,7 @@ def render(labels, size=32, seed=0):
     ft, bitmap = _fonts(int(S * 0.8))
     style = rng.integers(0, len(STYLES), n)
     variant = rng.integers(0, 2, n)
-    jitter = rng.standard_normal((n, 48))
+    jitter = rng.standard_normal((n, 128))          # control points, wobble: enough for any digit
     width = rng.uniform(0.07, 0.15, n)            # pen width, fraction of the canvas
     bold = rng.integers(0, 3, n)                  # FreeType stroke width in canvas px
     smooth = rng.integers(0, 2, n)                # bitmap font: blocky or smooth scaling
