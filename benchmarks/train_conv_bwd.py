@@ -1,7 +1,7 @@
 """netdsl's Conv/FC backward kernels next to PyTorch's at ResNet-18 shapes, same thread count.
 
     python benchmarks/train_conv_bwd.py [--batch 8] [--threads 2] [--repeat 7] [--res 224]
-                                        [--layers NAME ...] [--algo 0|1|2]
+                                        [--layers NAME ...] [--algo 0|1|2] [--clock wall|cpu]
 
 For every distinct conv of ResNet-18 (and its FC) it times, as medians over --repeat
 interleaved rounds: netdsl's dx kernel and its dparams kernel (dW then db), each one
@@ -10,8 +10,12 @@ aten.convolution_backward asked for the same gradients (torch.nn.functional.line
 autograd for FC), after one untimed warm-up call each. The first conv only needs dparams
 (its input is the image). It prints per layer ms for both and the ratio netdsl/torch
 (below 1: netdsl faster), then the total over the network, each conv counted as often as
-ResNet-18 has it. --algo forces the dx algorithm (nd_conv_bwd_params.algo: 1 conv of dy,
-2 GEMM + col2im) to compare paths.
+ResNet-18 has it. Rounds are interleaved (a slow spell hits both engines alike); before
+each timed call the script idles --gap seconds and makes one untimed call, since torch's
+and netdsl's OpenMP runtimes are separate and one's spinning workers slow the other
+(measured on 2 cores: dW 5-8x slower without the gap). --algo forces the dx algorithm (nd_conv_bwd_params.algo: 1 conv of dy,
+2 GEMM + col2im) to compare paths. --clock cpu times with the process's CPU time instead
+of the wall clock: steadier on a shared machine, but only meaningful with --threads 1.
 
 Not a test: numbers vary with the machine and its load; quote medians and ratios.
 """
@@ -84,13 +88,16 @@ class KernelRun:
         self.bound.run(self.threads)
 
 
+CLOCK = time.perf_counter
+
+
 def median_ms(fn, repeat):
     fn()
     ts = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(CLOCK() - t0)
     return 1e3 * float(np.median(ts))
 
 
@@ -135,13 +142,17 @@ def main(argv=None):
     ap.add_argument("--res", type=int, default=224)
     ap.add_argument("--layers", nargs="*")
     ap.add_argument("--algo", type=int, default=0)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--gap", type=float, default=0.05, help="seconds idle before each timed call")
     args = ap.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     import torch
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     layers = [l for l in scaled(LAYERS, args.res) if not args.layers or l[0] in args.layers]
     print(f"netdsl {L.isa()} vs torch {torch.__version__}, batch {args.batch}, {args.threads} threads, "
-          f"{args.res}x{args.res}, median of {args.repeat}")
+          f"{args.res}x{args.res}, median of {args.repeat}, {args.clock} clock")
     print(f"{'layer':<12} {'x':>2} {'shape':>16}  {'dx nd':>8} {'dx torch':>8} {'ratio':>6}  "
           f"{'dW nd':>8} {'dW torch':>8} {'ratio':>6}  {'rel err':>8}")
     tot = {"nd": 0.0, "t": 0.0}
@@ -155,9 +166,11 @@ def main(argv=None):
                             ("t_dx", (lambda: torch_bwd([True, False, False])) if need_dx else None)):
                 if fn is None:
                     continue
-                t0 = time.perf_counter()
+                time.sleep(args.gap)     # let the other engine's OpenMP workers stop spinning
+                fn()                     # untimed: wakes this engine's threads
+                t0 = CLOCK()
                 fn()
-                times[key].append(1e3 * (time.perf_counter() - t0))
+                times[key].append(1e3 * (CLOCK() - t0))
         med = {k2: float(np.median(v)) if v else 0.0 for k2, v in times.items()}
         dx = (f"{med['nd_dx']:8.2f} {med['t_dx']:8.2f} {med['nd_dx'] / med['t_dx']:6.2f}" if need_dx
               else f"{'-':>8} {'-':>8} {'-':>6}")
