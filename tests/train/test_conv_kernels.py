@@ -139,15 +139,15 @@ def check(got, want, t, what):
     assert diff <= tol, f"{what}: max abs diff {diff:.3g} > tol {tol:.3g}"
 
 
-def run_case(op, kw, shape, n, algo, case, poison=None):
+def run_case(op, kw, shape, n, algo, case, poison=None, threads=0):
     spec, a, out, bwds = plan(op, kw, shape, n, algo)
     x, params, dy = data(spec, a, shape, out, n, case)
     if poison is not None:
         poison(dy)
     flat = np.concatenate([params[k].ravel() for k in spec.params(a, [tuple(shape)])])
     env = {"dy": dy, "x0": x, "params": flat}
-    dx = run_bwd(bwds["dx0"], env, out_floats=x.size)
-    dp = run_bwd(bwds["dparams"], env)
+    dx = run_bwd(bwds["dx0"], env, out_floats=x.size, threads=threads)
+    dp = run_bwd(bwds["dparams"], env, threads=threads)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     y = spec.reference(a, [x.astype(np.float64)], p64)
     want_dx, want_dp = grad_reference(op)(a, [x.astype(np.float64)], p64, y, dy.astype(np.float64))
@@ -167,6 +167,14 @@ def run_case(op, kw, shape, n, algo, case, poison=None):
 def test_backward_kernels_match_the_oracle(case, n, isa):
     op, kw, shape, algo = case
     run_case(op, kw, shape, n, algo, f"{case_id(case)}-n{n}-{isa}")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("Conv", "ConvTranspose")][::3], ids=case_id)
+def test_one_thread_gives_the_same_gradients(case):
+    """The kernels on one thread (the blocked dW then has a single partial; the default run
+    above uses every thread the workspace was sized for)."""
+    op, kw, shape, algo = case
+    run_case(op, kw, shape, 3, algo, case_id(case) + "-t1", threads=1)
 
 
 def _algos(kind):
