@@ -59,7 +59,8 @@ nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const 
                                  const float *w, const float *bias, float *ws);
 int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p);
 int64_t nd_conv_bwd_params_ws_floats(const nd_conv_bwd_params *p);
-/* the path each kernel takes: dx 1 conv of dy, 2 GEMM + col2im, 3 direct depthwise;
+/* the path each kernel takes: dx 1 conv of dy, 2 GEMM + col2im, 3 direct depthwise, 4 conv
+ * of dy by Winograd (as 1, where nd_conv_f32 takes Winograd for it);
  * dparams 1 im2col GEMM, 2 pointwise GEMM (x read in place), 3 direct depthwise; -1 bad params */
 int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p);
 int32_t nd_conv_bwd_params_algo(const nd_conv_bwd_params *p);

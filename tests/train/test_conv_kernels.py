@@ -10,10 +10,11 @@ the size of the partial sums, which are O(sqrt(terms)) for N(0,1) data. So
 (the forward Winograd tests' bound: the stride-1 dx may run Winograd) leaves ~100x headroom
 over eps32 yet fails on any wrong or missing tap (an O(1) change).
 
-The cases reach every path (a test below checks it): dx as a conv of dy (Winograd 3x3, 1x1,
+The cases reach every path (a test below checks it): dx as a conv of dy (Winograd 3x3 over
+enough tiles, the plain GEMM otherwise, 1x1,
 grouped, depthwise, dilated, asymmetric pads), GEMM + col2im (strided, pads >= the kernel,
 and forced on a stride-1 case), direct depthwise (strided, channel multiplier 2); dW by
-im2col GEMM with the batch folded (small maps), 1x1 reading x in place (32x32 maps), direct
+im2col GEMM over pixel blocks running across images, 1x1 reading x in place (32x32 maps), direct
 depthwise; stride > kernel and windows that leave the bottom/right input unread.
 """
 from __future__ import annotations
@@ -47,8 +48,9 @@ def isa(request):
 
 # (op, attrs, input shape, forced dx algo or 0)
 CASES = [
-    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 16, 16), 0),          # Winograd-sized dx
-    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 16, 16), 2),          # same, GEMM + col2im
+    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 32, 32), 0),          # dx: Winograd at n=3
+    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 32, 32), 2),          # same, GEMM + col2im
+    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 12, 12), 0),          # too few tiles: folded GEMM
     ("Conv", dict(out_channels=5, kernel=3, stride=2, pad=1), (3, 9, 7), 0),
     ("Conv", dict(out_channels=4, kernel=(3, 2), pad=(1, 2, 0, 1), dilation=(2, 3), bias=False), (3, 11, 13), 0),
     ("Conv", dict(out_channels=6, kernel=3, pad=1, groups=2), (4, 7, 7), 0),
@@ -137,15 +139,15 @@ def check(got, want, t, what):
     assert diff <= tol, f"{what}: max abs diff {diff:.3g} > tol {tol:.3g}"
 
 
-def run_case(op, kw, shape, n, algo, case, poison=None):
+def run_case(op, kw, shape, n, algo, case, poison=None, threads=0):
     spec, a, out, bwds = plan(op, kw, shape, n, algo)
     x, params, dy = data(spec, a, shape, out, n, case)
     if poison is not None:
         poison(dy)
     flat = np.concatenate([params[k].ravel() for k in spec.params(a, [tuple(shape)])])
     env = {"dy": dy, "x0": x, "params": flat}
-    dx = run_bwd(bwds["dx0"], env, out_floats=x.size)
-    dp = run_bwd(bwds["dparams"], env)
+    dx = run_bwd(bwds["dx0"], env, out_floats=x.size, threads=threads)
+    dp = run_bwd(bwds["dparams"], env, threads=threads)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     y = spec.reference(a, [x.astype(np.float64)], p64)
     want_dx, want_dp = grad_reference(op)(a, [x.astype(np.float64)], p64, y, dy.astype(np.float64))
@@ -167,6 +169,14 @@ def test_backward_kernels_match_the_oracle(case, n, isa):
     run_case(op, kw, shape, n, algo, f"{case_id(case)}-n{n}-{isa}")
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("Conv", "ConvTranspose")][::3], ids=case_id)
+def test_one_thread_gives_the_same_gradients(case):
+    """The kernels on one thread (the blocked dW then has a single partial; the default run
+    above uses every thread the workspace was sized for)."""
+    op, kw, shape, algo = case
+    run_case(op, kw, shape, 3, algo, case_id(case) + "-t1", threads=1)
+
+
 def _algos(kind):
     fn = getattr(L.lib, f"nd_conv_bwd_{kind}_algo")
     got = set()
@@ -180,12 +190,12 @@ def _algos(kind):
 
 
 def test_the_cases_reach_every_conv_path():
-    assert _algos("data") == {1, 2, 3}, "dx: 1 conv of dy, 2 GEMM + col2im, 3 direct depthwise"
+    assert _algos("data") == {1, 2, 3, 4}, "dx: 1 conv of dy, 2 GEMM + col2im, 3 direct depthwise, 4 Winograd"
     assert _algos("params") == {1, 2, 3}, "dW: 1 im2col GEMM, 2 1x1 in place, 3 direct depthwise"
 
 
 NAN_CASES = [c for c in CASES if case_id(c) in {
-    "Conv-16x16x16-out_channels16-kernel3-pad1", "Conv-3x9x7-out_channels5-kernel3-stride2-pad1",
+    "Conv-16x32x32-out_channels16-kernel3-pad1", "Conv-3x9x7-out_channels5-kernel3-stride2-pad1",
     "Conv-6x9x9-out_channels6-kernel3-stride2-pad1-groups6", "Conv-6x9x8-out_channels6-kernel3-pad(2,0,1,1)-groups6",
     "ConvTranspose-2x5x5-out_channels3-kernel4-stride2-pad1", "Local-2x5x7-out_channels3-kernel3",
     "FC-3x5x9-out_features37"}]
@@ -203,7 +213,7 @@ def test_a_nan_in_dy_reaches_exactly_the_gradients_it_feeds(case):
         v[-1, -1, -1] = np.inf
 
     with np.errstate(invalid="ignore"):
-        run_case(op, kw, shape, 2, algo, case_id(case) + "-nan", poison)
+        run_case(op, kw, shape, 3, algo, case_id(case) + "-nan", poison)   # n=3: Winograd for the 3x3
 
 
 def test_the_nan_cases_are_all_found():
