@@ -80,6 +80,8 @@ class StepPlan:
     tensor: dict                   # node -> (offset, floats) of its forward output (last run)
     input_offs: dict               # input name -> offset
     forward_steps: int             # steps[:forward_steps] are the forward pass
+    grad: dict = field(default_factory=dict)   # node -> (offset, floats) of its output's gradient
+    # (valid right after that node's backward steps read it; the planner reuses the memory later)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Layout:
     buffers: dict                  # state-dict name -> (offset, shape), BN running stats
     params_off: int = 0
     params_floats: int = 0
+    trained_floats: int = 0        # the first trained_floats of params: those the loss reaches
     grads_off: int = 0
     state_offs: list = field(default_factory=list)
     buffers_off: int = 0
@@ -214,11 +217,19 @@ def build(graph, batches, loss, optimizer, clip=None, output=None) -> Layout:
     lay = Layout(graph, out, tuple(graph[out].shape), loss, optimizer, clip, {}, {})
 
     # fixed regions: parameters (all of the model's, state-dict order) and buffers
+    # the parameters the loss reaches first: the optimizer, clipping and the gradient guard run
+    # over those only (a layer of another output, GoogLeNet's aux heads, is not decayed)
     off = 0
-    for nd in graph.nodes():
-        for p, shape in nd.params.items():
-            lay.params[f"{nd.name}.{p}"] = (off, tuple(shape))
-            off += math.prod(shape)
+    reached = {nd.name for nd in nodes}
+    for first in (True, False):
+        for nd in graph.nodes():
+            if (nd.name in reached) != first:
+                continue
+            for p, shape in nd.params.items():
+                lay.params[f"{nd.name}.{p}"] = (off, tuple(shape))
+                off += math.prod(shape)
+        if first:
+            lay.trained_floats = off
     lay.params_floats = off
     cursor = 0
     lay.params_off = cursor
@@ -387,6 +398,7 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
 
     # -- backward, in reverse topological order
     contrib: dict[str, list] = {out: [("abs", lay.loss_off, 0)]}
+    dy_of = {}
     for nd in reversed(nodes):
         if nd.op == "Input" or nd.name in view_of or not requires[nd.name]:
             continue
@@ -399,6 +411,7 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
             db = new_buffer(size[nd.name], len(steps))
             _emit_sum(steps, refs, parts, ("buf", db.id, 0), size[nd.name], nd, buffers)
             dy = ("buf", db.id, 0)
+        dy_of[nd.name] = dy
         preds_raw = graph.preds(nd.name)
         preds = [real(p) for p in preds_raw]
         need = {f"dx{j}" for j, p in enumerate(preds) if requires.get(p, False)}
@@ -470,7 +483,7 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
             steps.append(st)
 
     # -- gradient guard, clipping, optimizer
-    P = lay.params_floats
+    P = lay.trained_floats
     if P:
         steps.append(_guard(lay.grads_off, P, "gradients"))
         if lay.clip:
@@ -502,8 +515,10 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
     for v in view_of:
         if v in size:
             tensor[v] = tensor[real(v)][0], size[v]
+    grad = {name: ((base + buffers[a].offset + extra) if what == "buf" else a + extra, size[name])
+            for name, (what, a, extra) in dy_of.items()}
     return StepPlan(n, steps, planned, lower, tensor,
-                    {name: base + b.offset for name, b in inputs.items()}, forward_steps)
+                    {name: base + b.offset for name, b in inputs.items()}, forward_steps, grad)
 
 
 def _guard(off, count, what):

@@ -49,19 +49,23 @@ def forward(graph, weights, x, out, dtype=np.float64):
     return vals
 
 
-def gradients(graph, weights, x, y, loss, output=None):
-    """(loss value, correct, {param name: gradient}) in float64."""
+def gradients(graph, weights, x, y, loss, output=None, node_grads=None):
+    """(loss value, correct, {param name: gradient}) in float64. node_grads, a dict, receives
+    each node's output gradient (debugging: compare with StepPlan.grad)."""
     graph = training_graph(graph)
     out = loss_output(graph, loss, output)
     vals = forward(graph, weights, x, out)
     target = loss.prepare_targets(y, tuple(graph[out].shape), vals[out].shape[0]).astype(np.float64)
     lval, d_out, correct = loss.reference(vals[out], target.reshape(_target_shape(loss, vals[out], target)))
-    grads = {f"{nd.name}.{p}": np.zeros(shape) for nd in graph.nodes() for p, shape in nd.params.items()}
+    grads = {f"{nd.name}.{p}": np.zeros(shape) for nd in _trainable_nodes(graph, out)
+             for p, shape in nd.params.items()}      # only what the loss reaches (the optimizer's set)
     dys = {out: np.asarray(d_out, np.float64).reshape(vals[out].shape)}
     for nd in reversed(_trainable_nodes(graph, out)):
         if nd.op == "Input" or nd.name not in dys:
             continue
         dy = dys.pop(nd.name)
+        if node_grads is not None:
+            node_grads[nd.name] = dy
         preds = graph.preds(nd.name)
         xs = [vals[p] for p in preds]
         if "no_op" in ops.get(nd.op).flags:           # views, Dropout(p=0): the gradient passes through

@@ -73,7 +73,8 @@ def torch_step(m, sd, x, y, dtype):
           else torch.nn.functional.cross_entropy(z, yt))
     tl.backward()
     names = [n.replace("__", ".") for n, _ in mod.named_parameters()]
-    grads = {k: p.grad.double().numpy().copy() for k, p in zip(names, mod.parameters())}
+    grads = {k: p.grad.double().numpy().copy() for k, p in zip(names, mod.parameters())
+             if p.grad is not None}             # None: a layer of another output (GoogLeNet's aux heads)
     opt.step()
     state = {n.replace("__", "."): t.detach().double().numpy() for n, t in
              list(mod.named_parameters()) + list(mod.named_buffers())}
@@ -115,16 +116,28 @@ def test_one_step_matches_torch(name, size, batch):
         scale = max(float(np.abs(ref).max()), 1e-4 * top)
         e_nd[key] = float(np.abs(g[key] - ref).max()) / scale
         e_t[key] = float(np.abs(g32[key] - ref).max()) / scale
-    # which tensors lose digits depends on the rounding (a ReLU mask flipped by the last bit of a
-    # BatchNorm over a handful of values); so compare the worst and the median tensor
-    worst_nd, worst_t = max(e_nd.values()), max(e_t.values())
-    med_nd, med_t = float(np.median(list(e_nd.values()))), float(np.median(list(e_t.values())))
+    # Which tensors lose digits depends on the rounding: one ReLU mask flipped by the last bit
+    # of a BatchNorm output that sits at zero moves that layer's gradients by several percent
+    # (GoogLeNet at 128 px: one flip in 16,384 values, 5% on inception3a.branch4.1's BN bias,
+    # while netdsl's own float64 reference agrees with torch64 to 1e-13). So compare the median
+    # and the 90th-percentile tensor with torch32's, and bound the worst one loosely: a wrong
+    # rule or kernel is off by O(1), not by a few percent.
+    q = lambda e, p: float(np.percentile(list(e.values()), p))      # noqa: E731
     top_nd = sorted(e_nd.items(), key=lambda kv: -kv[1])[:3]
-    assert worst_nd <= max(1e-3, 2 * worst_t), (top_nd, worst_t)
-    assert med_nd <= max(1e-4, 3 * med_t), (med_nd, med_t)
+    assert q(e_nd, 50) <= max(1e-4, 3 * q(e_t, 50)), (q(e_nd, 50), q(e_t, 50))
+    assert q(e_nd, 90) <= max(1e-3, 3 * q(e_t, 90)), (q(e_nd, 90), q(e_t, 90), top_nd)
+    assert top_nd[0][1] <= max(0.25, 2 * max(e_t.values())), top_nd
 
     new = s.weights()
     for key, v in new.items():
-        slack = LR * 4 * max(float(np.abs(g32[key] - g64[key]).max()), float(np.abs(g[key] - g64[key]).max())) \
-            if key in g64 else 0.0
-        np.testing.assert_allclose(v, st64[key], rtol=1e-4, atol=1e-5 + slack, err_msg=key)
+        ref = st64[key]
+        if key in g64:          # a parameter: w - lr (g + wd w), as exact as its gradient
+            slack = LR * 4 * max(float(np.abs(g32[key] - g64[key]).max()), float(np.abs(g[key] - g64[key]).max()))
+            np.testing.assert_allclose(v, ref, rtol=1e-4, atol=1e-5 + slack, err_msg=key)
+        elif key.endswith(("running_mean", "running_var")) and f"{key.rsplit('.', 1)[0]}.weight" in g64:
+            # moved by the (float32) forward's statistics (a layer the loss reaches; netdsl does not
+            # run the others, torch runs every output)
+            err, err_t = np.abs(v - ref).max(), np.abs(st32[key] - ref).max()
+            assert err <= max(1e-4 * np.abs(ref).max() + 1e-6, 4 * err_t), (key, err, err_t)
+        else:                   # a parameter or statistic of a layer the loss does not reach: untouched
+            np.testing.assert_array_equal(v, sd[key], err_msg=key)
