@@ -18,6 +18,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "safetensors>=0.4", "onnx>=1.14", "onnxruntime>=1.16"],
         "image": ["Pillow>=9"],
+        "train": ["Pillow>=9", "safetensors>=0.4"],     # the built-in digits, checkpoints
         "safetensors": ["safetensors>=0.4"],
         "onnx": ["onnx>=1.14"],
     },

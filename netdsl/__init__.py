@@ -38,4 +38,12 @@ def import_onnx(path: str, name: str | None = None) -> Model:
     return _from_imported(_import_onnx(path, name=name))
 
 
-__all__ = ["NetDSLError", "Model", "parse", "load", "import_onnx", "zoo_names", "__version__"]
+def __getattr__(name):
+    """netdsl.optim is imported on first use (training is not needed to run a network)."""
+    if name == "optim":
+        import importlib
+        return importlib.import_module(".optim", __name__)
+    raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
+
+
+__all__ = ["NetDSLError", "Model", "parse", "load", "import_onnx", "zoo_names", "optim", "__version__"]

@@ -1,7 +1,10 @@
-/* train_step.c — see train_step.h. x - x is 0 for every finite x and NaN for NaN and inf,
- * so one sum of (x - x) over the region is finite exactly when every value is: a branch-free
- * loop the compiler vectorizes (no isfinite() per element, which -ffast-math could drop). */
+/* train_step.c — see train_step.h. A float is NaN or inf exactly when its exponent bits are
+ * all ones; OR-ing (bits & exponent mask) == mask over the region is an integer reduction,
+ * which the compiler vectorizes at any optimization setting (a float sum would have to keep
+ * its order: one add per cycle on a region of ResNet-18's 11M gradients took 17 ms). */
 #include "kernels/train_step.h"
+
+#include <string.h>
 
 nd_status nd_finite_guard_f32(const nd_finite_guard_params *p, float *out, const float *const *in,
                               const float *w, const float *bias, float *ws)
@@ -10,11 +13,20 @@ nd_status nd_finite_guard_f32(const nd_finite_guard_params *p, float *out, const
     if (!p || p->count < 0 || (p->count > 0 && (!in || !in[0])))
         return ND_EINVAL;
     const float *x = in[0];
-    float acc = 0.0f;
+    const int64_t n = p->count;
+    uint32_t bad = 0;
 #ifdef _OPENMP
-#pragma omp parallel for reduction(+ : acc) if (p->count > (1 << 18))
+#pragma omp parallel for reduction(| : bad) if (n > (1 << 20))
 #endif
-    for (int64_t i = 0; i < p->count; i++)
-        acc += x[i] - x[i];
-    return acc == 0.0f ? ND_OK : ND_ENONFINITE;
+    for (int64_t b = 0; b < n; b += 4096) {
+        const int64_t e = b + 4096 < n ? b + 4096 : n;
+        uint32_t acc = 0;
+        for (int64_t i = b; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            acc |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        bad |= acc;
+    }
+    return bad ? ND_ENONFINITE : ND_OK;
 }
