@@ -78,7 +78,7 @@ def build(cfg, threads, seed=0):
             loss = logits_graph_out(xt, yt)
             loss.backward()
             opt.step()
-            return float(loss)
+            return float(loss.detach())
         fns["torch"] = torch_step
     except ImportError:
         pass
