@@ -282,12 +282,13 @@ def fit(model, x=None, y=None, *, epochs=10, batch=64, optimizer=None, lr=None, 
                 for xb, yb in loader.epoch(e, start=first):
                     lv, c = session.step(xb, yb)
                     nb = len(xb)
+                    ub = lossf.target_floats(session.layout.out_shape, nb) if lossf.name == "cross_entropy" else nb
                     tot_loss += lv * nb
                     tot_correct += c
                     seen += nb
-                    units += lossf.target_floats(session.layout.out_shape, nb) if lossf.name == "cross_entropy" else nb
+                    units += ub
                     done_steps += 1
-                    bar.update(nb, loss=tot_loss / seen, acc=tot_correct / max(units, 1))
+                    bar.update(nb, loss=lv, acc=c / max(ub, 1))      # the bar keeps the running means
                     if flag.stop:
                         break
             except NonFiniteError as err:

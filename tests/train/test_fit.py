@@ -174,13 +174,18 @@ def test_cli_train(tmp_path, capsys, digits16):
                "-o", out, "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
-    print(text)
     assert "training arena" in text and "epoch 2/2" in text and "test: loss" in text
     for suffix in (".safetensors", ".ckpt.safetensors", ".curves.csv", ".curves.png"):
         assert os.path.exists(str(tmp_path / ("w" + suffix)))
     m = netdsl.load(str(net), weights=out)
     acc = m.evaluate(test.x[:100], test.y[:100])["accuracy"]
     assert f"accuracy {100 * acc:.2f}%" in text
+    # the epoch lines show the epoch's means, the numbers the curves file holds
+    from netdsl.train.curves import read_csv
+    rows = read_csv(str(tmp_path / "w.curves.csv"))
+    for r in rows:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"epoch {r['epoch']}/2"))
+        assert f"loss {r['train_loss']:.3f} acc {100 * r['train_acc']:.1f}%" in line, (line, r)
 
 
 @pytest.mark.parametrize("argv, match", [
