@@ -20,7 +20,6 @@ whose output went non-finite); the weights kept are those of the last good step.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys

@@ -38,7 +38,7 @@ def _axis(size, out, k, s, d, p0):
 
 def _geometry(a, x_shape, y_shape):
     """Per output (oy, ox) and tap t = i*kw + j: rows, cols (OH, OW, K) and validity."""
-    (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+    (kh, kw), (sh, sw), (t, l, _, _) = a["kernel"], a["stride"], a["pad"]
     dh, dw = a.get("dilation") or (1, 1)
     h, w = x_shape[2:]
     oh, ow = y_shape[2:]
