@@ -57,7 +57,8 @@ def to_torch(graph, state: dict, train: bool = False):
     known = {"Input", "Conv", "ConvTranspose", "Local", "FC", "BatchNorm", "LRN", "ReLU", "LeakyReLU",
              "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "MaxPool", "MinPool", "AvgPool", "StochasticPool",
              "GlobalAvgPool", "GlobalMaxPool", "Concat", "Add", "Mul", "Flatten", "Reshape", "Identity",
-             "Dropout", "Upsample", "Pad", "Crop"}
+             "Dropout", "Upsample", "Pad", "Crop", "Clip", "ReLU6", "Hardtanh", "HardSigmoid", "HardSwish",
+             "SiLU", "GELU", "Mish", "PReLU", "Slice"}
     for name, op, *_ in nodes:
         if op not in known:
             raise Unsupported(f"no PyTorch mapping for {op} (layer {name})")
@@ -135,6 +136,26 @@ def to_torch(graph, state: dict, train: bool = False):
                     y = F.relu(x)
                 elif op == "LeakyReLU":
                     y = F.leaky_relu(x, a["slope"])
+                elif op == "Clip":
+                    y = torch.clamp(x, a["min"], a["max"])
+                elif op == "ReLU6":
+                    y = F.relu6(x)
+                elif op == "Hardtanh":
+                    y = F.hardtanh(x, a["min_val"], a["max_val"])
+                elif op == "HardSigmoid":
+                    y = torch.clamp(a["alpha"] * x + a["beta"], 0.0, 1.0)
+                elif op == "HardSwish":
+                    y = F.hardswish(x)
+                elif op == "SiLU":
+                    y = F.silu(x)
+                elif op == "GELU":
+                    y = F.gelu(x, approximate=a["approximate"])
+                elif op == "Mish":
+                    y = F.mish(x)
+                elif op == "PReLU":
+                    y = F.prelu(x, w)
+                elif op == "Slice":
+                    y = x[:, a["start"]:a["stop"]]
                 elif op == "Sigmoid":
                     y = x.sigmoid()
                 elif op == "Tanh":

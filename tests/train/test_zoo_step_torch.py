@@ -58,7 +58,8 @@ def nontrivial_weights(m, seed=1):
 
 CASES = [("lenet5", 32, 8), ("resnet18", 32, 4)]
 SLOW = [("resnet50", 64, 2), ("vgg16", 32, 2), ("densenet121", 32, 2), ("googlenet", 128, 2),
-        ("alexnet", 96, 2), ("squeezenet1_1", 64, 2), ("fcn", 64, 2)]
+        ("alexnet", 96, 2), ("squeezenet1_1", 64, 2), ("fcn", 64, 2), ("mobilenet_v2", 64, 2),
+        ("mobilenet_v3_small", 64, 2), ("resnet34", 32, 2), ("vgg19", 32, 2)]
 
 
 def torch_step(m, sd, x, y, dtype):
