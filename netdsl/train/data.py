@@ -43,8 +43,11 @@ class Dataset:
     """Images (or feature arrays) and integer labels in memory. See the module docstring
     for the layouts; `name` is what messages and progress lines call it."""
 
-    def __init__(self, x, y, classes=None, name=""):
+    def __init__(self, x, y, classes=None, name="", targets=False):
+        """targets=True: y holds a target per sample of any shape (floats for mse/bce, or class
+        maps [N, H, W] for per-pixel cross-entropy), kept as given; the loss checks it."""
         x, y = np.asarray(x), np.asarray(y)
+        self.targets = bool(targets)
         what = f" ({name})" if name else ""
         if x.ndim == 3:                                   # [N, H, W]: one channel
             x = x[:, None]
@@ -59,6 +62,14 @@ class Dataset:
                                   hint="x.astype(np.uint8) for 8-bit pixels, x.astype(np.float32) "
                                        "for values already normalized")
             x = x.astype(np.float32, copy=False)
+        if self.targets:
+            if len(x) != len(y):
+                raise NetDSLError(f"x{what} has {len(x)} samples but y has {len(y)} targets",
+                                  hint="x and y pair up one to one")
+            self.x, self.y, self.classes, self.name = x, y, list(classes or []), name
+            self.input_shape = tuple(x.shape[1:])
+            self._norm = (1.0 / 255.0, None, None)
+            return
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
@@ -89,7 +100,7 @@ class Dataset:
     def __getitem__(self, i):
         """ds[i] -> (x[i], y[i]); ds[slice or index array] -> a Dataset of those samples."""
         if isinstance(i, (int, np.integer)):
-            return self.x[i], int(self.y[i])
+            return self.x[i], (self.y[i] if self.targets else int(self.y[i]))
         return self._like(self.x[i], self.y[i])
 
     def __repr__(self):
@@ -98,7 +109,7 @@ class Dataset:
                 f"{len(self.classes)} classes)")
 
     def _like(self, x, y, name=None):
-        ds = Dataset(x, y, self.classes, self.name if name is None else name)
+        ds = Dataset(x, y, self.classes, self.name if name is None else name, targets=self.targets)
         ds.input_shape, ds._norm = self.input_shape, self._norm
         return ds
 
@@ -118,7 +129,7 @@ class Dataset:
             raise NetDSLError(f"a validation fraction must be between 0 and 1, not {fraction}",
                               hint="e.g. 0.1 keeps a tenth of the training data for validation")
         rng = np.random.default_rng(seed)
-        groups = [np.flatnonzero(self.y == k) for k in range(self.num_classes)] if stratify \
+        groups = [np.flatnonzero(self.y == k) for k in range(self.num_classes)] if stratify and not self.targets \
             else [np.arange(len(self))]
         val = [rng.permutation(g)[:int(round(fraction * len(g)))] for g in groups]
         val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)

@@ -63,13 +63,17 @@ class History:
         write_png(self.rows, path, title=title) if title else write_png(self.rows, path)
 
 
-def _as_dataset(model, x, y, name):
+def _as_dataset(model, x, y, name, loss=None):
+    """A Dataset of (x, y): class labels for cross-entropy on class scores, else targets of
+    any shape (regression targets, per-pixel class maps) that the loss checks."""
     from .data import Dataset
     if isinstance(x, Dataset):
         return x
     if x is None or y is None:
         raise NetDSLError(f"{name}: pass x and y arrays (or a Dataset)")
-    return Dataset(np.asarray(x), np.asarray(y), name=name)
+    y = np.asarray(y)
+    labels = (loss is None or loss.name == "cross_entropy") and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1))
+    return Dataset(np.asarray(x), y, name=name, targets=not labels)
 
 
 def prepare(model, ds):
@@ -90,7 +94,7 @@ def _optimizer(optimizer, lr=None):
 def evaluate(model, x, y=None, loss="cross_entropy", batch=256, output=None):
     """{"loss", "accuracy", "n"} of the model (inference path) on a dataset or (x, y)."""
     loss = get_loss(loss) if isinstance(loss, str) else loss
-    ds = prepare(model, _as_dataset(model, x, y, "evaluate"))
+    ds = prepare(model, _as_dataset(model, x, y, "evaluate", loss))
     from .plan import loss_output, training_graph
     logits_node = loss_output(training_graph(model.graph), loss, output)
     outs = dict(model.graph.outputs)
@@ -221,11 +225,11 @@ def fit(model, x=None, y=None, *, epochs=10, batch=64, optimizer=None, lr=None, 
     else:
         lossf = loss
     opt = _optimizer(optimizer, lr)
-    train = _as_dataset(model, x, y, "training data")
+    train = _as_dataset(model, x, y, "training data", lossf)
     if isinstance(validation, float):
         train, val = train.split(validation, seed=seed)
     elif isinstance(validation, tuple):
-        val = _as_dataset(model, validation[0], validation[1], "validation data")
+        val = _as_dataset(model, validation[0], validation[1], "validation data", lossf)
     elif validation is None or isinstance(validation, Dataset):
         val = validation
     else:
@@ -235,12 +239,20 @@ def fit(model, x=None, y=None, *, epochs=10, batch=64, optimizer=None, lr=None, 
     logits = loss_output(training_graph(model.graph), lossf, output)
     lossf.prepare_targets(train.y, tuple(training_graph(model.graph)[logits].shape), len(train))  # every label, up front
     train_in = prepare(model, train)
-    loader = Loader(train_in, batch, shuffle=shuffle, seed=seed, augment=augment)
-    steps_per_epoch = len(loader)
-    sizes = {min(batch, len(train))}
-    if len(train) % batch and len(train) > batch:
-        sizes.add(len(train) % batch)
     thr = threads if threads is not None else model.threads
+    sizes = {min(batch, len(train))}
+    drop_last = False
+    if len(train) % batch and len(train) > batch:
+        rest = len(train) % batch
+        sizes.add(rest)
+        if rest == 1 and any(nd.op == "BatchNorm" for nd in model.graph.nodes()):
+            # a batch of one has no batch statistics: leave that one sample out of each epoch
+            sizes.discard(rest)
+            drop_last = True
+            print(f"note: {len(train)} samples in batches of {batch} leave a last batch of 1, which "
+                  "BatchNorm cannot train on: each epoch leaves one (shuffled) sample out", file=stream)
+    loader = Loader(train_in, batch, shuffle=shuffle, seed=seed, augment=augment, drop_last=drop_last)
+    steps_per_epoch = len(loader)
     hist = History()
     start_epoch, start_step = 0, 0
     regions = None

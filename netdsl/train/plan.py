@@ -231,6 +231,10 @@ def build(graph, batches, loss, optimizer, clip=None, output=None) -> Layout:
         if first:
             lay.trained_floats = off
     lay.params_floats = off
+    if lay.trained_floats == 0:
+        raise NetDSLError(f"nothing to train: {out} depends on no layer with parameters",
+                          graph[out].span, "training learns the weights of Conv, FC, BatchNorm, PReLU, ... "
+                          "layers; this network has none on the way to its output")
     cursor = 0
     lay.params_off = cursor
     cursor += _al(lay.params_floats)
@@ -421,8 +425,10 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
             continue
         rule = backward_rule(nd.op)
         if rule is None:
-            raise NetDSLError(f"{nd.op} cannot be trained through: it has no gradient rule (layer {nd.name})",
-                              nd.span, "netdsl/train/registry.py lists the ops that train")
+            raise NetDSLError(f"{nd.op} cannot be trained through: it has no gradient (layer {nd.name})",
+                              nd.span, "train the layer before it (make that layer an output and pass "
+                              "output=NAME / --output NAME)" if nd.op in ("YoloDecode", "RegionDecode")
+                              else "netdsl/train/registry.py lists the ops that train")
         try:
             bwds = rule(nd.attrs, [graph[p].shape for p in preds_raw], nd.shape, n, need)
         except PlanError as e:

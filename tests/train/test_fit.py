@@ -211,3 +211,34 @@ def test_lenet5_reaches_97_percent_on_digits():
     m = netdsl.load("lenet5")
     m.fit(train, epochs=10, batch=64, optimizer=SGD(lr=0.05, momentum=0.9), augment="crop", progress=False)
     assert m.evaluate(test)["accuracy"] >= 0.97
+
+
+def test_regression_targets_with_mse():
+    """Targets of the output's shape (not class labels): mse learns a fixed map of the input."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2, 9, 9)).astype(np.float32)
+    t = np.concatenate([x, x[:, :1] * 0.5], axis=1)          # a 1x1 conv can produce exactly this
+    m = netdsl.parse("input x: 2x9x9\nConv(3, 1)\n")
+    hist = m.fit(x, t, loss="mse", epochs=30, batch=16, optimizer=SGD(lr=0.1, momentum=0.9),
+                 progress=False, validation=0.25)
+    assert hist["train_loss"][-1] < 1e-3 * hist["train_loss"][0] + 1e-6, hist["train_loss"]
+    assert hist["val_loss"][-1] < 1e-3
+
+
+def test_nothing_to_train_and_untrainable_outputs_are_clear_errors():
+    m = netdsl.parse("input x: 4x8x8\nReLU - GAP\n")
+    with pytest.raises(netdsl.NetDSLError, match="nothing to train"):
+        m.fit(np.zeros((4, 4, 8, 8), np.float32), np.zeros(4, int), epochs=1, progress=False)
+    m = netdsl.parse("input x: 3x8x8\nConv(30, 3, pad=1) - RegionDecode(classes=10, anchors=(1, 1, 2, 2))\n")
+    out = m.output_shape
+    with pytest.raises(netdsl.NetDSLError, match="RegionDecode cannot be trained through"):
+        m.fit(np.zeros((2, 3, 8, 8), np.float32), np.zeros((2, *out), np.float32), loss="mse",
+              epochs=1, progress=False)
+
+
+def test_a_last_batch_of_one_is_left_out_when_batchnorm_needs_statistics(capsys):
+    m = netdsl.parse("input x: 3x8x8\nConv(4, 3) - BN - ReLU - GAP - FC(8) - BN - FC(3)\n")
+    x = np.random.default_rng(0).random((9, 3, 8, 8)).astype(np.float32)
+    hist = m.fit(x, np.arange(9) % 3, epochs=1, batch=4, progress=False)
+    assert "last batch of 1" in capsys.readouterr().out
+    assert len(hist) == 1 and np.isfinite(hist["train_loss"][0])
