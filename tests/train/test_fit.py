@@ -242,3 +242,38 @@ def test_a_last_batch_of_one_is_left_out_when_batchnorm_needs_statistics(capsys)
     hist = m.fit(x, np.arange(9) % 3, epochs=1, batch=4, progress=False)
     assert "last batch of 1" in capsys.readouterr().out
     assert len(hist) == 1 and np.isfinite(hist["train_loss"][0])
+
+
+def test_per_pixel_cross_entropy_segments():
+    """A class per pixel (FCN / U-Net style): label = whether the pixel is brighter than its
+    neighbourhood; a two-layer conv net learns it far above the majority class."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 1, 10, 10)).astype(np.float32)
+    y = (x[:, 0] > 0.3).astype(np.int64)                     # [N, H, W] class map
+    m = netdsl.parse("input x: 1x10x10\nConv(8, 3, pad=1) - ReLU - Conv(2, 1)\n")
+    hist = m.fit(x, y, epochs=15, batch=16, optimizer=Adam(lr=0.02), progress=False)
+    majority = max(y.mean(), 1 - y.mean())
+    assert hist["train_acc"][-1] > majority + 0.1, (hist["train_acc"], majority)
+    ev = m.evaluate(x, y)
+    assert abs(ev["accuracy"] - hist["train_acc"][-1]) < 0.05
+
+
+def test_a_trained_model_compiles_and_exports_like_any_other(tmp_path, digits16):
+    from netdsl.cli import main
+    train, test = digits16
+    net = tmp_path / "small.net"
+    net.write_text(SMALL_CNN)
+    m = netdsl.load(str(net))
+    m.fit(tdata.Dataset(train.x[:256], train.y[:256]), epochs=1, batch=32, progress=False)
+    w = str(tmp_path / "w.safetensors")
+    m.save_weights(w)
+    x = tdata.Dataset(test.x[:8], test.y[:8]).to_input(m.graph[m.graph.inputs[0]]).inputs()
+    bundle = str(tmp_path / "small.netc")
+    assert main(["compile", str(net), "--weights", w, "-o", bundle]) == 0
+    np.testing.assert_allclose(netdsl.load(bundle)(x), m(x), rtol=1e-5, atol=1e-6)
+    ort = pytest.importorskip("onnxruntime")
+    onnx_path = str(tmp_path / "small.onnx")
+    m.to_onnx(onnx_path)
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, m(x), rtol=1e-4, atol=1e-5)
