@@ -103,7 +103,7 @@ ND_MATH_INLINE float nd_tanhf(float x)
     q = q * x2 + -0.05396074972962906f;
     q = q * x2 + 0.13333300185042563f;
     q = q * x2 + -0.3333333284293824f;
-    const float small = x + x * (x2 * q);
+    const float small = nd_copysign(x + x * (x2 * q), x);   /* -0 + +0 would be +0 */
     const float e = nd_expf(ax + ax);   /* inf past 44: 2 / inf = 0, the result 1 */
     const float big = nd_copysign(1.0f - 2.0f / (e + 1.0f), x);
     return nd_sel(ax < 0.55f, small, big);    /* NaN: big, which is NaN */
