@@ -87,10 +87,23 @@ static void env_blocks(void)
     }
 }
 
+/* Every table's act_vec becomes kernels/fast_math.c's pass for its level: one vectorized
+ * float32 math (nd_math.h) for the epilogues, the standalone kernels and nd_act1, whatever
+ * the table was initialized with. Idempotent; runs before g_ops is first published. */
+static void install_act_passes(void)
+{
+    for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {
+        nd_isa_ops *o = (nd_isa_ops *)nd_ops_for(lv);
+        if (o)
+            o->act_vec = nd_act_pass_for(lv);
+    }
+}
+
 const nd_isa_ops *nd_ops(void)
 {
     const nd_isa_ops *o = g_ops;
     if (!o) {
+        install_act_passes();
         env_blocks();
         nd_set_isa(env_level());
         o = g_ops;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "nd_common.h"
+#include "nd_math.h"
 
 /* micro-kernel flags */
 enum {
@@ -39,32 +40,37 @@ static inline int nd_uk_act_flag(int act)
  * micro-kernel's store (only relu/leaky are fused there) */
 static inline int nd_act_is_pass(int act) { return act >= ND_ACT_SIGMOID && act <= ND_ACT_GELU_TANH; }
 
-/* act of one value, the scalar definition every path agrees with (libm; ~1 ulp). Every
+/* act of one value, the scalar definition every path agrees with: nd_math.h's float32 exp /
+ * tanh / sigmoid / erfc (no libm; max errors there), the same code the vector passes
+ * (kernels/fast_math.c) run, so a value gets the same bits whichever path computes it. Every
  * comparison is written so that NaN fails it and falls through to the value itself
  * (`v < 0 ? 0 : v`, never `v > 0 ? v : 0`); the x-times forms give NaN at -inf, as PyTorch. */
-static inline float nd_relu6_1(float v) { return v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v; }
+static inline float nd_relu6_1(float v) { return nd_relu6f(v); }   /* min(max(v, 0), 6) */
 static inline float nd_act1(float v, int act)
 {
     switch (act) {
     case ND_ACT_RELU: return v < 0.0f ? 0.0f : v;
     case ND_ACT_LEAKYRELU: return v < 0.0f ? 0.01f * v : v;
-    case ND_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case ND_ACT_TANH: return tanhf(v);
+    case ND_ACT_SIGMOID: return nd_sigmoidf(v);
+    case ND_ACT_TANH: return nd_tanhf(v);
     case ND_ACT_RELU6: return nd_relu6_1(v);
     case ND_ACT_HARDSIGMOID: return nd_relu6_1(v + 3.0f) / 6.0f;
     case ND_ACT_HARDSWISH: return v * (nd_relu6_1(v + 3.0f) / 6.0f);   /* not (v * 6) / 6: no overflow */
-    case ND_ACT_SILU: return v / (1.0f + expf(-v));
-    /* x (1 + erf(x/sqrt 2)) / 2 as x erfc(-x/sqrt 2) / 2: 1 + erf cancels for x << 0 (5e-5 relative
-     * at y = -1e-3), erfc does not */
-    case ND_ACT_GELU: return 0.5f * v * erfcf(v * -0.70710678118654752f);
-    case ND_ACT_MISH: return v * tanhf(log1pf(expf(v)));
-    case ND_ACT_GELU_TANH: {   /* (1 + tanh u) / 2 = 1 / (1 + e^-2u): no cancellation for x << 0 */
-        const float u2 = -1.5957691216057308f * (v + 0.044715f * v * v * v);
-        return v / (1.0f + expf(u2));
-    }
+    case ND_ACT_SILU: return nd_siluf(v);
+    /* x Phi(x), Phi from erfc: 1 + erf cancels for x << 0, erfc does not (nd_math.h) */
+    case ND_ACT_GELU: return nd_geluf(v);
+    case ND_ACT_MISH: return nd_mishf(v);
+    case ND_ACT_GELU_TANH: return nd_gelu_tanhf(v);   /* x sigmoid(2u): no cancellation for x << 0 */
     default: return v;
     }
 }
+
+/* y = act(x) over n floats (y may be x), any nd_act, on the ISA in use: kernels/fast_math.c's
+ * vectorized passes, bit-equal to nd_act1 per value. The standalone activation kernels call it. */
+void nd_act_apply(float *y, const float *x, int64_t n, int act);
+/* the in-place pass of one ISA level; dispatch.c installs it as every table's act_vec */
+typedef void (*nd_act_pass_fn)(float *y, int64_t n, int act);
+nd_act_pass_fn nd_act_pass_for(int level);
 
 /* Index arithmetic limits. Every index a window kernel forms along one axis (o*s - p0 + i*d
  * for o < out, i < k, the clipping sums p + s - 1, size + p - k, ..., and the AVX-512 paths'
@@ -128,8 +134,9 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a x */
     /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
     /* y = act(y) for every pass act (nd_act_is_pass: sigmoid, tanh, relu6 .. gelu_tanh), vectorized
-     * (GEMM/conv epilogues); NULL: scalar libm (nd_act1). NaN and +-inf lanes take nd_act1's value
-     * exactly (sigmoid 1/0, tanh +-1, silu/gelu/mish/hardswish(-inf) NaN). */
+     * (GEMM/conv epilogues); NULL: scalar nd_act1. dispatch.c sets it in every table to
+     * kernels/fast_math.c's pass for that level (nd_act_pass_for), replacing the tables' own
+     * initial values; it gives nd_act1's values exactly, NaN and +-inf lanes included. */
     void (*act_vec)(float *y, int64_t n, int act);
     /* Direct convolution, stride 1 (kernels/conv.c, small convs): output row oy of the
      * mr <= MR channels whose weights are the packed A panel ap (K = c*kh*kw, MR per k),

@@ -3,19 +3,18 @@
  * The tensor's shape does not matter: n*size contiguous floats in, the same
  * count out. Each element is read once and written once at the same index,
  * so out == in[0] (in-place) is safe. ReLU/LeakyReLU run nd_simd's per-ISA select
- * (csrc/nd_simd.h; the same result on every ISA); Sigmoid
- * and Tanh call libm per element (exact to ~1 ulp; they are rare in modern
- * CNNs, so no polynomial approximation here). NaN stays NaN, as in PyTorch.
+ * (csrc/nd_simd.h; the same result on every ISA). Sigmoid, Tanh, HardSwish, SiLU, GELU and
+ * Mish run nd_act_apply (dispatch.h; kernels/fast_math.c: csrc/nd_math.h's branch-free float32
+ * exp / tanh / erfc, vectorized per ISA, ~2 ulp, no libm), the fused epilogues' own code, so
+ * standalone and fused agree bit for bit. NaN stays NaN, as in PyTorch.
  * Clip and HardSigmoid with arbitrary bounds / slopes are plain compare-and-select loops
- * (the compiler vectorizes them); HardSwish, SiLU, GELU and Mish run the fused epilogues'
- * own code (nd_act_inplace: the ISA's vector form, libm at the edges), chunk by chunk.
- * The parallel loop only fans out above ~128K elements (~16K for the libm ones): below
- * that, waking the thread team costs more than the work; chunks go out dynamically.
+ * (the compiler vectorizes them). Work goes out chunk by chunk; the parallel loop only fans
+ * out above ~128K elements (~32K for the transcendental ones): below that, waking the thread
+ * team costs more than the work; chunks go out dynamically.
  */
 #include "kernels/activation.h"
 
 #include <math.h>
-#include <string.h>
 
 #include "dispatch.h"
 #include "nd_simd.h"
@@ -66,16 +65,23 @@ nd_status nd_leakyrelu_f32(const nd_leakyrelu_params *p, float *out, const float
     return ND_OK;
 }
 
+/* y = act(x) over total floats through nd_act_apply, chunk by chunk */
+static void apply_all(float *out, const float *x, int act, int64_t total)
+{
+    const int64_t nch = (total + ACT_CHUNK - 1) / ACT_CHUNK;
+#pragma omp parallel for schedule(dynamic, 1) if (total > ACT_PAR_MIN / 4)
+    for (int64_t c = 0; c < nch; c++) {
+        const int64_t i0 = c * ACT_CHUNK, m = total - i0 < ACT_CHUNK ? total - i0 : ACT_CHUNK;
+        nd_act_apply(out + i0, x + i0, m, act);
+    }
+}
+
 nd_status nd_sigmoid_f32(const nd_sigmoid_params *p, float *out, const float *const *in,
                          const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
     if (bad(p)) return ND_EINVAL;
-    const int64_t total = p->n * p->size;
-    const float *x = in[0];
-    /* exp(-x) overflows to inf for x < -88, giving exactly 0: no special case needed. */
-#pragma omp parallel for schedule(dynamic, 4096) if (total > ACT_PAR_MIN / 16)
-    for (int64_t i = 0; i < total; i++) out[i] = 1.0f / (1.0f + expf(-x[i]));
+    apply_all(out, in[0], ND_ACT_SIGMOID, p->n * p->size);   /* sigmoid(+-inf) = 1 / 0 exactly */
     return ND_OK;
 }
 
@@ -84,10 +90,7 @@ nd_status nd_tanh_f32(const nd_tanh_params *p, float *out, const float *const *i
 {
     (void)w; (void)bias; (void)ws;
     if (bad(p)) return ND_EINVAL;
-    const int64_t total = p->n * p->size;
-    const float *x = in[0];
-#pragma omp parallel for schedule(dynamic, 4096) if (total > ACT_PAR_MIN / 16)
-    for (int64_t i = 0; i < total; i++) out[i] = tanhf(x[i]);
+    apply_all(out, in[0], ND_ACT_TANH, p->n * p->size);
     return ND_OK;
 }
 
@@ -138,15 +141,6 @@ nd_status nd_actfn_f32(const nd_actfn_params *p, float *out, const float *const 
 {
     (void)w; (void)bias; (void)ws;
     if (badn(p->n, p->size) || !nd_act_ok(p->act)) return ND_EINVAL;
-    const int64_t total = p->n * p->size;
-    const int64_t nch = (total + ACT_CHUNK - 1) / ACT_CHUNK;
-    const float *x = in[0];
-    const int act = p->act;
-#pragma omp parallel for schedule(dynamic, 1) if (total > ACT_PAR_MIN / 16)
-    for (int64_t c = 0; c < nch; c++) {
-        const int64_t i0 = c * ACT_CHUNK, m = total - i0 < ACT_CHUNK ? total - i0 : ACT_CHUNK;
-        if (out != x) memcpy(out + i0, x + i0, (size_t)m * sizeof(float));
-        nd_act_inplace(out + i0, m, act);
-    }
+    apply_all(out, in[0], p->act, p->n * p->size);
     return ND_OK;
 }

@@ -32,14 +32,16 @@
  * gives 0, as in PyTorch; everywhere else dy is multiplied, never selected away, so its NaN
  * flows. Where a select is needed both arms are computed first and then chosen between
  * (GCC if-converts a select of two computed values, not one whose arm does a multiply),
- * so the loops vectorize; the libm ones (silu, gelu, mish, log-softmax's exp) run scalar.
+ * so the loops vectorize, the transcendental ones too: silu, gelu, mish and log-softmax's exp
+ * call csrc/nd_math.h's branch-free float32 exp / Phi / normal density (no libm; ~2 ulp,
+ * see there), the forward kernels' own math.
  *
  * ISA: one plain C body per family, inlined into a portable, an AVX2 and an AVX-512
  * function (conv_dw.c's pattern), picked from nd_ops()->level, so NETDSL_ISA reaches it.
  * The build is -std=c11, so no FMA contraction: every ISA gives the same bits.
  * Sums (PReLU's dw, softmax's dot products) run in double in a fixed order per output value
  * (dw: 8 running sums): deterministic, the same on every ISA and thread count. Threads: over chunks of ~16K elements above ~128K
- * (~16K for the libm ones), over channels (dw) and blocks of positions (softmax).
+ * (~16K for the transcendental ones), over channels (dw) and blocks of positions (softmax).
  * Not here: double precision, the fused epilogues of layers (training graphs are unfused).
  */
 #include "kernels/train_act.h"
@@ -47,6 +49,7 @@
 #include <math.h>
 
 #include "dispatch.h"
+#include "nd_math.h"
 
 #define PAR_MIN 131072
 #define CHUNK 16384
@@ -62,10 +65,10 @@ enum { B_RELU, B_LEAKY, B_SIGMOID, B_TANH, B_CLAMP, B_HARDTANH, B_HSIG, B_HSIG6,
  * x = NaN gives NaN, x = +-inf gives (1, 0) / (0, 1) exactly */
 INLINE void sig2(float x, float *s, float *r)
 {
-    const float e = expf(-fabsf(x)), q = 1.0f / (1.0f + e), eq = e * q;
+    const float e = nd_expf(-nd_absf(x)), q = 1.0f / (1.0f + e), eq = e * q;
     const int pos = x >= 0.0f;
-    *s = pos ? q : eq;
-    *r = pos ? eq : q;
+    *s = nd_sel(pos, q, eq);   /* bit selects: a `?:` with a product arm becomes a branch */
+    *r = nd_sel(pos, eq, q);
 }
 
 /* the selects whose arm is a product, on up to TMP elements: the products go to t[] first
@@ -154,8 +157,8 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
     case B_GELU:
         for (int64_t i = 0; i < n; i++) {
             const float x = v[i];
-            const float cdf = 0.5f * erfcf(x * -0.70710678118654752f);
-            const float pdf = expf(-0.5f * x * x) * 0.39894228040143268f;   /* 1/sqrt(2 pi) */
+            const float cdf = nd_phif(x);      /* erfc(-x/sqrt 2) / 2 */
+            const float pdf = nd_normpdf(x);   /* e^(-x^2/2) / sqrt(2 pi), x^2 split: no rounding of it */
             dx[i] = g[i] * (cdf + x * pdf);
         }
         break;
@@ -178,9 +181,9 @@ INLINE void act_bwd_body(float *dx, const float *g, const float *v, int64_t n, i
         for (int64_t i = 0; i < n; i++) {
             const float x = v[i];
             const int big = x > 20.0f;
-            const float e = expf(big ? 20.0f : x), m = e * (e + 2.0f), q = m + 2.0f;
+            const float e = nd_expf(nd_sel(big, 20.0f, x)), m = e * (e + 2.0f), q = m + 2.0f;
             const float t = m / q, d = 4.0f * (m + 1.0f) / (q * q), s = e / (1.0f + e);
-            dx[i] = g[i] * (t + x * s * (big ? 0.0f : d));
+            dx[i] = g[i] * (t + x * s * nd_sel(big, 0.0f, d));
         }
         break;
     default:
@@ -229,7 +232,7 @@ INLINE void softmax_bwd_body(float *dx, const float *g, const float *y, int64_t 
     for (int64_t j = 0; j < m; j++) sf[j] = (float)s[j];
     if (logsm) {
         for (int64_t c = 0; c < C; c++)
-            for (int64_t j = 0; j < m; j++) dx[c * I + j] = g[c * I + j] - expf(y[c * I + j]) * sf[j];
+            for (int64_t j = 0; j < m; j++) dx[c * I + j] = g[c * I + j] - nd_expf(y[c * I + j]) * sf[j];
     } else {
         for (int64_t c = 0; c < C; c++)
             for (int64_t j = 0; j < m; j++) dx[c * I + j] = y[c * I + j] * (g[c * I + j] - sf[j]);
