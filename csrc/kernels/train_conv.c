@@ -500,16 +500,17 @@ static int64_t runs_of(const nd_conv_bwd_params *p, int64_t q0, int64_t L, run_t
     return n;
 }
 
-/* colT (L, C*KH*KW) of one block: row r->q + u for pixel (r->oy, r->ox + u) of image r->b,
- * column (c, i, j) — im2col transposed, so the dW GEMM's B panels are plain row copies.
+/* colT (L, (c1-c0)*KH*KW) of one block: row r->q + u for pixel (r->oy, r->ox + u) of image
+ * r->b, column (c - c0, i, j) for the channels c0 <= c < c1 — im2col transposed, so the dW GEMM's B panels are plain row copies.
  * Along a run the output row is fixed, so which kernel rows are inside is known up front.
  * A pixel's taps (c, i, 0..KW) are one run of an input row: inside the image and with
  * dw == 1 it is copied 4 floats at a time, the last copy spilling into the next cells,
  * which are written next (in order); the very last pixel of a run is copied exactly, so
  * runs (threads) never spill into each other, and no copy reads past its input row. */
-static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *x, const run_t *rs, int64_t nr, int T)
+static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *x, const run_t *rs, int64_t nr,
+                         int64_t c0, int64_t c1, int T)
 {
-    const int64_t KK = p->kh * p->kw, CK = p->c * KK, H = p->h, W = p->w, HW = H * W, KW = p->kw;
+    const int64_t KK = p->kh * p->kw, CK = (c1 - c0) * KK, H = p->h, W = p->w, HW = H * W, KW = p->kw;
     const int64_t KW4 = (KW + 3) / 4 * 4, KH = p->kh;
     int64_t lo4, hi4;                /* pixels whose 4-float copies stay inside the row */
     col_range(-p->pad_l, p->sw, W - (KW4 - 1), p->ow, &lo4, &hi4);
@@ -519,7 +520,7 @@ static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && nr > 1 && CK * nr * p->ow > 65536)
     for (int64_t k = 0; k < nr; k++) {
         const run_t *r = rs + k;
-        const float *img = x + r->b * p->c * HW;
+        const float *img = x + (r->b * p->c + c0) * HW;
         int64_t rowoff[64];          /* iy * W per kernel row, -1 outside (KH <= 64 here, see below) */
         for (int64_t i = 0; i < KH && i < 64; i++) {
             const int64_t iy = r->oy * p->sh - p->pad_t + i * p->dh;
@@ -531,7 +532,7 @@ static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *
             const int64_t ix0 = ox * p->sw - p->pad_l;
             if (KH <= 64 && ox >= lo4 && ox < hi4 && ox + 1 < end) {
                 const float *px = img + ix0;
-                for (int64_t c = 0; c < p->c; c++, px += HW)
+                for (int64_t c = c0; c < c1; c++, px += HW)
                     for (int64_t i = 0; i < KH; i++, d += KW) {
                         if (rowoff[i] < 0) {
                             for (int64_t j = 0; j < KW; j++) d[j] = 0.0f;
@@ -542,8 +543,8 @@ static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *
                     }
                 continue;
             }
-            for (int64_t c = 0; c < p->c; c++) {
-                const float *plane = img + c * HW;
+            for (int64_t c = c0; c < c1; c++) {
+                const float *plane = img + (c - c0) * HW;
                 for (int64_t i = 0; i < KH; i++, d += KW) {
                     const int64_t iy = r->oy * p->sh - p->pad_t + i * p->dh;
                     if (iy < 0 || iy >= H) {
@@ -582,13 +583,15 @@ static int64_t dw_thread_ws(const nd_conv_bwd_params *p)
            nd_sgemm_ws(og, Kg, L, 1) + rup16(p->oc * Kg);
 }
 
+static int64_t chan_ws(const nd_conv_bwd_params *p);
+
 static int64_t dw_gemm_ws(const nd_conv_bwd_params *p)
 {
     const int64_t og = p->oc / p->groups, Kg = p->c / p->groups * p->kh * p->kw;
     const int T = p->threads < 1 ? 1 : p->threads;
     if (dw_algo(p) == 2)
         return nd_sgemm_ws(og, Kg, p->oh * p->ow, T);
-    return T * dw_thread_ws(p) + 16;
+    return max64(T * dw_thread_ws(p) + 16, chan_ws(p));
 }
 
 /* thread t's partial dW in the blocked dW's workspace (the layout dw_thread_ws sizes) */
@@ -599,6 +602,115 @@ static float *dw_partial(const nd_conv_bwd_params *p, float *ws, int t, int64_t 
     float *base = ws + t * dw_thread_ws(p);
     return align64(base + rup16(CK * L0) + rup16(p->oc * L0) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) +
                    nd_sgemm_ws(og, Kg, L0, 1));
+}
+
+/* ---- dW split by input channels (groups == 1): thread t owns the dW columns of channels
+ * [C*t/T, C*(t+1)/T) and runs every block of pixels over them, so there is no partial dW, no
+ * reduction and no barrier per block; only the dy operand is shared. Blocks lie inside one
+ * image when a map has at least L pixels (dy read in place, rows P apart); on smaller maps
+ * they run across images and dy is first gathered whole into (OC, N*P) in the workspace. */
+
+/* pixels per block with T channel parts: ~DW_BLOCK floats of one thread's columns */
+static int64_t chan_L(const nd_conv_bwd_params *p, int T)
+{
+    const int64_t kt = (p->c + T - 1) / T * p->kh * p->kw, total = p->n * p->oh * p->ow;
+    return max64(1, min64(max64(DW_BLOCK / kt, DW_KMIN), total));
+}
+
+/* the channel split runs when every part keeps >= 128 taps (4 AVX-512 column panels) */
+static int use_chan(const nd_conv_bwd_params *p, int T)
+{
+    return p->groups == 1 && p->c >= T && p->c / T * p->kh * p->kw >= 128;
+}
+
+static int64_t chan_thread_ws(const nd_conv_bwd_params *p, int T)
+{
+    const int64_t kt = (p->c + T - 1) / T * p->kh * p->kw, L = chan_L(p, T), cap = L / p->ow + 3;
+    return rup16(kt * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) + nd_sgemm_ws(p->oc, kt, L, 1);
+}
+
+/* dy gathered as (OC, N*P): needed when a map is smaller than a block (chan_L grows with T,
+ * so sizing it for the cap covers every T below) */
+static int chan_gather(const nd_conv_bwd_params *p, int T) { return p->oh * p->ow < chan_L(p, T); }
+
+static int64_t chan_ws(const nd_conv_bwd_params *p)
+{
+    const int cap = p->threads < 1 ? 1 : p->threads;
+    int64_t m = 0;
+    for (int T = 1; T <= cap; T++)
+        if (use_chan(p, T))
+            m = max64(m, T * chan_thread_ws(p, T));
+    if (m == 0)
+        return -1;
+    return m + (chan_gather(p, cap) ? rup16(p->oc * p->n * p->oh * p->ow) : 0) + 16;
+}
+
+static nd_status dw_chan(const nd_conv_bwd_params *p, float *dw, const float *dy, const float *x, float *ws, int T)
+{
+    const int64_t P = p->oh * p->ow, KK = p->kh * p->kw, CK = p->c * KK, total = p->n * P, OC = p->oc;
+    nd_status st = ND_OK;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        /* sizes from the team actually running (nt <= T; the workspace covers every count) */
+        const int64_t L0 = chan_L(p, nt), cap = L0 / p->ow + 3, per = chan_thread_ws(p, nt);
+        const int gather = chan_gather(p, nt);
+        /* blocks: across images (gather) or ceil(P / L0) per image, of equal length */
+        const int64_t nbi = gather ? 1 : (P + L0 - 1) / L0, Li = (P + nbi - 1) / nbi;
+        const int64_t nblk = gather ? (total + L0 - 1) / L0 : p->n * nbi;
+        float *dyT = align64(ws);
+        float *tws = gather ? ws + rup16(OC * total) : ws;
+        if (gather) {                    /* dyT[o, b*P + pp] = dy[b, o, pp] */
+#pragma omp for schedule(static)
+            for (int64_t job = 0; job < OC * p->n; job++) {
+                const int64_t o = job / p->n, b = job % p->n;
+                memcpy(dyT + o * total + b * P, dy + (b * OC + o) * P, (size_t)P * sizeof(float));
+            }
+        }
+        const int64_t c0 = p->c * tid / nt, c1 = p->c * (tid + 1) / nt, kt = (c1 - c0) * KK;
+        float *base = tws + tid * per;
+        float *col = align64(base);
+        run_t *rs = (run_t *)align64(base + rup16(kt * L0));
+        float *gws = base + rup16(kt * L0) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float)));
+        for (int64_t blk = 0; blk < nblk && kt > 0; blk++) {
+            int64_t q0, L;
+            nd_gemm_desc d = {0};
+            if (gather) {
+                q0 = blk * L0;
+                L = min64(L0, total - q0);
+                d.a.p = dyT + q0;
+                d.a.rs = total;
+            } else {
+                const int64_t b = blk / nbi, s0 = blk % nbi * Li;
+                q0 = b * P + s0;
+                L = min64(Li, P - s0);
+                d.a.p = dy + b * OC * P + s0;
+                d.a.rs = P;
+            }
+            const int64_t nr = runs_of(p, q0, L, rs, cap);
+            block_pixels(p, col, x, rs, nr, c0, c1, 1);
+            d.m = OC;
+            d.n = kt;
+            d.k = L;
+            d.a.cs = 1;
+            d.b.p = col;                     /* B (pixel, tap): rows of colT */
+            d.b.rs = kt;
+            d.b.cs = 1;
+            d.c = dw + c0 * KK;
+            d.ldc = CK;
+            d.accumulate = blk > 0;
+            nd_status s = nd_sgemm(&d, gws, 1);
+            if (s != ND_OK) {
+#pragma omp critical(nd_dw_chan)
+                st = s;
+            }
+        }
+    }
+    return st;
 }
 
 /* dw (OC, C/g, KH, KW) of the conv p, x (n, c, h, w), dy (n, oc, oh, ow).
@@ -635,6 +747,8 @@ static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy
             }
         return ND_OK;
     }
+    if (use_chan(p, T))
+        return dw_chan(p, dw, dy, x, ws, T);
     const int64_t L0 = dw_block(p, T), nblk = (total + L0 - 1) / L0, cap = dw_block_max(p) / p->ow + 3;
     const int64_t per = dw_thread_ws(p);
     nd_status st = ND_OK;
@@ -659,7 +773,7 @@ static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy
             const int64_t q0 = blk * L0, L = min64(L0, total - q0);
             const int64_t nr = runs_of(p, q0, L, rs, cap);
             block_dy(p, dyt, dy, rs, nr, L, 1);
-            block_pixels(p, col, x, rs, nr, 1);
+            block_pixels(p, col, x, rs, nr, 0, p->c, 1);
             for (int64_t g = 0; g < p->groups; g++) {
                 nd_gemm_desc d = {0};
                 d.m = og;

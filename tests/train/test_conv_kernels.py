@@ -177,6 +177,44 @@ def test_one_thread_gives_the_same_gradients(case):
     run_case(op, kw, shape, 3, algo, case_id(case) + "-t1", threads=1)
 
 
+# dW split by input channels (each thread owns whole dW columns): blocks inside one image with dy
+# read in place (1 thread: 45x9 taps make ~2600-pixel blocks, two per 64x64 map) or across images
+# on dy gathered whole (more threads: fewer taps each, longer blocks; 2x2 maps); 3 threads split
+# 45 channels 15/15/15, 2 threads 22/23.
+CHAN_CASES = [
+    ("Conv", dict(out_channels=24, kernel=3, pad=1), (45, 64, 64), 0),
+    ("Conv", dict(out_channels=40, kernel=3, pad=1), (45, 2, 2), 0),
+    ("Conv", dict(out_channels=40, kernel=3, pad=1, bias=False), (45, 1, 1), 0),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", CHAN_CASES, ids=case_id)
+def test_dw_split_by_channels_at_any_thread_count(case, threads):
+    """The channel-split dW and every other kernel with the workspace sized for `threads` and
+    run on that many (more threads than this machine's cores is still a valid team)."""
+    op, kw, shape, algo = case
+    spec, a, out, bwds = plan(op, kw, shape, 3, algo)
+    for b in bwds.values():
+        b.call.fields["threads"] = threads
+        fn = "nd_conv_bwd_data_ws_floats" if b.out == "dx0" else "nd_conv_bwd_params_ws_floats"
+        b.call.ws_floats = int(getattr(L.lib, fn)(L.ffi.new("nd_conv_bwd_params *", b.call.fields)))
+    x, params, dy = data(spec, a, shape, out, 3, case_id(case))
+    flat = np.concatenate([params[k].ravel() for k in spec.params(a, [tuple(shape)])])
+    env = {"dy": dy, "x0": x, "params": flat}
+    dx = run_bwd(bwds["dx0"], env, out_floats=x.size, threads=threads)
+    dp = run_bwd(bwds["dparams"], env, threads=threads)
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    y = spec.reference(a, [x.astype(np.float64)], p64)
+    want_dx, want_dp = grad_reference(op)(a, [x.astype(np.float64)], p64, y, dy.astype(np.float64))
+    t_dx, t_dw = terms(op, a, shape, out, 3)
+    check(dx, want_dx[0], t_dx, f"{case_id(case)}-t{threads} dx")
+    off = 0
+    for k in spec.params(a, [tuple(shape)]):
+        check(dp[off:off + params[k].size], want_dp[k], t_dw, f"{case_id(case)}-t{threads} d{k}")
+        off += params[k].size
+
+
 def _algos(kind):
     fn = getattr(L.lib, f"nd_conv_bwd_{kind}_algo")
     got = set()
