@@ -142,13 +142,15 @@ static nd_conv_params fwd_params(const nd_conv_bwd_params *q);
  * inference, is paid on every call here, so it only pays over enough 4x4 tiles (measured,
  * AVX-512, 1 thread: 64->64 on 56x56 and 128->128 on 28x28 at batch 4 gain 15-25% over the
  * GEMM; 256->256 on 14x14 at batch 4 (64 tiles) and 512->512 on 7x7 up to batch 16 lose
- * 1.5-3x); below that the GEMM (1). Depends on the params only (not the ISA). */
+ * 1.5-3x); below that auto without Winograd (5: the transposed GEMM or the direct kernel
+ * where they apply; 1 would force the plain GEMM, 1.3-1.5x slower on ResNet's 4x4 and 2x2
+ * maps at batch 32). Depends on the params only (not the ISA). */
 static int32_t inner_algo(const nd_conv_bwd_params *q)
 {
     nd_conv_params f = fwd_params(q);
     if (nd_conv_algo(&f, (int32_t)nd_ops_for(ND_ISA_PORTABLE)->mr) != 4)
         return 0;
-    return q->n * ((q->oh + 3) / 4) * ((q->ow + 3) / 4) >= WINO_TILES ? 0 : 1;
+    return q->n * ((q->oh + 3) / 4) * ((q->ow + 3) / 4) >= WINO_TILES ? 0 : 5;
 }
 
 static int dx_algo(const nd_conv_bwd_params *p)
@@ -226,18 +228,39 @@ static int64_t fwd_ws(const nd_conv_bwd_params *q)
 /* out = conv_q(x) with unpacked weights w (q->oc, q->c/g, KH, KW): the weights are packed
  * into ws for the ISA in use (what the executor does at plan time for inference) and
  * nd_conv_f32 runs on the rest. Non-finite weights take the GEMM, as prepack_weight does. */
-static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *x, const float *w, float *ws)
+/* 1 when none of w[0..n) is NaN or inf: an OR over the exponent bits (all ones + 1 carries
+ * into the sign bit), which vectorizes; threads take equal chunks */
+static int all_finite(const float *w, int64_t n, int T)
+{
+    uint32_t bad = 0;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) reduction(| : bad) if (T > 1 && n > 262144)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, w + i, sizeof u);
+        bad |= ((u & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+    }
+    return bad == 0;
+}
+
+/* out = conv_q(x) + bias with unpacked weights w (q->oc, q->c/g, KH, KW). Where the chosen
+ * path reads prepacked weights (Winograd, direct, the per-image GEMM, whose A would otherwise
+ * be packed once per image) they are packed into ws for the ISA in use, what the executor
+ * does at plan time for inference; the transposed GEMM (small maps, the batch folded into one
+ * GEMM) packs its weight panels once per call anyway, split over the threads, so it reads w
+ * as it is. Non-finite weights take the GEMM, as prepack_weight does. */
+static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *x, const float *w,
+                          const float *bias, float *ws)
 {
     nd_conv_params f = fwd_params(q);
     const int64_t nw = q->oc * (q->c / q->groups) * q->kh * q->kw;
-    int finite = 1;
-    for (int64_t i = 0; i < nw; i++)
-        if (!isfinite(w[i])) {
-            finite = 0;
-            break;
-        }
-    f.algo = finite ? inner_algo(q) : 1;
     const int32_t mr = (int32_t)nd_ops()->mr;
+    const float *ins[2] = {x, NULL};
+    f.algo = inner_algo(q);
+    if (nd_conv_algo(&f, mr) == 2)
+        return nd_conv_f32(&f, out, ins, w, bias, align64(ws + packed_room(q)));
+    if (f.algo != 5 && !all_finite(w, nw, nd_threads(q->threads)))
+        f.algo = 1;
     float *pw = align64(ws);
     float *rest = ws + packed_room(q);
     const float *wuse = w;
@@ -248,8 +271,112 @@ static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *
         f.w_packed_mr = mr;
         wuse = pw;
     }
-    const float *ins[2] = {x, NULL};
-    return nd_conv_f32(&f, out, ins, wuse, NULL, align64(rest));
+    return nd_conv_f32(&f, out, ins, wuse, bias, align64(rest));
+}
+
+/* ------------------------------------------------------------- taps that only read padding */
+
+/* [*i0, *i1): the kernel taps along one axis that some output reads inside the input
+ * (0 <= o*s - p0 + i*d < size for some o < out); 0 when there are none */
+static int reach(int64_t size, int64_t out, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t *i0, int64_t *i1)
+{
+    *i0 = -1;
+    *i1 = -1;
+    for (int64_t i = 0; i < k; i++) {
+        const int64_t lo = i * d - p0, omin = lo >= 0 ? 0 : (-lo + s - 1) / s;
+        if (omin < out && omin * s + lo < size) {
+            if (*i0 < 0)
+                *i0 = i;
+            *i1 = i + 1;
+        }
+    }
+    return *i0 >= 0;
+}
+
+/* The same conv with its kernel cut to the taps any output reads inside the image (the rest
+ * multiply padding only): a 3x3 pad-1 conv on a 1x1 map (ResNet's last stage at 32x32
+ * input) is a 1x1 conv with the centre taps, 9x fewer multiply-adds. 1 when t differs
+ * from p; *i0, *j0: the first kept tap. Not for depthwise (its direct loops skip padding). */
+static int trim_of(const nd_conv_bwd_params *p, nd_conv_bwd_params *t, int64_t *i0, int64_t *j0)
+{
+    int64_t a0, a1, b0, b1;
+    if (is_dw(p) || !reach(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, &a0, &a1) ||
+        !reach(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, &b0, &b1) || (a1 - a0 == p->kh && b1 - b0 == p->kw))
+        return 0;
+    *t = *p;
+    t->kh = a1 - a0;
+    t->kw = b1 - b0;
+    t->pad_t = p->pad_t - a0 * p->dh;
+    t->pad_b = p->pad_b - (p->kh - a1) * p->dh;
+    t->pad_l = p->pad_l - b0 * p->dw;
+    t->pad_r = p->pad_r - (p->kw - b1) * p->dw;
+    if (t->pad_t < 0 || t->pad_b < 0 || t->pad_l < 0 || t->pad_r < 0 || bad_conv(t))
+        return 0;
+    *i0 = a0;
+    *j0 = b0;
+    return 1;
+}
+
+/* wt (OC, C/g, t->kh, t->kw) = the kept taps of w (OC, C/g, KH, KW); 0 when a dropped tap is
+ * not finite (then the full conv runs, so a NaN weight still reaches what it multiplies).
+ * One pass over w (the whole of it is read: ResNet's 512x512x3x3 is 9 MB), planes in parallel. */
+static int trim_weights(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, int64_t i0, int64_t j0,
+                        float *wt, const float *w, int T)
+{
+    const int64_t planes = p->oc * (p->c / p->groups), KH = p->kh, KW = p->kw, KK = KH * KW;
+    const int64_t tk = t->kh * t->kw;
+    uint32_t bad = 0;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) reduction(| : bad) if (T > 1 && planes * KK > 262144)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *src = w + pl * KK;
+        uint32_t b = 0;
+        for (int64_t k = 0; k < KK; k++) {        /* every tap: a kept non-finite one is as good a reason */
+            uint32_t u;
+            memcpy(&u, src + k, sizeof u);
+            b |= ((u & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+        }
+        bad |= b;
+        for (int64_t i = 0; i < t->kh; i++)
+            memcpy(wt + pl * tk + i * t->kw, src + (i0 + i) * KW + j0, (size_t)t->kw * sizeof(float));
+    }
+    return bad == 0;
+}
+
+static int64_t trim_w_floats(const nd_conv_bwd_params *t) { return rup16(t->oc * (t->c / t->groups) * t->kh * t->kw); }
+
+/* ------------------------------------------------------------- the training forward */
+
+int64_t nd_conv_train_fwd_ws_floats(const nd_conv_bwd_params *p)
+{
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    const int64_t full = fwd_ws(p);
+    if (full < 0 || !trim_of(p, &t, &i0, &j0))
+        return full;
+    const int64_t tw = fwd_ws(&t);
+    return tw < 0 ? full : max64(full, trim_w_floats(&t) + tw);
+}
+
+nd_status nd_conv_train_fwd_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                                const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || !ws || bad_conv(p))
+        return ND_EINVAL;
+    if (p->n == 0)
+        return ND_OK;
+    const float *b = p->bias ? w + p->oc * (p->c / p->groups) * p->kh * p->kw : NULL;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (trim_of(p, &t, &i0, &j0) && fwd_ws(&t) >= 0) {
+        float *wt = align64(ws);
+        if (trim_weights(p, &t, i0, j0, wt, w, nd_threads(p->threads)))
+            return fwd_conv(&t, out, in[0], wt, b, ws + trim_w_floats(&t));
+    }
+    return fwd_conv(p, out, in[0], w, b, ws);
 }
 
 /* ------------------------------------------------------------- copies, im2col, col2im */
@@ -401,10 +528,8 @@ static void dx_depthwise(const nd_conv_bwd_params *p, float *dx, const float *dy
     }
 }
 
-int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
+static int64_t dx_ws(const nd_conv_bwd_params *p)
 {
-    if (!p || bad_conv(p))
-        return -1;
     nd_conv_bwd_params q;
     switch (dx_algo(p)) {
     case 1: {
@@ -417,10 +542,29 @@ int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
     }
 }
 
+/* dx and dW run on the trimmed conv (trim_of) when it differs: the same gradients (a dropped
+ * tap's column of the im2col matrix is all zeros), with its weights / its dW in the workspace */
+int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
+{
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    const int64_t full = dx_ws(p);
+    if (full < 0 || !trim_of(p, &t, &i0, &j0))
+        return full;
+    const int64_t tw = dx_ws(&t);
+    return tw < 0 ? full : max64(full, trim_w_floats(&t) + tw);
+}
+
 int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p)
 {
     if (!p || bad_conv(p))
         return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (trim_of(p, &t, &i0, &j0) && dx_ws(&t) >= 0)
+        p = &t;                         /* (finite weights assumed) */
     const int a = dx_algo(p);
     nd_conv_bwd_params q;
     if (a == 1 && dx_as_conv(p, &q) && inner_algo(&q) == 0) {
@@ -431,14 +575,8 @@ int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p)
     return a;
 }
 
-nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
-                               const float *bias, float *ws)
+static nd_status dx_run(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w, float *ws)
 {
-    (void)bias;
-    if (!p || !out || !in || !in[0] || !w || bad_conv(p))
-        return ND_EINVAL;
-    if (p->n == 0)
-        return ND_OK;
     const int T = nd_threads(p->threads);
     const int algo = dx_algo(p);
     if (algo == 3) {
@@ -461,7 +599,25 @@ nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const fl
                 float *dst = wf + ((g * cg + c) * og + o) * KK;
                 for (int64_t t = 0; t < KK; t++) dst[t] = src[KK - 1 - t];
             }
-    return fwd_conv(&q, out, in[0], wf, ws + rup16(p->oc * cg * KK));
+    return fwd_conv(&q, out, in[0], wf, NULL, ws + rup16(p->oc * cg * KK));
+}
+
+nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                               const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || bad_conv(p))
+        return ND_EINVAL;
+    if (p->n == 0)
+        return ND_OK;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (ws && trim_of(p, &t, &i0, &j0) && dx_ws(&t) >= 0) {
+        float *wt = align64(ws);
+        if (trim_weights(p, &t, i0, j0, wt, w, nd_threads(p->threads)))
+            return dx_run(&t, out, in, wt, ws + trim_w_floats(&t));
+    }
+    return dx_run(p, out, in, w, ws);
 }
 
 /* ------------------------------------------------------------- Conv dW */
@@ -845,16 +1001,68 @@ static void dw_depthwise(const nd_conv_bwd_params *p, float *dw, const float *dy
     }
 }
 
+static int64_t dw_ws(const nd_conv_bwd_params *p) { return dw_algo(p) == 3 ? 0 : dw_gemm_ws(p); }
+
 int64_t nd_conv_bwd_params_ws_floats(const nd_conv_bwd_params *p)
 {
     if (!p || bad_conv(p))
         return -1;
-    return dw_algo(p) == 3 ? 0 : dw_gemm_ws(p);
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    const int64_t full = dw_ws(p);
+    if (full < 0 || !trim_of(p, &t, &i0, &j0))
+        return full;
+    const int64_t tw = dw_ws(&t);
+    return tw < 0 ? full : max64(full, trim_w_floats(&t) + tw);
 }
 
 int32_t nd_conv_bwd_params_algo(const nd_conv_bwd_params *p)
 {
-    return !p || bad_conv(p) ? -1 : dw_algo(p);
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (trim_of(p, &t, &i0, &j0) && dw_ws(&t) >= 0)
+        p = &t;
+    return dw_algo(p);
+}
+
+static nd_status dw_run(const nd_conv_bwd_params *p, float *dw, const float *dy, const float *x, float *ws, int T)
+{
+    if (dw_algo(p) == 3) {
+        dw_depthwise(p, dw, dy, x, T);
+        return ND_OK;
+    }
+    if (!ws)
+        return ND_EINVAL;
+    return dw_gemm(p, dw, dy, x, ws, T);
+}
+
+/* dW of p from the trimmed conv t's dW (wt): kept taps copied, every dropped tap of filter o
+ * gets what its all-zero im2col column gives: the sum over pixels of dy * 0, i.e. 0, or NaN
+ * where that filter's dy holds a NaN or inf */
+static void untrim_dw(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, int64_t i0, int64_t j0, float *dw,
+                      const float *wt, const float *dy, int T)
+{
+    const int64_t cg = p->c / p->groups, KH = p->kh, KW = p->kw, P = p->oh * p->ow;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->oc * cg * KH * KW > 65536)
+    for (int64_t o = 0; o < p->oc; o++) {
+        float z = 0.0f;
+        for (int64_t b = 0; b < p->n; b++) {
+            const float *r = dy + (b * p->oc + o) * P;
+            for (int64_t i = 0; i < P; i++) z += r[i] - r[i];   /* 0, or NaN from a NaN / inf */
+        }
+        for (int64_t c = 0; c < cg; c++) {
+            float *d = dw + (o * cg + c) * KH * KW;
+            const float *src = wt + (o * cg + c) * t->kh * t->kw;
+            for (int64_t i = 0; i < KH; i++)
+                for (int64_t j = 0; j < KW; j++) {
+                    const int keep = i >= i0 && i < i0 + t->kh && j >= j0 && j < j0 + t->kw;
+                    d[i * KW + j] = keep ? src[(i - i0) * t->kw + j - j0] : z;
+                }
+        }
+    }
 }
 
 nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
@@ -870,12 +1078,17 @@ nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const 
         memset(out, 0, (size_t)(nw + (p->bias ? p->oc : 0)) * sizeof(float));
         return ND_OK;
     }
-    if (dw_algo(p) == 3) {
-        dw_depthwise(p, out, in[0], in[1], T);
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    nd_status s;
+    if (ws && trim_of(p, &t, &i0, &j0) && dw_ws(&t) >= 0) {
+        float *wt = align64(ws);
+        s = dw_run(&t, wt, in[0], in[1], ws + trim_w_floats(&t), T);
+        if (s != ND_OK)
+            return s;
+        untrim_dw(p, &t, i0, j0, out, wt, in[0], T);
     } else {
-        if (!ws)
-            return ND_EINVAL;
-        nd_status s = dw_gemm(p, out, in[0], in[1], ws, T);
+        s = dw_run(p, out, in[0], in[1], ws, T);
         if (s != ND_OK)
             return s;
     }
@@ -937,7 +1150,7 @@ nd_status nd_convtranspose_bwd_data_f32(const nd_convtranspose_bwd_params *p, fl
         return ND_EINVAL;
     if (p->n == 0)
         return ND_OK;
-    return fwd_conv(&q, out, in[0], w, ws);
+    return fwd_conv(&q, out, in[0], w, NULL, ws);
 }
 
 int64_t nd_convtranspose_bwd_params_ws_floats(const nd_convtranspose_bwd_params *p)
