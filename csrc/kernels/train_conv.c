@@ -1053,14 +1053,12 @@ static void untrim_dw(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, 
             const float *r = dy + (b * p->oc + o) * P;
             for (int64_t i = 0; i < P; i++) z += r[i] - r[i];   /* 0, or NaN from a NaN / inf */
         }
+        float *d = dw + o * cg * KH * KW;    /* filter o: z everywhere (one vector fill), then the kept taps */
+        for (int64_t k = 0; k < cg * KH * KW; k++) d[k] = z;
         for (int64_t c = 0; c < cg; c++) {
-            float *d = dw + (o * cg + c) * KH * KW;
             const float *src = wt + (o * cg + c) * t->kh * t->kw;
-            for (int64_t i = 0; i < KH; i++)
-                for (int64_t j = 0; j < KW; j++) {
-                    const int keep = i >= i0 && i < i0 + t->kh && j >= j0 && j < j0 + t->kw;
-                    d[i * KW + j] = keep ? src[(i - i0) * t->kw + j - j0] : z;
-                }
+            for (int64_t i = 0; i < t->kh; i++)
+                memcpy(d + c * KH * KW + (i0 + i) * KW + j0, src + i * t->kw, (size_t)t->kw * sizeof(float));
         }
     }
 }
