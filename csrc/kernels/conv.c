@@ -79,7 +79,7 @@ static int use_winograd(const nd_conv_params *p)
  * packing at all. Past 8 images the packed transposed GEMM is better. */
 static int is_fc_like(const nd_conv_params *p)
 {
-    return p->algo == 0 && p->groups == 1 && p->n <= 8 && p->oh == 1 && p->ow == 1 && p->kh == p->h && p->kw == p->w &&
+    return (p->algo == 0 || p->algo == 5) && p->groups == 1 && p->n <= 8 && p->oh == 1 && p->ow == 1 && p->kh == p->h && p->kw == p->w &&
            p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0 && p->dh == 1 && p->dw == 1;
 }
 
@@ -412,7 +412,7 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     conv_tile(p, &mr, &nr);
     if (use_transposed(p, mr, nr))
         return conv_transposed(p, out, in[0], w, bias, res, ws, T);
-    if ((p->algo == 0 || p->algo == 3) && use_direct(p, nd_ops()))
+    if ((p->algo == 0 || p->algo == 3 || p->algo == 5) && use_direct(p, nd_ops()))
         return conv_direct(p, nd_ops(), out, in[0], w, bias, res, T);
     if (side_by_side(p, T)) {
         const int64_t per = nd_sgemm_ws(og, p->oh * p->ow, k, 1);
@@ -462,7 +462,7 @@ int32_t nd_conv_algo(const nd_conv_params *p, int32_t mr)
     conv_tile(&q, &tmr, &tnr);
     if (use_transposed(&q, tmr, tnr))
         return 2;
-    if ((q.algo == 0 || q.algo == 3) && use_direct(&q, nd_ops()))
+    if ((q.algo == 0 || q.algo == 3 || q.algo == 5) && use_direct(&q, nd_ops()))
         return 3;
     if (is_pointwise(&q))
         return 5;

@@ -22,7 +22,9 @@ typedef struct {
                                   * Y^T = im2col(X)^T . W^T (batch folded; for small OH*OW),
                                   * 3 direct (stride-1 rows, ISAs with conv_row; else as 1).
                                   * 4 Winograd F(4x4,3x3) (3x3, stride 1, no dilation, groups 1;
-                                  * else as 0). Prepacking follows the choice, so pack with the same algo. */
+                                  * else as 0). 5 auto without Winograd (training: the weights, and so
+                                  * their Winograd transform, change every call).
+                                  * Prepacking follows the choice, so pack with the same algo. */
 } nd_conv_params;
 
 nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *in,

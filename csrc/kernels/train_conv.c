@@ -142,13 +142,15 @@ static nd_conv_params fwd_params(const nd_conv_bwd_params *q);
  * inference, is paid on every call here, so it only pays over enough 4x4 tiles (measured,
  * AVX-512, 1 thread: 64->64 on 56x56 and 128->128 on 28x28 at batch 4 gain 15-25% over the
  * GEMM; 256->256 on 14x14 at batch 4 (64 tiles) and 512->512 on 7x7 up to batch 16 lose
- * 1.5-3x); below that the GEMM (1). Depends on the params only (not the ISA). */
+ * 1.5-3x); below that auto without Winograd (5: the transposed GEMM or the direct kernel
+ * where they apply; 1 would force the plain GEMM, 1.3-1.5x slower on ResNet's 4x4 and 2x2
+ * maps at batch 32). Depends on the params only (not the ISA). */
 static int32_t inner_algo(const nd_conv_bwd_params *q)
 {
     nd_conv_params f = fwd_params(q);
     if (nd_conv_algo(&f, (int32_t)nd_ops_for(ND_ISA_PORTABLE)->mr) != 4)
         return 0;
-    return q->n * ((q->oh + 3) / 4) * ((q->ow + 3) / 4) >= WINO_TILES ? 0 : 1;
+    return q->n * ((q->oh + 3) / 4) * ((q->ow + 3) / 4) >= WINO_TILES ? 0 : 5;
 }
 
 static int dx_algo(const nd_conv_bwd_params *p)
@@ -226,18 +228,39 @@ static int64_t fwd_ws(const nd_conv_bwd_params *q)
 /* out = conv_q(x) with unpacked weights w (q->oc, q->c/g, KH, KW): the weights are packed
  * into ws for the ISA in use (what the executor does at plan time for inference) and
  * nd_conv_f32 runs on the rest. Non-finite weights take the GEMM, as prepack_weight does. */
-static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *x, const float *w, float *ws)
+/* 1 when none of w[0..n) is NaN or inf: an OR over the exponent bits (all ones + 1 carries
+ * into the sign bit), which vectorizes; threads take equal chunks */
+static int all_finite(const float *w, int64_t n, int T)
+{
+    uint32_t bad = 0;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) reduction(| : bad) if (T > 1 && n > 262144)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, w + i, sizeof u);
+        bad |= ((u & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+    }
+    return bad == 0;
+}
+
+/* out = conv_q(x) + bias with unpacked weights w (q->oc, q->c/g, KH, KW). Where the chosen
+ * path reads prepacked weights (Winograd, direct, the per-image GEMM, whose A would otherwise
+ * be packed once per image) they are packed into ws for the ISA in use, what the executor
+ * does at plan time for inference; the transposed GEMM (small maps, the batch folded into one
+ * GEMM) packs its weight panels once per call anyway, split over the threads, so it reads w
+ * as it is. Non-finite weights take the GEMM, as prepack_weight does. */
+static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *x, const float *w,
+                          const float *bias, float *ws)
 {
     nd_conv_params f = fwd_params(q);
     const int64_t nw = q->oc * (q->c / q->groups) * q->kh * q->kw;
-    int finite = 1;
-    for (int64_t i = 0; i < nw; i++)
-        if (!isfinite(w[i])) {
-            finite = 0;
-            break;
-        }
-    f.algo = finite ? inner_algo(q) : 1;
     const int32_t mr = (int32_t)nd_ops()->mr;
+    const float *ins[2] = {x, NULL};
+    f.algo = inner_algo(q);
+    if (nd_conv_algo(&f, mr) == 2)
+        return nd_conv_f32(&f, out, ins, w, bias, align64(ws + packed_room(q)));
+    if (f.algo != 5 && !all_finite(w, nw, nd_threads(q->threads)))
+        f.algo = 1;
     float *pw = align64(ws);
     float *rest = ws + packed_room(q);
     const float *wuse = w;
@@ -248,8 +271,112 @@ static nd_status fwd_conv(const nd_conv_bwd_params *q, float *out, const float *
         f.w_packed_mr = mr;
         wuse = pw;
     }
-    const float *ins[2] = {x, NULL};
-    return nd_conv_f32(&f, out, ins, wuse, NULL, align64(rest));
+    return nd_conv_f32(&f, out, ins, wuse, bias, align64(rest));
+}
+
+/* ------------------------------------------------------------- taps that only read padding */
+
+/* [*i0, *i1): the kernel taps along one axis that some output reads inside the input
+ * (0 <= o*s - p0 + i*d < size for some o < out); 0 when there are none */
+static int reach(int64_t size, int64_t out, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t *i0, int64_t *i1)
+{
+    *i0 = -1;
+    *i1 = -1;
+    for (int64_t i = 0; i < k; i++) {
+        const int64_t lo = i * d - p0, omin = lo >= 0 ? 0 : (-lo + s - 1) / s;
+        if (omin < out && omin * s + lo < size) {
+            if (*i0 < 0)
+                *i0 = i;
+            *i1 = i + 1;
+        }
+    }
+    return *i0 >= 0;
+}
+
+/* The same conv with its kernel cut to the taps any output reads inside the image (the rest
+ * multiply padding only): a 3x3 pad-1 conv on a 1x1 map (ResNet's last stage at 32x32
+ * input) is a 1x1 conv with the centre taps, 9x fewer multiply-adds. 1 when t differs
+ * from p; *i0, *j0: the first kept tap. Not for depthwise (its direct loops skip padding). */
+static int trim_of(const nd_conv_bwd_params *p, nd_conv_bwd_params *t, int64_t *i0, int64_t *j0)
+{
+    int64_t a0, a1, b0, b1;
+    if (is_dw(p) || !reach(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, &a0, &a1) ||
+        !reach(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, &b0, &b1) || (a1 - a0 == p->kh && b1 - b0 == p->kw))
+        return 0;
+    *t = *p;
+    t->kh = a1 - a0;
+    t->kw = b1 - b0;
+    t->pad_t = p->pad_t - a0 * p->dh;
+    t->pad_b = p->pad_b - (p->kh - a1) * p->dh;
+    t->pad_l = p->pad_l - b0 * p->dw;
+    t->pad_r = p->pad_r - (p->kw - b1) * p->dw;
+    if (t->pad_t < 0 || t->pad_b < 0 || t->pad_l < 0 || t->pad_r < 0 || bad_conv(t))
+        return 0;
+    *i0 = a0;
+    *j0 = b0;
+    return 1;
+}
+
+/* wt (OC, C/g, t->kh, t->kw) = the kept taps of w (OC, C/g, KH, KW); 0 when a dropped tap is
+ * not finite (then the full conv runs, so a NaN weight still reaches what it multiplies).
+ * One pass over w (the whole of it is read: ResNet's 512x512x3x3 is 9 MB), planes in parallel. */
+static int trim_weights(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, int64_t i0, int64_t j0,
+                        float *wt, const float *w, int T)
+{
+    const int64_t planes = p->oc * (p->c / p->groups), KH = p->kh, KW = p->kw, KK = KH * KW;
+    const int64_t tk = t->kh * t->kw;
+    uint32_t bad = 0;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) reduction(| : bad) if (T > 1 && planes * KK > 262144)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *src = w + pl * KK;
+        uint32_t b = 0;
+        for (int64_t k = 0; k < KK; k++) {        /* every tap: a kept non-finite one is as good a reason */
+            uint32_t u;
+            memcpy(&u, src + k, sizeof u);
+            b |= ((u & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+        }
+        bad |= b;
+        for (int64_t i = 0; i < t->kh; i++)
+            memcpy(wt + pl * tk + i * t->kw, src + (i0 + i) * KW + j0, (size_t)t->kw * sizeof(float));
+    }
+    return bad == 0;
+}
+
+static int64_t trim_w_floats(const nd_conv_bwd_params *t) { return rup16(t->oc * (t->c / t->groups) * t->kh * t->kw); }
+
+/* ------------------------------------------------------------- the training forward */
+
+int64_t nd_conv_train_fwd_ws_floats(const nd_conv_bwd_params *p)
+{
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    const int64_t full = fwd_ws(p);
+    if (full < 0 || !trim_of(p, &t, &i0, &j0))
+        return full;
+    const int64_t tw = fwd_ws(&t);
+    return tw < 0 ? full : max64(full, trim_w_floats(&t) + tw);
+}
+
+nd_status nd_conv_train_fwd_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                                const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || !ws || bad_conv(p))
+        return ND_EINVAL;
+    if (p->n == 0)
+        return ND_OK;
+    const float *b = p->bias ? w + p->oc * (p->c / p->groups) * p->kh * p->kw : NULL;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (trim_of(p, &t, &i0, &j0) && fwd_ws(&t) >= 0) {
+        float *wt = align64(ws);
+        if (trim_weights(p, &t, i0, j0, wt, w, nd_threads(p->threads)))
+            return fwd_conv(&t, out, in[0], wt, b, ws + trim_w_floats(&t));
+    }
+    return fwd_conv(p, out, in[0], w, b, ws);
 }
 
 /* ------------------------------------------------------------- copies, im2col, col2im */
@@ -401,10 +528,8 @@ static void dx_depthwise(const nd_conv_bwd_params *p, float *dx, const float *dy
     }
 }
 
-int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
+static int64_t dx_ws(const nd_conv_bwd_params *p)
 {
-    if (!p || bad_conv(p))
-        return -1;
     nd_conv_bwd_params q;
     switch (dx_algo(p)) {
     case 1: {
@@ -417,10 +542,29 @@ int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
     }
 }
 
+/* dx and dW run on the trimmed conv (trim_of) when it differs: the same gradients (a dropped
+ * tap's column of the im2col matrix is all zeros), with its weights / its dW in the workspace */
+int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p)
+{
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    const int64_t full = dx_ws(p);
+    if (full < 0 || !trim_of(p, &t, &i0, &j0))
+        return full;
+    const int64_t tw = dx_ws(&t);
+    return tw < 0 ? full : max64(full, trim_w_floats(&t) + tw);
+}
+
 int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p)
 {
     if (!p || bad_conv(p))
         return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (trim_of(p, &t, &i0, &j0) && dx_ws(&t) >= 0)
+        p = &t;                         /* (finite weights assumed) */
     const int a = dx_algo(p);
     nd_conv_bwd_params q;
     if (a == 1 && dx_as_conv(p, &q) && inner_algo(&q) == 0) {
@@ -431,14 +575,8 @@ int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p)
     return a;
 }
 
-nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
-                               const float *bias, float *ws)
+static nd_status dx_run(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w, float *ws)
 {
-    (void)bias;
-    if (!p || !out || !in || !in[0] || !w || bad_conv(p))
-        return ND_EINVAL;
-    if (p->n == 0)
-        return ND_OK;
     const int T = nd_threads(p->threads);
     const int algo = dx_algo(p);
     if (algo == 3) {
@@ -461,7 +599,25 @@ nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const fl
                 float *dst = wf + ((g * cg + c) * og + o) * KK;
                 for (int64_t t = 0; t < KK; t++) dst[t] = src[KK - 1 - t];
             }
-    return fwd_conv(&q, out, in[0], wf, ws + rup16(p->oc * cg * KK));
+    return fwd_conv(&q, out, in[0], wf, NULL, ws + rup16(p->oc * cg * KK));
+}
+
+nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                               const float *bias, float *ws)
+{
+    (void)bias;
+    if (!p || !out || !in || !in[0] || !w || bad_conv(p))
+        return ND_EINVAL;
+    if (p->n == 0)
+        return ND_OK;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (ws && trim_of(p, &t, &i0, &j0) && dx_ws(&t) >= 0) {
+        float *wt = align64(ws);
+        if (trim_weights(p, &t, i0, j0, wt, w, nd_threads(p->threads)))
+            return dx_run(&t, out, in, wt, ws + trim_w_floats(&t));
+    }
+    return dx_run(p, out, in, w, ws);
 }
 
 /* ------------------------------------------------------------- Conv dW */
@@ -500,16 +656,17 @@ static int64_t runs_of(const nd_conv_bwd_params *p, int64_t q0, int64_t L, run_t
     return n;
 }
 
-/* colT (L, C*KH*KW) of one block: row r->q + u for pixel (r->oy, r->ox + u) of image r->b,
- * column (c, i, j) — im2col transposed, so the dW GEMM's B panels are plain row copies.
+/* colT (L, (c1-c0)*KH*KW) of one block: row r->q + u for pixel (r->oy, r->ox + u) of image
+ * r->b, column (c - c0, i, j) for the channels c0 <= c < c1 — im2col transposed, so the dW GEMM's B panels are plain row copies.
  * Along a run the output row is fixed, so which kernel rows are inside is known up front.
  * A pixel's taps (c, i, 0..KW) are one run of an input row: inside the image and with
  * dw == 1 it is copied 4 floats at a time, the last copy spilling into the next cells,
  * which are written next (in order); the very last pixel of a run is copied exactly, so
  * runs (threads) never spill into each other, and no copy reads past its input row. */
-static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *x, const run_t *rs, int64_t nr, int T)
+static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *x, const run_t *rs, int64_t nr,
+                         int64_t c0, int64_t c1, int T)
 {
-    const int64_t KK = p->kh * p->kw, CK = p->c * KK, H = p->h, W = p->w, HW = H * W, KW = p->kw;
+    const int64_t KK = p->kh * p->kw, CK = (c1 - c0) * KK, H = p->h, W = p->w, HW = H * W, KW = p->kw;
     const int64_t KW4 = (KW + 3) / 4 * 4, KH = p->kh;
     int64_t lo4, hi4;                /* pixels whose 4-float copies stay inside the row */
     col_range(-p->pad_l, p->sw, W - (KW4 - 1), p->ow, &lo4, &hi4);
@@ -519,7 +676,7 @@ static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && nr > 1 && CK * nr * p->ow > 65536)
     for (int64_t k = 0; k < nr; k++) {
         const run_t *r = rs + k;
-        const float *img = x + r->b * p->c * HW;
+        const float *img = x + (r->b * p->c + c0) * HW;
         int64_t rowoff[64];          /* iy * W per kernel row, -1 outside (KH <= 64 here, see below) */
         for (int64_t i = 0; i < KH && i < 64; i++) {
             const int64_t iy = r->oy * p->sh - p->pad_t + i * p->dh;
@@ -531,7 +688,7 @@ static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *
             const int64_t ix0 = ox * p->sw - p->pad_l;
             if (KH <= 64 && ox >= lo4 && ox < hi4 && ox + 1 < end) {
                 const float *px = img + ix0;
-                for (int64_t c = 0; c < p->c; c++, px += HW)
+                for (int64_t c = c0; c < c1; c++, px += HW)
                     for (int64_t i = 0; i < KH; i++, d += KW) {
                         if (rowoff[i] < 0) {
                             for (int64_t j = 0; j < KW; j++) d[j] = 0.0f;
@@ -542,8 +699,8 @@ static void block_pixels(const nd_conv_bwd_params *p, float *colT, const float *
                     }
                 continue;
             }
-            for (int64_t c = 0; c < p->c; c++) {
-                const float *plane = img + c * HW;
+            for (int64_t c = c0; c < c1; c++) {
+                const float *plane = img + (c - c0) * HW;
                 for (int64_t i = 0; i < KH; i++, d += KW) {
                     const int64_t iy = r->oy * p->sh - p->pad_t + i * p->dh;
                     if (iy < 0 || iy >= H) {
@@ -582,13 +739,15 @@ static int64_t dw_thread_ws(const nd_conv_bwd_params *p)
            nd_sgemm_ws(og, Kg, L, 1) + rup16(p->oc * Kg);
 }
 
+static int64_t chan_ws(const nd_conv_bwd_params *p);
+
 static int64_t dw_gemm_ws(const nd_conv_bwd_params *p)
 {
     const int64_t og = p->oc / p->groups, Kg = p->c / p->groups * p->kh * p->kw;
     const int T = p->threads < 1 ? 1 : p->threads;
     if (dw_algo(p) == 2)
         return nd_sgemm_ws(og, Kg, p->oh * p->ow, T);
-    return T * dw_thread_ws(p) + 16;
+    return max64(T * dw_thread_ws(p) + 16, chan_ws(p));
 }
 
 /* thread t's partial dW in the blocked dW's workspace (the layout dw_thread_ws sizes) */
@@ -599,6 +758,115 @@ static float *dw_partial(const nd_conv_bwd_params *p, float *ws, int t, int64_t 
     float *base = ws + t * dw_thread_ws(p);
     return align64(base + rup16(CK * L0) + rup16(p->oc * L0) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) +
                    nd_sgemm_ws(og, Kg, L0, 1));
+}
+
+/* ---- dW split by input channels (groups == 1): thread t owns the dW columns of channels
+ * [C*t/T, C*(t+1)/T) and runs every block of pixels over them, so there is no partial dW, no
+ * reduction and no barrier per block; only the dy operand is shared. Blocks lie inside one
+ * image when a map has at least L pixels (dy read in place, rows P apart); on smaller maps
+ * they run across images and dy is first gathered whole into (OC, N*P) in the workspace. */
+
+/* pixels per block with T channel parts: ~DW_BLOCK floats of one thread's columns */
+static int64_t chan_L(const nd_conv_bwd_params *p, int T)
+{
+    const int64_t kt = (p->c + T - 1) / T * p->kh * p->kw, total = p->n * p->oh * p->ow;
+    return max64(1, min64(max64(DW_BLOCK / kt, DW_KMIN), total));
+}
+
+/* the channel split runs when every part keeps >= 128 taps (4 AVX-512 column panels) */
+static int use_chan(const nd_conv_bwd_params *p, int T)
+{
+    return p->groups == 1 && p->c >= T && p->c / T * p->kh * p->kw >= 128;
+}
+
+static int64_t chan_thread_ws(const nd_conv_bwd_params *p, int T)
+{
+    const int64_t kt = (p->c + T - 1) / T * p->kh * p->kw, L = chan_L(p, T), cap = L / p->ow + 3;
+    return rup16(kt * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) + nd_sgemm_ws(p->oc, kt, L, 1);
+}
+
+/* dy gathered as (OC, N*P): needed when a map is smaller than a block (chan_L grows with T,
+ * so sizing it for the cap covers every T below) */
+static int chan_gather(const nd_conv_bwd_params *p, int T) { return p->oh * p->ow < chan_L(p, T); }
+
+static int64_t chan_ws(const nd_conv_bwd_params *p)
+{
+    const int cap = p->threads < 1 ? 1 : p->threads;
+    int64_t m = 0;
+    for (int T = 1; T <= cap; T++)
+        if (use_chan(p, T))
+            m = max64(m, T * chan_thread_ws(p, T));
+    if (m == 0)
+        return -1;
+    return m + (chan_gather(p, cap) ? rup16(p->oc * p->n * p->oh * p->ow) : 0) + 16;
+}
+
+static nd_status dw_chan(const nd_conv_bwd_params *p, float *dw, const float *dy, const float *x, float *ws, int T)
+{
+    const int64_t P = p->oh * p->ow, KK = p->kh * p->kw, CK = p->c * KK, total = p->n * P, OC = p->oc;
+    nd_status st = ND_OK;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        /* sizes from the team actually running (nt <= T; the workspace covers every count) */
+        const int64_t L0 = chan_L(p, nt), cap = L0 / p->ow + 3, per = chan_thread_ws(p, nt);
+        const int gather = chan_gather(p, nt);
+        /* blocks: across images (gather) or ceil(P / L0) per image, of equal length */
+        const int64_t nbi = gather ? 1 : (P + L0 - 1) / L0, Li = (P + nbi - 1) / nbi;
+        const int64_t nblk = gather ? (total + L0 - 1) / L0 : p->n * nbi;
+        float *dyT = align64(ws);
+        float *tws = gather ? ws + rup16(OC * total) : ws;
+        if (gather) {                    /* dyT[o, b*P + pp] = dy[b, o, pp] */
+#pragma omp for schedule(static)
+            for (int64_t job = 0; job < OC * p->n; job++) {
+                const int64_t o = job / p->n, b = job % p->n;
+                memcpy(dyT + o * total + b * P, dy + (b * OC + o) * P, (size_t)P * sizeof(float));
+            }
+        }
+        const int64_t c0 = p->c * tid / nt, c1 = p->c * (tid + 1) / nt, kt = (c1 - c0) * KK;
+        float *base = tws + tid * per;
+        float *col = align64(base);
+        run_t *rs = (run_t *)align64(base + rup16(kt * L0));
+        float *gws = base + rup16(kt * L0) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float)));
+        for (int64_t blk = 0; blk < nblk && kt > 0; blk++) {
+            int64_t q0, L;
+            nd_gemm_desc d = {0};
+            if (gather) {
+                q0 = blk * L0;
+                L = min64(L0, total - q0);
+                d.a.p = dyT + q0;
+                d.a.rs = total;
+            } else {
+                const int64_t b = blk / nbi, s0 = blk % nbi * Li;
+                q0 = b * P + s0;
+                L = min64(Li, P - s0);
+                d.a.p = dy + b * OC * P + s0;
+                d.a.rs = P;
+            }
+            const int64_t nr = runs_of(p, q0, L, rs, cap);
+            block_pixels(p, col, x, rs, nr, c0, c1, 1);
+            d.m = OC;
+            d.n = kt;
+            d.k = L;
+            d.a.cs = 1;
+            d.b.p = col;                     /* B (pixel, tap): rows of colT */
+            d.b.rs = kt;
+            d.b.cs = 1;
+            d.c = dw + c0 * KK;
+            d.ldc = CK;
+            d.accumulate = blk > 0;
+            nd_status s = nd_sgemm(&d, gws, 1);
+            if (s != ND_OK) {
+#pragma omp critical(nd_dw_chan)
+                st = s;
+            }
+        }
+    }
+    return st;
 }
 
 /* dw (OC, C/g, KH, KW) of the conv p, x (n, c, h, w), dy (n, oc, oh, ow).
@@ -635,6 +903,8 @@ static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy
             }
         return ND_OK;
     }
+    if (use_chan(p, T))
+        return dw_chan(p, dw, dy, x, ws, T);
     const int64_t L0 = dw_block(p, T), nblk = (total + L0 - 1) / L0, cap = dw_block_max(p) / p->ow + 3;
     const int64_t per = dw_thread_ws(p);
     nd_status st = ND_OK;
@@ -659,7 +929,7 @@ static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy
             const int64_t q0 = blk * L0, L = min64(L0, total - q0);
             const int64_t nr = runs_of(p, q0, L, rs, cap);
             block_dy(p, dyt, dy, rs, nr, L, 1);
-            block_pixels(p, col, x, rs, nr, 1);
+            block_pixels(p, col, x, rs, nr, 0, p->c, 1);
             for (int64_t g = 0; g < p->groups; g++) {
                 nd_gemm_desc d = {0};
                 d.m = og;
@@ -731,16 +1001,66 @@ static void dw_depthwise(const nd_conv_bwd_params *p, float *dw, const float *dy
     }
 }
 
+static int64_t dw_ws(const nd_conv_bwd_params *p) { return dw_algo(p) == 3 ? 0 : dw_gemm_ws(p); }
+
 int64_t nd_conv_bwd_params_ws_floats(const nd_conv_bwd_params *p)
 {
     if (!p || bad_conv(p))
         return -1;
-    return dw_algo(p) == 3 ? 0 : dw_gemm_ws(p);
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    const int64_t full = dw_ws(p);
+    if (full < 0 || !trim_of(p, &t, &i0, &j0))
+        return full;
+    const int64_t tw = dw_ws(&t);
+    return tw < 0 ? full : max64(full, trim_w_floats(&t) + tw);
 }
 
 int32_t nd_conv_bwd_params_algo(const nd_conv_bwd_params *p)
 {
-    return !p || bad_conv(p) ? -1 : dw_algo(p);
+    if (!p || bad_conv(p))
+        return -1;
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    if (trim_of(p, &t, &i0, &j0) && dw_ws(&t) >= 0)
+        p = &t;
+    return dw_algo(p);
+}
+
+static nd_status dw_run(const nd_conv_bwd_params *p, float *dw, const float *dy, const float *x, float *ws, int T)
+{
+    if (dw_algo(p) == 3) {
+        dw_depthwise(p, dw, dy, x, T);
+        return ND_OK;
+    }
+    if (!ws)
+        return ND_EINVAL;
+    return dw_gemm(p, dw, dy, x, ws, T);
+}
+
+/* dW of p from the trimmed conv t's dW (wt): kept taps copied, every dropped tap of filter o
+ * gets what its all-zero im2col column gives: the sum over pixels of dy * 0, i.e. 0, or NaN
+ * where that filter's dy holds a NaN or inf */
+static void untrim_dw(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, int64_t i0, int64_t j0, float *dw,
+                      const float *wt, const float *dy, int T)
+{
+    const int64_t cg = p->c / p->groups, KH = p->kh, KW = p->kw, P = p->oh * p->ow;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->oc * cg * KH * KW > 65536)
+    for (int64_t o = 0; o < p->oc; o++) {
+        float z = 0.0f;
+        for (int64_t b = 0; b < p->n; b++) {
+            const float *r = dy + (b * p->oc + o) * P;
+            for (int64_t i = 0; i < P; i++) z += r[i] - r[i];   /* 0, or NaN from a NaN / inf */
+        }
+        float *d = dw + o * cg * KH * KW;    /* filter o: z everywhere (one vector fill), then the kept taps */
+        for (int64_t k = 0; k < cg * KH * KW; k++) d[k] = z;
+        for (int64_t c = 0; c < cg; c++) {
+            const float *src = wt + (o * cg + c) * t->kh * t->kw;
+            for (int64_t i = 0; i < t->kh; i++)
+                memcpy(d + c * KH * KW + (i0 + i) * KW + j0, src + i * t->kw, (size_t)t->kw * sizeof(float));
+        }
+    }
 }
 
 nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
@@ -756,12 +1076,17 @@ nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const 
         memset(out, 0, (size_t)(nw + (p->bias ? p->oc : 0)) * sizeof(float));
         return ND_OK;
     }
-    if (dw_algo(p) == 3) {
-        dw_depthwise(p, out, in[0], in[1], T);
+    nd_conv_bwd_params t;
+    int64_t i0, j0;
+    nd_status s;
+    if (ws && trim_of(p, &t, &i0, &j0) && dw_ws(&t) >= 0) {
+        float *wt = align64(ws);
+        s = dw_run(&t, wt, in[0], in[1], ws + trim_w_floats(&t), T);
+        if (s != ND_OK)
+            return s;
+        untrim_dw(p, &t, i0, j0, out, wt, in[0], T);
     } else {
-        if (!ws)
-            return ND_EINVAL;
-        nd_status s = dw_gemm(p, out, in[0], in[1], ws, T);
+        s = dw_run(p, out, in[0], in[1], ws, T);
         if (s != ND_OK)
             return s;
     }
@@ -823,7 +1148,7 @@ nd_status nd_convtranspose_bwd_data_f32(const nd_convtranspose_bwd_params *p, fl
         return ND_EINVAL;
     if (p->n == 0)
         return ND_OK;
-    return fwd_conv(&q, out, in[0], w, ws);
+    return fwd_conv(&q, out, in[0], w, NULL, ws);
 }
 
 int64_t nd_convtranspose_bwd_params_ws_floats(const nd_convtranspose_bwd_params *p)

@@ -57,6 +57,14 @@ nd_status nd_conv_bwd_data_f32(const nd_conv_bwd_params *p, float *out, const fl
                                const float *w, const float *bias, float *ws);
 nd_status nd_conv_bwd_params_f32(const nd_conv_bwd_params *p, float *out, const float *const *in,
                                  const float *w, const float *bias, float *ws);
+/* the training forward: y = conv(x, w) + b with w = the layer's params block (weight, then
+ * bias when p->bias), in[0] = x; the weights are packed into the workspace on every call
+ * (they change every step), so the forward gets the prepacked paths (direct, Winograd over
+ * enough tiles, the transposed GEMM with packed B), and taps that only read padding are
+ * dropped first (as in both backward kernels). p->algo is not read. */
+nd_status nd_conv_train_fwd_f32(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w,
+                                const float *bias, float *ws);
+int64_t nd_conv_train_fwd_ws_floats(const nd_conv_bwd_params *p);
 int64_t nd_conv_bwd_data_ws_floats(const nd_conv_bwd_params *p);
 int64_t nd_conv_bwd_params_ws_floats(const nd_conv_bwd_params *p);
 /* the path each kernel takes: dx 1 conv of dy, 2 GEMM + col2im, 3 direct depthwise, 4 conv

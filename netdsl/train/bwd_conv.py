@@ -1,5 +1,9 @@
 """Backward rules of the layers with weights: Conv, ConvTranspose, Local, FC (csrc/kernels/train_conv.h).
 
+Conv also has a training forward (nd_conv_train_fwd_f32, same params struct): the inference
+kernel with its weights packed per call, since they change every step (the inference plan
+packs them once), and taps that only read padding dropped.
+
 Each rule emits what `need` asks, one kernel call per gradient:
     "dx0"      nd_<op>_bwd_data_f32    ins ("dy",), w = "params" (the weight leads the block)
     "dparams"  nd_<op>_bwd_params_f32  ins ("dy", "x0"): dW then db, PyTorch layout, one block
@@ -17,7 +21,7 @@ from ..ops import get as get_spec
 from ..runtime import lib as _lib
 from ..runtime.executor import PlanError
 from ..runtime.kparams import KernelCall, builder
-from .registry import Bwd, backward
+from .registry import Bwd, TrainForward, backward, train_forward
 
 _GEOM = ("n", "c", "h", "w", "oc", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw",
          "pad_t", "pad_l", "pad_b", "pad_r")
@@ -78,6 +82,17 @@ def conv(a, in_shapes, out_shape, n, need):
     f = _window_fields("Conv", a, in_shapes, out_shape, n)
     f.update(groups=a.get("groups", 1), algo=0)
     return _emit("Conv", "conv", "nd_conv_bwd_params", f, need, a, in_shapes[:1])
+
+
+@train_forward("Conv")
+def conv_train_forward(a, in_shapes, out_shape, n):
+    """Conv's forward in a training step: w = the params block (weight, then bias)."""
+    _unfused("Conv", a)
+    f = _window_fields("Conv", a, in_shapes, out_shape, n)
+    f.update(groups=a.get("groups", 1), algo=0)
+    call = KernelCall("nd_conv_train_fwd_f32", "nd_conv_bwd_params", f,
+                      _ws("nd_conv_train_fwd_ws_floats", "nd_conv_bwd_params", f), weights=(None, None))
+    return TrainForward(call, ("x0",), w="params")
 
 
 @backward("ConvTranspose")

@@ -15,7 +15,10 @@ enough tiles, the plain GEMM otherwise, 1x1,
 grouped, depthwise, dilated, asymmetric pads), GEMM + col2im (strided, pads >= the kernel,
 and forced on a stride-1 case), direct depthwise (strided, channel multiplier 2); dW by
 im2col GEMM over pixel blocks running across images, 1x1 reading x in place (32x32 maps), direct
-depthwise; stride > kernel and windows that leave the bottom/right input unread.
+depthwise; stride > kernel and windows that leave the bottom/right input unread; kernels
+cut to the taps that read the image (1x1 and 2x2 maps with padding).
+The training forward (nd_conv_train_fwd_f32: weights packed per call, taps cut the same way)
+is checked against OpSpec.reference in float64 with the same bound (terms = taps per output).
 """
 from __future__ import annotations
 
@@ -66,6 +69,8 @@ CASES = [
     ("Conv", dict(out_channels=4, kernel=5), (3, 5, 5), 0),                     # one output pixel
     ("Conv", dict(out_channels=24, kernel=3, pad=1), (64, 5, 5), 0),            # dx: the transposed GEMM
     ("Conv", dict(out_channels=4, kernel=3, stride=2, pad=1), (3, 40, 60), 0),  # 20x30: 2 + 1 images per GEMM
+    ("Conv", dict(out_channels=6, kernel=3, pad=1), (5, 1, 1), 0),            # 1x1 map: only the centre tap
+    ("Conv", dict(out_channels=6, kernel=3, stride=2, pad=1), (5, 2, 2), 0),  # 2x2 taps of 3x3 read the image
     ("ConvTranspose", dict(out_channels=3, kernel=4, stride=2, pad=1), (2, 5, 5), 0),
     ("ConvTranspose", dict(out_channels=4, kernel=3, stride=3, output_padding=2), (3, 5, 3), 0),
     ("ConvTranspose", dict(out_channels=3, kernel=(3, 5), stride=(2, 1), pad=(1, 0, 0, 2), dilation=2,
@@ -177,6 +182,44 @@ def test_one_thread_gives_the_same_gradients(case):
     run_case(op, kw, shape, 3, algo, case_id(case) + "-t1", threads=1)
 
 
+# dW split by input channels (each thread owns whole dW columns): blocks inside one image with dy
+# read in place (1 thread: 45x9 taps make ~2600-pixel blocks, two per 64x64 map) or across images
+# on dy gathered whole (more threads: fewer taps each, longer blocks; 2x2 maps); 3 threads split
+# 45 channels 15/15/15, 2 threads 22/23.
+CHAN_CASES = [
+    ("Conv", dict(out_channels=24, kernel=3, pad=1), (45, 64, 64), 0),
+    ("Conv", dict(out_channels=40, kernel=3, pad=1), (45, 2, 2), 0),
+    ("Conv", dict(out_channels=40, kernel=3, pad=1, bias=False), (45, 1, 1), 0),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", CHAN_CASES, ids=case_id)
+def test_dw_split_by_channels_at_any_thread_count(case, threads):
+    """The channel-split dW and every other kernel with the workspace sized for `threads` and
+    run on that many (more threads than this machine's cores is still a valid team)."""
+    op, kw, shape, algo = case
+    spec, a, out, bwds = plan(op, kw, shape, 3, algo)
+    for b in bwds.values():
+        b.call.fields["threads"] = threads
+        fn = "nd_conv_bwd_data_ws_floats" if b.out == "dx0" else "nd_conv_bwd_params_ws_floats"
+        b.call.ws_floats = int(getattr(L.lib, fn)(L.ffi.new("nd_conv_bwd_params *", b.call.fields)))
+    x, params, dy = data(spec, a, shape, out, 3, case_id(case))
+    flat = np.concatenate([params[k].ravel() for k in spec.params(a, [tuple(shape)])])
+    env = {"dy": dy, "x0": x, "params": flat}
+    dx = run_bwd(bwds["dx0"], env, out_floats=x.size, threads=threads)
+    dp = run_bwd(bwds["dparams"], env, threads=threads)
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    y = spec.reference(a, [x.astype(np.float64)], p64)
+    want_dx, want_dp = grad_reference(op)(a, [x.astype(np.float64)], p64, y, dy.astype(np.float64))
+    t_dx, t_dw = terms(op, a, shape, out, 3)
+    check(dx, want_dx[0], t_dx, f"{case_id(case)}-t{threads} dx")
+    off = 0
+    for k in spec.params(a, [tuple(shape)]):
+        check(dp[off:off + params[k].size], want_dp[k], t_dw, f"{case_id(case)}-t{threads} d{k}")
+        off += params[k].size
+
+
 def _algos(kind):
     fn = getattr(L.lib, f"nd_conv_bwd_{kind}_algo")
     got = set()
@@ -198,7 +241,7 @@ NAN_CASES = [c for c in CASES if case_id(c) in {
     "Conv-16x32x32-out_channels16-kernel3-pad1", "Conv-3x9x7-out_channels5-kernel3-stride2-pad1",
     "Conv-6x9x9-out_channels6-kernel3-stride2-pad1-groups6", "Conv-6x9x8-out_channels6-kernel3-pad(2,0,1,1)-groups6",
     "ConvTranspose-2x5x5-out_channels3-kernel4-stride2-pad1", "Local-2x5x7-out_channels3-kernel3",
-    "FC-3x5x9-out_features37"}]
+    "FC-3x5x9-out_features37", "Conv-5x1x1-out_channels6-kernel3-pad1"}]
 
 
 @pytest.mark.parametrize("case", NAN_CASES, ids=case_id)
@@ -217,7 +260,7 @@ def test_a_nan_in_dy_reaches_exactly_the_gradients_it_feeds(case):
 
 
 def test_the_nan_cases_are_all_found():
-    assert len(NAN_CASES) == 7
+    assert len(NAN_CASES) == 8
 
 
 def test_rules_refuse_fused_layers_and_unknown_gradients():
@@ -239,3 +282,64 @@ def test_bad_params_are_refused_by_the_kernels():
     assert lib.nd_conv_bwd_data_ws_floats(ffi.new("nd_conv_bwd_params *", f)) == -1
     assert lib.nd_conv_bwd_params_f32(ffi.new("nd_conv_bwd_params *", f), ffi.NULL, ffi.NULL, ffi.NULL,
                                       ffi.NULL, ffi.NULL) == lib.ND_EINVAL
+
+
+FWD_CASES = [
+    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 32, 32)),          # Winograd at n=3 (192 tiles)
+    ("Conv", dict(out_channels=16, kernel=3, pad=1), (16, 12, 12)),          # the GEMM, prepacked
+    ("Conv", dict(out_channels=40, kernel=3, pad=1), (36, 4, 4)),            # small map: transposed GEMM
+    ("Conv", dict(out_channels=6, kernel=3, pad=1), (5, 1, 1)),              # cut to the centre tap
+    ("Conv", dict(out_channels=6, kernel=3, stride=2, pad=1), (5, 2, 2)),    # cut to 2x2 taps
+    ("Conv", dict(out_channels=8, kernel=(3, 5), stride=(1, 2), pad=(2, 1, 0, 2), groups=4), (4, 8, 9)),
+    ("Conv", dict(out_channels=6, kernel=3, stride=2, pad=1, groups=6), (6, 9, 9)),   # depthwise
+    ("Conv", dict(out_channels=4, kernel=5, bias=False), (3, 5, 5)),         # one output pixel
+    ("Conv", dict(out_channels=8, kernel=3, pad=1), (8, 20, 20)),            # direct (AVX-512)
+]
+
+
+def fwd_case_id(c):
+    return case_id((*c, 0))
+
+
+def run_fwd(op, kw, shape, n, threads, nan_at=None):
+    from netdsl.train.check import run_train_forward
+    from netdsl.train.registry import train_forward_rule
+    spec = ops.get(op)
+    a = spec.resolve(spec.bind((), kw), [tuple(shape)])
+    out = tuple(spec.infer(a, [tuple(shape)]))
+    tf = train_forward_rule(op)(a, [tuple(shape)], out, n)
+    x, params, _ = data(spec, a, shape, out, n, fwd_case_id((op, kw, shape)))
+    if nan_at is not None:
+        params["weight"][nan_at] = np.nan
+    flat = np.concatenate([params[k].ravel() for k in spec.params(a, [tuple(shape)])])
+    y, _, _ = run_train_forward(tf, {"x0": x, "params": flat}, n * math.prod(out), threads=threads)
+    with np.errstate(invalid="ignore"):
+        want = spec.reference(a, [x.astype(np.float64)], {k: v.astype(np.float64) for k, v in params.items()})
+    kh, kwd = a["kernel"]
+    return y, want, shape[0] // a.get("groups", 1) * kh * kwd
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", FWD_CASES, ids=fwd_case_id)
+def test_training_forward_matches_the_reference(case, threads, isa):
+    op, kw, shape = case
+    y, want, t = run_fwd(op, kw, shape, 3, threads)
+    check(y, want, t, f"{fwd_case_id(case)}-t{threads}-{isa} y")
+
+
+def test_training_forward_keeps_a_nan_weight_in_a_dropped_tap():
+    """A NaN in a tap that only multiplies padding still reaches its filter's outputs (the full
+    conv runs when a dropped weight is not finite), as in the reference's products."""
+    y, want, t = run_fwd("Conv", dict(out_channels=6, kernel=3, pad=1), (5, 1, 1), 3, 0, nan_at=(2, 1, 0, 0))
+    assert np.isnan(want.reshape(3, 6)[:, 2]).all()
+    check(y, want, t, "nan weight y")
+
+
+def test_a_3x3_conv_on_a_1x1_map_runs_as_its_centre_tap():
+    """The backward kernels take the cut conv's paths: dx as a 1x1 conv of dy (1) rather than the
+    GEMM + col2im (2) the full 3x3 kernel would take on a 1-pixel map."""
+    _, _, _, bwds = plan("Conv", dict(out_channels=6, kernel=3, pad=1), (5, 1, 1), 3)
+    f = bwds["dx0"].call.fields
+    assert L.lib.nd_conv_bwd_data_algo(L.ffi.new("nd_conv_bwd_params *", f)) == 1
+    g = dict(f, h=3, w=3, oh=3, ow=3)     # a 3x3 map reads every tap: not cut, folded GEMM
+    assert L.lib.nd_conv_bwd_data_algo(L.ffi.new("nd_conv_bwd_params *", g)) == 2
