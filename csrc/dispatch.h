@@ -46,22 +46,20 @@ static inline int nd_act_is_pass(int act) { return act >= ND_ACT_SIGMOID && act 
  * comparison is written so that NaN fails it and falls through to the value itself
  * (`v < 0 ? 0 : v`, never `v > 0 ? v : 0`); the x-times forms give NaN at -inf, as PyTorch. */
 static inline float nd_relu6_1(float v) { return nd_relu6f(v); }   /* min(max(v, 0), 6) */
+/* the transcendental cases of nd_act1, out of line (kernels/fast_math.c): inlined into a
+ * per-value loop (the Winograd store) their branch-free bodies made a 3x3 conv 20x slower */
+float nd_act1_math(float v, int act);
 static inline float nd_act1(float v, int act)
 {
     switch (act) {
+    case ND_ACT_NONE: return v;
     case ND_ACT_RELU: return v < 0.0f ? 0.0f : v;
     case ND_ACT_LEAKYRELU: return v < 0.0f ? 0.01f * v : v;
-    case ND_ACT_SIGMOID: return nd_sigmoidf(v);
-    case ND_ACT_TANH: return nd_tanhf(v);
     case ND_ACT_RELU6: return nd_relu6_1(v);
     case ND_ACT_HARDSIGMOID: return nd_relu6_1(v + 3.0f) / 6.0f;
     case ND_ACT_HARDSWISH: return v * (nd_relu6_1(v + 3.0f) / 6.0f);   /* not (v * 6) / 6: no overflow */
-    case ND_ACT_SILU: return nd_siluf(v);
-    /* x Phi(x), Phi from erfc: 1 + erf cancels for x << 0, erfc does not (nd_math.h) */
-    case ND_ACT_GELU: return nd_geluf(v);
-    case ND_ACT_MISH: return nd_mishf(v);
-    case ND_ACT_GELU_TANH: return nd_gelu_tanhf(v);   /* x sigmoid(2u): no cancellation for x << 0 */
-    default: return v;
+    default: return nd_act1_math(v, act);   /* sigmoid, tanh, silu, gelu (x Phi(x), Phi from erfc),
+                                               mish, gelu_tanh (x sigmoid(2u)): nd_math.h */
     }
 }
 

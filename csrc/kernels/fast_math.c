@@ -66,6 +66,19 @@ DEFINE_ISA(avx2, __attribute__((target("avx2,fma"))))
 DEFINE_ISA(avx512, __attribute__((target(T512))))
 #endif
 
+float nd_act1_math(float v, int act)
+{
+    switch (act) {
+    case ND_ACT_SIGMOID: return nd_sigmoidf(v);
+    case ND_ACT_TANH: return nd_tanhf(v);
+    case ND_ACT_SILU: return nd_siluf(v);
+    case ND_ACT_GELU: return nd_geluf(v);
+    case ND_ACT_MISH: return nd_mishf(v);
+    case ND_ACT_GELU_TANH: return nd_gelu_tanhf(v);
+    default: return v;
+    }
+}
+
 void nd_act_apply(float *y, const float *x, int64_t n, int act)
 {
 #if defined(__x86_64__) || defined(__i386__)
