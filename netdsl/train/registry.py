@@ -12,9 +12,11 @@ Three registries, filled by the modules `netdsl/train/bwd_<family>.py` and
 
     @train_forward("BatchNorm")
     def bn(a, in_shapes, out_shape, n) -> TrainForward
-        Only for ops whose forward differs while training (BatchNorm: batch statistics;
-        Dropout: a seeded mask; StochasticPool: sampling). Every other op trains with
-        its inference kernel (runtime/kparams), unfused and unpacked.
+        For ops whose forward differs while training (BatchNorm: batch statistics;
+        Dropout: a seeded mask; StochasticPool: sampling), and for Conv, whose training
+        forward packs its weights each step (they change every step; the inference
+        kernel's packing is done once at load). Every other op trains with its inference
+        kernel (runtime/kparams), unfused and unpacked.
 
     @grad_ref("Conv")
     def conv(a, xs, params, y, dy) -> (list of dx or None, {param name: dparam})
