@@ -19,6 +19,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "safetensors>=0.4", "onnx>=1.14", "onnxruntime>=1.16"],
         "image": ["Pillow>=9"],
         "train": ["Pillow>=9", "safetensors>=0.4"],     # the built-in digits, checkpoints
+        "sklearn": ["scikit-learn>=1.0"],                # --data sklearn-digits
         "safetensors": ["safetensors>=0.4"],
         "onnx": ["onnx>=1.14"],
     },

@@ -309,12 +309,12 @@ def _digits_disk(key):
 
 def sklearn_digits(seed=0, test_fraction=0.2):
     """scikit-learn's 8x8 digits (1,797 samples, 0..16 pixels scaled to uint8), split into
-    (train, test) by a stratified seeded split. Needs scikit-learn (not a netdsl extra)."""
+    (train, test) by a stratified seeded split. Needs scikit-learn (the `sklearn` extra)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise NetDSLError("the data set sklearn-digits needs scikit-learn, which is not installed",
-                          hint="pip install scikit-learn, or use the built-in --data digits")
+                          hint='pip install "netdsl[sklearn]" (scikit-learn), or use the built-in --data digits')
     d = load_digits()
     x = np.rint(np.asarray(d.images, np.float64) * (255.0 / 16.0)).astype(np.uint8)[:, None]
     ds = Dataset(x, d.target, [str(t) for t in d.target_names], "sklearn-digits")
