@@ -47,8 +47,8 @@ static float *align64(float *p)
 
 /* Every comparison is written so that NaN fails it and falls through to the
  * value itself: `y < 0 ? 0 : y`, never `y > 0 ? y : 0` (which turns NaN into 0).
- * expf/tanhf keep NaN, and 1/(1 + e^-x) is exactly 1 at +inf and 0 at -inf. The
- * scalar definitions are nd_act1 (dispatch.h). */
+ * The transcendental ones run the ISA table's act_vec, kernels/fast_math.c's vectorized
+ * nd_math.h pass (installed by dispatch.c), bit-equal to the scalar nd_act1 (dispatch.h). */
 void nd_act_inplace(float *y, int64_t n, int act)
 {
     if (act == ND_ACT_NONE) return;

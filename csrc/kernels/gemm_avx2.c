@@ -124,123 +124,6 @@ TGT static void axpy_avx2(float *y, float a, const float *x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* tanh as Eigen/MLAS do it: x clamped to +-9 (tanh is 1 - 3e-8 there), then a
- * 13/6-degree odd/even rational polynomial, a few ulp from tanhf; sigmoid(x) =
- * 0.5 + 0.5 tanh(x/2). Used only in GEMM/conv epilogues (the standalone
- * activation kernels keep libm's expf/tanhf). */
-TGT static __m256 tanh256(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-9.0f)), _mm256_set1_ps(9.0f));
-    const __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-2.76076847742355e-16f);
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.00018790482477e-13f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-8.60467152213735e-11f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(5.12229709037114e-08f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(1.48572235717979e-05f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(6.37261928875436e-04f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(4.89352455891786e-03f));
-    p = _mm256_mul_ps(p, x);
-    __m256 q = _mm256_set1_ps(1.19825839466702e-06f);
-    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.18534705686654e-04f));
-    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(2.26843463243900e-03f));
-    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(4.89352518554385e-03f));
-    return _mm256_div_ps(p, q);
-}
-
-/* e^x, Cephes' expf: x = n ln2 + r (|r| <= ln2/2, ln2 in two parts), a degree-6 polynomial
- * for e^r, 2^n through the exponent bits; ~1 ulp from expf on [-87.3, 88.3]. Below that
- * range it gives 0 and above it +inf (expf gives denormals below, and up to 3.4e38 on
- * (88.38, 88.72]: no act here tells them apart from 0 / inf at float precision); NaN lanes are
- * garbage (act_avx2 replaces them). */
-TGT static __m256 exp256(__m256 x)
-{
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365f);
-    const __m256 big = _mm256_cmp_ps(x, hi, _CMP_GT_OQ), small = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    __m256 t = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    t = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
-    t = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), t);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(t, t), _mm256_add_ps(t, _mm256_set1_ps(1.0f)));
-    /* n in [-126, 127]: 2^n is a normal float */
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    p = _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), big);
-    return _mm256_andnot_ps(small, p);
-}
-
-/* min(max(v, 0), 6); max_ps/min_ps return their second operand when one is NaN: NaN stays */
-TGT static inline __m256 relu6_256(__m256 v)
-{
-    return _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(_mm256_setzero_ps(), v));
-}
-
-/* act of 8 finite lanes (the non-finite ones are redone by nd_act1) */
-TGT static inline __m256 act8(__m256 x, int act)
-{
-    const __m256 h = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-    const __m256 three = _mm256_set1_ps(3.0f);
-    switch (act) {
-    case ND_ACT_SIGMOID: return _mm256_fmadd_ps(tanh256(_mm256_mul_ps(x, h)), h, h);
-    case ND_ACT_TANH: return tanh256(x);
-    case ND_ACT_RELU6: return relu6_256(x);
-    case ND_ACT_HARDSIGMOID: return _mm256_div_ps(relu6_256(_mm256_add_ps(x, three)), _mm256_set1_ps(6.0f));
-    case ND_ACT_HARDSWISH:
-        return _mm256_mul_ps(x, _mm256_div_ps(relu6_256(_mm256_add_ps(x, three)), _mm256_set1_ps(6.0f)));
-    case ND_ACT_SILU:   /* x / (1 + e^-x): e^-x = inf for x < -88.7 gives -0, as expf does */
-        return _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-    case ND_ACT_GELU_TANH: {   /* (1 + tanh u) / 2 = 1 / (1 + e^-2u): no cancellation for x << 0 */
-        const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-        const __m256 u = _mm256_mul_ps(_mm256_set1_ps(-1.5957691216057308f),
-                                       _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
-        return _mm256_div_ps(x, _mm256_add_ps(one, exp256(u)));
-    }
-    case ND_ACT_MISH: {   /* tanh(log(1 + e)) = n / (n + 2), n = e (e + 2); e^20: the ratio is 1 */
-        const __m256 e = exp256(_mm256_min_ps(x, _mm256_set1_ps(20.0f)));
-        const __m256 nn = _mm256_mul_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f)));
-        return _mm256_mul_ps(x, _mm256_div_ps(nn, _mm256_add_ps(nn, _mm256_set1_ps(2.0f))));
-    }
-    default: return x;
-    }
-}
-
-TGT static void act_avx2(float *y, int64_t n, int act)
-{
-    if (!nd_act_is_pass(act))
-        return;
-    if (act == ND_ACT_GELU) {   /* erf: no vector form here, libm's erff per value */
-        for (int64_t i = 0; i < n; i++) y[i] = nd_act1(y[i], act);
-        return;
-    }
-    const __m256 inf = _mm256_set1_ps(INFINITY), sign = _mm256_set1_ps(-0.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 x = _mm256_loadu_ps(y + i);
-        _mm256_storeu_ps(y + i, act8(x, act));
-        /* NaN or +-inf lanes: the scalar definition, exactly (inf / inf, -inf * 0 ...) */
-        const int bad = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, x), inf, _CMP_NLT_UQ));
-        if (bad) {
-            float t[8];
-            _mm256_storeu_ps(t, x);
-            for (int j = 0; j < 8; j++)
-                if (bad >> j & 1) y[i + j] = nd_act1(t[j], act);
-        }
-    }
-    if (i < n) {   /* the tail through a zero-padded tile: the same arithmetic as the body */
-        float t[8] = {0};
-        for (int64_t j = 0; j < n - i; j++) t[j] = y[i + j];
-        const __m256 x = _mm256_loadu_ps(t);
-        _mm256_storeu_ps(t, act8(x, act));
-        for (int64_t j = 0; j < n - i; j++) y[i + j] = isfinite(y[i + j]) ? t[j] : nd_act1(y[i + j], act);
-    }
-}
-
 /* lanes [a, b) of 8 as an all-ones int mask (empty when b <= a) */
 TGT static inline __m256i lanes8(int64_t a, int64_t b)
 {
@@ -389,7 +272,7 @@ nd_isa_ops nd_ops_avx2 = {
     .ukernel = uk_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
     .im2col_panel = im2col_panel_avx2,
     .conv_row = conv_row_avx2,
-    .act_vec = act_avx2,
+    .act_vec = NULL,            /* dispatch.c installs kernels/fast_math.c's pass */
     .dw_plane = nd_dw_plane_avx2,
 };
 #endif

@@ -124,52 +124,6 @@ TGT static void axpy_avx512(float *y, float a, const float *x, int64_t n)
     }
 }
 
-/* tanh as Eigen/MLAS do it: x clamped to +-9 (tanh is 1 - 3e-8 there), then a
- * 13/6-degree odd/even rational polynomial, a few ulp from tanhf; sigmoid(x) =
- * 0.5 + 0.5 tanh(x/2). Used only in GEMM/conv epilogues (the standalone
- * activation kernels keep libm's expf/tanhf). */
-TGT static __m512 tanh512(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-9.0f)), _mm512_set1_ps(9.0f));
-    const __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.00018790482477e-13f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-8.60467152213735e-11f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(5.12229709037114e-08f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(1.48572235717979e-05f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(6.37261928875436e-04f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(4.89352455891786e-03f));
-    p = _mm512_mul_ps(p, x);
-    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(1.18534705686654e-04f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(2.26843463243900e-03f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(4.89352518554385e-03f));
-    return _mm512_div_ps(p, q);
-}
-
-TGT static void act_avx512(float *y, int64_t n, int act)
-{
-    if (act != ND_ACT_SIGMOID && act != ND_ACT_TANH) {   /* relu6 .. gelu_tanh: libm per value (nd_act1) */
-        if (nd_act_is_pass(act))
-            for (int64_t i = 0; i < n; i++) y[i] = nd_act1(y[i], act);
-        return;
-    }
-    const __m512 h = _mm512_set1_ps(0.5f);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(m, y + i);
-        __m512 v;
-        if (act == ND_ACT_SIGMOID)
-            v = _mm512_fmadd_ps(tanh512(_mm512_mul_ps(x, h)), h, h);
-        else if (act == ND_ACT_TANH)
-            v = tanh512(x);
-        else
-            return;
-        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);   /* NaN stays NaN */
-        _mm512_mask_storeu_ps(y + i, m, v);
-    }
-}
-
 /* Bits [a, b) of a 16-lane mask, 0 <= a, b <= 16 (empty when b <= a). */
 static inline __mmask16 lanes(int64_t a, int64_t b)
 {
@@ -332,7 +286,7 @@ nd_isa_ops nd_ops_avx512 = {
     .level = ND_ISA_AVX512, .name = "avx512",
     .mr = MR, .nr = NR, .mc = MR * (112 / MR), .kc = 256, .nc = 2048,
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
-    .act_vec = act_avx512,
+    .act_vec = NULL,            /* dispatch.c installs kernels/fast_math.c's pass */
     .im2col_panel = im2col_panel_avx512,
     .conv_row = conv_row_avx512,
     .dw_plane = nd_dw_plane_avx512,
