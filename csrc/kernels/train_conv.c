@@ -323,22 +323,35 @@ static int trim_of(const nd_conv_bwd_params *p, nd_conv_bwd_params *t, int64_t *
 static int trim_weights(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, int64_t i0, int64_t j0,
                         float *wt, const float *w, int T)
 {
-    const int64_t planes = p->oc * (p->c / p->groups), KH = p->kh, KW = p->kw, KK = KH * KW;
-    const int64_t tk = t->kh * t->kw;
+    /* Blocks of PB planes: the finite check as one flat loop over the block (it vectorizes; a
+     * loop of KK taps per plane did not), then the kept taps copied from the block while it
+     * is in L1, as plain loads (no memcpy call per plane), geometry in locals (wt's stores
+     * may alias *t under -fno-strict-aliasing). */
+    enum { PB = 256 };
+    const int64_t planes = p->oc * (p->c / p->groups), KW = p->kw, KK = p->kh * KW;
+    const int64_t TKH = t->kh, TKW = t->kw, tk = TKH * TKW, off0 = i0 * KW + j0;
+    const int64_t nb = (planes + PB - 1) / PB;
     uint32_t bad = 0;
     (void)T;
 #pragma omp parallel for schedule(static) num_threads(T) reduction(| : bad) if (T > 1 && planes * KK > 262144)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *src = w + pl * KK;
+    for (int64_t blk = 0; blk < nb; blk++) {
+        const int64_t p0 = blk * PB, p1 = p0 + PB < planes ? p0 + PB : planes;
+        const float *src = w + p0 * KK;
         uint32_t b = 0;
-        for (int64_t k = 0; k < KK; k++) {        /* every tap: a kept non-finite one is as good a reason */
+        for (int64_t k = 0; k < (p1 - p0) * KK; k++) {  /* every tap: a kept non-finite one is as good a reason */
             uint32_t u;
             memcpy(&u, src + k, sizeof u);
             b |= ((u & 0x7f800000u) + 0x00800000u) & 0x80000000u;
         }
         bad |= b;
-        for (int64_t i = 0; i < t->kh; i++)
-            memcpy(wt + pl * tk + i * t->kw, src + (i0 + i) * KW + j0, (size_t)t->kw * sizeof(float));
+        if (tk == 1) {
+            for (int64_t pl = p0; pl < p1; pl++) wt[pl] = w[pl * KK + off0];
+        } else {
+            for (int64_t pl = p0; pl < p1; pl++)
+                for (int64_t i = 0; i < TKH; i++)
+                    for (int64_t j = 0; j < TKW; j++)
+                        wt[pl * tk + i * TKW + j] = w[pl * KK + off0 + i * KW + j];
+        }
     }
     return bad == 0;
 }
@@ -1055,10 +1068,11 @@ static void untrim_dw(const nd_conv_bwd_params *p, const nd_conv_bwd_params *t, 
         }
         float *d = dw + o * cg * KH * KW;    /* filter o: z everywhere (one vector fill), then the kept taps */
         for (int64_t k = 0; k < cg * KH * KW; k++) d[k] = z;
+        const int64_t TKH = t->kh, TKW = t->kw, off0 = i0 * KW + j0;   /* locals: d may alias *t */
         for (int64_t c = 0; c < cg; c++) {
-            const float *src = wt + (o * cg + c) * t->kh * t->kw;
-            for (int64_t i = 0; i < t->kh; i++)
-                memcpy(d + c * KH * KW + (i0 + i) * KW + j0, src + i * t->kw, (size_t)t->kw * sizeof(float));
+            const float *src = wt + (o * cg + c) * TKH * TKW;
+            for (int64_t i = 0; i < TKH; i++)
+                for (int64_t j = 0; j < TKW; j++) d[c * KH * KW + off0 + i * KW + j] = src[i * TKW + j];
         }
     }
 }

@@ -40,8 +40,14 @@
 /* taps [*i0, *i1) of a window starting at `start` with k taps d apart lie in [lo, hi) (pool.c) */
 static inline void taps(int64_t start, int64_t k, int64_t d, int64_t lo, int64_t hi, int64_t *i0, int64_t *i1)
 {
-    int64_t a = lo > start ? (lo - start + d - 1) / d : 0;
-    int64_t b = hi > start ? (hi - start + d - 1) / d : 0;
+    int64_t a, b;
+    if (d == 1) {                   /* no 64-bit divide (tens of cycles) per window: the usual case */
+        a = lo > start ? lo - start : 0;
+        b = hi > start ? hi - start : 0;
+    } else {
+        a = lo > start ? (lo - start + d - 1) / d : 0;
+        b = hi > start ? (hi - start + d - 1) / d : 0;
+    }
     *i0 = a;
     *i1 = b < k ? b : k;
 }
@@ -63,32 +69,56 @@ static inline int par(const nd_pool_params *p)
 
 enum { EXT_MAX, EXT_MIN };
 
-/* One plane of Max/MinPool backward: dx = 0, then dy of each window onto its winner. */
+/* (*m, *best) = take ? (v, at) : (*m, *best), branch-free by masks: gcc turns a ?: here back
+ * into a jump, and the winner is data-dependent, so a branch mispredicts every few taps. */
+static inline void pick(int take, float v, int64_t at, float *m, int64_t *best)
+{
+    const int64_t k = -(int64_t)take;
+    uint32_t mb, vb;
+    memcpy(&mb, m, 4);
+    memcpy(&vb, &v, 4);
+    mb = (vb & (uint32_t)k) | (mb & ~(uint32_t)k);
+    memcpy(m, &mb, 4);
+    *best = (at & k) | (*best & ~k);
+}
+
+/* One plane of Max/MinPool backward: dx = 0, then dy of each window onto its winner.
+ * The geometry is copied into locals first: dx is a float store that may alias *p (the build
+ * has -fno-strict-aliasing), so reading p->... in the loops reloads it after every store. */
 static inline __attribute__((always_inline)) void
 extreme_plane(const nd_pool_params *p, const float *x, const float *dy, float *dx, int op)
 {
-    const int64_t H = p->h, W = p->w;
+    const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
+    const int64_t SH = p->sh, SW = p->sw, DH = p->dh, DW = p->dw, PT = p->pad_t, PL = p->pad_l;
     memset(dx, 0, (size_t)(H * W) * sizeof(float));
-    for (int64_t oy = 0; oy < p->oh; oy++) {
-        const int64_t ys = oy * p->sh - p->pad_t;
+    for (int64_t oy = 0; oy < OH; oy++) {
+        const int64_t ys = oy * SH - PT;
         int64_t i0, i1;
-        taps(ys, p->kh, p->dh, 0, H, &i0, &i1);
-        for (int64_t ox = 0; ox < p->ow; ox++) {
-            const int64_t xs = ox * p->sw - p->pad_l;
+        taps(ys, KH, DH, 0, H, &i0, &i1);
+        for (int64_t ox = 0; ox < OW; ox++) {
+            const int64_t xs = ox * SW - PL;
             int64_t j0, j1;
-            taps(xs, p->kw, p->dw, 0, W, &j0, &j1);
+            taps(xs, KW, DW, 0, W, &j0, &j1);
             if (i1 <= i0 || j1 <= j0) continue;            /* only padding: refused before C */
-            int64_t best = (ys + i0 * p->dh) * W + xs + j0 * p->dw;
-            float m = x[best];
+            /* Each row's winner by a scan, then the rows' winners by the same rule, in row
+             * order: the scan's answer (a later NaN, else the first strict maximum wins), with
+             * the rows' scans independent, so they overlap instead of one chain of kh*kw. */
+            int64_t best = 0;
+            float m = 0.0f;
             for (int64_t i = i0; i < i1; i++) {
-                const int64_t r = (ys + i * p->dh) * W + xs;
-                for (int64_t j = j0; j < j1; j++) {
-                    const float v = x[r + j * p->dw];
-                    const int take = op == EXT_MAX ? (v > m) : (v < m);
-                    if (take | (v != v)) { m = v; best = r + j * p->dw; }
+                const int64_t r = (ys + i * DH) * W + xs;
+                int64_t rb = r + j0 * DW;
+                float rm = x[rb];
+                for (int64_t j = j0 + 1; j < j1; j++) {
+                    const int64_t at = r + j * DW;
+                    const float v = x[at];
+                    const int take = (op == EXT_MAX ? (v > rm) : (v < rm)) | (v != v);
+                    pick(take, v, at, &rm, &rb);
                 }
+                const int take = (i == i0) | (op == EXT_MAX ? (rm > m) : (rm < m)) | (rm != rm);
+                pick(take, rm, rb, &m, &best);
             }
-            dx[best] += dy[oy * p->ow + ox];
+            dx[best] += dy[oy * OW + ox];
         }
     }
 }

@@ -343,3 +343,25 @@ def test_a_3x3_conv_on_a_1x1_map_runs_as_its_centre_tap():
     assert L.lib.nd_conv_bwd_data_algo(L.ffi.new("nd_conv_bwd_params *", f)) == 1
     g = dict(f, h=3, w=3, oh=3, ow=3)     # a 3x3 map reads every tap: not cut, folded GEMM
     assert L.lib.nd_conv_bwd_data_algo(L.ffi.new("nd_conv_bwd_params *", g)) == 2
+
+
+# Cut kernels big enough that trim_weights runs threaded over blocks of 256 planes, the last
+# block partial: 190 x 170 planes (32300 = 126 * 256 + 44) x 9 taps > 2^18.
+BIG_TRIM = [
+    ("Conv", dict(out_channels=190, kernel=3, pad=1), (170, 1, 1)),             # centre tap
+    ("Conv", dict(out_channels=190, kernel=3, stride=2, pad=1), (170, 2, 2)),   # 2x2 taps
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", BIG_TRIM, ids=fwd_case_id)
+def test_cut_kernels_over_many_weight_blocks(case, threads):
+    """Forward, dx and dW of a cut conv whose weights span many copy blocks, threaded or not;
+    a NaN weight in a dropped tap of the partial last block still reaches its filter."""
+    op, kw, shape = case
+    y, want, t = run_fwd(op, kw, shape, 2, threads)
+    check(y, want, t, f"{fwd_case_id(case)}-t{threads} y")
+    run_case(op, kw, shape, 2, 0, f"{fwd_case_id(case)}-t{threads}", threads=threads)
+    y, want, t = run_fwd(op, kw, shape, 2, threads, nan_at=(189, 169, 0, 0))
+    assert np.isnan(want.reshape(2, 190, -1)[:, 189]).all()
+    check(y, want, t, f"{fwd_case_id(case)}-t{threads} nan weight y")

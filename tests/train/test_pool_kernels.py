@@ -111,6 +111,21 @@ def test_max_min_pool_bwd_kernel(case, ties, op, isa):
     check(got, want, f"{op} {_wid(case)} {isa}", 1e-6)
 
 
+@pytest.mark.parametrize("op", ["MaxPool", "MinPool"])
+@pytest.mark.parametrize("case", WINDOW, ids=_wid)
+def test_max_min_pool_bwd_many_nans_and_ties(case, op):
+    """Windows with NaNs in several rows and ties among the rest: the kernel takes each row's
+    winner, then the rows' (a later NaN, else the first strict extreme), which must be the
+    whole window's scan-order winner, as the reference scans it."""
+    kw, shape, n = case
+    a, out, x, dy = _pool_case(op, kw, shape, n, True)
+    rng = rng_for(f"nans{op}{kw}{shape}")
+    x[rng.random(x.shape) < 0.3] = np.nan
+    got = run_bwd(bwd_of(op, a, shape, out, n), {"x0": x, "dy": dy})
+    (want,), _ = grad_reference(op)(a, [x.astype(np.float64)], {}, None, dy.astype(np.float64))
+    check(got, want, f"{op} {_wid(case)} NaNs", 1e-6)
+
+
 @pytest.mark.parametrize("include", [True, False], ids=["include_pad", "exclude_pad"])
 @pytest.mark.parametrize("case", WINDOW, ids=_wid)
 def test_avg_pool_bwd_kernel(case, include, isa):
