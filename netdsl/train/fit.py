@@ -149,6 +149,9 @@ def _atomic(path, write):
     tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)    # a plain new file's mode (safetensors writes 0600)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -98,6 +98,9 @@ def test_resume_gives_the_uninterrupted_run(tmp_path, digits16):
     a = netdsl.parse(text)
     a.fit(train, epochs=1, batch=48, optimizer=opt(), augment="crop=2", progress=False, out=out, threads=1)
     assert os.path.exists(out) and os.path.exists(str(tmp_path / "w.ckpt.safetensors"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask          # a normal file, not 0600
     b = netdsl.parse(text)
     hist = b.fit(train, epochs=2, batch=48, optimizer=opt(), augment="crop=2", progress=False, out=out,
                  resume=str(tmp_path / "w.ckpt.safetensors"), threads=1)
