@@ -327,6 +327,30 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
     def read(buf, i):
         buf.last = max(buf.last, i)
 
+    def bind_in(st, i, t, nd, preds, what, dy=None):
+        """Step i reads token t (registry.py's names) of layer nd: record where, and extend the
+        lifetime of the buffer it lives in. "y", "saved" and "dy" exist only in the backward pass."""
+        if t.startswith("x"):
+            src = tensor_buf[preds[int(t[1:])]]
+            read(src, i)
+            where, floats = ("buf", src.id, 0), size[preds[int(t[1:])]]
+        elif t in ("y", "saved") and dy is not None:
+            yb = tensor_buf[nd.name]
+            read(yb, i)
+            yf = y_floats[nd.name]
+            where, floats = (("buf", yb.id, 0), yf) if t == "y" else (("buf", yb.id, yf), yb.floats - yf)
+        elif t == "dy" and dy is not None:
+            if dy[0] == "buf":
+                read(buffers[dy[1]], i)
+            where, floats = dy, size[nd.name]
+        elif t in ("params", "buffers"):
+            blk = (_param_block if t == "params" else _buffer_block)(lay, nd)
+            where, floats = ("abs", blk[0], 0), blk[1]
+        else:
+            raise NetDSLError(f"the {what} of {nd.op} reads {t!r}, which the planner does not know")
+        refs.append((i, "in", where))
+        st.in_floats.append(floats)
+
     # -- forward
     for nd in nodes:
         if nd.op == "Input":
@@ -360,21 +384,7 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
         y_floats[nd.name] = size[nd.name]
         st = TStep(call, 0, [], size[nd.name] + saved, [], node=nd.name, span=nd.span, seeded=seeded)
         for t in toks:
-            if t.startswith("x"):
-                src = tensor_buf[preds[int(t[1:])]]
-                read(src, i)
-                refs.append((i, "in", ("buf", src.id, 0)))
-                st.in_floats.append(size[preds[int(t[1:])]])
-            elif t == "buffers":
-                blk = _buffer_block(lay, nd)
-                refs.append((i, "in", ("abs", blk[0], 0)))
-                st.in_floats.append(blk[1])
-            elif t == "params":
-                blk = _param_block(lay, nd)
-                refs.append((i, "in", ("abs", blk[0], 0)))
-                st.in_floats.append(blk[1])
-            else:
-                raise NetDSLError(f"training forward of {nd.op} reads {t!r}, which the planner does not know")
+            bind_in(st, i, t, nd, preds, "training forward")
         refs.append((i, "out", ("buf", b.id, 0)))
         if w_tok == "params":
             st.w = _param_block(lay, nd)
@@ -437,7 +447,6 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
         if got != need:
             raise NetDSLError(f"the gradient rule of {nd.op} wrote {sorted(got)}, the planner asked for "
                               f"{sorted(need)} (layer {nd.name}): a bug in netdsl", nd.span)
-        yb = tensor_buf[nd.name]
         for bw in bwds:
             i = len(steps)
             if bw.out == "dparams":
@@ -456,34 +465,7 @@ def _plan_batch(lay, nodes, n) -> StepPlan:
             st = TStep(bw.call, 0, [], floats, [], node=nd.name, kind="backward", span=nd.span)
             refs.append((i, "out", target))
             for t in bw.ins:
-                if t.startswith("x"):
-                    src = tensor_buf[preds[int(t[1:])]]
-                    read(src, i)
-                    refs.append((i, "in", ("buf", src.id, 0)))
-                    st.in_floats.append(size[preds[int(t[1:])]])
-                elif t == "y":
-                    read(yb, i)
-                    refs.append((i, "in", ("buf", yb.id, 0)))
-                    st.in_floats.append(size[nd.name])
-                elif t == "saved":
-                    read(yb, i)
-                    refs.append((i, "in", ("buf", yb.id, y_floats[nd.name])))
-                    st.in_floats.append(yb.floats - y_floats[nd.name])
-                elif t == "dy":
-                    if dy[0] == "buf":
-                        read(buffers[dy[1]], i)
-                    refs.append((i, "in", dy))
-                    st.in_floats.append(size[nd.name])
-                elif t == "params":
-                    blk = _param_block(lay, nd)
-                    refs.append((i, "in", ("abs", blk[0], 0)))
-                    st.in_floats.append(blk[1])
-                elif t == "buffers":
-                    blk = _buffer_block(lay, nd)
-                    refs.append((i, "in", ("abs", blk[0], 0)))
-                    st.in_floats.append(blk[1])
-                else:
-                    raise NetDSLError(f"the gradient rule of {nd.op} reads {t!r}, which the planner does not know")
+                bind_in(st, i, t, nd, preds, "gradient rule", dy)
             if bw.w == "params":
                 st.w = _param_block(lay, nd)
             steps.append(st)
