@@ -14,32 +14,15 @@
 #include <string.h>
 
 #include "dispatch.h"
+#include "nd_pad.h"
 
-enum { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_REPLICATE = 2 };
-
-/* The source index for padded index i (may be outside [0, n)); -1 means "fill". */
-static inline int64_t src_index(int64_t i, int64_t n, int mode)
-{
-    if (i >= 0 && i < n) return i;
-    if (mode == PAD_CONSTANT) return -1;
-    if (mode == PAD_REPLICATE) return i < 0 ? 0 : n - 1;
-    return i < 0 ? -i : 2 * (n - 1) - i;   /* reflect; pad < n checked by the caller */
-}
 
 nd_status nd_pad_f32(const nd_pad_params *p, float *out, const float *const *in,
                      const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 ||
-        p->pad_t < 0 || p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 ||
-        !nd_axis_ok(p->h, p->h, 1, 1, 1, p->pad_t, p->pad_b) || !nd_axis_ok(p->w, p->w, 1, 1, 1, p->pad_l, p->pad_r) ||
-        !ND_PROD_OK(p->n, p->c, p->h + p->pad_t + p->pad_b, p->w + p->pad_l + p->pad_r) ||
-        !ND_PROD_OK(p->n, p->c, p->h, p->w))
-        return ND_EINVAL;
-    if (p->mode < PAD_CONSTANT || p->mode > PAD_REPLICATE) return ND_EUNSUPPORTED;
-    if (p->mode == PAD_REFLECT && (p->pad_t >= p->h || p->pad_b >= p->h ||
-                                   p->pad_l >= p->w || p->pad_r >= p->w))
-        return ND_EINVAL;
+    const nd_status st = pad_check(p);
+    if (st != ND_OK) return st;
     const int64_t planes = p->n * p->c, H = p->h, W = p->w;
     const int64_t OH = H + p->pad_t + p->pad_b, OW = W + p->pad_l + p->pad_r;
     const int64_t L = p->pad_l, R = p->pad_r;
@@ -77,10 +60,7 @@ nd_status nd_crop_f32(const nd_crop_params *p, float *out, const float *const *i
                       const float *w, const float *bias, float *ws)
 {
     (void)w; (void)bias; (void)ws;
-    if (p->n <= 0 || p->c <= 0 || p->h <= 0 || p->w <= 0 || p->oh <= 0 || p->ow <= 0 ||
-        p->off_h < 0 || p->off_w < 0 || p->off_h > p->h || p->off_w > p->w ||
-        p->oh > p->h - p->off_h || p->ow > p->w - p->off_w || !ND_PROD_OK(p->n, p->c, p->h, p->w))
-        return ND_EINVAL;
+    if (crop_bad(p)) return ND_EINVAL;
     const int64_t planes = p->n * p->c, H = p->h, W = p->w, OH = p->oh, OW = p->ow;
     const int64_t chunk = OH * OW >= 16384 ? 1 : 16384 / (OH * OW);
     const float *x = in[0];
