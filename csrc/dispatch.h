@@ -159,6 +159,22 @@ extern nd_isa_ops nd_ops_avx2;
 extern nd_isa_ops nd_ops_avx512;
 #endif
 
+/* One plain C body compiled per ISA (kernels/conv_dw.c's pattern): the target attributes,
+ * and ND_EACH_ISA(DEFINE), which expands DEFINE(portable, ), DEFINE(avx2, <target>) and
+ * DEFINE(avx512, <target>) where x86 has them. GCC is asked for 512-bit vectors on
+ * AVX-512 (it prefers 256 by default); clang has no such option. */
+#if defined(__x86_64__) || defined(__i386__)
+#define ND_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#if defined(__clang__)
+#define ND_TARGET_AVX512 __attribute__((target("avx512f,fma")))
+#else
+#define ND_TARGET_AVX512 __attribute__((target("avx512f,fma,prefer-vector-width=512")))
+#endif
+#define ND_EACH_ISA(DEFINE) DEFINE(portable, ) DEFINE(avx2, ND_TARGET_AVX2) DEFINE(avx512, ND_TARGET_AVX512)
+#else
+#define ND_EACH_ISA(DEFINE) DEFINE(portable, )
+#endif
+
 /* ------------------------------------------------------------- SGEMM driver */
 
 /* A strided matrix operand: element (r, c) = p[r * rs + c * cs]. For A,

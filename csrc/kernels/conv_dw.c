@@ -46,14 +46,5 @@ dw_body(float *restrict y, const float *restrict x, const float *restrict w, flo
         int64_t pt, int64_t pl
 #define DW_CALL dw_body(y, x, w, bias, h, w_, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
 
-void nd_dw_plane_portable(DW_ARGS) { DW_CALL; }
-
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma"))) void nd_dw_plane_avx2(DW_ARGS) { DW_CALL; }
-#if defined(__clang__)
-#define DW_512 "avx512f,fma"
-#else
-#define DW_512 "avx512f,fma,prefer-vector-width=512"
-#endif
-__attribute__((target(DW_512))) void nd_dw_plane_avx512(DW_ARGS) { DW_CALL; }
-#endif
+#define DEFINE_DW(suffix, attr) attr void nd_dw_plane_##suffix(DW_ARGS) { DW_CALL; }
+ND_EACH_ISA(DEFINE_DW)

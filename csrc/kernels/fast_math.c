@@ -55,16 +55,7 @@ INLINE void fm_body(float *y, const float *x, int64_t n, int fn)
     attr static void act_pass_##suffix(float *y, int64_t n, int act) { act_body(y, y, n, act); } \
     attr static void fm_##suffix(FM_ARGS) { fm_body(y, x, n, fn); }
 
-DEFINE_ISA(portable, )
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#define T512 "avx512f,fma"
-#else
-#define T512 "avx512f,fma,prefer-vector-width=512"
-#endif
-DEFINE_ISA(avx2, __attribute__((target("avx2,fma"))))
-DEFINE_ISA(avx512, __attribute__((target(T512))))
-#endif
+ND_EACH_ISA(DEFINE_ISA)
 
 float nd_act1_math(float v, int act)
 {

@@ -79,16 +79,8 @@ static inline __attribute__((always_inline)) void sm_block(float *ys, const floa
 
 #define SM_ARGS float *ys, const float *xs, int64_t C, int64_t I, int64_t m, int logsm
 typedef void (*sm_fn)(SM_ARGS);
-static void sm_portable(SM_ARGS) { sm_block(ys, xs, C, I, m, logsm); }
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#define T512 "avx512f,fma"
-#else
-#define T512 "avx512f,fma,prefer-vector-width=512"
-#endif
-__attribute__((target("avx2,fma"))) static void sm_avx2(SM_ARGS) { sm_block(ys, xs, C, I, m, logsm); }
-__attribute__((target(T512))) static void sm_avx512(SM_ARGS) { sm_block(ys, xs, C, I, m, logsm); }
-#endif
+#define DEFINE_SM(suffix, attr) attr static void sm_##suffix(SM_ARGS) { sm_block(ys, xs, C, I, m, logsm); }
+ND_EACH_ISA(DEFINE_SM)
 
 static sm_fn pick(void)
 {

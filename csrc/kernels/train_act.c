@@ -257,16 +257,7 @@ typedef struct {
     attr static void sm_##suffix(SM_ARGS) { softmax_bwd_body(dx, g, y, C, I, m, logsm); }         \
     static const bwd_ops ops_##suffix = {act_##suffix, dw_##suffix, sm_##suffix};
 
-DEFINE_ISA(portable, )
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#define T512 "avx512f,fma"
-#else
-#define T512 "avx512f,fma,prefer-vector-width=512"
-#endif
-DEFINE_ISA(avx2, __attribute__((target("avx2,fma"))))
-DEFINE_ISA(avx512, __attribute__((target(T512))))
-#endif
+ND_EACH_ISA(DEFINE_ISA)
 
 static const bwd_ops *pick(void)
 {
