@@ -68,7 +68,11 @@ def _optimizer(args, total_steps):
         kw["nesterov"] = args.nesterov
     elif args.momentum is not None or args.nesterov:
         raise NetDSLError(f"--momentum/--nesterov are SGD settings; {args.optimizer} has betas instead")
-    sched = optim.schedule_from_name(args.schedule, total_steps=total_steps, warmup=args.warmup)
+    kw_sched = {}
+    if args.schedule.strip().lower() == "step":       # x0.1 at half and three quarters of the run
+        args.schedule = "multistep"
+        kw_sched = {"milestones": [total_steps // 2, (3 * total_steps) // 4], "gamma": 0.1}
+    sched = optim.schedule_from_name(args.schedule, total_steps=total_steps, warmup=args.warmup, **kw_sched)
     return optim.from_name(args.optimizer, schedule=sched, **kw)
 
 

@@ -280,3 +280,24 @@ def test_a_trained_model_compiles_and_exports_like_any_other(tmp_path, digits16)
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, m(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
+def test_cli_schedules(schedule, tmp_path, capsys, digits16):
+    """Every --schedule the help names runs; step ends at a hundredth of the rate, cosine near 0."""
+    from netdsl.cli import main
+    from netdsl.train.curves import read_csv
+    train, _ = digits16
+    data = str(tmp_path / "d.npz")
+    np.savez(data, x=train.x[:128], y=train.y[:128])
+    net = tmp_path / "small.net"
+    net.write_text(SMALL_CNN)
+    rc = main(["train", str(net), "--data", data, "--epochs", "4", "--batch", "32", "--lr", "0.1",
+               "--schedule", schedule, "--curves", str(tmp_path / "c"), "--no-progress"])
+    assert rc == 0, capsys.readouterr()
+    last = read_csv(str(tmp_path / "c.csv"))[-1]["lr"]
+    want = {"constant": 0.1, "step": 0.001, "cosine": None}[schedule]
+    if want is None:
+        assert last < 0.01
+    else:
+        assert abs(last - want) < 1e-12
