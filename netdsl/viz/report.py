@@ -569,14 +569,15 @@ def _pictures(m, x, pics, cap, background, ctx) -> None:
     from .rf import default_at, rf_picture
     g = m.graph
     if background is None and x is not None:
-        a = x[0]
+        a = (x[g.inputs[0]] if isinstance(x, dict) else x)[0]     # several inputs: the first one is drawn
+        a = a.reshape(-1, *a.shape[-2:]) if a.ndim >= 2 else a.reshape(1, 1, -1)
         background = normalize(a.transpose(1, 2, 0))[..., 0] if a.shape[0] == 3 else normalize(a.mean(axis=0))
     if x is not None:
         from PIL import Image
         ctx["input_uri"] = _png_uri(Image.fromarray(background))
         ctx["input_caption"] = (f"the input as the network sees it ({background.shape[1]}x{background.shape[0]}, "
                                 "before normalization)")
-        maps = m.features(x, pics)
+        maps = m.features(x, pics) if pics else {}        # a network without stages has no pictures
         for name, a in maps.items():
             c = a.shape[1]
             ctx["maps"][name] = (_png_uri(grid(a[0], name=name, cap=cap, max_width=PANEL_W)),

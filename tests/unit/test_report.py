@@ -357,3 +357,22 @@ def test_bad_arguments():
         report_html(m, batch=0)
     with pytest.raises(NetDSLError, match="--cap must be at least 1"):
         report_html(m, cap=0)
+
+
+def test_generated_networks_make_well_formed_reports():
+    """Random valid networks over every op and merge (netdsl.testing.generate), several inputs
+    and outputs, networks without stages: each gives a well-formed page naming every layer,
+    with an input (feature maps of the first input drawn) and without."""
+    from netdsl.testing import generate as gen
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        _, _, m, _ = gen.generate(seed)
+        ins = {n: rng.random((1, *m.graph[n].shape)).astype(np.float32) for n in m.graph.inputs}
+        x = ins if len(ins) > 1 else next(iter(ins.values()))
+        for arg in (x, None):
+            page = page_of(report_html(m, arg))
+            assert page.problems == [], seed
+            rows = [e["attrs"]["data-name"] for e in page.find("tr") if "data-name" in e["attrs"]]
+            assert rows == [r["name"] for r in m.summary_dict()["layers"]], seed
+            arts = {e["attrs"]["data-name"] for e in page.find("article")}
+            assert set(rows) <= arts, (seed, sorted(set(rows) - arts)[:3])
