@@ -23,6 +23,7 @@ from netdsl.passes import optimize
 from netdsl.runtime.plan import lower
 from netdsl.viz.report import PANEL_W, report_html
 from netdsl.viz.svg import box_count
+from test_viz_features import digit  # noqa: E402  (the same drawn "2" as the feature-map tests)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -109,15 +110,6 @@ def build(name, x=None, **kw):
         html = report_html(m, x, **kw)
         _CACHE[key] = (m, html, page_of(html))
     return _CACHE[key]
-
-
-def digit(tmp_path, size=(32, 32), mode="L"):
-    from PIL import ImageDraw
-    im = Image.new(mode, size, 0)
-    ImageDraw.Draw(im).line([(10, 6), (20, 6), (20, 16), (10, 26), (22, 26)], fill=255, width=3)
-    p = tmp_path / "two.png"
-    im.save(p)
-    return str(p)
 
 
 def lenet_input():
