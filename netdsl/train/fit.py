@@ -239,8 +239,8 @@ def fit(model, x=None, y=None, *, epochs=10, batch=64, optimizer=None, lr=None, 
         raise NetDSLError("validation must be (x, y), a Dataset or a fraction like 0.1")
     if len(train) == 0:
         raise NetDSLError("the training set is empty")
-    logits = loss_output(training_graph(model.graph), lossf, output)
-    lossf.prepare_targets(train.y, tuple(training_graph(model.graph)[logits].shape), len(train))  # every label, up front
+    tg = training_graph(model.graph)
+    lossf.prepare_targets(train.y, tuple(tg[loss_output(tg, lossf, output)].shape), len(train))  # every label, up front
     train_in = prepare(model, train)
     thr = threads if threads is not None else model.threads
     sizes = {min(batch, len(train))}
