@@ -1,0 +1,1 @@
+"""Deployment targets: the compiled plan written out for other toolchains (`--emit c`)."""
