@@ -341,6 +341,9 @@ def cmd_compile(args):
     import os
 
     from . import bundle
+    if args.emit == "c":
+        from .cli_emit import cmd_emit_c
+        return cmd_emit_c(args)
     if bundle.is_bundle(args.model):
         raise NetDSLError(f"{args.model} is already a compiled bundle",
                           hint="compile the .net source (or zoo name) it came from")
@@ -757,9 +760,12 @@ def build_parser():
                    help=f"optimization level -O0 .. -O3 (default -O{DEFAULT_LEVEL}, what `netdsl run` uses)")
     s.add_argument("-o", "--output", help="output file (default MODEL.netc; with --emit dot: .dot/.svg/.png, "
                    "or stdout when omitted)")
-    s.add_argument("--emit", choices=("bundle", "dot"), default="bundle",
-                   help="bundle (default) or dot: the optimized graph as Graphviz DOT (-O0 for the original)")
+    s.add_argument("--emit", choices=("bundle", "dot", "c"), default="bundle",
+                   help="bundle (default), dot: the optimized graph as Graphviz DOT (-O0 for the original), "
+                        "or c: a standalone C library in the -o directory (docs/EMBED.md)")
     s.add_argument("--report", action="store_true", help="print each rewrite with its source line, and totals per pass")
+    from .cli_emit import add_arguments as _emit_c_arguments
+    _emit_c_arguments(s)
     s.set_defaults(fn=cmd_compile)
     s = sub.add_parser("graph", help="draw the network as SVG: op, output shape and params per layer, "
                        "blocks as frames (Graphviz when installed, else a built-in layout)")

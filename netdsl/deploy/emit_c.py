@@ -252,13 +252,12 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
                pack_head=PACK_HEAD, weights_note=None if model.weights_loaded else
                "the model's deterministic initial weights (seed 0), not trained ones")
 
-    os.makedirs(out_dir, exist_ok=True)
     written = []
 
     def write(rel, text, mode="w"):
         path = os.path.join(out_dir, rel)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
                 f.write(text)
         except OSError as e:
@@ -296,8 +295,11 @@ def _check_out_dir(out_dir, force):
                               hint="choose an empty directory, or pass --force to overwrite it")
         return
     parent = os.path.dirname(os.path.abspath(out_dir))
-    while not os.path.isdir(parent):
+    while not os.path.exists(parent):
         parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NetDSLError(f"-o {out_dir}: cannot create it ({parent} is a file, not a directory)",
+                          hint="give -o a directory you can write to")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise NetDSLError(f"-o {out_dir}: cannot create it ({parent} is not writable)",
                           hint="give -o a directory you can write to")
