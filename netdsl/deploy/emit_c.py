@@ -448,9 +448,10 @@ def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def report(e: Emitted, out=sys.stdout):
+def report(e: Emitted, out=None):
     """The lines `netdsl compile --emit c` prints."""
     from ..cli_format import size_text
+    out = out or sys.stdout
     print(f"wrote {e.out_dir}/: {e.prefix} at batch {e.batch}, {e.steps} kernel calls, "
           f"{len([k for k in e.kernels if k.endswith('.c')])} kernel sources; arena {size_text(e.arena_bytes)} "
           f"(for {e.threads} threads), weights {size_text(e.weight_bytes)}, packed weights up to "
