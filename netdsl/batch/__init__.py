@@ -62,7 +62,8 @@ def _model(model, weights, threads):
             model.load_weights(weights)
         return model
     if not isinstance(model, (str, os.PathLike)):
-        raise NetDSLError(f"model must be a .net/.netc path, a zoo name or a netdsl.Model, got {type(model).__name__}")
+        raise NetDSLError(f"model must be a .net/.netc path, a zoo name or a netdsl.Model, got {type(model).__name__}",
+                          hint='e.g. predict("resnet18", "photos/", "preds.parquet")')
     return load(os.fspath(model), weights=weights, threads=threads)
 
 

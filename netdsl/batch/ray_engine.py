@@ -23,8 +23,10 @@ an unreachable cluster is a quick NetDSLError, not a long retry loop.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import warnings
 
 import numpy as np
 
@@ -108,6 +110,7 @@ class ShardActor:
 def run_ray(data: bytes, source, todo, batch, shard_size, on_shard, threads=None, actors=None, address=None):
     ray = _ray()
     started = connect(ray, address)
+    quiet = _Quiet()
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False            # netdsl draws its own
@@ -124,11 +127,16 @@ def run_ray(data: bytes, source, todo, batch, shard_size, on_shard, threads=None
             return
         model_ref, source_ref = ray.put(data), ray.put(source)
         ds = ray.data.from_items([{"shard": k} for k in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(ShardActor, batch_size=1, batch_format="numpy", concurrency=actors, num_cpus=threads,
-                            fn_constructor_kwargs=dict(model_ref=[model_ref], source_ref=[source_ref], batch=batch,
-                                                       shard_size=shard_size, threads=threads,
-                                                       fault=os.environ.get(run.FAULT_ENV, "")),
-                            max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
+        with warnings.catch_warnings():
+            # Ray 2.5x deprecates passing remote args (max_restarts, ...) to map_batches in favour of
+            # its own defaults, which retry forever; a shard that kills every actor must stop the job
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(ShardActor, batch_size=1, batch_format="numpy",
+                                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads,
+                                fn_constructor_kwargs=dict(model_ref=[model_ref], source_ref=[source_ref],
+                                                           batch=batch, shard_size=shard_size, threads=threads,
+                                                           fault=os.environ.get(run.FAULT_ENV, "")),
+                                max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
         try:
             for row in ds.iter_rows():
                 on_shard(int(row["shard"]), bytes(row["data"]))
@@ -140,5 +148,22 @@ def run_ray(data: bytes, source, todo, batch, shard_size, on_shard, threads=None
                               hint="rerun the same command: the shards already written are kept and only "
                                    "the rest is done") from None
     finally:
+        quiet.restore()
         if started:
             ray.shutdown()
+
+
+class _Quiet:
+    """Ray Data's INFO/WARNING chatter (progress bars disabled, deprecations, execution
+    finished in ...) off while the job runs: netdsl prints its own bar and summary."""
+
+    def __init__(self):
+        self.saved = {}
+        for name in ("ray.data", "ray"):
+            lg = logging.getLogger(name)
+            self.saved[name] = lg.level
+            lg.setLevel(logging.ERROR)
+
+    def restore(self):
+        for name, level in self.saved.items():
+            logging.getLogger(name).setLevel(level)

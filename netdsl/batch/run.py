@@ -122,7 +122,9 @@ def _run_loaded(model, source, rows, loaded, batch):
 def check_batch_args(batch, shard_size, threads, actors):
     for name, v in (("--batch", batch), ("--shard-size", shard_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise NetDSLError(f"{name} must be a positive integer, got {v!r}")
+            raise NetDSLError(f"{name} must be a positive integer, got {v!r}",
+                              hint=f"leave {name} out for its default, or give a count of inputs such as 32")
     for name, v in (("--threads", threads), ("--actors", actors)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise NetDSLError(f"{name} must be a positive integer, got {v!r}")
+            raise NetDSLError(f"{name} must be a positive integer, got {v!r}",
+                              hint=f"leave {name} out for its default (see `netdsl batch --help`)")

@@ -128,7 +128,8 @@ def open_source(spec: str, decl: InputDecl) -> Source:
     against the network input `decl`; raises NetDSLError for a spec that cannot be used at all
     (an unreadable image inside it is not such a problem: it is skipped later)."""
     if not isinstance(spec, (str, os.PathLike)):
-        raise NetDSLError(f"--input must be a folder, a .npz/.npy or a text file of paths, got {spec!r}")
+        raise NetDSLError(f"--input must be a folder, a .npz/.npy or a text file of paths, got {spec!r}",
+                          hint="pass the path as a string")
     spec = os.fspath(spec)
     if not os.path.exists(spec):
         raise NetDSLError(f"no such input: {spec}",
@@ -159,7 +160,7 @@ def open_source(spec: str, decl: InputDecl) -> Source:
                               hint="save float32 inputs (used as they are) or uint8 pixels (normalized as "
                                    "the input line says)")
         if arr.shape[0] == 0:
-            raise NetDSLError(f"{spec} holds no inputs (shape {list(arr.shape)})")
+            raise NetDSLError(f"{spec} holds no inputs (shape {list(arr.shape)})", hint="save at least one row")
         if ids is None:
             ids = [str(i) for i in range(arr.shape[0])]
         elif len(ids) != arr.shape[0]:

@@ -1,0 +1,269 @@
+"""`netdsl batch` / netdsl.batch.predict on the local engine (no Ray needed).
+
+The oracle: each image decoded, resized and normalized here with Pillow and numpy from the
+input line's numbers (not through netdsl's loader), stacked, and run by the single-process
+Model(x); ids compared exactly, outputs to float32 rounding (the batch partition differs).
+Crashes are real: a subprocess killed by the fault hook (os._exit), then the same job resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import netdsl
+from netdsl.batch import predict
+from netdsl.batch.shards import read_output
+from netdsl.cli import main
+from netdsl.errors import NetDSLError
+
+Image = pytest.importorskip("PIL.Image", reason="Pillow is needed to write the test images")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCALE, MEAN, STD = 1 / 255, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+NET = (f"input x: 3x16x16 (scale={SCALE!r}, mean={MEAN}, std={STD})\n"
+       "Conv(6, 3, pad=1) - ReLU - Pool - Conv(8, 3, pad=1) - ReLU - GAP - FC(5) - SM\n")
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    p = tmp_path_factory.mktemp("net") / "tiny.net"
+    p.write_text(NET)
+    return str(p)
+
+
+def make_images(root, n, seed=0):
+    """n PNGs of varied sizes and modes (RGB, L, RGBA) under root/ and root/sub/; their ids."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
+    ids = []
+    for i in range(n):
+        h, w = 12 + i % 9, 14 + i % 7                   # all resized to 16x16
+        mode = ("RGB", "L", "RGBA")[i % 3]
+        shape = (h, w) if mode == "L" else (h, w, len(mode))
+        rel = f"sub/im{i:04d}.png" if i % 4 == 0 else f"im{i:04d}.png"
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(os.path.join(root, rel))
+        ids.append(rel)
+    return sorted(ids)
+
+
+def oracle_x(root, ids):
+    """The inputs as the input line declares them, computed independently of netdsl's loader."""
+    xs = []
+    for i in ids:
+        with Image.open(os.path.join(root, i)) as im:
+            a = np.asarray(im.convert("RGB").resize((16, 16), Image.BILINEAR), np.float32).transpose(2, 0, 1)
+        xs.append((a * np.float32(SCALE) - np.float32(MEAN).reshape(3, 1, 1)) / np.float32(STD).reshape(3, 1, 1))
+    return np.stack(xs).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("imgs"))
+    return root, make_images(root, 150)
+
+
+@pytest.fixture(scope="module")
+def expected(net, images):
+    root, ids = images
+    return netdsl.load(net)(oracle_x(root, ids))
+
+
+def test_folder_equals_single_process_model(net, images, expected, tmp_path):
+    root, ids = images
+    out = str(tmp_path / "p.npz")
+    p = predict(net, root, out, batch=16, shard_size=40, progress=False)
+    assert p.ids == ids and p.skipped == [] and p.shards == 4 and p.reused == 0
+    np.testing.assert_allclose(p.outputs["output"], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(p.top1, expected.argmax(1))
+    np.testing.assert_allclose(p.score, expected.max(1), rtol=RTOL, atol=ATOL)     # the net ends in Softmax
+    back = read_output(out)
+    assert back["id"] == ids
+    np.testing.assert_array_equal(back["output"], p.outputs["output"])
+    np.testing.assert_array_equal(back["top1"], p.top1)
+    assert back["metadata"]["n_inputs"] == len(ids) and back["metadata"]["batch"] == 16
+    assert not os.path.exists(out + ".parts"), "the work folder is removed after success"
+
+
+def test_logits_get_softmax_scores(tmp_path):
+    net = tmp_path / "logits.net"
+    net.write_text("input x: 12\nFC(7)\n")
+    x = np.random.default_rng(1).standard_normal((30, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    p = predict(str(net), str(tmp_path / "x.npy"), None, batch=8, shard_size=10, progress=False)
+    y = netdsl.load(str(net))(x)
+    np.testing.assert_allclose(p.outputs["output"], y, rtol=RTOL, atol=ATOL)
+    e = np.exp(y.astype(np.float64) - y.max(1, keepdims=True))
+    np.testing.assert_allclose(p.score, (e / e.sum(1, keepdims=True)).max(1), rtol=1e-5)
+    assert p.ids == [str(i) for i in range(30)]
+
+
+def test_unreadable_images_are_skipped_reported_and_listed(net, tmp_path, capsys):
+    root = str(tmp_path / "imgs")
+    ids = make_images(root, 20, seed=3)
+    with open(os.path.join(root, "broken.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n not really")
+    with open(os.path.join(root, "sub", "empty.jpg"), "wb"):
+        pass
+    with open(os.path.join(root, "notes.txt"), "w") as f:     # not an image name: not an input at all
+        f.write("hello")
+    out = str(tmp_path / "p.npz")
+    rc = main(["batch", net, "--input", root, "--output", out, "--batch", "4", "--shard-size", "8"])
+    err = capsys.readouterr()
+    assert rc == 0, err.err
+    assert err.err.count("warning: skipped broken.png:") == 1
+    assert err.err.count("warning: skipped sub/empty.jpg:") == 1
+    assert "skipped 2 inputs that could not be read:" in err.err and "Traceback" not in err.err
+    assert f"wrote {out}: 20 predictions (2 skipped)" in err.out
+    back = read_output(out)
+    assert back["id"] == ids
+    assert sorted(i for i, _ in back["skipped"]) == ["broken.png", "sub/empty.jpg"]
+    assert all(why for _, why in back["skipped"])
+    y = netdsl.load(net)(oracle_x(root, ids))
+    np.testing.assert_allclose(back["output"], y, rtol=RTOL, atol=ATOL)
+
+
+def test_file_list_ids_are_its_lines(net, images, expected, tmp_path):
+    root, ids = images
+    lst = tmp_path / "list.txt"
+    picked = ids[::7]
+    rel = [os.path.relpath(os.path.join(root, i), tmp_path) for i in picked]
+    lst.write_text("# inputs\n\n" + "\n".join(rel + ["missing.png"]) + "\n")
+    p = predict(net, str(lst), None, batch=5, shard_size=6, progress=False)
+    assert p.ids == rel and p.skipped == [("missing.png", "no such file")]
+    np.testing.assert_allclose(p.outputs["output"], expected[::7], rtol=RTOL, atol=ATOL)
+    lst.write_text(f"{rel[0]}\n{rel[1]}\n{rel[0]}\n")
+    with pytest.raises(NetDSLError, match=r"list.txt:3: .* is listed twice \(first on line 1\)"):
+        predict(net, str(lst), None, progress=False)
+
+
+def test_npz_pixels_are_normalized_and_floats_used_as_they_are(net, tmp_path):
+    rng = np.random.default_rng(5)
+    px = (rng.random((25, 3, 16, 16)) * 255).astype(np.uint8)
+    names = np.array([f"row-{i}" for i in range(25)])
+    np.savez(tmp_path / "px.npz", x=px, ids=names)
+    p = predict(net, str(tmp_path / "px.npz"), None, batch=4, shard_size=9, progress=False)
+    want = (px.astype(np.float32) * np.float32(SCALE) - np.float32(MEAN).reshape(3, 1, 1)) / np.float32(STD).reshape(3, 1, 1)
+    m = netdsl.load(net)
+    np.testing.assert_allclose(p.outputs["output"], m(want.astype(np.float32)), rtol=RTOL, atol=ATOL)
+    assert p.ids == names.tolist()
+    f = rng.standard_normal((11, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "f.npz", f)                          # one unnamed array
+    q = predict(net, str(tmp_path / "f.npz"), None, batch=4, shard_size=5, progress=False)
+    np.testing.assert_allclose(q.outputs["output"], m(f), rtol=RTOL, atol=ATOL)
+    np.savez(tmp_path / "bad.npz", x=f[:, :, :8])
+    with pytest.raises(NetDSLError, match=r"shape \[11, 3, 8, 16\]; the network expects \[N, 3, 16, 16\]"):
+        predict(net, str(tmp_path / "bad.npz"), None, progress=False)
+
+
+def _killed_run(net, root, out, shard):
+    """The CLI in a subprocess whose fault hook exits it just before `shard` runs."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               NETDSL_BATCH_FAULT=f"local:{shard}:{out}.marker")
+    r = subprocess.run([sys.executable, "-m", "netdsl", "batch", net, "--input", root, "--output", out,
+                        "--batch", "8", "--shard-size", "30", "--no-progress"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 17, r.stderr
+    return r
+
+
+def test_a_killed_job_resumes_without_redoing_finished_shards(net, images, expected, tmp_path, capsys):
+    root, ids = images
+    out = str(tmp_path / "p.npz")
+    _killed_run(net, root, out, shard=3)
+    assert not os.path.exists(out)
+    parts = sorted(os.listdir(out + ".parts"))
+    assert parts == ["manifest.json", "shard-000000.npz", "shard-000001.npz", "shard-000002.npz"]
+    before = {f: os.stat(os.path.join(out + ".parts", f)).st_mtime_ns for f in parts}
+    p = predict(net, root, out, batch=8, shard_size=30, progress=False, keep_parts=True)
+    assert (p.shards, p.reused, p.ran) == (5, 3, len(ids) - 90)
+    for f, t in before.items():      # finished shards were not rewritten
+        assert os.stat(os.path.join(out + ".parts", f)).st_mtime_ns == t
+    assert p.ids == ids and len(set(p.ids)) == len(ids)
+    np.testing.assert_allclose(p.outputs["output"], expected, rtol=RTOL, atol=ATOL)
+    fresh = predict(net, root, None, batch=8, shard_size=30, progress=False)
+    np.testing.assert_array_equal(p.outputs["output"], fresh.outputs["output"])
+
+
+def test_a_changed_job_is_refused_until_restart(net, images, tmp_path):
+    root, ids = images
+    out = str(tmp_path / "p.npz")
+    _killed_run(net, root, out, shard=1)
+    with pytest.raises(NetDSLError, match=r"--batch 8 \(now 16\)") as e:
+        predict(net, root, out, batch=16, shard_size=30, progress=False)
+    assert "--restart" in e.value.hint
+    other = tmp_path / "other.net"
+    other.write_text(NET.replace("FC(5)", "FC(4)"))
+    with pytest.raises(NetDSLError, match="a different model or weights"):
+        predict(str(other), root, out, batch=8, shard_size=30, progress=False)
+    with pytest.raises(NetDSLError, match="a different input list"):
+        predict(net, root + "/sub", out, batch=8, shard_size=30, progress=False)
+    p = predict(net, root, out, batch=16, shard_size=30, progress=False, restart=True)
+    assert p.reused == 0 and p.ids == ids
+
+
+def test_worker_processes_equal_this_process(net, images, tmp_path):
+    root, ids = images
+    one = predict(net, root, None, batch=8, shard_size=25, progress=False, threads=1)
+    two = predict(net, root, str(tmp_path / "p.npz"), batch=8, shard_size=25, actors=2, threads=1, progress=False)
+    assert two.ids == one.ids == ids
+    np.testing.assert_array_equal(two.outputs["output"], one.outputs["output"])
+
+
+def test_a_dead_worker_process_stops_the_job_and_the_rerun_finishes(net, images, expected, tmp_path, monkeypatch):
+    root, ids = images
+    out = str(tmp_path / "p.npz")
+    monkeypatch.setenv("NETDSL_BATCH_FAULT", f"worker:2:{tmp_path}/marker")
+    with pytest.raises(NetDSLError, match="a worker process died") as e:
+        predict(net, root, out, batch=8, shard_size=25, actors=2, threads=1, progress=False)
+    assert "rerun the same command" in e.value.hint
+    p = predict(net, root, out, batch=8, shard_size=25, actors=2, threads=1, progress=False)
+    assert p.reused >= 1 and p.ids == ids
+    np.testing.assert_allclose(p.outputs["output"], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_parquet_output_holds_the_same_rows(net, images, tmp_path):
+    pytest.importorskip("pyarrow", reason="pyarrow writes .parquet")
+    root, ids = images
+    a = predict(net, root, str(tmp_path / "p.npz"), batch=16, shard_size=50, progress=False)
+    b = predict(net, root, str(tmp_path / "p.parquet"), batch=16, shard_size=50, progress=False)
+    back = read_output(str(tmp_path / "p.parquet"))
+    assert back["id"] == ids
+    np.testing.assert_array_equal(back["output"], a.outputs["output"])
+    np.testing.assert_array_equal(back["top1"], b.top1)
+    import pyarrow.parquet as pq
+    t = pq.read_table(str(tmp_path / "p.parquet"))
+    assert t.column_names == ["id", "output", "top1", "score"] and t.num_rows == len(ids)
+    assert json.loads(t.schema.metadata[b"netdsl"])["model_sha256"] == back["metadata"]["model_sha256"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input", "NOPE"], "no such input: NOPE"),
+    (["--output", "p.csv"], "unknown output format: p.csv"),
+    (["--batch", "0"], "--batch must be a positive integer, got 0"),
+    (["--address", "auto"], "--address is for --engine ray"),
+    (["--output", "no/such/dir/p.npz"], "the folder of no/such/dir/p.npz does not exist"),
+], ids=["missing-input", "bad-format", "batch-0", "address-without-ray", "no-folder"])
+def test_cli_errors_are_messages_not_tracebacks(net, images, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    root, _ = images
+    argv = {"--input": root, "--output": "p.npz"}
+    argv.update(dict(zip(args[::2], args[1::2])))
+    rc = main(["batch", net] + [a for kv in argv.items() for a in kv])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and "hint:" in err and "Traceback" not in err, err
+
+
+def test_a_folder_without_images_and_a_non_image_network(net, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NetDSLError, match="holds no images"):
+        predict(net, str(tmp_path / "empty"), None, progress=False)
+    vec = tmp_path / "vec.net"
+    vec.write_text("input x: 12\nFC(3)\n")
+    with pytest.raises(NetDSLError, match="images need 1xHxW or 3xHxW"):
+        predict(str(vec), str(tmp_path / "empty"), None, progress=False)
