@@ -48,6 +48,10 @@ def cmd_batch(args):
                 shard_size=args.shard_size, engine=args.engine, address=args.address, actors=args.actors,
                 threads=args.threads, restart=args.restart, keep_parts=args.keep_parts,
                 progress=not args.no_progress)
+    if not p.stats.get("weights_loaded", True):
+        print(f"note: {p.stats['model']} ran with its deterministic initial weights (seed 0), not trained ones: "
+              "these outputs are not predictions\nhint: load real weights with --weights W (.npz, .safetensors "
+              "or .pth; see docs/RUNTIME.md)", file=sys.stderr)
     if p.skipped:
         print(skipped_text(p.skipped), file=sys.stderr)
     reused = f", {p.reused} from an earlier run" if p.reused else ""

@@ -157,12 +157,20 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
         rep.shard(len(ids) + len(skipped), skipped)
 
     t0 = time.perf_counter()
-    if engine == "local":
-        from .local import run_local
-        run_local(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors or 1)
-    else:
-        from .ray_engine import run_ray
-        run_ray(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors, address=address)
+    try:
+        if todo and engine == "local":
+            from .local import run_local
+            run_local(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors or 1)
+        elif todo:
+            from .ray_engine import run_ray
+            run_ray(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors,
+                    address=address)
+    except KeyboardInterrupt:
+        if work is not None and progress:
+            kept = len(done_set)
+            stream.write(f"\ninterrupted: {kept} of {n_shards} shards are kept in {work.path}; "
+                         "rerun the same command to finish the job\n")
+        raise
     seconds = time.perf_counter() - t0
     missing = [k for k in range(n_shards) if k not in done_set]
     if missing:
@@ -182,11 +190,13 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     if cls is not None:
         t1, p1 = shards.top1(outputs[cls], is_sm)
     ran = sum(len(shards.shard_range(k, len(source), shard_size)) for k in todo)
-    result = Predictions(ids, outputs, t1, p1, skipped, output, n_shards, len(done), ran, seconds)
+    result = Predictions(ids, outputs, t1, p1, skipped, output, n_shards, len(done), ran, seconds,
+                         stats={"weights_loaded": m.weights_loaded, "model": m.name, "engine": engine})
     if output is not None:
         meta = {k: man[k] for k in ("netdsl_version", "input", "n_inputs", "input_sha256", "model",
                                     "model_sha256", "batch", "shard_size")}
-        meta.update(engine=engine, weights=os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else None)
+        meta.update(engine=engine, weights=(os.fspath(weights) if isinstance(weights, (str, os.PathLike))
+                                            else "loaded" if m.weights_loaded else "initial (seed 0)"))
         shards.write_output(output, ids, outputs, skipped, meta, cls, is_sm)
         if not keep_parts:
             work.remove()

@@ -267,3 +267,20 @@ def test_a_folder_without_images_and_a_non_image_network(net, tmp_path):
     vec.write_text("input x: 12\nFC(3)\n")
     with pytest.raises(NetDSLError, match="images need 1xHxW or 3xHxW"):
         predict(str(vec), str(tmp_path / "empty"), None, progress=False)
+
+
+def test_weights_are_used_and_initial_ones_are_flagged(net, images, tmp_path, capsys):
+    root, ids = images
+    m = netdsl.load(net)
+    rng = np.random.default_rng(11)
+    trained = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in m.state_dict().items()}
+    w = str(tmp_path / "w.npz")
+    np.savez(w, **trained)
+    out = str(tmp_path / "p.npz")
+    assert main(["batch", net, "-i", root, "-o", out, "--weights", w, "--no-progress"]) == 0
+    assert "initial weights" not in capsys.readouterr().err
+    m.load_weights(w)
+    np.testing.assert_allclose(read_output(out)["output"], m(oracle_x(root, ids)), rtol=RTOL, atol=ATOL)
+    assert read_output(out)["metadata"]["weights"] == w
+    assert main(["batch", net, "-i", root, "-o", out, "--no-progress"]) == 0
+    assert "ran with its deterministic initial weights (seed 0)" in capsys.readouterr().err
