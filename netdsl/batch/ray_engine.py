@@ -1,7 +1,7 @@
 """`--engine ray`: the shards of a job on a Ray cluster, through Ray Data.
 
     ray.data.from_items([{"shard": k} for k in todo])
-       .map_batches(ShardActor, batch_size=1, concurrency=K, num_cpus=T, max_restarts=..., max_task_retries=...)
+       .map_batches(ShardActor, batch_size=1, compute=ActorPoolStrategy(size=K), num_cpus=T, max_restarts=...)
        .iter_rows()  ->  on_shard(k, data) in the driver, which writes the shard file
 
 Each of the K actors gets the compiled bundle bytes (one object in the object store) and the
@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import warnings
 
 import numpy as np
@@ -90,6 +91,32 @@ def connect(ray, address, num_cpus=None) -> bool:
     return True
 
 
+def node_cpus(ray) -> list:
+    """The CPUs of each live node of the cluster."""
+    try:
+        return [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    except Exception:           # a client that cannot list nodes: the cluster total as one node
+        return [int(ray.cluster_resources().get("CPU", 1))]
+
+
+def _fit_actors(ray, threads, actors):
+    """The actors to start: `actors`, or as many of `threads` CPUs as the nodes hold, checked
+    against the nodes (an actor needs its CPUs on one node, or Ray waits for it forever)."""
+    per_node = node_cpus(ray) or [0]
+    fits = sum(c // threads for c in per_node)
+    if fits == 0:
+        raise NetDSLError(f"--threads {threads}: no node of the Ray cluster has {threads} CPUs "
+                          f"(the largest has {max(per_node)})",
+                          hint=f"each actor asks Ray for --threads CPUs on one node; use at most {max(per_node)}")
+    if actors is None:
+        return fits
+    if actors > fits:
+        sys.stderr.write(f"note: the Ray cluster holds {fits} actors of {threads} CPU{'s' if threads > 1 else ''}; "
+                         f"running {fits}, not {actors}\n")
+        return fits
+    return actors
+
+
 class ShardActor:
     """One Ray Data actor: the model loaded once, one shard per call."""
 
@@ -118,11 +145,7 @@ def run_ray(data: bytes, source, todo, batch, shard_size, on_shard, threads=None
         if hasattr(ctx, "print_on_execution_start"):
             ctx.print_on_execution_start = False
         threads = threads or 1
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        if threads > cpus:
-            raise NetDSLError(f"--threads {threads} is more than the {cpus} CPUs of the Ray cluster",
-                              hint=f"each actor asks Ray for --threads CPUs; use at most {cpus}")
-        actors = actors or max(1, cpus // threads)
+        actors = _fit_actors(ray, threads, actors)
         actors = min(actors, len(todo))
         if not todo:
             return

@@ -284,3 +284,25 @@ def test_weights_are_used_and_initial_ones_are_flagged(net, images, tmp_path, ca
     assert read_output(out)["metadata"]["weights"] == w
     assert main(["batch", net, "-i", root, "-o", out, "--no-progress"]) == 0
     assert "ran with its deterministic initial weights (seed 0)" in capsys.readouterr().err
+
+
+class _FakeRay:
+    """What _fit_actors asks of Ray: its live nodes and their CPUs."""
+
+    def __init__(self, cpus):
+        self.cpus = cpus
+
+    def nodes(self):
+        return [{"Alive": True, "Resources": {"CPU": c}} for c in self.cpus] + [{"Alive": False, "Resources": {"CPU": 64}}]
+
+
+def test_ray_actors_are_fitted_to_the_nodes(capsys):
+    from netdsl.batch.ray_engine import _fit_actors
+    assert _fit_actors(_FakeRay([4, 4, 2]), 2, None) == 5          # 2 + 2 + 1 actors of 2 CPUs
+    assert _fit_actors(_FakeRay([4, 4, 2]), 3, None) == 2          # the 2-CPU node holds none
+    assert _fit_actors(_FakeRay([4, 4]), 1, 3) == 3
+    assert _fit_actors(_FakeRay([4, 4]), 4, 5) == 2
+    assert "holds 2 actors of 4 CPUs; running 2, not 5" in capsys.readouterr().err
+    with pytest.raises(NetDSLError, match="no node of the Ray cluster has 6 CPUs") as e:
+        _fit_actors(_FakeRay([4, 4]), 6, None)                      # 8 in all, but not on one node
+    assert "at most 4" in e.value.hint
