@@ -94,7 +94,10 @@ class _Reporter:
     def note(self, text):
         if not self.enabled:
             return
-        lead = "\r" if self.bar.tty and self.bar._tq is None else ""
+        if self.bar._tq is not None:            # tqdm redraws its bar below the line
+            self.bar._tq.write(f"warning: {text}", file=self.stream)
+            return
+        lead = "\r" if self.bar.tty else ""
         pad = " " * max(0, self.bar._width - len(text)) if lead else ""
         self.stream.write(f"{lead}warning: {text}{pad}\n")
         self.stream.flush()

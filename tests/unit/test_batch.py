@@ -306,3 +306,13 @@ def test_ray_actors_are_fitted_to_the_nodes(capsys):
     with pytest.raises(NetDSLError, match="no node of the Ray cluster has 6 CPUs") as e:
         _fit_actors(_FakeRay([4, 4]), 6, None)                      # 8 in all, but not on one node
     assert "at most 4" in e.value.hint
+
+
+def test_decoding_threads_leave_pillows_pixel_limit_alone(net, images):
+    """load_image lifts Image.MAX_IMAGE_PIXELS while it reads a header and puts it back: with
+    several decode threads the save/restore must not interleave (it once left it None)."""
+    root, _ = images
+    limit = Image.MAX_IMAGE_PIXELS
+    for _ in range(3):
+        predict(net, root, None, batch=8, shard_size=50, progress=False)
+        assert Image.MAX_IMAGE_PIXELS == limit

@@ -25,6 +25,9 @@ from netdsl.batch.shards import read_output  # noqa: E402
 
 from test_batch import NET, ROOT, make_images  # noqa: E402  (tests/unit is on sys.path)
 
+# Ray Data's own DataContext deprecations (use_polars, ...), raised inside Ray, not by netdsl
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 N_IMAGES = 240
 SHARD = 24
 
