@@ -5,8 +5,8 @@ decode threads, or worker processes) next to Ray Data actors, end to end from im
 
 Each model gets a folder of generated images (PNG for LeNet-5's 1x32x32, 320x240 JPEG for
 ResNet-18's 3x224x224, so decoding and resizing are part of the work), then each layout runs
-the whole folder through netdsl.batch.predict (and once more with the decode threads off, to
-show what they buy) with no output file (shards kept in memory),
+the whole folder through netdsl.batch.predict (one process with 4 decode threads and with
+inline decoding: the default picks by input size, netdsl/batch/local.py) with no output file (shards kept in memory),
 `--repeat` times, and the best wall time is kept. Ray is initialized once, before the timing,
 with num_cpus = the cores; its actor start-up is in the times, as the start of the worker
 processes is in theirs. `others` is the cores' worth of CPU other processes used in the second
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from netdsl.batch import local, predict
+from netdsl.batch import predict
 from netdsl.cli import _others_cpu, _proc_cpu
 
 SIZES = {"lenet5": ((32, 32), "L", ".png"), "resnet18": ((320, 240), "RGB", ".jpg")}
@@ -43,8 +43,8 @@ def make_folder(root, n, size, mode, ext, seed=0):
 
 
 def layouts(ncpu, have_ray):
-    out = [("local, 1 process", dict(engine="local", actors=1, threads=ncpu)),
-           ("local, 1 process, no decoders", dict(engine="local", actors=1, threads=ncpu, _decoders=0)),
+    out = [("local, 1 process, 4 decoders", dict(engine="local", actors=1, threads=ncpu, decoders=4)),
+           ("local, 1 process, inline", dict(engine="local", actors=1, threads=ncpu, decoders=0)),
            (f"local, {ncpu} processes", dict(engine="local", actors=ncpu, threads=1))]
     if have_ray:
         out += [(f"ray, {ncpu} actors x 1 thread", dict(engine="ray", actors=ncpu, threads=1)),
@@ -87,15 +87,9 @@ def main():
                 others = _others_cpu(c0, _proc_cpu())
                 best = None
                 for _ in range(args.repeat):
-                    kw = dict(kw)
-                    saved = local.MAX_DECODERS
-                    local.MAX_DECODERS = kw.pop("_decoders", saved)     # 0: decode inline, between batches
-                    try:
-                        t0 = time.perf_counter()
-                        p = predict(name, root, None, batch=args.batch, shard_size=shard, progress=False, **kw)
-                        dt = time.perf_counter() - t0
-                    finally:
-                        local.MAX_DECODERS = saved
+                    t0 = time.perf_counter()
+                    p = predict(name, root, None, batch=args.batch, shard_size=shard, progress=False, **kw)
+                    dt = time.perf_counter() - t0
                     assert len(p.ids) == n, (len(p.ids), n)
                     best = dt if best is None else min(best, dt)
                 oth = f"{others:.1f}" if others is not None else "?"

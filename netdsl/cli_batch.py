@@ -35,6 +35,9 @@ def add_parser(sub):
                    help="local: worker processes (default 1: this process); ray: actors (default CPUs / threads)")
     s.add_argument("--threads", type=int, default=None,
                    help="OpenMP threads per worker/actor (default: local all cores / actors, ray 1)")
+    s.add_argument("--decoders", type=int, default=None,
+                   help="local engine, one process: image-decoding threads (default 4 for inputs of 64x64 "
+                        "or more, else 0 = inline)")
     s.add_argument("--restart", action="store_true", help="discard the shards of an unfinished earlier run")
     s.add_argument("--keep-parts", action="store_true", help="keep the work folder (OUTPUT.parts) after success")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -46,7 +49,7 @@ def cmd_batch(args):
     from .batch import predict, skipped_text
     p = predict(args.model, args.input, args.output, weights=args.weights, batch=args.batch,
                 shard_size=args.shard_size, engine=args.engine, address=args.address, actors=args.actors,
-                threads=args.threads, restart=args.restart, keep_parts=args.keep_parts,
+                threads=args.threads, decoders=args.decoders, restart=args.restart, keep_parts=args.keep_parts,
                 progress=not args.no_progress)
     if not p.stats.get("weights_loaded", True):
         print(f"note: {p.stats['model']} ran with its deterministic initial weights (seed 0), not trained ones: "

@@ -104,8 +104,8 @@ class _Reporter:
 
 
 def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, shard_size=DEFAULT_SHARD,
-            engine="local", address=None, actors=None, threads=None, restart=False, keep_parts=False,
-            progress=True, stream=None) -> Predictions:
+            engine="local", address=None, actors=None, threads=None, decoders=None, restart=False,
+            keep_parts=False, progress=True, stream=None) -> Predictions:
     """Run `model` (a .net/.netc path, a zoo name or a Model) over every input in `input` (a
     folder of images, a text file of image paths, a .npz/.npy) in batches of `batch`.
 
@@ -114,10 +114,14 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     same arguments are kept (restart=True discards them; keep_parts keeps the work folder
     after success). engine "local" (actors processes, default 1: this one; threads each) or
     "ray" (actors Ray actors of `threads` CPUs, on the cluster at `address`: None starts one
-    for the job, "auto", "ray://host:port"). progress: a bar on `stream` (stderr).
+    for the job, "auto", "ray://host:port"). decoders: image-decoding threads of the local
+    engine's one process (None: 4 for inputs of 64x64 or more, else 0; 0: inline).
+    progress: a bar on `stream` (stderr). A Model passed in gets `weights` loaded into it.
     Returns Predictions; raises NetDSLError for anything that stops the job (an unreadable
     image does not: it is skipped and listed in Predictions.skipped and the output)."""
     run.check_batch_args(batch, shard_size, threads, actors)
+    if decoders is not None and (isinstance(decoders, bool) or not isinstance(decoders, int) or decoders < 0):
+        raise NetDSLError(f"--decoders must be 0 or more, got {decoders!r}", hint="0 decodes inline, between batches")
     if engine not in ENGINES:
         raise NetDSLError(f"unknown engine {engine!r}", hint="use --engine local or --engine ray")
     if address not in (None, "") and engine != "ray":
@@ -163,7 +167,8 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     try:
         if todo and engine == "local":
             from .local import run_local
-            run_local(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors or 1)
+            run_local(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors or 1,
+                      decoders=decoders)
         elif todo:
             from .ray_engine import run_ray
             run_ray(data, source, todo, batch, shard_size, on_shard, threads=threads, actors=actors,

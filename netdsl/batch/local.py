@@ -4,7 +4,9 @@ Two layouts, chosen by `actors` (docs/SCALE.md measures them):
 - actors=1 (the default): this process runs the model on `threads` OpenMP threads (default
   all cores) while a small thread pool decodes images — the next shard's as well as the
   current one's, so the model seldom waits for Pillow (which releases the GIL while it
-  decodes and resizes);
+  decodes and resizes). Only for inputs of DECODE_THREADS_MIN_PIXELS or more: small images
+  (LeNet's 32x32) decode in microseconds, and there the threads cost more in Python overhead
+  and GIL traffic than they save (docs/SCALE.md measures both), so they are decoded inline;
 - actors=K>1: K worker processes (spawned, not forked: the parent's OpenMP runtime must not
   be copied mid-flight), each loading the bundle once and running whole shards on `threads`
   threads (default cores // K), decoding inline. Each worker hands its encoded shard back and
@@ -22,6 +24,15 @@ from ..errors import NetDSLError
 from . import run
 
 MAX_DECODERS = 4
+DECODE_THREADS_MIN_PIXELS = 64 * 64     # network input H x W from which decode threads pay
+
+
+def default_decoders(source) -> int:
+    """Decode threads for one process: none for arrays and small images (see the docstring)."""
+    shape = source.decl.shape
+    if source.kind != "files" or len(shape) != 3 or shape[1] * shape[2] < DECODE_THREADS_MIN_PIXELS:
+        return 0
+    return min(MAX_DECODERS, os.cpu_count() or 1)
 
 
 def run_local(data: bytes, source, todo, batch, shard_size, on_shard, threads=None, actors=1, decoders=None):
@@ -30,8 +41,7 @@ def run_local(data: bytes, source, todo, batch, shard_size, on_shard, threads=No
     if actors and actors > 1:
         return _run_processes(data, source, todo, batch, shard_size, on_shard, threads, actors)
     model = run.model_from_bytes(data, threads)
-    ncpu = os.cpu_count() or 1
-    decoders = min(MAX_DECODERS, ncpu) if decoders is None else decoders
+    decoders = default_decoders(source) if decoders is None else decoders
     pool = ThreadPoolExecutor(decoders, thread_name_prefix="netdsl-decode") if decoders > 0 else None
     try:
         nxt = run.submit_loads(pool, source, todo[0], shard_size)
