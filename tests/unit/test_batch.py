@@ -326,3 +326,36 @@ def test_decoding_threads_leave_pillows_pixel_limit_alone(net, images):
     for _ in range(6):          # the race showed in 2 of 3 runs of 3 jobs
         predict(net, root, None, batch=8, shard_size=50, decoders=4, progress=False)
         assert Image.MAX_IMAGE_PIXELS == limit
+
+
+@pytest.mark.slow
+def test_zoo_resnet18_bundle_over_jpegs(tmp_path):
+    """A zoo model with ImageNet mean/std, compiled to a .netc, over JPEGs of another size."""
+    from netdsl.compiler import compile_model
+    rng = np.random.default_rng(2)
+    root = tmp_path / "jpg"
+    root.mkdir()
+    for i in range(6):
+        Image.fromarray((rng.random((240, 320, 3)) * 255).astype(np.uint8)).save(root / f"{i}.jpg", quality=90)
+    m = netdsl.load("resnet18")
+    compile_model(m, str(tmp_path / "r18.netc"))
+    p = predict(str(tmp_path / "r18.netc"), str(root), None, batch=4, shard_size=4, progress=False)
+    node = m.graph[m.graph.inputs[0]]
+    mean, std = np.float32(node.attrs["mean"]).reshape(3, 1, 1), np.float32(node.attrs["std"]).reshape(3, 1, 1)
+    xs = []
+    for i in p.ids:
+        with Image.open(root / i) as im:
+            a = np.asarray(im.convert("RGB").resize((224, 224), Image.BILINEAR), np.float32).transpose(2, 0, 1)
+        xs.append((a * np.float32(1 / 255) - mean) / std)
+    y = m(np.stack(xs))
+    assert p.ids == [f"{i}.jpg" for i in range(6)]
+    np.testing.assert_allclose(p.outputs["output"], y, rtol=1e-4, atol=1e-4 * float(np.abs(y).max()))
+
+
+def test_parquet_without_pyarrow_says_what_to_do(net, images, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)       # import pyarrow -> ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(NetDSLError, match="writing .parquet needs pyarrow") as e:
+        predict(net, images[0], str(tmp_path / "p.parquet"), progress=False)
+    assert "pip install pyarrow" in e.value.hint and ".npz" in e.value.hint
+    assert not os.path.exists(tmp_path / "p.parquet.parts"), "refused before any work"
