@@ -50,7 +50,7 @@ def cmd_batch(args):
     p = predict(args.model, args.input, args.output, weights=args.weights, batch=args.batch,
                 shard_size=args.shard_size, engine=args.engine, address=args.address, actors=args.actors,
                 threads=args.threads, decoders=args.decoders, restart=args.restart, keep_parts=args.keep_parts,
-                progress=not args.no_progress)
+                progress=not args.no_progress, collect=False)
     if not p.stats.get("weights_loaded", True):
         print(f"note: {p.stats['model']} ran with its deterministic initial weights (seed 0), not trained ones: "
               "these outputs are not predictions\nhint: load real weights with --weights W (.npz, .safetensors "
@@ -59,7 +59,7 @@ def cmd_batch(args):
         print(skipped_text(p.skipped), file=sys.stderr)
     reused = f", {p.reused} from an earlier run" if p.reused else ""
     rate = f", {p.images_per_s:,.1f} inputs/s" if p.ran else ""
-    n = len(p.ids)
+    n = p.n
     print(f"wrote {args.output}: {n:,} prediction{'s' if n != 1 else ''}"
           + (f" ({len(p.skipped)} skipped)" if p.skipped else "")
           + f", {p.shards} shard{'s' if p.shards != 1 else ''}{reused}{rate}")

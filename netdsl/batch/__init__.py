@@ -37,12 +37,13 @@ SKIPS_LISTED = 20       # at the end of a job: the first this many skipped input
 @dataclass
 class Predictions:
     """What a batch job produced (and wrote to `path`, when it had an output)."""
-    ids: list
-    outputs: dict                   # output name -> float32 [N, *shape], rows in `ids` order
+    ids: list | None                # None with collect=False (then only the file holds the rows)
+    outputs: dict | None            # output name -> float32 [N, *shape], rows in `ids` order
     top1: np.ndarray | None         # classifiers: top-1 class per row
     score: np.ndarray | None        # and its probability
     skipped: list                   # [(id, reason)] inputs that could not be read
     path: str | None = None
+    n: int = 0                      # rows (inputs that ran)
     shards: int = 0                 # shards in the job
     reused: int = 0                 # of which finished by an earlier run
     ran: int = 0                    # inputs run in this call
@@ -105,7 +106,7 @@ class _Reporter:
 
 def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, shard_size=DEFAULT_SHARD,
             engine="local", address=None, actors=None, threads=None, decoders=None, restart=False,
-            keep_parts=False, progress=True, stream=None) -> Predictions:
+            keep_parts=False, progress=True, stream=None, collect=True) -> Predictions:
     """Run `model` (a .net/.netc path, a zoo name or a Model) over every input in `input` (a
     folder of images, a text file of image paths, a .npz/.npy) in batches of `batch`.
 
@@ -117,6 +118,8 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     for the job, "auto", "ray://host:port"). decoders: image-decoding threads of the local
     engine's one process (None: 4 for inputs of 64x64 or more, else 0; 0: inline).
     progress: a bar on `stream` (stderr). A Model passed in gets `weights` loaded into it.
+    collect=False (needs an output) leaves the rows in the file only: a .parquet is then
+    written shard by shard and no step holds all the outputs in memory.
     Returns Predictions; raises NetDSLError for anything that stops the job (an unreadable
     image does not: it is skipped and listed in Predictions.skipped and the output)."""
     run.check_batch_args(batch, shard_size, threads, actors)
@@ -127,6 +130,8 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     if address not in (None, "") and engine != "ray":
         raise NetDSLError("--address is for --engine ray", hint="add --engine ray, or drop --address")
     stream = sys.stderr if stream is None else stream
+    if not collect and output is None:
+        raise NetDSLError("collect=False needs an output file", hint="pass output='preds.parquet'")
     if output is not None:
         output = os.fspath(output)
         shards.check_output_path(output)
@@ -185,27 +190,37 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
         raise NetDSLError(f"{len(missing)} of {n_shards} shards did not come back (first: shard {missing[0]})",
                           hint="rerun the same command: finished shards are kept and only the rest is done")
     rep.bar.close()
-    ids, parts, skipped = [], {k: [] for k in out_shapes}, []
+
+    def read(k):
+        return shards.decode_shard(memory[k]) if work is None else work.read_shard(k)
+
+    n, skipped = 0, []
     for k in range(n_shards):
-        s_ids, s_outs, s_skip = shards.decode_shard(memory[k]) if work is None else work.read_shard(k)
-        ids += s_ids
+        rows, s_skip = shards.shard_summary(memory[k] if work is None else work.shard_path(k))
+        n += rows
         skipped += s_skip
-        for name in parts:
-            parts[name].append(s_outs[name])
-    outputs = {k: np.concatenate(v) if v else np.zeros((0, *out_shapes[k]), np.float32) for k, v in parts.items()}
     cls, is_sm = classifier_output(m)
-    t1 = p1 = None
-    if cls is not None:
-        t1, p1 = shards.top1(outputs[cls], is_sm)
+    ids = outputs = t1 = p1 = None
+    if collect:
+        ids, parts = [], {k: [] for k in out_shapes}
+        for k in range(n_shards):
+            s_ids, s_outs, _ = read(k)
+            ids += s_ids
+            for name in parts:
+                parts[name].append(s_outs[name])
+        outputs = {k: np.concatenate(v) if v else np.zeros((0, *out_shapes[k]), np.float32)
+                   for k, v in parts.items()}
+        if cls is not None:
+            t1, p1 = shards.top1(outputs[cls], is_sm)
     ran = sum(len(shards.shard_range(k, len(source), shard_size)) for k in todo)
-    result = Predictions(ids, outputs, t1, p1, skipped, output, n_shards, len(done), ran, seconds,
+    result = Predictions(ids, outputs, t1, p1, skipped, output, n, n_shards, len(done), ran, seconds,
                          stats={"weights_loaded": m.weights_loaded, "model": m.name, "engine": engine})
     if output is not None:
         meta = {k: man[k] for k in ("netdsl_version", "input", "n_inputs", "input_sha256", "model",
                                     "model_sha256", "batch", "shard_size")}
         meta.update(engine=engine, weights=(os.fspath(weights) if isinstance(weights, (str, os.PathLike))
                                             else "loaded" if m.weights_loaded else "initial (seed 0)"))
-        shards.write_output(output, ids, outputs, skipped, meta, cls, is_sm)
+        shards.write_output(output, read, n_shards, out_shapes, skipped, meta, cls, is_sm)
         if not keep_parts:
             work.remove()
     return result

@@ -209,21 +209,37 @@ def top1(values: np.ndarray, is_softmax: bool):
     return k, np.asarray(p, np.float32)
 
 
-def write_output(output: str, ids, outputs: dict, skipped, meta: dict, classifier: str | None, is_softmax: bool):
-    """Write the assembled predictions (see the module docstring) atomically to `output`."""
-    cols = column_names(outputs)
+def shard_summary(data_or_path):
+    """(rows, [(id, reason)]) of an encoded shard, without reading its outputs."""
+    src = io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray)) else data_or_path
+    with np.load(src, allow_pickle=False) as z:
+        return len(z["ids"]), list(zip(z["skipped_ids"].tolist(), z["skipped_reasons"].tolist()))
+
+
+def write_output(output: str, read, n_shards: int, out_shapes: dict, skipped, meta: dict,
+                 classifier: str | None, is_softmax: bool):
+    """Write the predictions (see the module docstring) atomically to `output`: read(k) gives
+    shard k as decode_shard does; `skipped` is every shard's, in order (the metadata needs it
+    before the rows). A .parquet is written shard by shard (one row group each), so its rows
+    need not fit in memory at once; a .npz is assembled in memory."""
+    cols = column_names(out_shapes)
     meta = dict(meta, skipped=[{"id": i, "reason": r} for i, r in skipped],
-                columns={cols[o]: o for o in outputs},
-                output_shapes={o: list(a.shape[1:]) for o, a in outputs.items()})
-    k = p = None
+                columns={cols[o]: o for o in out_shapes},
+                output_shapes={o: list(shape) for o, shape in out_shapes.items()})
     if classifier is not None:
-        k, p = top1(outputs[classifier], is_softmax)
         meta["top1_of"] = classifier
     if output.lower().endswith(".npz"):
-        arrays = {"id": np.array(list(ids), dtype=str)}
-        arrays.update({cols[o]: a for o, a in outputs.items()})
-        if k is not None:
-            arrays["top1"], arrays["score"] = k, p
+        ids, parts = [], {o: [] for o in out_shapes}
+        for k in range(n_shards):
+            s_ids, s_outs, _ = read(k)
+            ids += s_ids
+            for o in parts:
+                parts[o].append(s_outs[o])
+        outs = {o: np.concatenate(v) if v else np.zeros((0, *out_shapes[o]), np.float32) for o, v in parts.items()}
+        arrays = {"id": np.array(ids, dtype=str)}
+        arrays.update({cols[o]: a for o, a in outs.items()})
+        if classifier is not None:
+            arrays["top1"], arrays["score"] = top1(outs[classifier], is_softmax)
         arrays["skipped_id"] = np.array([s[0] for s in skipped], dtype=str)
         arrays["skipped_reason"] = np.array([s[1] for s in skipped], dtype=str)
         arrays["metadata"] = np.array(json.dumps(meta))
@@ -233,19 +249,19 @@ def write_output(output: str, ids, outputs: dict, skipped, meta: dict, classifie
         return
     pa = _pyarrow()
     import pyarrow.parquet as pq
-    fields = {"id": pa.array(list(ids), pa.string())}
-    for o, a in outputs.items():
-        flat = np.ascontiguousarray(a.reshape(a.shape[0], -1), np.float32)
-        if flat.shape[1] == 1:
-            fields[cols[o]] = pa.array(flat[:, 0])
-        else:
-            fields[cols[o]] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
-    if k is not None:
-        fields["top1"], fields["score"] = pa.array(k), pa.array(p)
-    table = pa.table(fields).replace_schema_metadata({"netdsl": json.dumps(meta)})
+    fields = [pa.field("id", pa.string())]
+    for o, shape in out_shapes.items():
+        size = int(np.prod(shape)) if shape else 1
+        fields.append(pa.field(cols[o], pa.float32() if size == 1 else pa.list_(pa.float32(), size)))
+    if classifier is not None:
+        fields += [pa.field("top1", pa.int64()), pa.field("score", pa.float32())]
+    schema = pa.schema(fields, metadata={"netdsl": json.dumps(meta)})
     tmp = f"{output}.tmp{os.getpid()}"
     try:
-        pq.write_table(table, tmp)
+        with pq.ParquetWriter(tmp, schema) as w:
+            for k in range(n_shards):
+                s_ids, s_outs, _ = read(k)
+                w.write_table(_arrow_rows(pa, schema, cols, s_ids, s_outs, classifier, is_softmax))
         os.replace(tmp, output)
     except OSError as e:
         try:
@@ -254,6 +270,21 @@ def write_output(output: str, ids, outputs: dict, skipped, meta: dict, classifie
             pass
         raise NetDSLError(f"cannot write {output}: {e.strerror or e}",
                           hint="check that the output's folder is writable and has space") from None
+
+
+def _arrow_rows(pa, schema, cols, ids, outs, classifier, is_softmax):
+    """One shard's rows as a pyarrow Table of `schema`."""
+    data = [pa.array(ids, pa.string())]
+    for o, a in outs.items():
+        flat = np.ascontiguousarray(a.reshape(a.shape[0], -1), np.float32)
+        if flat.shape[1] == 1 and not pa.types.is_fixed_size_list(schema.field(cols[o]).type):
+            data.append(pa.array(flat[:, 0]))
+        else:
+            data.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1]))
+    if classifier is not None:
+        k, p = top1(outs[classifier], is_softmax)
+        data += [pa.array(k), pa.array(p)]
+    return pa.Table.from_arrays(data, schema=schema)
 
 
 def read_output(path: str) -> dict:

@@ -241,6 +241,17 @@ def test_parquet_output_holds_the_same_rows(net, images, tmp_path):
     t = pq.read_table(str(tmp_path / "p.parquet"))
     assert t.column_names == ["id", "output", "top1", "score"] and t.num_rows == len(ids)
     assert json.loads(t.schema.metadata[b"netdsl"])["model_sha256"] == back["metadata"]["model_sha256"]
+    assert pq.ParquetFile(str(tmp_path / "p.parquet")).num_row_groups == b.shards == 3     # written shard by shard
+    reg = tmp_path / "reg.net"                      # one value per input: a plain float column, no top1
+    reg.write_text("input x: 5\nFC(1)\n")
+    x = np.random.default_rng(4).standard_normal((13, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["batch", str(reg), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "r.parquet"),
+                 "--shard-size", "4", "--no-progress"]) == 0
+    t = pq.read_table(str(tmp_path / "r.parquet"))
+    assert t.column_names == ["id", "output"] and str(t.schema.field("output").type) == "float"
+    np.testing.assert_allclose(read_output(str(tmp_path / "r.parquet"))["output"], netdsl.load(str(reg))(x),
+                               rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("args,message", [
