@@ -160,13 +160,13 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     def on_shard(k, blob):
         if k in done_set:           # Ray handed back a retried shard twice: keep the first
             return
-        ids, _, skipped = shards.decode_shard(blob)
+        rows, skipped = shards.shard_summary(blob)
         if work is not None:
             work.write_shard(k, blob)
         else:
             memory[k] = blob
         done_set.add(k)
-        rep.shard(len(ids) + len(skipped), skipped)
+        rep.shard(rows + len(skipped), skipped)
 
     t0 = time.perf_counter()
     try:
