@@ -71,11 +71,12 @@ def connect(ray, address, num_cpus=None) -> bool:
     """Initialize Ray for the job; True when this call started it (and so must stop it)."""
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")    # Ray's C++ retry warnings are not for our users
     kw = dict(log_to_driver=False, include_dashboard=False, configure_logging=True, logging_level="ERROR")
     if address not in (None, "", "local"):
         if address != "auto":
             _reachable(address)
+            # a port that answers but is not Ray's: no screen of C++ retry warnings while Ray gives up
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         try:
             if address.startswith("ray://"):
                 ray.init(address=address, log_to_driver=False, logging_level="ERROR")
