@@ -139,12 +139,8 @@ class ShardActor:
 def run_ray(data: bytes, source, todo, batch, shard_size, on_shard, threads=None, actors=None, address=None):
     ray = _ray()
     started = connect(ray, address)
-    quiet = _Quiet()
+    quiet = _Quiet(ray)
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False            # netdsl draws its own
-        if hasattr(ctx, "print_on_execution_start"):
-            ctx.print_on_execution_start = False
         threads = threads or 1
         actors = _fit_actors(ray, threads, actors)
         actors = min(actors, len(todo))
@@ -179,16 +175,26 @@ def run_ray(data: bytes, source, todo, batch, shard_size, on_shard, threads=None
 
 
 class _Quiet:
-    """Ray Data's INFO/WARNING chatter (progress bars disabled, deprecations, execution
-    finished in ...) off while the job runs: netdsl prints its own bar and summary."""
+    """Ray Data's progress bars and INFO/WARNING chatter (deprecations, "execution finished
+    in ...") off while the job runs — netdsl prints its own bar and summary — and back as
+    they were after it, for a caller's own Ray session."""
 
-    def __init__(self):
-        self.saved = {}
+    SETTINGS = {"enable_progress_bars": False, "print_on_execution_start": False}
+
+    def __init__(self, ray):
+        self.levels, self.settings = {}, {}
         for name in ("ray.data", "ray"):
             lg = logging.getLogger(name)
-            self.saved[name] = lg.level
-            lg.setLevel(logging.ERROR)
+            self.levels[name] = lg.level
+            lg.setLevel(logging.ERROR)      # before touching the context: it warns about the bars
+        self.ctx = ray.data.DataContext.get_current()
+        for key, value in self.SETTINGS.items():
+            if hasattr(self.ctx, key):
+                self.settings[key] = getattr(self.ctx, key)
+                setattr(self.ctx, key, value)
 
     def restore(self):
-        for name, level in self.saved.items():
+        for key, value in self.settings.items():
+            setattr(self.ctx, key, value)
+        for name, level in self.levels.items():
             logging.getLogger(name).setLevel(level)

@@ -56,8 +56,9 @@ def model_from_bytes(data: bytes, threads=None):
 def maybe_fault(where: str, shard: int, spec: str | None = None):
     """Fault injection for the crash tests: NETDSL_BATCH_FAULT="WHERE:SHARD:MARKER" makes the
     process that is about to run shard SHARD in WHERE (local, worker or ray) exit at once,
-    without cleanup, the first time only (MARKER, a file path, records that it happened).
-    Unset in normal use. `spec` overrides the variable (engines pass the driver's value on)."""
+    without cleanup, the first time only (MARKER, a file path, records that it happened), or
+    every time when MARKER is `always`. Unset in normal use. `spec` overrides the variable
+    (engines pass the driver's value on)."""
     spec = os.environ.get(FAULT_ENV) if spec is None else spec
     if not spec:
         return
@@ -65,6 +66,8 @@ def maybe_fault(where: str, shard: int, spec: str | None = None):
     k, _, marker = rest.partition(":")
     if w != where or k != str(shard) or not marker:
         return
+    if marker == "always":
+        os._exit(17)
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:

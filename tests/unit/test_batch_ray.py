@@ -114,3 +114,24 @@ def test_an_unreachable_cluster_is_a_quick_clear_error(tmp_path):
     assert f"cannot reach the Ray cluster at ray://127.0.0.1:{port}" in r.stderr
     assert "hint:" in r.stderr and "Traceback" not in r.stderr
     assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.slow
+def test_a_shard_that_kills_every_actor_ends_the_job_and_keeps_the_rest(cluster, job, tmp_path, monkeypatch):
+    """Ray's retries are bounded: the job stops with a NetDSLError, every other shard is kept,
+    and once the fault is gone the rerun does only the missing shard."""
+    from netdsl.errors import NetDSLError
+    net, root, ids, local = job
+    out = str(tmp_path / "p.npz")
+    monkeypatch.setenv("NETDSL_BATCH_FAULT", "ray:2:always")
+    with pytest.raises(NetDSLError, match="the Ray job failed") as e:
+        predict(net, root, out, batch=8, shard_size=SHARD, engine="ray", actors=2, threads=1, progress=False)
+    assert "rerun the same command" in e.value.hint
+    kept = sorted(f for f in os.listdir(out + ".parts") if f.startswith("shard-"))
+    assert "shard-000002.npz" not in kept
+    monkeypatch.delenv("NETDSL_BATCH_FAULT")
+    p = predict(net, root, out, batch=8, shard_size=SHARD, engine="ray", actors=2, threads=1, progress=False)
+    missing = [k for k in range(p.shards) if f"shard-{k:06d}.npz" not in kept]     # shard 2, maybe others
+    assert 2 in missing and p.reused == len(kept) == p.shards - len(missing)
+    assert p.ran == sum(min(SHARD, N_IMAGES + 1 - k * SHARD) for k in missing)
+    _same(p, local, ids)
