@@ -7,7 +7,8 @@
 Three kinds of input, each with a deterministic order and an id per item:
 - a folder: every image below it (netdsl.runtime.inputs.IMAGE_EXT, any depth), sorted by
   the path relative to the folder, which is the id (`/` separators on every system);
-- a text file (any name but .npz/.npy): one path per line, relative ones resolved against
+- one image file: a job of one, its id the file name;
+- a text file (any other name but .npz/.npy): one path per line, relative ones resolved against
   the text file's folder; the id is the line as written; blank lines and lines starting
   with `#` are skipped; a path listed twice is refused (ids must be unique);
 - an array file: `.npy` [N, *shape], or `.npz` holding one array (or `x`, with optional
@@ -171,6 +172,8 @@ def open_source(spec: str, decl: InputDecl) -> Source:
         src._array = arr
         return src
     _need_images(decl, spec)
+    if spec.lower().endswith(IMAGE_EXT):        # one image: a job of one
+        return Source("files", spec, [os.path.basename(spec)], decl, paths=[os.path.abspath(spec)])
     try:
         with open(spec, encoding="utf-8") as f:
             lines = f.read().splitlines()

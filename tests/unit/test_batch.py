@@ -138,6 +138,9 @@ def test_file_list_ids_are_its_lines(net, images, expected, tmp_path):
     p = predict(net, str(lst), None, batch=5, shard_size=6, progress=False)
     assert p.ids == rel and p.skipped == [("missing.png", "no such file")]
     np.testing.assert_allclose(p.outputs["output"], expected[::7], rtol=RTOL, atol=ATOL)
+    one = predict(net, os.path.join(root, picked[1]), None, progress=False)       # one image: a job of one
+    assert one.ids == [os.path.basename(picked[1])]
+    np.testing.assert_allclose(one.outputs["output"], expected[7:8], rtol=RTOL, atol=ATOL)
     lst.write_text(f"{rel[0]}\n{rel[1]}\n{rel[0]}\n")
     with pytest.raises(NetDSLError, match=r"list.txt:3: .* is listed twice \(first on line 1\)"):
         predict(net, str(lst), None, progress=False)
