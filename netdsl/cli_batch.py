@@ -64,5 +64,9 @@ def cmd_batch(args):
           + (f" ({len(p.skipped)} skipped)" if p.skipped else "")
           + f", {p.shards} shard{'s' if p.shards != 1 else ''}{reused}{rate}")
     if not n:
-        raise NetDSLError(f"no input in {args.input} could be read", hint="see the reasons above")
+        hint = "see the reasons above"
+        if args.engine == "ray" and p.skipped and all(why == "no such file" for _, why in p.skipped):
+            hint = ("the Ray actors found none of the files: on a cluster the inputs must be on a filesystem "
+                    "every node sees, under the same path (docs/SCALE.md)")
+        raise NetDSLError(f"no input in {args.input} could be read", hint=hint)
     return 0
