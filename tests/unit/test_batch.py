@@ -373,3 +373,17 @@ def test_parquet_without_pyarrow_says_what_to_do(net, images, monkeypatch, tmp_p
         predict(net, images[0], str(tmp_path / "p.parquet"), progress=False)
     assert "pip install pyarrow" in e.value.hint and ".npz" in e.value.hint
     assert not os.path.exists(tmp_path / "p.parquet.parts"), "refused before any work"
+
+
+def test_a_folder_of_only_broken_images_is_an_error_with_the_reasons(net, tmp_path, capsys):
+    root = tmp_path / "bad"
+    root.mkdir()
+    for i in range(3):
+        (root / f"{i}.png").write_bytes(b"nope")
+    out = str(tmp_path / "p.npz")
+    assert main(["batch", net, "-i", str(root), "-o", out, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped 3 inputs that could not be read:" in err and f"no input in {root} could be read" in err
+    back = read_output(out)                         # the reasons are kept in the (empty) output
+    assert back["id"] == [] and [i for i, _ in back["skipped"]] == ["0.png", "1.png", "2.png"]
+    assert back["output"].shape == (0, 5)
