@@ -199,7 +199,9 @@ def _pyarrow():
 
 def top1(values: np.ndarray, is_softmax: bool):
     """(class index int64 [N], its probability float32 [N]) of [N, K] outputs."""
-    v = values.reshape(values.shape[0], -1)
+    v = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))     # -1 fails on 0 rows
+    if v.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     k = np.argmax(v, axis=1).astype(np.int64)
     if is_softmax:
         p = v[np.arange(len(k)), k]
@@ -276,7 +278,7 @@ def _arrow_rows(pa, schema, cols, ids, outs, classifier, is_softmax):
     """One shard's rows as a pyarrow Table of `schema`."""
     data = [pa.array(ids, pa.string())]
     for o, a in outs.items():
-        flat = np.ascontiguousarray(a.reshape(a.shape[0], -1), np.float32)
+        flat = np.ascontiguousarray(a.reshape(a.shape[0], int(np.prod(a.shape[1:]))), np.float32)
         if flat.shape[1] == 1 and not pa.types.is_fixed_size_list(schema.field(cols[o]).type):
             data.append(pa.array(flat[:, 0]))
         else:

@@ -7,6 +7,7 @@ Crashes are real: a subprocess killed by the fault hook (os._exit), then the sam
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -387,3 +388,6 @@ def test_a_folder_of_only_broken_images_is_an_error_with_the_reasons(net, tmp_pa
     back = read_output(out)                         # the reasons are kept in the (empty) output
     assert back["id"] == [] and [i for i, _ in back["skipped"]] == ["0.png", "1.png", "2.png"]
     assert back["output"].shape == (0, 5)
+    if importlib.util.find_spec("pyarrow") is not None:        # and an empty Parquet file too
+        assert main(["batch", net, "-i", str(root), "-o", out[:-4] + ".parquet", "--no-progress"]) == 1
+        assert read_output(out[:-4] + ".parquet")["output"].shape == (0, 5)
