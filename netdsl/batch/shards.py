@@ -28,6 +28,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -39,6 +40,7 @@ PARTS_FORMAT = "netdsl-batch-parts"
 PARTS_VERSION = 1
 OUTPUT_EXT = (".parquet", ".npz")
 RESERVED = ("id", "top1", "score", "skipped_id", "skipped_reason", "metadata")
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)    # what np.load of a bad .npz raises
 
 
 def shard_count(n_items: int, shard_size: int) -> int:
@@ -135,7 +137,7 @@ class WorkDir:
                     try:
                         decode_shard(p)
                         done.append(k)
-                    except (OSError, ValueError, KeyError):
+                    except _UNREADABLE:
                         os.unlink(p)            # not one we wrote (ours are renamed complete): redo it
         else:
             try:
@@ -165,7 +167,7 @@ class WorkDir:
     def read_shard(self, k: int):
         try:
             return decode_shard(self.shard_path(k))
-        except (OSError, ValueError, KeyError) as e:
+        except _UNREADABLE as e:
             raise NetDSLError(f"cannot read {self.shard_path(k)}: {e}",
                               hint="rerun the same command: a shard that cannot be read is done again") from None
 

@@ -391,3 +391,14 @@ def test_a_folder_of_only_broken_images_is_an_error_with_the_reasons(net, tmp_pa
     if importlib.util.find_spec("pyarrow") is not None:        # and an empty Parquet file too
         assert main(["batch", net, "-i", str(root), "-o", out[:-4] + ".parquet", "--no-progress"]) == 1
         assert read_output(out[:-4] + ".parquet")["output"].shape == (0, 5)
+
+
+def test_a_shard_file_that_does_not_open_is_done_again(net, images, expected, tmp_path):
+    root, ids = images
+    out = str(tmp_path / "p.npz")
+    _killed_run(net, root, out, shard=3)
+    with open(os.path.join(out + ".parts", "shard-000001.npz"), "wb") as f:
+        f.write(b"PK\x03\x04 not a zip")                  # not one netdsl wrote (those are renamed whole)
+    p = predict(net, root, out, batch=8, shard_size=30, progress=False)
+    assert (p.reused, p.ran) == (2, len(ids) - 60)
+    np.testing.assert_allclose(p.outputs["output"], expected, rtol=RTOL, atol=ATOL)
