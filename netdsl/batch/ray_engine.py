@@ -45,8 +45,9 @@ def _ray():
         import ray.data  # noqa: F401
         return ray
     except ImportError:
-        raise NetDSLError("--engine ray needs Ray Data", hint='pip install "netdsl[ray]"  (or pip install "ray[data]"); '
-                          "--engine local runs without it") from None
+        raise NetDSLError("--engine ray needs Ray Data",
+                          hint='pip install "netdsl[ray]"  (or pip install "ray[data]"); --engine local runs without it'
+                          ) from None
 
 
 def _reachable(address: str):
@@ -86,7 +87,8 @@ def connect(ray, address, num_cpus=None) -> bool:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise NetDSLError(f"cannot connect to the Ray cluster at {address}: {first}",
                               hint="`--address auto` joins the cluster this machine belongs to (started with "
-                                   "`ray start`); leave --address out to run on a Ray instance started for the job") from None
+                                   "`ray start`); leave --address out to run on a Ray instance started for "
+                                   "the job") from None
         return True
     ray.init(num_cpus=num_cpus, **kw)
     return True

@@ -236,4 +236,5 @@ def _open_array(path, key):
     except NetDSLError:
         raise
     except (OSError, ValueError, EOFError) as e:
-        raise NetDSLError(f"cannot read {path}: {e}", hint="expected an array file written by numpy.save / numpy.savez") from None
+        raise NetDSLError(f"cannot read {path}: {e}",
+                          hint="expected an array file written by numpy.save / numpy.savez") from None

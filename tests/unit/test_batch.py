@@ -153,7 +153,8 @@ def test_npz_pixels_are_normalized_and_floats_used_as_they_are(net, tmp_path):
     names = np.array([f"row-{i}" for i in range(25)])
     np.savez(tmp_path / "px.npz", x=px, ids=names)
     p = predict(net, str(tmp_path / "px.npz"), None, batch=4, shard_size=9, progress=False)
-    want = (px.astype(np.float32) * np.float32(SCALE) - np.float32(MEAN).reshape(3, 1, 1)) / np.float32(STD).reshape(3, 1, 1)
+    mean, std = np.float32(MEAN).reshape(3, 1, 1), np.float32(STD).reshape(3, 1, 1)
+    want = (px.astype(np.float32) * np.float32(SCALE) - mean) / std
     m = netdsl.load(net)
     np.testing.assert_allclose(p.outputs["output"], m(want.astype(np.float32)), rtol=RTOL, atol=ATOL)
     assert p.ids == names.tolist()
@@ -309,7 +310,8 @@ class _FakeRay:
         self.cpus = cpus
 
     def nodes(self):
-        return [{"Alive": True, "Resources": {"CPU": c}} for c in self.cpus] + [{"Alive": False, "Resources": {"CPU": 64}}]
+        dead = {"Alive": False, "Resources": {"CPU": 64}}
+        return [{"Alive": True, "Resources": {"CPU": c}} for c in self.cpus] + [dead]
 
 
 def test_decode_threads_by_default_for_large_inputs_only(net, tmp_path):
