@@ -7,14 +7,16 @@ netdsl.bundle.loads, and fed shard after shard. So the outputs do not depend on 
 the bytes' sha256 names the model and weights in the work folder's manifest, and a worker
 needs neither the .net source nor the parser.
 
-run_shard loads a shard's inputs (decoding images on `decoders` threads while the model runs
-the batches already loaded, on its own OpenMP threads), runs them in batches of `batch` in
-input order, and returns the encoded shard (shards.encode_shard).
+run_shard takes a shard's inputs (decoded inline, or by the futures submit_loads started on a
+thread pool, so decoding goes on while the model runs the batches already loaded on its own
+OpenMP threads), runs them in batches of `batch` in input order, and returns the encoded
+shard (shards.encode_shard). Unreadable inputs are left out of the batches and recorded.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+
 import numpy as np
 
 from ..errors import NetDSLError
