@@ -404,3 +404,27 @@ def test_a_shard_file_that_does_not_open_is_done_again(net, images, expected, tm
     p = predict(net, root, out, batch=8, shard_size=30, progress=False)
     assert (p.reused, p.ran) == (2, len(ids) - 60)
     np.testing.assert_allclose(p.outputs["output"], expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.slow
+def test_trained_lenet_over_digit_pngs_scores_what_evaluate_says(tmp_path):
+    """End to end with real predictions: LeNet-5 trained one epoch on the built-in digits, the
+    test digits written as PNG files, `netdsl batch` over the folder: its top-1 accuracy is the
+    one Model.evaluate computes on the same uint8 arrays."""
+    from netdsl.train.data import digits
+    train, test = digits("train", n=2000), digits("test", n=300)
+    m = netdsl.load("lenet5")
+    m.fit(train.x, train.y, epochs=1, batch=64, lr=0.05, progress=False)
+    w = str(tmp_path / "w.npz")
+    m.save_weights(w)
+    root = tmp_path / "png"
+    root.mkdir()
+    for i in range(len(test.y)):
+        Image.fromarray(test.x[i, 0]).save(root / f"{i:04d}_{test.y[i]}.png")
+    out = str(tmp_path / "p.npz")
+    assert main(["batch", "lenet5", "--weights", w, "-i", str(root), "-o", out, "--no-progress"]) == 0
+    r = read_output(out)
+    labels = np.array([int(i.split("_")[1][:-4]) for i in r["id"]])
+    acc = float((r["top1"] == labels).mean())
+    assert acc == pytest.approx(m.evaluate(test.x, test.y)["accuracy"], abs=1 / len(labels) + 1e-9)
+    assert acc > 0.5, "one epoch learns the digits well past chance"
