@@ -22,6 +22,7 @@ setup(
         "sklearn": ["scikit-learn>=1.0"],                # --data sklearn-digits
         "safetensors": ["safetensors>=0.4"],
         "onnx": ["onnx>=1.14"],
+        "ray": ["ray[data]>=2.9", "Pillow>=9"],          # netdsl batch --engine ray (pyarrow comes with it)
     },
     entry_points={"console_scripts": ["netdsl=netdsl.cli:main"]},
     zip_safe=False,

@@ -808,6 +808,8 @@ def build_parser():
     _viz_image_parsers(sub)
     from .cli_train import add_parser as _train_parser
     _train_parser(sub)
+    from .cli_batch import add_parser as _batch_parser
+    _batch_parser(sub)
     return p
 
 

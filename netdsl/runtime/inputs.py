@@ -16,6 +16,7 @@ by default) is refused from its header, before any pixel is decoded, and a
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from ..errors import NetDSLError
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_MAX_PIXELS = 89_478_485      # Pillow's default MAX_IMAGE_PIXELS (1024 * 1024 * 1024 // 4 // 3)
+_PIXEL_LIMIT_LOCK = threading.Lock()  # load_image lifts Image.MAX_IMAGE_PIXELS for a header read
 
 
 def random_input(shape, batch, seed=0):
@@ -98,14 +100,15 @@ def load_image(path, node, batch):
         raise NetDSLError(f"the input {node.name} is {'x'.join(map(str, shape))}; images need 1x or 3xHxW",
                           hint="pass a .npy array instead")
     c, h, w = shape
-    limit = Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS is not None else DEFAULT_MAX_PIXELS
-    saved = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None          # open reads the header only; the size is checked below
-        try:
-            im = Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+        with _PIXEL_LIMIT_LOCK:     # decode threads (netdsl batch) must not interleave the save/restore
+            saved = Image.MAX_IMAGE_PIXELS
+            limit = saved if saved is not None else DEFAULT_MAX_PIXELS
+            Image.MAX_IMAGE_PIXELS = None          # open reads the header only; the size is checked below
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
         with im:
             iw, ih = im.size
             if iw * ih > limit:

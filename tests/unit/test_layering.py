@@ -46,14 +46,16 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("train", 5, ["netdsl.train"]),                              # backward, losses, optimizers, data
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
-    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.dot"]),
+    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.cli_batch", "netdsl.dot"]),
     ("testing", 8, ["netdsl.testing"]),                          # generated networks, soak
     ("viz", 8, ["netdsl.viz"]),                                  # pictures: feature maps, filters, SVG graphs
+    ("batch", 8, ["netdsl.batch"]),                              # batch inference: shards, local and Ray engines
     ("main", 9, ["netdsl.__main__"]),
 ]
 # Same-rank layers that may use each other (one way only; other peers stay independent).
 ALLOWED_PEERS: set[tuple[str, str]] = {("compiler", "bundle"),      # the pipeline writes the format
-                                       ("cli", "viz")}              # commands that draw
+                                       ("cli", "viz"),              # commands that draw
+                                       ("cli", "batch")}            # `netdsl batch`
 
 
 def layer_of(module: str):
