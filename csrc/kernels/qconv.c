@@ -1,0 +1,350 @@
+/* qconv.c — int8 Conv / FC: quantize, pack, u8 x s8 -> s32 GEMM, fused float32 epilogue.
+ *
+ * Layout and algorithm (qconv.h has the formulas, qgemm.h the micro-kernel contract):
+ * 1. The float32 NCHW input is quantized once into the workspace as uint8 NHWC with the
+ *    channels padded to cp (a multiple of 4, padding = the zero point). NHWC puts the 4
+ *    channels one 32-bit lane of vpdpbusd sums next to each other, for every tap.
+ * 2. GEMM: rows = output channels (A, the weights, packed at load), columns = output pixels
+ *    with the batch folded in (n = b*OH*OW + oy*OW + ox), k = (tap, channel). A column panel
+ *    of 64 pixels is packed from the NHWC bytes with one 32-bit copy per (pixel, 4 k's) —
+ *    im2col on bytes, a quarter of float32's traffic; a tap outside the image reads a row of
+ *    zero points (the real 0, which `comp` corrects exactly).
+ * 3. The epilogue turns each int32 tile into float32 NCHW rows: per channel scale and bias,
+ *    the residual, the activation — contiguous rows when the 64 pixels lie in one image.
+ * Threads: one task per column panel (each thread packs its own panel into its slice of
+ * the workspace); when there are fewer panels than threads (batch 1, 7x7 maps) the rows are
+ * split too and each task packs its panel itself (a small redundant copy).
+ * What it does not do: groups (depthwise convs stay float32), uint8 outputs (activations
+ * between layers are float32; see docs/QUANTIZE.md), K blocking.
+ * The micro-kernels: portable C here (both layouts), AVX2 (qgemm_avx2.c), AVX-512 VNNI
+ * (qgemm_avx512.c); nd_qconv_path says which one runs. The quantize / pack / epilogue
+ * loops are one C body compiled per ISA (ND_EACH_ISA), as conv_dw.c does.
+ */
+#include "dispatch.h"
+#include "kernels/qconv.h"
+#include "kernels/qgemm.h"
+
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define ALIGN64(x) (((x) + 63) & ~(int64_t)63)
+
+/* ------------------------------------------------------------ portable micro-kernels */
+
+#define QUK_PORTABLE(name, T)                                                                      \
+    void name(int64_t k4, const void *ap_, const uint8_t *bp, int32_t *acc)                        \
+    {                                                                                              \
+        const T *ap = (const T *)ap_;                                                              \
+        int32_t t[QMR][QNR];                                                                       \
+        memset(t, 0, sizeof t);                                                                    \
+        for (int64_t g = 0; g < k4; g++) {                                                         \
+            const uint8_t *b = bp + g * (QNR * 4);                                                 \
+            const T *a = ap + g * (QMR * 4);                                                       \
+            for (int i = 0; i < QMR; i++) {                                                        \
+                const int32_t a0 = a[4 * i], a1 = a[4 * i + 1], a2 = a[4 * i + 2], a3 = a[4 * i + 3]; \
+                for (int j = 0; j < QNR; j++)                                                      \
+                    t[i][j] += a0 * b[4 * j] + a1 * b[4 * j + 1] + a2 * b[4 * j + 2] + a3 * b[4 * j + 3]; \
+            }                                                                                      \
+        }                                                                                          \
+        memcpy(acc, t, sizeof t);                                                                  \
+    }
+QUK_PORTABLE(nd_quk_l1_portable, int8_t)
+QUK_PORTABLE(nd_quk_l2_portable, int16_t)
+
+/* ------------------------------------------------------------ per-ISA loops */
+
+/* uint8 of one value: round-half-even of clamp(x/s + z, 0, 255); NaN -> z (numerics.py) */
+static inline __attribute__((always_inline)) uint8_t q8(float x, float inv, float z)
+{
+    float v = x * inv;
+    v = v + z;
+    v = v == v ? v : z;
+    v = v < 0.0f ? 0.0f : v;
+    v = v > 255.0f ? 255.0f : v;
+    v = (v + 12582912.0f) - 12582912.0f;     /* 1.5 * 2^23: rounds to an integer, half to even */
+    return (uint8_t)(int32_t)v;
+}
+
+/* rows [r0, r1) of (b, y) of the input, all x and channels: NCHW float32 -> NHWC uint8 */
+static inline __attribute__((always_inline)) void
+quant_body(uint8_t *restrict xq, const float *restrict x, const nd_qconv_params *p, int64_t r0, int64_t r1)
+{
+    const int64_t C = p->c, H = p->h, W = p->w, cp = p->cp;
+    const float inv = p->in_inv_scale, z = (float)p->in_zero;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / H, y = r % H;
+        uint8_t *restrict d = xq + r * W * cp;
+        for (int64_t c = 0; c < C; c++) {
+            const float *restrict s = x + ((b * C + c) * H + y) * W;
+            for (int64_t ix = 0; ix < W; ix++) d[ix * cp + c] = q8(s[ix], inv, z);
+        }
+        for (int64_t c = C; c < cp; c++)
+            for (int64_t ix = 0; ix < W; ix++) d[ix * cp + c] = (uint8_t)p->in_zero;
+    }
+}
+
+/* the B panel of columns [n0, n0 + nr) (nr <= QNR; the rest repeats the last column) */
+static inline __attribute__((always_inline)) void
+pack_body(uint8_t *restrict dst, const uint8_t *restrict xq, const uint8_t *restrict zrow,
+          const nd_qconv_params *p, int64_t n0, int64_t nr)
+{
+    const int64_t ohw = p->oh * p->ow, cp4 = p->cp / 4;
+    int64_t iy0[QNR], ix0[QNR], img[QNR];
+    for (int j = 0; j < QNR; j++) {
+        const int64_t n = n0 + (j < nr ? j : nr - 1);
+        const int64_t b = n / ohw, s = n % ohw;
+        img[j] = b;
+        iy0[j] = (s / p->ow) * p->sh - p->pad_t;
+        ix0[j] = (s % p->ow) * p->sw - p->pad_l;
+    }
+    for (int64_t i = 0; i < p->kh; i++)
+        for (int64_t jj = 0; jj < p->kw; jj++) {
+            uint8_t *restrict d = dst + (i * p->kw + jj) * cp4 * (QNR * 4);
+            for (int j = 0; j < QNR; j++) {
+                const int64_t iy = iy0[j] + i * p->dh, ix = ix0[j] + jj * p->dw;
+                const uint8_t *src = (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w)
+                                         ? zrow
+                                         : xq + ((img[j] * p->h + iy) * p->w + ix) * p->cp;
+                for (int64_t c4 = 0; c4 < cp4; c4++) memcpy(d + (c4 * QNR + j) * 4, src + 4 * c4, 4);
+            }
+        }
+}
+
+/* float32 output of the tile: rows m0 .. m0+mr, columns n0 .. n0+nr */
+static inline __attribute__((always_inline)) void
+epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
+         const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
+         int64_t mr, int64_t n0, int64_t nr)
+{
+    const int64_t ohw = p->oh * p->ow, oc = p->oc;
+    const int64_t b0 = n0 / ohw, s0 = n0 % ohw;
+    const int act = p->act;
+    if (s0 + nr <= ohw) {               /* the columns are one run of one image's plane */
+        for (int64_t i = 0; i < mr; i++) {
+            const int64_t m = m0 + i;
+            const float sc = scale[m], bi = bias[m];
+            const int32_t cm = comp[m];
+            const int32_t *restrict a = acc + i * QNR;
+            float *restrict y = out + (b0 * oc + m) * ohw + s0;
+            if (res) {
+                const float *restrict r = res + (b0 * oc + m) * ohw + s0;
+                for (int64_t j = 0; j < nr; j++) y[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
+            } else {
+                for (int64_t j = 0; j < nr; j++) y[j] = (float)(a[j] - cm) * sc + bi;
+            }
+            if (act == ND_ACT_RELU)
+                for (int64_t j = 0; j < nr; j++) y[j] = y[j] < 0.0f ? 0.0f : y[j];
+            else if (act != ND_ACT_NONE)
+                nd_act_inplace(y, nr, act);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < mr; i++) {  /* the panel crosses images (or an FC's rows): per value */
+        const int64_t m = m0 + i;
+        for (int64_t j = 0; j < nr; j++) {
+            const int64_t n = n0 + j, idx = ((n / ohw) * oc + m) * ohw + n % ohw;
+            float v = (float)(acc[i * QNR + j] - comp[m]) * scale[m] + bias[m];
+            if (res)
+                v = v + res[idx];
+            out[idx] = nd_act1(v, act);
+        }
+    }
+}
+
+typedef struct {
+    void (*quant)(uint8_t *xq, const float *x, const nd_qconv_params *p, int64_t r0, int64_t r1);
+    void (*pack)(uint8_t *dst, const uint8_t *xq, const uint8_t *zrow, const nd_qconv_params *p, int64_t n0,
+                 int64_t nr);
+    void (*epi)(float *out, const float *res, const int32_t *acc, const float *scale, const float *bias,
+                const int32_t *comp, const nd_qconv_params *p, int64_t m0, int64_t mr, int64_t n0, int64_t nr);
+} q_loops;
+
+#define DEFINE_Q(suffix, attr)                                                                     \
+    attr static void quant_##suffix(uint8_t *xq, const float *x, const nd_qconv_params *p, int64_t r0, \
+                                    int64_t r1)                                                    \
+    {                                                                                              \
+        quant_body(xq, x, p, r0, r1);                                                              \
+    }                                                                                              \
+    attr static void pack_##suffix(uint8_t *dst, const uint8_t *xq, const uint8_t *zrow,          \
+                                   const nd_qconv_params *p, int64_t n0, int64_t nr)               \
+    {                                                                                              \
+        pack_body(dst, xq, zrow, p, n0, nr);                                                       \
+    }                                                                                              \
+    attr static void epi_##suffix(float *out, const float *res, const int32_t *acc, const float *scale, \
+                                  const float *bias, const int32_t *comp, const nd_qconv_params *p,   \
+                                  int64_t m0, int64_t mr, int64_t n0, int64_t nr)                  \
+    {                                                                                              \
+        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, n0, nr);                             \
+    }                                                                                              \
+    static const q_loops q_loops_##suffix = {quant_##suffix, pack_##suffix, epi_##suffix};
+ND_EACH_ISA(DEFINE_Q)
+
+static const q_loops *loops_for_level(int level)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (level >= ND_ISA_AVX512)
+        return &q_loops_avx512;
+    if (level >= ND_ISA_AVX2)
+        return &q_loops_avx2;
+#endif
+    (void)level;
+    return &q_loops_portable;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static int has_vnni(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static int cached = -1;
+    if (cached < 0)
+        cached = nd_cpu_has_vnni();
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+int32_t nd_qconv_mr(void) { return QMR; }
+
+int32_t nd_qconv_path(int32_t layout)
+{
+    const int level = nd_isa_level();
+    if (layout == 1)
+        return level >= ND_ISA_AVX512 && has_vnni() ? 2 : 0;
+    if (layout == 2)
+        return level >= ND_ISA_AVX2 ? 1 : 0;
+    return -1;
+}
+
+int32_t nd_qconv_layout(void)
+{
+    const int level = nd_isa_level();
+    if (level >= ND_ISA_AVX512 && has_vnni())
+        return 1;
+    return level >= ND_ISA_AVX2 ? 2 : 1;
+}
+
+static nd_quk_fn quk_for(int32_t layout)
+{
+    switch (nd_qconv_path(layout)) {
+#if defined(__x86_64__) || defined(__i386__)
+    case 2: return nd_quk_vnni;
+    case 1: return nd_quk_avx2;
+#endif
+    default: return layout == 2 ? nd_quk_l2_portable : nd_quk_l1_portable;
+    }
+}
+
+/* ------------------------------------------------------------ driver */
+
+enum { MAX_KP = 32768 };   /* |acc - comp| <= 2 * 255 * 127 * kp < 2^31 */
+
+static int params_ok(const nd_qconv_params *p)
+{
+    if (!p || p->n < 1 || p->c < 1 || p->h < 1 || p->w < 1 || p->oc < 1 || p->oh < 1 || p->ow < 1 ||
+        p->kh < 1 || p->kw < 1 || p->sh < 1 || p->sw < 1 || p->dh < 1 || p->dw < 1 || p->threads < 1)
+        return 0;
+    if (p->cp < p->c || p->cp % 4 || p->in_zero < 0 || p->in_zero > 255 || !(p->in_inv_scale > 0.0f) ||
+        p->in_inv_scale > 3.0e38f || (p->layout != 1 && p->layout != 2) || !nd_act_ok(p->act) ||
+        (p->residual != 0 && p->residual != 1) || p->a_bytes < 0 || p->a_bytes % 64)
+        return 0;
+    int64_t kp;
+    if (!ND_PROD_OK(p->kh, p->kw, p->cp) || (kp = p->kh * p->kw * p->cp) > MAX_KP)
+        return 0;
+    if (!ND_PROD_OK(p->n, p->h, p->w, p->cp) || !ND_PROD_OK(p->n, p->oc, p->oh, p->ow) ||
+        !ND_PROD_OK(p->n, p->c, p->h, p->w))
+        return 0;
+    if (!nd_axis_ok(p->h, p->oh, p->kh, p->sh, p->dh, p->pad_t, p->pad_b) ||
+        !nd_axis_ok(p->w, p->ow, p->kw, p->sw, p->dw, p->pad_l, p->pad_r))
+        return 0;
+    /* every output pixel's window must be the one the padding describes */
+    if ((p->oh - 1) * p->sh + (p->kh - 1) * p->dh + 1 > p->h + p->pad_t + p->pad_b ||
+        (p->ow - 1) * p->sw + (p->kw - 1) * p->dw + 1 > p->w + p->pad_l + p->pad_r)
+        return 0;
+    return 1;
+}
+
+static int64_t ocp_of(const nd_qconv_params *p) { return (p->oc + QMR - 1) / QMR * QMR; }
+static int64_t xq_bytes(const nd_qconv_params *p) { return ALIGN64(p->n * p->h * p->w * p->cp); }
+static int64_t panel_bytes(const nd_qconv_params *p) { return ALIGN64(p->kh * p->kw * p->cp * QNR); }
+
+int64_t nd_qconv_ws_floats(const nd_qconv_params *p)
+{
+    if (!params_ok(p))
+        return -1;
+    const int64_t bytes = xq_bytes(p) + ALIGN64(p->cp) + (int64_t)p->threads * panel_bytes(p) + 64;
+    return (bytes + 3) / 4;
+}
+
+nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const *in, const float *w,
+                       const float *bias, float *ws)
+{
+    (void)bias;
+    if (!params_ok(p) || !out || !in || !in[0] || !w || !ws)
+        return ND_EINVAL;
+    const float *res = p->residual ? in[1] : NULL;
+    if (p->residual && (!res || res == out))
+        return ND_EINVAL;
+    const int64_t ocp = ocp_of(p), k4 = p->kh * p->kw * p->cp / 4;
+    const int64_t esz = p->layout == 2 ? 2 : 1;
+    if (p->a_bytes < ocp * k4 * 4 * esz)
+        return ND_EINVAL;
+    const uint8_t *blob = (const uint8_t *)w;
+    const float *scale = (const float *)(blob + p->a_bytes);
+    const float *bvec = scale + ocp;
+    const int32_t *comp = (const int32_t *)(bvec + ocp);
+    const int64_t a_panel = QMR * k4 * 4 * esz;     /* bytes of one A panel */
+
+    /* the workspace: 64-aligned from its start */
+    uint8_t *base = (uint8_t *)ws;
+    base += (64 - ((uintptr_t)base & 63)) & 63;
+    uint8_t *xq = base;
+    uint8_t *zrow = xq + xq_bytes(p);
+    uint8_t *panels = zrow + ALIGN64(p->cp);
+    memset(zrow, p->in_zero, (size_t)p->cp);
+
+    const q_loops *L = loops_for_level(nd_isa_level());
+    const nd_quk_fn uk = quk_for(p->layout);
+    const int threads = nd_threads(p->threads);
+    const int64_t rows = p->n * p->h;
+    (void)threads;
+
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
+#endif
+    for (int64_t r = 0; r < rows; r++) L->quant(xq, in[0], p, r, r + 1);
+
+    const int64_t ncols = p->n * p->oh * p->ow;
+    const int64_t npan = (ncols + QNR - 1) / QNR, nmb = ocp / QMR;
+    int64_t msplit = 1;
+    if (npan < threads) {
+        msplit = (threads + npan - 1) / npan;
+        if (msplit > nmb)
+            msplit = nmb;
+    }
+    const int64_t tasks = npan * msplit;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1 && tasks > 1)
+#endif
+    for (int64_t t = 0; t < tasks; t++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        int32_t acc[QMR * QNR] __attribute__((aligned(64)));
+        uint8_t *bp = panels + (int64_t)tid * panel_bytes(p);
+        const int64_t pan = t / msplit, ms = t % msplit;
+        const int64_t n0 = pan * QNR, nr = ncols - n0 < QNR ? ncols - n0 : QNR;
+        const int64_t rb0 = ms * nmb / msplit, rb1 = (ms + 1) * nmb / msplit;
+        L->pack(bp, xq, zrow, p, n0, nr);
+        for (int64_t rb = rb0; rb < rb1; rb++) {
+            const int64_t m0 = rb * QMR, mr = p->oc - m0 < QMR ? p->oc - m0 : QMR;
+            uk(k4, blob + rb * a_panel, bp, acc);
+            L->epi(out, res, acc, scale, bvec, comp, p, m0, mr, n0, nr);
+        }
+    }
+    return ND_OK;
+}

@@ -1,0 +1,25 @@
+/* qgemm.h — INTERNAL (not fed to cffi): the int8 micro-kernel contract of kernels/qconv.c.
+ *
+ * Tile: QMR = 6 output channels x QNR = 64 output pixels of int32. Packed A (weights, at
+ * load): per 4 k's, QMR rows x 4 values (int8 for layout 1, int16 for layout 2). Packed B
+ * (uint8 activations, per call): per 4 k's, QNR pixels x 4 bytes, so one 32-bit lane of a
+ * vector holds the 4 k's of one pixel — what vpdpbusd sums. A micro-kernel runs the whole
+ * K (no K blocking: a B panel is at most 64 x KH*KW*CP bytes, 295 KB for a 3x3x512 conv,
+ * which stays in L2) and stores the full tile to `acc` (row i at acc + i*QNR).
+ */
+#ifndef ND_QGEMM_H
+#define ND_QGEMM_H
+#include <stdint.h>
+
+enum { QMR = 6, QNR = 64 };
+
+typedef void (*nd_quk_fn)(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
+
+void nd_quk_l1_portable(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
+void nd_quk_l2_portable(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
+#if defined(__x86_64__) || defined(__i386__)
+void nd_quk_avx2(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
+void nd_quk_vnni(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
+int nd_cpu_has_vnni(void);
+#endif
+#endif
