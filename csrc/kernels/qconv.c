@@ -1,14 +1,14 @@
 /* qconv.c — int8 Conv / FC: quantize, pack, u8 x s8 -> s32 GEMM, fused float32 epilogue.
  *
  * Layout and algorithm (qconv.h has the formulas, qgemm.h the micro-kernel contract):
- * 1. The float32 NCHW input is quantized once into the workspace as uint8 NHWC with the
- *    channels padded to cp (a multiple of 4, padding = the zero point). NHWC puts the 4
- *    channels one 32-bit lane of vpdpbusd sums next to each other, for every tap.
+ * 1. The float32 NCHW input is quantized once into the workspace as uint8 NCHW (one
+ *    contiguous, vectorized pass; a transposing pass to NHWC cost more than it saved).
  * 2. GEMM: rows = output channels (A, the weights, packed at load), columns = output pixels
- *    with the batch folded in (n = b*OH*OW + oy*OW + ox), k = (tap, channel). A column panel
- *    of 64 pixels is packed from the NHWC bytes with one 32-bit copy per (pixel, 4 k's) —
- *    im2col on bytes, a quarter of float32's traffic; a tap outside the image reads a row of
- *    zero points (the real 0, which `comp` corrects exactly).
+ *    with the batch folded in (n = b*OH*OW + oy*OW + ox), k = (tap, channel padded to cp).
+ *    A column panel of 64 pixels is packed from the uint8 planes, 4 channels interleaved so
+ *    that one 32-bit lane of vpdpbusd holds one pixel's 4 k's — im2col on bytes, a quarter of
+ *    float32's traffic; a tap outside the image reads the zero point (the real 0, which
+ *    `comp` corrects exactly).
  * 3. The epilogue turns each int32 tile into float32 NCHW rows: per channel scale and bias,
  *    the residual, the activation — contiguous rows when the 64 pixels lie in one image.
  * Threads: one task per column panel (each thread packs its own panel into its slice of
@@ -67,96 +67,134 @@ static inline __attribute__((always_inline)) uint8_t q8(float x, float inv, floa
     return (uint8_t)(int32_t)v;
 }
 
-/* rows [r0, r1) of (b, y) of the input, all x and channels: NCHW float32 -> NHWC uint8 */
+/* x[i0, i1) (float32, any layout) -> uint8, the same index: NCHW stays NCHW */
 static inline __attribute__((always_inline)) void
-quant_body(uint8_t *restrict xq, const float *restrict x, const nd_qconv_params *p, int64_t r0, int64_t r1)
+quant_body(uint8_t *restrict xq, const float *restrict x, const nd_qconv_params *p, int64_t i0, int64_t i1)
 {
-    const int64_t C = p->c, H = p->h, W = p->w, cp = p->cp;
     const float inv = p->in_inv_scale, z = (float)p->in_zero;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t b = r / H, y = r % H;
-        uint8_t *restrict d = xq + r * W * cp;
-        for (int64_t c = 0; c < C; c++) {
-            const float *restrict s = x + ((b * C + c) * H + y) * W;
-            for (int64_t ix = 0; ix < W; ix++) d[ix * cp + c] = q8(s[ix], inv, z);
-        }
-        for (int64_t c = C; c < cp; c++)
-            for (int64_t ix = 0; ix < W; ix++) d[ix * cp + c] = (uint8_t)p->in_zero;
-    }
+    for (int64_t i = i0; i < i1; i++) xq[i] = q8(x[i], inv, z);
 }
-
-/* the B panel of columns [n0, n0 + nr) (nr <= QNR; the rest repeats the last column) */
-static inline __attribute__((always_inline)) void
-pack_body(uint8_t *restrict dst, const uint8_t *restrict xq, const uint8_t *restrict zrow,
-          const nd_qconv_params *p, int64_t n0, int64_t nr)
+#if defined(__x86_64__) || defined(__i386__)
+static void quant_vec_avx2(uint8_t *xq, const float *x, const nd_qconv_params *p, int64_t i0, int64_t i1)
 {
-    const int64_t ohw = p->oh * p->ow, cp4 = p->cp / 4;
-    int64_t iy0[QNR], ix0[QNR], img[QNR];
-    for (int j = 0; j < QNR; j++) {
-        const int64_t n = n0 + (j < nr ? j : nr - 1);
-        const int64_t b = n / ohw, s = n % ohw;
-        img[j] = b;
-        iy0[j] = (s / p->ow) * p->sh - p->pad_t;
-        ix0[j] = (s % p->ow) * p->sw - p->pad_l;
+    nd_quant_u8_avx2(xq + i0, x + i0, i1 - i0, p->in_inv_scale, (float)p->in_zero);
+}
+static void quant_vec_avx512(uint8_t *xq, const float *x, const nd_qconv_params *p, int64_t i0, int64_t i1)
+{
+    nd_quant_u8_avx512(xq + i0, x + i0, i1 - i0, p->in_inv_scale, (float)p->in_zero);
+}
+#endif
+
+/* One run of a B panel's columns on one output row: panel columns [j, j + len), image b,
+ * output row oy, first output column ox. */
+typedef struct {
+    int64_t j, len, b, oy, ox;
+} q_seg;
+
+/* the B panel of columns [n0, n0 + nr) (nr <= QNR; the columns past nr are zero points:
+ * their results are never stored). For each tap and 4 channels, each run of columns reads
+ * 4 channel rows of the uint8 NCHW input and interleaves them (stride 1: contiguous reads,
+ * which the compiler vectorizes); the columns whose tap falls outside the image, and the
+ * channels past C, read the zero point. */
+static inline __attribute__((always_inline)) void
+pack_body(uint8_t *restrict dst, const uint8_t *restrict xq, const nd_qconv_params *p, int64_t n0, int64_t nr)
+{
+    const int64_t ohw = p->oh * p->ow, OW = p->ow, H = p->h, W = p->w, C = p->c, cp4 = p->cp / 4;
+    const int64_t sw = p->sw;
+    const uint8_t z = (uint8_t)p->in_zero;
+    q_seg seg[QNR];
+    int ns = 0;
+    for (int64_t j = 0; j < nr;) {
+        const int64_t n = n0 + j, b = n / ohw, s = n % ohw, oy = s / OW, ox = s % OW;
+        int64_t len = OW - ox;
+        if (len > nr - j)
+            len = nr - j;
+        seg[ns++] = (q_seg){j, len, b, oy, ox};
+        j += len;
     }
+    if (nr < QNR)
+        for (int64_t g = 0; g < p->kh * p->kw * cp4; g++) memset(dst + (g * QNR + nr) * 4, z, (size_t)(QNR - nr) * 4);
     for (int64_t i = 0; i < p->kh; i++)
         for (int64_t jj = 0; jj < p->kw; jj++) {
-            uint8_t *restrict d = dst + (i * p->kw + jj) * cp4 * (QNR * 4);
-            for (int j = 0; j < QNR; j++) {
-                const int64_t iy = iy0[j] + i * p->dh, ix = ix0[j] + jj * p->dw;
-                const uint8_t *src = (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w)
-                                         ? zrow
-                                         : xq + ((img[j] * p->h + iy) * p->w + ix) * p->cp;
-                for (int64_t c4 = 0; c4 < cp4; c4++) memcpy(d + (c4 * QNR + j) * 4, src + 4 * c4, 4);
+            const int64_t t = i * p->kw + jj, off = jj * p->dw - p->pad_l;   /* ix = ox*sw + off */
+            for (int si = 0; si < ns; si++) {
+                const q_seg sg = seg[si];
+                const int64_t iy = sg.oy * p->sh - p->pad_t + i * p->dh;
+                const int row_in = iy >= 0 && iy < H;
+                /* output columns ox in [lo, hi) read inside the row */
+                int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+                if (lo < sg.ox) lo = sg.ox;
+                if (hi > sg.ox + sg.len) hi = sg.ox + sg.len;
+                if (!row_in || hi < lo)
+                    hi = lo = sg.ox;
+                for (int64_t c4 = 0; c4 < cp4; c4++) {
+                    uint8_t *restrict d = dst + ((t * cp4 + c4) * QNR + sg.j - sg.ox) * 4;   /* d[ox*4 + q] */
+                    const uint8_t *r[4];
+                    int full = 1;
+                    for (int q = 0; q < 4; q++) {
+                        const int64_t c = 4 * c4 + q;
+                        r[q] = (c < C && row_in) ? xq + ((sg.b * C + c) * H + iy) * W + off : NULL;
+                        full &= r[q] != NULL;
+                    }
+                    for (int64_t ox = sg.ox; ox < lo; ox++) memset(d + ox * 4, z, 4);
+                    for (int64_t ox = hi; ox < sg.ox + sg.len; ox++) memset(d + ox * 4, z, 4);
+                    if (full && sw == 1) {
+                        const uint8_t *restrict r0 = r[0], *restrict r1 = r[1], *restrict r2 = r[2], *restrict r3 = r[3];
+                        for (int64_t ox = lo; ox < hi; ox++) {
+                            d[ox * 4] = r0[ox];
+                            d[ox * 4 + 1] = r1[ox];
+                            d[ox * 4 + 2] = r2[ox];
+                            d[ox * 4 + 3] = r3[ox];
+                        }
+                    } else {
+                        for (int q = 0; q < 4; q++)
+                            for (int64_t ox = lo; ox < hi; ox++) d[ox * 4 + q] = r[q] ? r[q][ox * sw] : z;
+                    }
+                }
             }
         }
 }
 
-/* float32 output of the tile: rows m0 .. m0+mr, columns n0 .. n0+nr */
+/* float32 output of the tile: rows m0 .. m0+mr, columns n0 .. n0+nr, cut into runs that
+ * lie in one image's plane (one run unless the panel crosses images; an FC's columns are
+ * runs of 1), each a contiguous, vectorized row per channel */
 static inline __attribute__((always_inline)) void
 epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
          const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
          int64_t mr, int64_t n0, int64_t nr)
 {
     const int64_t ohw = p->oh * p->ow, oc = p->oc;
-    const int64_t b0 = n0 / ohw, s0 = n0 % ohw;
     const int act = p->act;
-    if (s0 + nr <= ohw) {               /* the columns are one run of one image's plane */
+    for (int64_t j0 = 0; j0 < nr;) {
+        const int64_t b0 = (n0 + j0) / ohw, s0 = (n0 + j0) % ohw;
+        const int64_t len = ohw - s0 < nr - j0 ? ohw - s0 : nr - j0;
         for (int64_t i = 0; i < mr; i++) {
             const int64_t m = m0 + i;
             const float sc = scale[m], bi = bias[m];
             const int32_t cm = comp[m];
-            const int32_t *restrict a = acc + i * QNR;
+            const int32_t *restrict a = acc + i * QNR + j0;
             float *restrict y = out + (b0 * oc + m) * ohw + s0;
             if (res) {
                 const float *restrict r = res + (b0 * oc + m) * ohw + s0;
-                for (int64_t j = 0; j < nr; j++) y[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
+                for (int64_t j = 0; j < len; j++) y[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
             } else {
-                for (int64_t j = 0; j < nr; j++) y[j] = (float)(a[j] - cm) * sc + bi;
+                for (int64_t j = 0; j < len; j++) y[j] = (float)(a[j] - cm) * sc + bi;
             }
             if (act == ND_ACT_RELU)
-                for (int64_t j = 0; j < nr; j++) y[j] = y[j] < 0.0f ? 0.0f : y[j];
+                for (int64_t j = 0; j < len; j++) y[j] = y[j] < 0.0f ? 0.0f : y[j];
+            else if (act != ND_ACT_NONE && len >= 16)
+                nd_act_inplace(y, len, act);
             else if (act != ND_ACT_NONE)
-                nd_act_inplace(y, nr, act);
+                for (int64_t j = 0; j < len; j++) y[j] = nd_act1(y[j], act);
         }
-        return;
-    }
-    for (int64_t i = 0; i < mr; i++) {  /* the panel crosses images (or an FC's rows): per value */
-        const int64_t m = m0 + i;
-        for (int64_t j = 0; j < nr; j++) {
-            const int64_t n = n0 + j, idx = ((n / ohw) * oc + m) * ohw + n % ohw;
-            float v = (float)(acc[i * QNR + j] - comp[m]) * scale[m] + bias[m];
-            if (res)
-                v = v + res[idx];
-            out[idx] = nd_act1(v, act);
-        }
+        j0 += len;
     }
 }
 
 typedef struct {
     void (*quant)(uint8_t *xq, const float *x, const nd_qconv_params *p, int64_t r0, int64_t r1);
-    void (*pack)(uint8_t *dst, const uint8_t *xq, const uint8_t *zrow, const nd_qconv_params *p, int64_t n0,
-                 int64_t nr);
+    void (*pack)(uint8_t *dst, const uint8_t *xq, const nd_qconv_params *p, int64_t n0, int64_t nr);
     void (*epi)(float *out, const float *res, const int32_t *acc, const float *scale, const float *bias,
                 const int32_t *comp, const nd_qconv_params *p, int64_t m0, int64_t mr, int64_t n0, int64_t nr);
 } q_loops;
@@ -167,10 +205,10 @@ typedef struct {
     {                                                                                              \
         quant_body(xq, x, p, r0, r1);                                                              \
     }                                                                                              \
-    attr static void pack_##suffix(uint8_t *dst, const uint8_t *xq, const uint8_t *zrow,          \
-                                   const nd_qconv_params *p, int64_t n0, int64_t nr)               \
+    attr static void pack_##suffix(uint8_t *dst, const uint8_t *xq, const nd_qconv_params *p,     \
+                                   int64_t n0, int64_t nr)                                         \
     {                                                                                              \
-        pack_body(dst, xq, zrow, p, n0, nr);                                                       \
+        pack_body(dst, xq, p, n0, nr);                                                             \
     }                                                                                              \
     attr static void epi_##suffix(float *out, const float *res, const int32_t *acc, const float *scale, \
                                   const float *bias, const int32_t *comp, const nd_qconv_params *p,   \
@@ -178,7 +216,10 @@ typedef struct {
     {                                                                                              \
         epi_body(out, res, acc, scale, bias, comp, p, m0, mr, n0, nr);                             \
     }                                                                                              \
-    static const q_loops q_loops_##suffix = {quant_##suffix, pack_##suffix, epi_##suffix};
+    static const q_loops q_loops_##suffix = {QUANT_##suffix, pack_##suffix, epi_##suffix};
+#define QUANT_portable quant_portable
+#define QUANT_avx2 quant_vec_avx2
+#define QUANT_avx512 quant_vec_avx512
 ND_EACH_ISA(DEFINE_Q)
 
 static const q_loops *loops_for_level(int level)
@@ -268,14 +309,14 @@ static int params_ok(const nd_qconv_params *p)
 }
 
 static int64_t ocp_of(const nd_qconv_params *p) { return (p->oc + QMR - 1) / QMR * QMR; }
-static int64_t xq_bytes(const nd_qconv_params *p) { return ALIGN64(p->n * p->h * p->w * p->cp); }
+static int64_t xq_bytes(const nd_qconv_params *p) { return ALIGN64(p->n * p->c * p->h * p->w); }
 static int64_t panel_bytes(const nd_qconv_params *p) { return ALIGN64(p->kh * p->kw * p->cp * QNR); }
 
 int64_t nd_qconv_ws_floats(const nd_qconv_params *p)
 {
     if (!params_ok(p))
         return -1;
-    const int64_t bytes = xq_bytes(p) + ALIGN64(p->cp) + (int64_t)p->threads * panel_bytes(p) + 64;
+    const int64_t bytes = xq_bytes(p) + (int64_t)p->threads * panel_bytes(p) + 64;
     return (bytes + 3) / 4;
 }
 
@@ -302,20 +343,20 @@ nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const 
     uint8_t *base = (uint8_t *)ws;
     base += (64 - ((uintptr_t)base & 63)) & 63;
     uint8_t *xq = base;
-    uint8_t *zrow = xq + xq_bytes(p);
-    uint8_t *panels = zrow + ALIGN64(p->cp);
-    memset(zrow, p->in_zero, (size_t)p->cp);
+    uint8_t *panels = xq + xq_bytes(p);
 
     const q_loops *L = loops_for_level(nd_isa_level());
     const nd_quk_fn uk = quk_for(p->layout);
     const int threads = nd_threads(p->threads);
-    const int64_t rows = p->n * p->h;
+    const int64_t nx = p->n * p->c * p->h * p->w, chunk = 16384;
+    const int64_t nchunks = (nx + chunk - 1) / chunk;
     (void)threads;
 
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nchunks > 1)
 #endif
-    for (int64_t r = 0; r < rows; r++) L->quant(xq, in[0], p, r, r + 1);
+    for (int64_t ci = 0; ci < nchunks; ci++)
+        L->quant(xq, in[0], p, ci * chunk, (ci + 1) * chunk < nx ? (ci + 1) * chunk : nx);
 
     const int64_t ncols = p->n * p->oh * p->ow;
     const int64_t npan = (ncols + QNR - 1) / QNR, nmb = ocp / QMR;
@@ -339,7 +380,7 @@ nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const 
         const int64_t pan = t / msplit, ms = t % msplit;
         const int64_t n0 = pan * QNR, nr = ncols - n0 < QNR ? ncols - n0 : QNR;
         const int64_t rb0 = ms * nmb / msplit, rb1 = (ms + 1) * nmb / msplit;
-        L->pack(bp, xq, zrow, p, n0, nr);
+        L->pack(bp, xq, p, n0, nr);
         for (int64_t rb = rb0; rb < rb1; rb++) {
             const int64_t m0 = rb * QMR, mr = p->oc - m0 < QMR ? p->oc - m0 : QMR;
             uk(k4, blob + rb * a_panel, bp, acc);

@@ -21,5 +21,7 @@ void nd_quk_l2_portable(int64_t k4, const void *ap, const uint8_t *bp, int32_t *
 void nd_quk_avx2(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
 void nd_quk_vnni(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
 int nd_cpu_has_vnni(void);
+void nd_quant_u8_avx2(uint8_t *xq, const float *x, int64_t n, float inv, float z);
+void nd_quant_u8_avx512(uint8_t *xq, const float *x, int64_t n, float inv, float z);
 #endif
 #endif

@@ -21,30 +21,99 @@
 
 #define TGT __attribute__((target("avx2")))
 
+/* named accumulators: with an array of vectors GCC kept them on the stack */
 TGT void nd_quk_avx2(int64_t k4, const void *ap_, const uint8_t *bp, int32_t *acc)
 {
     const int16_t *ap = (const int16_t *)ap_;
     const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
     for (int sb = 0; sb < QNR / 8; sb++) {
-        __m256i c[QMR][2];
-        for (int i = 0; i < QMR; i++) c[i][0] = c[i][1] = _mm256_setzero_si256();
+        __m256i l0 = _mm256_setzero_si256(), h0 = l0;
+        __m256i l1 = _mm256_setzero_si256(), h1 = l1;
+        __m256i l2 = _mm256_setzero_si256(), h2 = l2;
+        __m256i l3 = _mm256_setzero_si256(), h3 = l3;
+        __m256i l4 = _mm256_setzero_si256(), h4 = l4;
+        __m256i l5 = _mm256_setzero_si256(), h5 = l5;
         for (int64_t g = 0; g < k4; g++) {
             const uint8_t *b = bp + g * (QNR * 4) + sb * 32;
             const __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)b));
             const __m256i hi = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + 16)));
             const int16_t *a = ap + g * (QMR * 4);
-            for (int i = 0; i < QMR; i++) {
+            {
                 int64_t w4;
-                memcpy(&w4, a + 4 * i, 8);
+                memcpy(&w4, a + 0, 8);
                 const __m256i wv = _mm256_set1_epi64x(w4);
-                c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(lo, wv));
-                c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(hi, wv));
+                l0 = _mm256_add_epi32(l0, _mm256_madd_epi16(lo, wv));
+                h0 = _mm256_add_epi32(h0, _mm256_madd_epi16(hi, wv));
+            }
+            {
+                int64_t w4;
+                memcpy(&w4, a + 4, 8);
+                const __m256i wv = _mm256_set1_epi64x(w4);
+                l1 = _mm256_add_epi32(l1, _mm256_madd_epi16(lo, wv));
+                h1 = _mm256_add_epi32(h1, _mm256_madd_epi16(hi, wv));
+            }
+            {
+                int64_t w4;
+                memcpy(&w4, a + 8, 8);
+                const __m256i wv = _mm256_set1_epi64x(w4);
+                l2 = _mm256_add_epi32(l2, _mm256_madd_epi16(lo, wv));
+                h2 = _mm256_add_epi32(h2, _mm256_madd_epi16(hi, wv));
+            }
+            {
+                int64_t w4;
+                memcpy(&w4, a + 12, 8);
+                const __m256i wv = _mm256_set1_epi64x(w4);
+                l3 = _mm256_add_epi32(l3, _mm256_madd_epi16(lo, wv));
+                h3 = _mm256_add_epi32(h3, _mm256_madd_epi16(hi, wv));
+            }
+            {
+                int64_t w4;
+                memcpy(&w4, a + 16, 8);
+                const __m256i wv = _mm256_set1_epi64x(w4);
+                l4 = _mm256_add_epi32(l4, _mm256_madd_epi16(lo, wv));
+                h4 = _mm256_add_epi32(h4, _mm256_madd_epi16(hi, wv));
+            }
+            {
+                int64_t w4;
+                memcpy(&w4, a + 20, 8);
+                const __m256i wv = _mm256_set1_epi64x(w4);
+                l5 = _mm256_add_epi32(l5, _mm256_madd_epi16(lo, wv));
+                h5 = _mm256_add_epi32(h5, _mm256_madd_epi16(hi, wv));
             }
         }
-        for (int i = 0; i < QMR; i++) {
-            const __m256i s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(c[i][0], c[i][1]), order);
-            _mm256_storeu_si256((__m256i *)(acc + i * QNR + sb * 8), s);
-        }
+        _mm256_storeu_si256((__m256i *)(acc + 0 * QNR + sb * 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(l0, h0), order));
+        _mm256_storeu_si256((__m256i *)(acc + 1 * QNR + sb * 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(l1, h1), order));
+        _mm256_storeu_si256((__m256i *)(acc + 2 * QNR + sb * 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(l2, h2), order));
+        _mm256_storeu_si256((__m256i *)(acc + 3 * QNR + sb * 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(l3, h3), order));
+        _mm256_storeu_si256((__m256i *)(acc + 4 * QNR + sb * 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(l4, h4), order));
+        _mm256_storeu_si256((__m256i *)(acc + 5 * QNR + sb * 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(l5, h5), order));
+    }
+}
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+/* xq[i] = q8(x[i]) (kernels/qconv.c) for i < n, 8 at a time (see nd_quant_u8_avx512) */
+__attribute__((target("avx2"))) void nd_quant_u8_avx2(uint8_t *xq, const float *x, int64_t n, float inv, float z)
+{
+    const __m256 vinv = _mm256_set1_ps(inv), vz = _mm256_set1_ps(z), lo = _mm256_setzero_ps(),
+                 hi = _mm256_set1_ps(255.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv), vz);
+        v = _mm256_blendv_ps(v, vz, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+        const __m256i d = _mm256_cvtps_epi32(v);                    /* 0 .. 255 */
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+        const __m128i b8 = _mm_packus_epi16(w16, w16);
+        _mm_storel_epi64((__m128i *)(xq + i), b8);
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v + z;
+        v = v == v ? v : z;
+        v = v < 0.0f ? 0.0f : v;
+        v = v > 255.0f ? 255.0f : v;
+        xq[i] = (uint8_t)(int32_t)((v + 12582912.0f) - 12582912.0f);
     }
 }
 #endif

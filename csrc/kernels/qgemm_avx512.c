@@ -22,12 +22,16 @@ int nd_cpu_has_vnni(void)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
 }
 
+/* 24 named accumulators: with an array of vectors GCC kept them on the stack */
 TGT void nd_quk_vnni(int64_t k4, const void *ap_, const uint8_t *bp, int32_t *acc)
 {
     const int8_t *ap = (const int8_t *)ap_;
-    __m512i c[QMR][4];
-    for (int i = 0; i < QMR; i++)
-        for (int v = 0; v < 4; v++) c[i][v] = _mm512_setzero_si512();
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00;
+    __m512i c10 = _mm512_setzero_si512(), c11 = c10, c12 = c10, c13 = c10;
+    __m512i c20 = _mm512_setzero_si512(), c21 = c20, c22 = c20, c23 = c20;
+    __m512i c30 = _mm512_setzero_si512(), c31 = c30, c32 = c30, c33 = c30;
+    __m512i c40 = _mm512_setzero_si512(), c41 = c40, c42 = c40, c43 = c40;
+    __m512i c50 = _mm512_setzero_si512(), c51 = c50, c52 = c50, c53 = c50;
     for (int64_t g = 0; g < k4; g++) {
         const uint8_t *b = bp + g * (QNR * 4);
         const __m512i b0 = _mm512_loadu_si512((const void *)b);
@@ -35,17 +39,100 @@ TGT void nd_quk_vnni(int64_t k4, const void *ap_, const uint8_t *bp, int32_t *ac
         const __m512i b2 = _mm512_loadu_si512((const void *)(b + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(b + 192));
         const int8_t *a = ap + g * (QMR * 4);
-        for (int i = 0; i < QMR; i++) {
+        {
             int32_t w4;
-            memcpy(&w4, a + 4 * i, 4);
+            memcpy(&w4, a + 0, 4);
             const __m512i wv = _mm512_set1_epi32(w4);
-            c[i][0] = _mm512_dpbusd_epi32(c[i][0], b0, wv);
-            c[i][1] = _mm512_dpbusd_epi32(c[i][1], b1, wv);
-            c[i][2] = _mm512_dpbusd_epi32(c[i][2], b2, wv);
-            c[i][3] = _mm512_dpbusd_epi32(c[i][3], b3, wv);
+            c00 = _mm512_dpbusd_epi32(c00, b0, wv);
+            c01 = _mm512_dpbusd_epi32(c01, b1, wv);
+            c02 = _mm512_dpbusd_epi32(c02, b2, wv);
+            c03 = _mm512_dpbusd_epi32(c03, b3, wv);
+        }
+        {
+            int32_t w4;
+            memcpy(&w4, a + 4, 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            c10 = _mm512_dpbusd_epi32(c10, b0, wv);
+            c11 = _mm512_dpbusd_epi32(c11, b1, wv);
+            c12 = _mm512_dpbusd_epi32(c12, b2, wv);
+            c13 = _mm512_dpbusd_epi32(c13, b3, wv);
+        }
+        {
+            int32_t w4;
+            memcpy(&w4, a + 8, 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            c20 = _mm512_dpbusd_epi32(c20, b0, wv);
+            c21 = _mm512_dpbusd_epi32(c21, b1, wv);
+            c22 = _mm512_dpbusd_epi32(c22, b2, wv);
+            c23 = _mm512_dpbusd_epi32(c23, b3, wv);
+        }
+        {
+            int32_t w4;
+            memcpy(&w4, a + 12, 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            c30 = _mm512_dpbusd_epi32(c30, b0, wv);
+            c31 = _mm512_dpbusd_epi32(c31, b1, wv);
+            c32 = _mm512_dpbusd_epi32(c32, b2, wv);
+            c33 = _mm512_dpbusd_epi32(c33, b3, wv);
+        }
+        {
+            int32_t w4;
+            memcpy(&w4, a + 16, 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            c40 = _mm512_dpbusd_epi32(c40, b0, wv);
+            c41 = _mm512_dpbusd_epi32(c41, b1, wv);
+            c42 = _mm512_dpbusd_epi32(c42, b2, wv);
+            c43 = _mm512_dpbusd_epi32(c43, b3, wv);
+        }
+        {
+            int32_t w4;
+            memcpy(&w4, a + 20, 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            c50 = _mm512_dpbusd_epi32(c50, b0, wv);
+            c51 = _mm512_dpbusd_epi32(c51, b1, wv);
+            c52 = _mm512_dpbusd_epi32(c52, b2, wv);
+            c53 = _mm512_dpbusd_epi32(c53, b3, wv);
         }
     }
-    for (int i = 0; i < QMR; i++)
-        for (int v = 0; v < 4; v++) _mm512_storeu_si512((void *)(acc + i * QNR + 16 * v), c[i][v]);
+#define ST(i, v0, v1, v2, v3)                                                                      \
+    do {                                                                                           \
+        _mm512_storeu_si512((void *)(acc + (i) * QNR), v0);                                        \
+        _mm512_storeu_si512((void *)(acc + (i) * QNR + 16), v1);                                   \
+        _mm512_storeu_si512((void *)(acc + (i) * QNR + 32), v2);                                   \
+        _mm512_storeu_si512((void *)(acc + (i) * QNR + 48), v3);                                   \
+    } while (0)
+    ST(0, c00, c01, c02, c03);
+    ST(1, c10, c11, c12, c13);
+    ST(2, c20, c21, c22, c23);
+    ST(3, c30, c31, c32, c33);
+    ST(4, c40, c41, c42, c43);
+    ST(5, c50, c51, c52, c53);
+#undef ST
+}
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+/* xq[i] = q8(x[i]) (kernels/qconv.c) for i < n, 16 at a time: the scalar form has branches
+ * GCC does not vectorize. vcvtps2dq rounds half to even (the default MXCSR), as q8's 1.5 * 2^23
+ * trick does, and the NaN lanes take z before the clamp, so every lane equals q8. */
+__attribute__((target("avx512f"))) void nd_quant_u8_avx512(uint8_t *xq, const float *x, int64_t n, float inv, float z)
+{
+    const __m512 vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z), lo = _mm512_setzero_ps(),
+                 hi = _mm512_set1_ps(255.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv), vz);
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), vz);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm_storeu_si128((__m128i *)(xq + i), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v + z;
+        v = v == v ? v : z;
+        v = v < 0.0f ? 0.0f : v;
+        v = v > 255.0f ? 255.0f : v;
+        xq[i] = (uint8_t)(int32_t)((v + 12582912.0f) - 12582912.0f);
+    }
 }
 #endif
