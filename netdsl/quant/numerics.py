@@ -36,6 +36,12 @@ def weight_qparams(w: np.ndarray):
     return q.reshape(w.shape), scale
 
 
+def dequantize_weight(wq, scale):
+    """float32 Wq * s_w (per output channel)."""
+    shp = (-1,) + (1,) * (np.ndim(wq) - 1)
+    return (np.asarray(wq, np.float32) * np.asarray(scale, np.float32).reshape(shp)).astype(np.float32)
+
+
 def act_qparams(lo: float, hi: float):
     """uint8 (scale, zero point) for the range [lo, hi] (widened to hold 0, so that zero
     padding is exact; a zero-width range gets scale 1)."""

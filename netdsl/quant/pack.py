@@ -104,13 +104,17 @@ def qconv_fields(op, attrs, in_shape, out_shape, n, in_scale, in_zero, act=0, re
                 layout=layout)
 
 
-def qconv_call(fields, wq, w_scale, bias, in_scale, in_zero):
-    """A KernelCall for nd_qconv_f32 whose weights are the packed blob (built here, once)."""
+def qconv_call(fields, wq, w_scale, bias, in_scale, in_zero, blob=None):
+    """A KernelCall for nd_qconv_f32 whose weights are the packed blob (built here, or `blob`
+    when the caller packed this layer for this layout already)."""
     p = _lib.ffi.new("nd_qconv_params *", fields)
     ws = int(_lib.lib.nd_qconv_ws_floats(p))
     if ws < 0:
         raise PlanError(f"nd_qconv_params: the int8 kernel rejects these sizes ({fields})")
-    blob, a_bytes = pack_weights(wq, w_scale, bias, in_scale, in_zero, fields["layout"])
+    if blob is None:
+        blob, a_bytes = pack_weights(wq, w_scale, bias, in_scale, in_zero, fields["layout"])
+    else:
+        a_bytes = fields["a_bytes"]
     if a_bytes != fields["a_bytes"]:
         raise PlanError(f"int8 blob layout mismatch: a_bytes {a_bytes} != {fields['a_bytes']}")
     return KernelCall("nd_qconv_f32", "nd_qconv_params", fields, ws, weights=(None, None),
