@@ -802,6 +802,8 @@ def build_parser():
     _viz_image_parsers(sub)
     from .cli_train import add_parser as _train_parser
     _train_parser(sub)
+    from .cli_quant import add_parser as _quant_parser
+    _quant_parser(sub)
     return p
 
 
