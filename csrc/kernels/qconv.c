@@ -156,27 +156,67 @@ pack_body(uint8_t *restrict dst, const uint8_t *restrict xq, const nd_qconv_para
         }
 }
 
-/* float32 output of the tile: rows m0 .. m0+mr, columns n0 .. n0+nr, cut into runs that
- * lie in one image's plane (one run unless the panel crosses images; an FC's columns are
- * runs of 1), each a contiguous, vectorized row per channel */
-static inline __attribute__((always_inline)) void
-epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
-         const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
-         int64_t mr, int64_t n0, int64_t nr)
+/* One run of a tile's columns whose outputs are contiguous: tile columns [j, j + len) go to
+ * out[obase + m * OH*OW + (0 .. len)] for channel m. */
+typedef struct {
+    int64_t j, len, obase;
+} q_run;
+
+/* the runs of a packed panel (columns n0 .. n0+nr, batch folded): one per image it touches */
+static int runs_packed(q_run *run, const nd_qconv_params *p, int64_t n0, int64_t nr)
 {
-    const int64_t ohw = p->oh * p->ow, oc = p->oc;
-    const int act = p->act;
+    const int64_t ohw = p->oh * p->ow;
+    int k = 0;
     for (int64_t j0 = 0; j0 < nr;) {
         const int64_t b0 = (n0 + j0) / ohw, s0 = (n0 + j0) % ohw;
         const int64_t len = ohw - s0 < nr - j0 ? ohw - s0 : nr - j0;
+        run[k++] = (q_run){j0, len, b0 * p->oc * ohw + s0};
+        j0 += len;
+    }
+    return k;
+}
+
+/* the runs of a direct panel of image b: virtual columns n' = n0 + j = oy * Wv + x (Wv the
+ * padded input width / stride); x >= OW and oy >= OH are not outputs */
+static int runs_direct(q_run *run, const nd_qconv_params *p, int64_t wp, int64_t b, int64_t n0)
+{
+    const int64_t ohw = p->oh * p->ow;
+    int k = 0;
+    for (int64_t j = 0; j < QNR;) {
+        const int64_t n = n0 + j, oy = n / wp, x = n % wp;
+        if (oy >= p->oh)
+            break;
+        if (x >= p->ow) {
+            j += wp - x;
+            continue;
+        }
+        const int64_t len = (p->ow - x) < (QNR - j) ? (p->ow - x) : (QNR - j);
+        run[k++] = (q_run){j, len, b * p->oc * ohw + oy * p->ow + x};
+        j += len;
+    }
+    return k;
+}
+
+/* float32 output of the tile: rows m0 .. m0+mr, each run a contiguous, vectorized row per
+ * channel */
+static inline __attribute__((always_inline)) void
+epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
+         const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
+         int64_t mr, const q_run *runs, int nruns)
+{
+    const int64_t ohw = p->oh * p->ow;
+    const int act = p->act;
+    for (int ri = 0; ri < nruns; ri++) {
+        const int64_t j0 = runs[ri].j, len = runs[ri].len;
         for (int64_t i = 0; i < mr; i++) {
             const int64_t m = m0 + i;
             const float sc = scale[m], bi = bias[m];
             const int32_t cm = comp[m];
             const int32_t *restrict a = acc + i * QNR + j0;
-            float *restrict y = out + (b0 * oc + m) * ohw + s0;
+            const int64_t o = runs[ri].obase + m * ohw;
+            float *restrict y = out + o;
             if (res) {
-                const float *restrict r = res + (b0 * oc + m) * ohw + s0;
+                const float *restrict r = res + o;
                 for (int64_t j = 0; j < len; j++) y[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
             } else {
                 for (int64_t j = 0; j < len; j++) y[j] = (float)(a[j] - cm) * sc + bi;
@@ -188,15 +228,103 @@ epi_body(float *restrict out, const float *restrict res, const int32_t *restrict
             else if (act != ND_ACT_NONE)
                 for (int64_t j = 0; j < len; j++) y[j] = nd_act1(y[j], act);
         }
-        j0 += len;
     }
 }
+
+/* The direct layout (dilation 1, equal strides s): the input quantized into 4-channel groups
+ * of padded planes split into s row phases, xq4[b][c4][phase][Hs][Wp][4] — padded row yp is
+ * row yp / s of phase yp % s; Wp = pad_l + W + pad_r rounded up to a multiple of s, Hs =
+ * ceil((pad_t + H + pad_b) / s); borders and channels past C hold the zero point. Then for
+ * the virtual columns n' = oy*Wv + x (Wv = Wp / s) and tap (i, j) the input pixel is
+ * s*n' + (i / s)*Wp + j of phase i % s: a B panel row is 64 consecutive 4-byte pixels
+ * (stride 1: one copy) or every s-th one. Row r of the planes (r over b, c4, yp < s*Hs) is
+ * one call. */
+typedef struct {
+    int64_t s, hp, wp, hs, wv;
+} q_geo;
+
+static inline q_geo geo_of(const nd_qconv_params *p)
+{
+    q_geo g;
+    g.s = p->sh;
+    g.hp = p->pad_t + p->h + p->pad_b;
+    g.wp = (p->pad_l + p->w + p->pad_r + g.s - 1) / g.s * g.s;
+    g.hs = (g.hp + g.s - 1) / g.s;
+    g.wv = g.wp / g.s;
+    return g;
+}
+
+static inline __attribute__((always_inline)) void
+quant4_body(uint8_t *restrict xq4, const float *restrict x, const nd_qconv_params *p, int64_t r,
+            void (*rows4)(uint8_t *, const float *const *, int64_t, float, float))
+{
+    const q_geo g = geo_of(p);
+    const int64_t cp4 = p->cp / 4, H = p->h, W = p->w, C = p->c, rows = g.s * g.hs;
+    const int64_t b = r / (cp4 * rows), rem = r % (cp4 * rows), c4 = rem / rows, yp = rem % rows;
+    const int64_t y = yp - p->pad_t;
+    uint8_t *restrict d = xq4 + (((b * cp4 + c4) * g.s + yp % g.s) * g.hs + yp / g.s) * g.wp * 4;
+    const uint8_t z = (uint8_t)p->in_zero;
+    if (y < 0 || y >= H) {
+        memset(d, z, (size_t)(g.wp * 4));
+        return;
+    }
+    memset(d, z, (size_t)(p->pad_l * 4));
+    memset(d + (p->pad_l + W) * 4, z, (size_t)((g.wp - p->pad_l - W) * 4));
+    const float *rws[4];
+    for (int q = 0; q < 4; q++) {
+        const int64_t c = 4 * c4 + q;
+        rws[q] = c < C ? x + ((b * C + c) * H + y) * W : NULL;
+    }
+    rows4(d + p->pad_l * 4, rws, W, p->in_inv_scale, (float)p->in_zero);
+}
+
+static inline __attribute__((always_inline)) void
+pack_direct_body(uint8_t *restrict dst, const uint8_t *restrict xq4, const nd_qconv_params *p, int64_t b,
+                 int64_t n0)
+{
+    const q_geo g = geo_of(p);
+    const int64_t cp4 = p->cp / 4, plane = g.hs * g.wp * 4, S = g.s;
+    const uint8_t *img = xq4 + b * cp4 * S * plane;
+    for (int64_t i = 0; i < p->kh; i++)
+        for (int64_t j = 0; j < p->kw; j++) {
+            const int64_t t = i * p->kw + j;
+            const uint8_t *src = img + (i % S) * plane + (S * n0 + (i / S) * g.wp + j) * 4;
+            for (int64_t c4 = 0; c4 < cp4; c4++) {
+                uint8_t *restrict d = dst + (t * cp4 + c4) * (QNR * 4);
+                const uint8_t *restrict sp = src + c4 * S * plane;
+                if (S == 1) {
+                    memcpy(d, sp, QNR * 4);
+                } else {
+                    uint32_t *restrict d32 = (uint32_t *)d;
+                    for (int jj = 0; jj < QNR; jj++) memcpy(d32 + jj, sp + 4 * S * jj, 4);
+                }
+            }
+        }
+}
+
+void nd_quant_u8_strided(uint8_t *d, const float *r, int64_t n, float inv, float z)
+{
+    for (int64_t x = 0; x < n; x++) d[4 * x] = r ? q8(r[x], inv, z) : (uint8_t)z;
+}
+
+/* d[4x + q] = q8(rows[q][x]) for x < n (a NULL row: the zero point) — scalar */
+static void rows4_scalar(uint8_t *d, const float *const *rows, int64_t n, float inv, float z)
+{
+    for (int q = 0; q < 4; q++) {
+        const float *r = rows[q];
+        for (int64_t x = 0; x < n; x++) d[4 * x + q] = r ? q8(r[x], inv, z) : (uint8_t)z;
+    }
+}
+
 
 typedef struct {
     void (*quant)(uint8_t *xq, const float *x, const nd_qconv_params *p, int64_t r0, int64_t r1);
     void (*pack)(uint8_t *dst, const uint8_t *xq, const nd_qconv_params *p, int64_t n0, int64_t nr);
     void (*epi)(float *out, const float *res, const int32_t *acc, const float *scale, const float *bias,
-                const int32_t *comp, const nd_qconv_params *p, int64_t m0, int64_t mr, int64_t n0, int64_t nr);
+                const int32_t *comp, const nd_qconv_params *p, int64_t m0, int64_t mr, const q_run *runs,
+                int nruns);
+    void (*quant4)(uint8_t *xq4, const float *x, const nd_qconv_params *p, int64_t r);
+    void (*pack_direct)(uint8_t *dst, const uint8_t *xq4, const nd_qconv_params *p, int64_t b, int64_t n0);
 } q_loops;
 
 #define DEFINE_Q(suffix, attr)                                                                     \
@@ -212,14 +340,27 @@ typedef struct {
     }                                                                                              \
     attr static void epi_##suffix(float *out, const float *res, const int32_t *acc, const float *scale, \
                                   const float *bias, const int32_t *comp, const nd_qconv_params *p,   \
-                                  int64_t m0, int64_t mr, int64_t n0, int64_t nr)                  \
+                                  int64_t m0, int64_t mr, const q_run *runs, int nruns)            \
     {                                                                                              \
-        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, n0, nr);                             \
+        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns);                        \
     }                                                                                              \
-    static const q_loops q_loops_##suffix = {QUANT_##suffix, pack_##suffix, epi_##suffix};
+    attr static void quant4_##suffix(uint8_t *xq4, const float *x, const nd_qconv_params *p, int64_t r) \
+    {                                                                                              \
+        quant4_body(xq4, x, p, r, ROWS4_##suffix);                                                 \
+    }                                                                                              \
+    attr static void pack_direct_##suffix(uint8_t *dst, const uint8_t *xq4, const nd_qconv_params *p, \
+                                          int64_t b, int64_t n0)                                   \
+    {                                                                                              \
+        pack_direct_body(dst, xq4, p, b, n0);                                                      \
+    }                                                                                              \
+    static const q_loops q_loops_##suffix = {QUANT_##suffix, pack_##suffix, epi_##suffix, quant4_##suffix, \
+                                             pack_direct_##suffix};
 #define QUANT_portable quant_portable
 #define QUANT_avx2 quant_vec_avx2
 #define QUANT_avx512 quant_vec_avx512
+#define ROWS4_portable rows4_scalar
+#define ROWS4_avx2 nd_quant_rows4_avx2
+#define ROWS4_avx512 nd_quant_rows4_avx512
 ND_EACH_ISA(DEFINE_Q)
 
 static const q_loops *loops_for_level(int level)
@@ -309,7 +450,22 @@ static int params_ok(const nd_qconv_params *p)
 }
 
 static int64_t ocp_of(const nd_qconv_params *p) { return (p->oc + QMR - 1) / QMR * QMR; }
-static int64_t xq_bytes(const nd_qconv_params *p) { return ALIGN64(p->n * p->c * p->h * p->w); }
+/* dilation 1 and equal strides up to 4 take the direct layout (quant4_body); the others, and FCs (h = w = 1,
+ * where the batch is the only column: a direct panel would hold one), the packed one */
+static int is_direct(const nd_qconv_params *p)
+{
+    return p->sh == p->sw && p->sh <= 4 && p->dh == 1 && p->dw == 1 && !(p->h == 1 && p->w == 1);
+}
+/* bytes of the quantized input; the direct layout's slack covers the reads of the last
+ * panel's virtual columns past the last plane (their results are not stored) */
+static int64_t xq_bytes(const nd_qconv_params *p)
+{
+    if (is_direct(p)) {
+        const q_geo g = geo_of(p);
+        return ALIGN64(p->n * p->cp * g.s * g.hs * g.wp + (g.s * QNR + p->kw + (p->kh / g.s + 1) * g.wp) * 4);
+    }
+    return ALIGN64(p->n * p->c * p->h * p->w);
+}
 static int64_t panel_bytes(const nd_qconv_params *p) { return ALIGN64(p->kh * p->kw * p->cp * QNR); }
 
 int64_t nd_qconv_ws_floats(const nd_qconv_params *p)
@@ -348,18 +504,31 @@ nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const 
     const q_loops *L = loops_for_level(nd_isa_level());
     const nd_quk_fn uk = quk_for(p->layout);
     const int threads = nd_threads(p->threads);
-    const int64_t nx = p->n * p->c * p->h * p->w, chunk = 16384;
-    const int64_t nchunks = (nx + chunk - 1) / chunk;
+    const int direct = is_direct(p);
+    const q_geo g = geo_of(p);
+    const int64_t wp = g.wv;            /* the virtual columns' row length */
     (void)threads;
-
+    if (direct) {
+        const int64_t rows = p->n * (p->cp / 4) * g.s * g.hs, used = rows * g.wp * 4;
+        memset(xq + used, p->in_zero, (size_t)(xq_bytes(p) - used));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
+#endif
+        for (int64_t r = 0; r < rows; r++) L->quant4(xq, in[0], p, r);
+    } else {
+        const int64_t nx = p->n * p->c * p->h * p->w, chunk = 16384;
+        const int64_t nchunks = (nx + chunk - 1) / chunk;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nchunks > 1)
 #endif
-    for (int64_t ci = 0; ci < nchunks; ci++)
-        L->quant(xq, in[0], p, ci * chunk, (ci + 1) * chunk < nx ? (ci + 1) * chunk : nx);
+        for (int64_t ci = 0; ci < nchunks; ci++)
+            L->quant(xq, in[0], p, ci * chunk, (ci + 1) * chunk < nx ? (ci + 1) * chunk : nx);
+    }
 
+    /* columns: packed, n = b*OH*OW + s; direct, per image ppi panels of virtual columns */
     const int64_t ncols = p->n * p->oh * p->ow;
-    const int64_t npan = (ncols + QNR - 1) / QNR, nmb = ocp / QMR;
+    const int64_t ppi = (p->oh * wp + QNR - 1) / QNR;
+    const int64_t npan = direct ? p->n * ppi : (ncols + QNR - 1) / QNR, nmb = ocp / QMR;
     int64_t msplit = 1;
     if (npan < threads) {
         msplit = (threads + npan - 1) / npan;
@@ -378,13 +547,22 @@ nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const 
         int32_t acc[QMR * QNR] __attribute__((aligned(64)));
         uint8_t *bp = panels + (int64_t)tid * panel_bytes(p);
         const int64_t pan = t / msplit, ms = t % msplit;
-        const int64_t n0 = pan * QNR, nr = ncols - n0 < QNR ? ncols - n0 : QNR;
         const int64_t rb0 = ms * nmb / msplit, rb1 = (ms + 1) * nmb / msplit;
-        L->pack(bp, xq, p, n0, nr);
+        q_run runs[QNR];
+        int nruns;
+        if (direct) {
+            const int64_t b = pan / ppi, n0 = (pan % ppi) * QNR;
+            L->pack_direct(bp, xq, p, b, n0);
+            nruns = runs_direct(runs, p, wp, b, n0);
+        } else {
+            const int64_t n0 = pan * QNR, nr = ncols - n0 < QNR ? ncols - n0 : QNR;
+            L->pack(bp, xq, p, n0, nr);
+            nruns = runs_packed(runs, p, n0, nr);
+        }
         for (int64_t rb = rb0; rb < rb1; rb++) {
             const int64_t m0 = rb * QMR, mr = p->oc - m0 < QMR ? p->oc - m0 : QMR;
             uk(k4, blob + rb * a_panel, bp, acc);
-            L->epi(out, res, acc, scale, bvec, comp, p, m0, mr, n0, nr);
+            L->epi(out, res, acc, scale, bvec, comp, p, m0, mr, runs, nruns);
         }
     }
     return ND_OK;

@@ -13,6 +13,9 @@
 
 enum { QMR = 6, QNR = 64 };
 
+/* d[4x] = q8(r[x]) for x < n (kernels/qconv.c's scalar quantization), r NULL: the zero point z */
+void nd_quant_u8_strided(uint8_t *d, const float *r, int64_t n, float inv, float z);
+
 typedef void (*nd_quk_fn)(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
 
 void nd_quk_l1_portable(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
@@ -23,5 +26,7 @@ void nd_quk_vnni(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
 int nd_cpu_has_vnni(void);
 void nd_quant_u8_avx2(uint8_t *xq, const float *x, int64_t n, float inv, float z);
 void nd_quant_u8_avx512(uint8_t *xq, const float *x, int64_t n, float inv, float z);
+void nd_quant_rows4_avx2(uint8_t *d, const float *const *rows, int64_t n, float inv, float z);
+void nd_quant_rows4_avx512(uint8_t *d, const float *const *rows, int64_t n, float inv, float z);
 #endif
 #endif

@@ -136,3 +136,37 @@ __attribute__((target("avx512f"))) void nd_quant_u8_avx512(uint8_t *xq, const fl
     }
 }
 #endif
+
+#if defined(__x86_64__) || defined(__i386__)
+/* d[4x + q] = q8(rows[q][x]) for x < n (NULL row: z): 16 pixels of 4 channels quantized, then
+ * interleaved by bytes and by pairs into 64 bytes (kernels/qconv.c's direct layout) */
+__attribute__((target("avx512f"))) static inline __m128i q16(const float *r, __m512 vinv, __m512 vz)
+{
+    if (!r)
+        return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(vz));
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(r), vinv), vz);
+    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), vz);
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+    return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));
+}
+
+__attribute__((target("avx512f"))) void nd_quant_rows4_avx512(uint8_t *d, const float *const *rows, int64_t n,
+                                                              float inv, float z)
+{
+    const __m512 vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z);
+    int64_t x = 0;
+    for (; x + 16 <= n; x += 16) {
+        const __m128i q0 = q16(rows[0] ? rows[0] + x : NULL, vinv, vz), q1 = q16(rows[1] ? rows[1] + x : NULL, vinv, vz);
+        const __m128i q2 = q16(rows[2] ? rows[2] + x : NULL, vinv, vz), q3 = q16(rows[3] ? rows[3] + x : NULL, vinv, vz);
+        const __m128i a = _mm_unpacklo_epi8(q0, q1), b = _mm_unpackhi_epi8(q0, q1);
+        const __m128i c = _mm_unpacklo_epi8(q2, q3), e = _mm_unpackhi_epi8(q2, q3);
+        _mm_storeu_si128((__m128i *)(d + 4 * x), _mm_unpacklo_epi16(a, c));
+        _mm_storeu_si128((__m128i *)(d + 4 * x + 16), _mm_unpackhi_epi16(a, c));
+        _mm_storeu_si128((__m128i *)(d + 4 * x + 32), _mm_unpacklo_epi16(b, e));
+        _mm_storeu_si128((__m128i *)(d + 4 * x + 48), _mm_unpackhi_epi16(b, e));
+    }
+    for (int q = 0; q < 4; q++)
+        if (x < n)
+            nd_quant_u8_strided(d + 4 * x + q, rows[q] ? rows[q] + x : NULL, n - x, inv, z);
+}
+#endif

@@ -28,6 +28,11 @@ CASES = [
     (1, 13, 13, 17, 3, 5, 2, 2, 1, "relu", True),
     (2, 65, 8, 8, 64, 3, 1, 2, 2, "relu", False),
     (1, 4, 65, 3, 6, 3, 1, 1, 1, "none", False),
+    (1, 5, 11, 10, 7, 3, 3, 1, 1, "relu", False),      # stride 3, 4: the direct layout's row phases
+    (2, 6, 9, 9, 5, 2, 4, 0, 1, "none", True),
+    (1, 3, 12, 12, 4, 1, 5, 0, 1, "none", False),      # stride 5: the packed path
+    (1, 8, 7, 7, 64, 7, 1, 3, 1, "relu", False),
+    (2, 4, 1, 9, 3, 1, 1, 0, 1, "none", False),        # one row
 ]
 
 
@@ -41,19 +46,20 @@ def _run(call, blob, xs, out_size, threads=2):
     return run_call(call, xs, w=blob, out_floats=out_size, threads=threads)
 
 
-def _case(case, layout, seed=0, zero_range=False):
+def _case(case, layout, seed=0, pads=None):
     n, c, h, w, oc, k, s, p, d, act, res = case
+    pads = pads or (p, p, p, p)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((oc, c, k, k)).astype(np.float32)
     bias = rng.standard_normal(oc).astype(np.float32)
     wq, ws = qn.weight_qparams(wt)
     scale, zero = qn.act_qparams(float(x.min()) * 0.9, float(x.max()) * 0.8)   # some clip
-    oh = (h + 2 * p - d * (k - 1) - 1) // s + 1
-    ow = (w + 2 * p - d * (k - 1) - 1) // s + 1
+    oh = (h + pads[0] + pads[2] - d * (k - 1) - 1) // s + 1
+    ow = (w + pads[1] + pads[3] - d * (k - 1) - 1) // s + 1
     r = rng.standard_normal((n, oc, oh, ow)).astype(np.float32) if res else None
-    ref = qn.qconv_reference(x, wq, ws, bias, scale, zero, (k, k), (s, s), (d, d), (p, p, p, p), r, act)
-    attrs = dict(kernel=(k, k), stride=(s, s), dilation=(d, d), pad=(p, p, p, p))
+    ref = qn.qconv_reference(x, wq, ws, bias, scale, zero, (k, k), (s, s), (d, d), pads, r, act)
+    attrs = dict(kernel=(k, k), stride=(s, s), dilation=(d, d), pad=pads)
     f = pack.qconv_fields("Conv", attrs, (c, h, w), (oc, oh, ow), n, scale, zero, act=ACT[act],
                           residual=res, layout=layout)
     call, blob = pack.qconv_call(f, wq, ws, bias, scale, zero)
@@ -67,6 +73,15 @@ def test_qconv_bit_exact(isa, case, layout):
     y, ref = _case(case, layout)
     diff = np.abs(y.astype(np.float64) - ref).max()
     assert np.array_equal(y, ref), f"path {lib.lib.nd_qconv_path(layout)}: max difference {diff:.3g}"
+
+
+@pytest.mark.parametrize("pads", [(0, 2, 1, 0), (2, 0, 0, 1), (1, 1, 2, 2)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_qconv_asymmetric_pads(isa, pads, stride):
+    case = (2, 5, 9, 8, 7, 3, stride, 0, 1, "relu", False)
+    for layout in (1, 2):
+        y, ref = _case(case, layout, seed=2, pads=pads)
+        assert np.array_equal(y, ref), f"layout {layout}: max difference {np.abs(y - ref).max():.3g}"
 
 
 def test_every_path_reached():
