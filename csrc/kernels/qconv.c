@@ -202,7 +202,8 @@ static int runs_direct(q_run *run, const nd_qconv_params *p, int64_t wp, int64_t
 static inline __attribute__((always_inline)) void
 epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
          const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
-         int64_t mr, const q_run *runs, int nruns)
+         int64_t mr, const q_run *runs, int nruns,
+         void (*row)(float *, const float *, const int32_t *, int64_t, int32_t, float, float, int))
 {
     const int64_t ohw = p->oh * p->ow;
     const int act = p->act;
@@ -215,6 +216,10 @@ epi_body(float *restrict out, const float *restrict res, const int32_t *restrict
             const int32_t *restrict a = acc + i * QNR + j0;
             const int64_t o = runs[ri].obase + m * ohw;
             float *restrict y = out + o;
+            if (row && (act == ND_ACT_NONE || act == ND_ACT_RELU)) {   /* the vector row (AVX-512) */
+                row(y, res ? res + o : NULL, a, len, cm, sc, bi, act == ND_ACT_RELU);
+                continue;
+            }
             if (res) {
                 const float *restrict r = res + o;
                 for (int64_t j = 0; j < len; j++) y[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
@@ -342,7 +347,7 @@ typedef struct {
                                   const float *bias, const int32_t *comp, const nd_qconv_params *p,   \
                                   int64_t m0, int64_t mr, const q_run *runs, int nruns)            \
     {                                                                                              \
-        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns);                        \
+        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns, EPIROW_##suffix);       \
     }                                                                                              \
     attr static void quant4_##suffix(uint8_t *xq4, const float *x, const nd_qconv_params *p, int64_t r) \
     {                                                                                              \
@@ -358,6 +363,9 @@ typedef struct {
 #define QUANT_portable quant_portable
 #define QUANT_avx2 quant_vec_avx2
 #define QUANT_avx512 quant_vec_avx512
+#define EPIROW_portable NULL
+#define EPIROW_avx2 NULL
+#define EPIROW_avx512 nd_qepi_row_avx512
 #define ROWS4_portable rows4_scalar
 #define ROWS4_avx2 nd_quant_rows4_avx2
 #define ROWS4_avx512 nd_quant_rows4_avx512

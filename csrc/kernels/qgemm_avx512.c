@@ -165,8 +165,51 @@ __attribute__((target("avx512f"))) void nd_quant_rows4_avx512(uint8_t *d, const 
         _mm_storeu_si128((__m128i *)(d + 4 * x + 32), _mm_unpacklo_epi16(b, e));
         _mm_storeu_si128((__m128i *)(d + 4 * x + 48), _mm_unpackhi_epi16(b, e));
     }
-    for (int q = 0; q < 4; q++)
-        if (x < n)
-            nd_quant_u8_strided(d + 4 * x + q, rows[q] ? rows[q] + x : NULL, n - x, inv, z);
+    if (x < n) {                        /* the tail: masked loads (no read past the rows), then n - x pixels */
+        const __mmask16 k = (__mmask16)((1u << (n - x)) - 1);
+        __m128i q[4];
+        for (int c = 0; c < 4; c++) {
+            if (!rows[c]) {
+                q[c] = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(vz));
+                continue;
+            }
+            __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, rows[c] + x), vinv), vz);
+            v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), vz);
+            v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+            q[c] = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));
+        }
+        const __m128i a = _mm_unpacklo_epi8(q[0], q[1]), b = _mm_unpackhi_epi8(q[0], q[1]);
+        const __m128i c = _mm_unpacklo_epi8(q[2], q[3]), e = _mm_unpackhi_epi8(q[2], q[3]);
+        uint8_t tmp[64];
+        _mm_storeu_si128((__m128i *)tmp, _mm_unpacklo_epi16(a, c));
+        _mm_storeu_si128((__m128i *)(tmp + 16), _mm_unpackhi_epi16(a, c));
+        _mm_storeu_si128((__m128i *)(tmp + 32), _mm_unpacklo_epi16(b, e));
+        _mm_storeu_si128((__m128i *)(tmp + 48), _mm_unpackhi_epi16(b, e));
+        memcpy(d + 4 * x, tmp, (size_t)(4 * (n - x)));
+    }
+}
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+/* One epilogue row of kernels/qconv.c: y[j] = ((float)(a[j] - cm) * sc + bi) [+ r[j]], then
+ * relu when asked, 16 at a time with masks (runs are often 7 or 14 long): the same float32
+ * operations as the scalar form, separately rounded (no FMA). vmaxps(0, v) returns v for a
+ * NaN v (its second operand), as `v < 0 ? 0 : v` does, and -0 for -0. */
+__attribute__((target("avx512f"))) void nd_qepi_row_avx512(float *y, const float *r, const int32_t *a, int64_t len,
+                                                           int32_t cm, float sc, float bi, int relu)
+{
+    const __m512i vcm = _mm512_set1_epi32(cm);
+    const __m512 vsc = _mm512_set1_ps(sc), vbi = _mm512_set1_ps(bi), zero = _mm512_setzero_ps();
+    for (int64_t j = 0; j < len; j += 16) {
+        const __mmask16 k = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+        const __m512i acc = _mm512_maskz_loadu_epi32(k, a + j);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, vcm));
+        v = _mm512_add_ps(_mm512_mul_ps(v, vsc), vbi);
+        if (r)
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + j));
+        if (relu)
+            v = _mm512_max_ps(zero, v);
+        _mm512_mask_storeu_ps(y + j, k, v);
+    }
 }
 #endif
