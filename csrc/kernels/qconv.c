@@ -203,10 +203,12 @@ static inline __attribute__((always_inline)) void
 epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
          const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
          int64_t mr, const q_run *runs, int nruns,
-         void (*row)(float *, const float *, const int32_t *, int64_t, int32_t, float, float, int))
+         void (*row)(float *, const float *, const int32_t *, int64_t, int32_t, float, float, int),
+         void (*row8)(uint8_t *, const float *, const int32_t *, int64_t, int32_t, float, float, int, float, float))
 {
     const int64_t ohw = p->oh * p->ow;
     const int act = p->act;
+    const float oinv = p->out_inv_scale, oz = (float)p->out_zero;
     for (int ri = 0; ri < nruns; ri++) {
         const int64_t j0 = runs[ri].j, len = runs[ri].len;
         for (int64_t i = 0; i < mr; i++) {
@@ -215,6 +217,22 @@ epi_body(float *restrict out, const float *restrict res, const int32_t *restrict
             const int32_t cm = comp[m];
             const int32_t *restrict a = acc + i * QNR + j0;
             const int64_t o = runs[ri].obase + m * ohw;
+            if (p->out_u8) {                /* float32 as below, then q8 into the uint8 tensor */
+                uint8_t *restrict y8 = (uint8_t *)out + o;
+                if (row8 && (act == ND_ACT_NONE || act == ND_ACT_RELU)) {
+                    row8(y8, res ? res + o : NULL, a, len, cm, sc, bi, act == ND_ACT_RELU, oinv, oz);
+                    continue;
+                }
+                float t[QNR];
+                for (int64_t j = 0; j < len; j++) {
+                    float v = (float)(a[j] - cm) * sc + bi;
+                    if (res)
+                        v = v + res[o + j];
+                    t[j] = nd_act1(v, act);
+                }
+                for (int64_t j = 0; j < len; j++) y8[j] = q8(t[j], oinv, oz);
+                continue;
+            }
             float *restrict y = out + o;
             if (row && (act == ND_ACT_NONE || act == ND_ACT_RELU)) {   /* the vector row (AVX-512) */
                 row(y, res ? res + o : NULL, a, len, cm, sc, bi, act == ND_ACT_RELU);
@@ -275,6 +293,19 @@ quant4_body(uint8_t *restrict xq4, const float *restrict x, const nd_qconv_param
     }
     memset(d, z, (size_t)(p->pad_l * 4));
     memset(d + (p->pad_l + W) * 4, z, (size_t)((g.wp - p->pad_l - W) * 4));
+    if (p->in_u8) {                     /* already uint8 NCHW: interleave only */
+        const uint8_t *x8 = (const uint8_t *)x;
+        uint8_t *restrict e = d + p->pad_l * 4;
+        for (int q = 0; q < 4; q++) {
+            const int64_t c = 4 * c4 + q;
+            const uint8_t *restrict r8 = c < C ? x8 + ((b * C + c) * H + y) * W : NULL;
+            if (r8)
+                for (int64_t ix = 0; ix < W; ix++) e[4 * ix + q] = r8[ix];
+            else
+                for (int64_t ix = 0; ix < W; ix++) e[4 * ix + q] = z;
+        }
+        return;
+    }
     const float *rws[4];
     for (int q = 0; q < 4; q++) {
         const int64_t c = 4 * c4 + q;
@@ -347,7 +378,7 @@ typedef struct {
                                   const float *bias, const int32_t *comp, const nd_qconv_params *p,   \
                                   int64_t m0, int64_t mr, const q_run *runs, int nruns)            \
     {                                                                                              \
-        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns, EPIROW_##suffix);       \
+        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns, EPIROW_##suffix, EPIROW8_##suffix); \
     }                                                                                              \
     attr static void quant4_##suffix(uint8_t *xq4, const float *x, const nd_qconv_params *p, int64_t r) \
     {                                                                                              \
@@ -366,6 +397,9 @@ typedef struct {
 #define EPIROW_portable NULL
 #define EPIROW_avx2 NULL
 #define EPIROW_avx512 nd_qepi_row_avx512
+#define EPIROW8_portable NULL
+#define EPIROW8_avx2 NULL
+#define EPIROW8_avx512 nd_qepi_row_u8_avx512
 #define ROWS4_portable rows4_scalar
 #define ROWS4_avx2 nd_quant_rows4_avx2
 #define ROWS4_avx512 nd_quant_rows4_avx512
@@ -440,6 +474,10 @@ static int params_ok(const nd_qconv_params *p)
     if (p->cp < p->c || p->cp % 4 || p->in_zero < 0 || p->in_zero > 255 || !(p->in_inv_scale > 0.0f) ||
         p->in_inv_scale > 3.0e38f || (p->layout != 1 && p->layout != 2) || !nd_act_ok(p->act) ||
         (p->residual != 0 && p->residual != 1) || p->a_bytes < 0 || p->a_bytes % 64)
+        return 0;
+    if ((p->in_u8 != 0 && p->in_u8 != 1) || (p->out_u8 != 0 && p->out_u8 != 1))
+        return 0;
+    if (p->out_u8 && (p->out_zero < 0 || p->out_zero > 255 || !(p->out_inv_scale > 0.0f) || p->out_inv_scale > 3.0e38f))
         return 0;
     int64_t kp;
     if (!ND_PROD_OK(p->kh, p->kw, p->cp) || (kp = p->kh * p->kw * p->cp) > MAX_KP)
@@ -523,6 +561,9 @@ nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const 
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
 #endif
         for (int64_t r = 0; r < rows; r++) L->quant4(xq, in[0], p, r);
+    } else if (p->in_u8) {
+        xq = (uint8_t *)in[0];          /* read only: the packing reads it as it is */
+        panels = base;
     } else {
         const int64_t nx = p->n * p->c * p->h * p->w, chunk = 16384;
         const int64_t nchunks = (nx + chunk - 1) / chunk;

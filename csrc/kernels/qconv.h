@@ -13,6 +13,9 @@
  * with k = (tap i*KW + j, channel c), channels padded to cp (a multiple of 4) and
  * kp = KH*KW*cp; a panel holds MR rows k-major in groups of 4 (for each 4 k's, MR x 4 values).
  * bias (the pointer) is unused: NULL.
+ * in_u8 / out_u8 hand uint8 tensors from one int8 layer to the next (netdsl/quant/model.py
+ * decides where): the values are those the float32 hand-off gives, bit for bit, since the
+ * consumer would quantize the producer's float32 output with the same q8.
  */
 #ifndef ND_QCONV_H
 #define ND_QCONV_H
@@ -31,6 +34,12 @@ typedef struct {
     int32_t residual;            /* 1: add in[1] before the activation */
     int32_t threads;             /* the workspace was sized for this many threads (>= 1) */
     int32_t layout;              /* 1: A int8 (VNNI, portable), 2: A int16 (AVX2 vpmaddwd) */
+    int32_t in_u8;               /* 1: in[0] already holds the input as uint8 NCHW, quantized with
+                                  * (in_inv_scale, in_zero) by the int8 layer before (out_u8) */
+    int32_t out_u8;              /* 1: y is written as uint8 NCHW, quantized after the activation with
+                                  * (out_inv_scale, out_zero): the next int8 layers' input */
+    float out_inv_scale;
+    int32_t out_zero;
 } nd_qconv_params;
 
 nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const *in,

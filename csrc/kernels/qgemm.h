@@ -28,6 +28,8 @@ void nd_quant_u8_avx2(uint8_t *xq, const float *x, int64_t n, float inv, float z
 void nd_quant_u8_avx512(uint8_t *xq, const float *x, int64_t n, float inv, float z);
 void nd_qepi_row_avx512(float *y, const float *r, const int32_t *a, int64_t len, int32_t cm, float sc, float bi,
                         int relu);
+void nd_qepi_row_u8_avx512(uint8_t *y, const float *r, const int32_t *a, int64_t len, int32_t cm, float sc, float bi,
+                           int relu, float oinv, float oz);
 void nd_quant_rows4_avx2(uint8_t *d, const float *const *rows, int64_t n, float inv, float z);
 void nd_quant_rows4_avx512(uint8_t *d, const float *const *rows, int64_t n, float inv, float z);
 #endif

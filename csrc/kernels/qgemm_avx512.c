@@ -213,3 +213,38 @@ __attribute__((target("avx512f"))) void nd_qepi_row_avx512(float *y, const float
     }
 }
 #endif
+
+#if defined(__x86_64__) || defined(__i386__)
+/* nd_qepi_row_avx512, then each value quantized for the next int8 layer (q8 with oinv, oz:
+ * NaN -> oz, clamp, round half to even) and stored as uint8 */
+__attribute__((target("avx512f"))) void nd_qepi_row_u8_avx512(uint8_t *y, const float *r, const int32_t *a,
+                                                              int64_t len, int32_t cm, float sc, float bi, int relu,
+                                                              float oinv, float oz)
+{
+    const __m512i vcm = _mm512_set1_epi32(cm);
+    const __m512 vsc = _mm512_set1_ps(sc), vbi = _mm512_set1_ps(bi), zero = _mm512_setzero_ps();
+    const __m512 vinv = _mm512_set1_ps(oinv), vz = _mm512_set1_ps(oz), hi = _mm512_set1_ps(255.0f);
+    for (int64_t j = 0; j < len; j += 16) {
+        const int64_t n = len - j >= 16 ? 16 : len - j;
+        const __mmask16 k = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        const __m512i acc = _mm512_maskz_loadu_epi32(k, a + j);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, vcm));
+        v = _mm512_add_ps(_mm512_mul_ps(v, vsc), vbi);
+        if (r)
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + j));
+        if (relu)
+            v = _mm512_max_ps(zero, v);
+        v = _mm512_add_ps(_mm512_mul_ps(v, vinv), vz);
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), vz);
+        v = _mm512_min_ps(_mm512_max_ps(v, zero), hi);
+        const __m128i q = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));
+        if (n == 16) {
+            _mm_storeu_si128((__m128i *)(y + j), q);
+        } else {
+            uint8_t t[16];
+            _mm_storeu_si128((__m128i *)t, q);
+            memcpy(y + j, t, (size_t)n);
+        }
+    }
+}
+#endif

@@ -51,13 +51,33 @@ class QLayer:
     hi: float = 0.0
 
 
-class QSession(Session):
-    """A Session whose plan runs the int8 kernel for the layers in `qlayers`."""
+def uint8_handoffs(graph, qlayers) -> dict:
+    """The int8 layers whose output can stay uint8: {producer: its consumers' (scale, zero)}.
+    A tensor qualifies when it is an int8 layer's output, not a graph output, and every reader
+    is an int8 layer reading it as its main input (slot 0; a residual is read as float32).
+    Its readers share one (scale, zero) (calibrated per tensor), so the producer quantizes
+    once, in its epilogue, what each reader would have quantized from float32: the same bytes."""
+    outs = set(graph.outputs.values())
+    hand = {}
+    for name in qlayers:
+        readers = graph.succs(name)
+        if name in outs or not readers:
+            continue
+        if all(r in qlayers and graph.preds(r)[0] == name and name not in graph.preds(r)[1:] for r in readers):
+            q = qlayers[readers[0]]
+            hand[name] = (q.in_scale, q.in_zero)
+    return hand
 
-    def __init__(self, graph, weights, qlayers: dict, threads=None):
+
+class QSession(Session):
+    """A Session whose plan runs the int8 kernel for the layers in `qlayers`; between two int8
+    layers the tensor is uint8 where uint8_handoffs allows (handoff=False: always float32)."""
+
+    def __init__(self, graph, weights, qlayers: dict, threads=None, handoff: bool = True):
         super().__init__(graph, weights, threads)
         self.qlayers = qlayers
         self._blobs = {}
+        self.handoffs = uint8_handoffs(graph, qlayers) if handoff else {}
 
     def _lower(self, n):
         from ..runtime.kparams.conv import act_code
@@ -67,9 +87,11 @@ class QSession(Session):
             if q is None:
                 continue
             nd = self.graph[st.node]
-            in_shape = self.graph[self.graph.preds(st.node)[0]].shape
+            src = self.graph.preds(st.node)[0]
+            in_shape = self.graph[src].shape
             f = qconv_fields(nd.op, nd.attrs, in_shape, nd.shape, n, q.in_scale, q.in_zero,
-                             act=act_code(nd.attrs, nd.op), residual=bool(nd.attrs.get("residual")))
+                             act=act_code(nd.attrs, nd.op), residual=bool(nd.attrs.get("residual")),
+                             in_u8=src in self.handoffs, out_q=self.handoffs.get(st.node))
             key = (st.node, f["layout"])
             call, blob = qconv_call(f, q.wq, q.w_scale, q.bias, q.in_scale, q.in_zero, self._blobs.get(key))
             self._blobs[key] = blob                    # packed once per layout, shared by every batch size

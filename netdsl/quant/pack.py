@@ -86,7 +86,10 @@ def pack_weights(wq, w_scale, bias, in_scale, in_zero, layout):
     return out, a_bytes
 
 
-def qconv_fields(op, attrs, in_shape, out_shape, n, in_scale, in_zero, act=0, residual=False, layout=None):
+def qconv_fields(op, attrs, in_shape, out_shape, n, in_scale, in_zero, act=0, residual=False, layout=None,
+                 in_u8=False, out_q=None):
+    """nd_qconv_params fields. in_u8: the input is already uint8 (the layer before wrote it);
+    out_q: (scale, zero) to write the output as uint8 for the next int8 layers, or None."""
     c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, (t, l, b, r) = conv_geometry(op, attrs, in_shape, out_shape)
     check_int64("input", n, c, h, w)
     check_int64("output", n, oc, oh, ow)
@@ -101,7 +104,9 @@ def qconv_fields(op, attrs, in_shape, out_shape, n, in_scale, in_zero, act=0, re
                 pad_t=t, pad_l=l, pad_b=b, pad_r=r, cp=_cp(c), a_bytes=a_bytes,
                 in_inv_scale=float(np.float32(1.0) / np.float32(in_scale)), in_zero=int(in_zero),
                 act=int(act), residual=int(bool(residual)), threads=max(1, _lib.max_threads()),
-                layout=layout)
+                layout=layout, in_u8=int(bool(in_u8)), out_u8=int(out_q is not None),
+                out_inv_scale=float(np.float32(1.0) / np.float32(out_q[0])) if out_q else 1.0,
+                out_zero=int(out_q[1]) if out_q else 0)
 
 
 def qconv_call(fields, wq, w_scale, bias, in_scale, in_zero, blob=None):
