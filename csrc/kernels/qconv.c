@@ -209,6 +209,31 @@ epi_body(float *restrict out, const float *restrict res, const int32_t *restrict
     const int64_t ohw = p->oh * p->ow;
     const int act = p->act;
     const float oinv = p->out_inv_scale, oz = (float)p->out_zero;
+    if (res && p->res_u8) {             /* a uint8 residual: dequantized per value, the scalar rows */
+        const uint8_t *r8 = (const uint8_t *)res;
+        const float rs = p->res_scale, rz = (float)p->res_zero;
+        for (int ri = 0; ri < nruns; ri++) {
+            const int64_t j0 = runs[ri].j, len = runs[ri].len;
+            for (int64_t i = 0; i < mr; i++) {
+                const int64_t m = m0 + i, o = runs[ri].obase + m * ohw;
+                const float sc = scale[m], bi = bias[m];
+                const int32_t cm = comp[m];
+                const int32_t *restrict a = acc + i * QNR + j0;
+                float t[QNR];
+                for (int64_t j = 0; j < len; j++)
+                    t[j] = ((float)(a[j] - cm) * sc + bi) + ((float)r8[o + j] - rz) * rs;
+                if (act == ND_ACT_RELU)
+                    for (int64_t j = 0; j < len; j++) t[j] = t[j] < 0.0f ? 0.0f : t[j];
+                else if (act != ND_ACT_NONE)
+                    for (int64_t j = 0; j < len; j++) t[j] = nd_act1(t[j], act);
+                if (p->out_u8)
+                    for (int64_t j = 0; j < len; j++) ((uint8_t *)out)[o + j] = q8(t[j], oinv, oz);
+                else
+                    memcpy(out + o, t, (size_t)len * sizeof(float));
+            }
+        }
+        return;
+    }
     for (int ri = 0; ri < nruns; ri++) {
         const int64_t j0 = runs[ri].j, len = runs[ri].len;
         for (int64_t i = 0; i < mr; i++) {
@@ -478,6 +503,9 @@ static int params_ok(const nd_qconv_params *p)
     if ((p->in_u8 != 0 && p->in_u8 != 1) || (p->out_u8 != 0 && p->out_u8 != 1))
         return 0;
     if (p->out_u8 && (p->out_zero < 0 || p->out_zero > 255 || !(p->out_inv_scale > 0.0f) || p->out_inv_scale > 3.0e38f))
+        return 0;
+    if ((p->res_u8 != 0 && p->res_u8 != 1) || (p->res_u8 && !p->residual) ||
+        (p->res_u8 && (p->res_zero < 0 || p->res_zero > 255 || !(p->res_scale > 0.0f) || p->res_scale > 3.0e38f)))
         return 0;
     int64_t kp;
     if (!ND_PROD_OK(p->kh, p->kw, p->cp) || (kp = p->kh * p->kw * p->cp) > MAX_KP)

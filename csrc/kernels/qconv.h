@@ -40,6 +40,9 @@ typedef struct {
                                   * (out_inv_scale, out_zero): the next int8 layers' input */
     float out_inv_scale;
     int32_t out_zero;
+    int32_t res_u8;              /* 1: the residual in[1] is uint8, real value (r - res_zero) * res_scale */
+    float res_scale;
+    int32_t res_zero;
 } nd_qconv_params;
 
 nd_status nd_qconv_f32(const nd_qconv_params *p, float *out, const float *const *in,

@@ -51,33 +51,52 @@ class QLayer:
     hi: float = 0.0
 
 
-def uint8_handoffs(graph, qlayers) -> dict:
-    """The int8 layers whose output can stay uint8: {producer: its consumers' (scale, zero)}.
-    A tensor qualifies when it is an int8 layer's output, not a graph output, and every reader
-    is an int8 layer reading it as its main input (slot 0; a residual is read as float32).
-    Its readers share one (scale, zero) (calibrated per tensor), so the producer quantizes
-    once, in its epilogue, what each reader would have quantized from float32: the same bytes."""
+HANDOFFS = ("all", "exact", "none")
+
+
+def uint8_handoffs(graph, qlayers, mode: str = "all") -> dict:
+    """The int8 layers whose output stays uint8: {producer: (scale, zero)}. A tensor qualifies
+    when it is an int8 layer's output, not a graph output, and every reader is an int8 layer
+    reading it as its main input (slot 0) — or, with mode "all", as its residual (slot 1) —
+    with at least one main-input reader (whose calibrated scale it takes: a tensor has one).
+    Main inputs: the producer quantizes once, in its epilogue, what each reader would have
+    quantized from float32 — the same bytes ("exact"). Residuals: the reader adds the
+    dequantized uint8 value instead of the float32 one (ONNX Runtime's QLinearAdd does the
+    same): a quarter of the traffic, one more rounding."""
+    if mode not in HANDOFFS:
+        raise NetDSLError(f"unknown uint8 hand-off mode {mode!r}", hint=f"one of {', '.join(HANDOFFS)}")
     outs = set(graph.outputs.values())
     hand = {}
+    if mode == "none":
+        return hand
     for name in qlayers:
         readers = graph.succs(name)
         if name in outs or not readers:
             continue
-        if all(r in qlayers and graph.preds(r)[0] == name and name not in graph.preds(r)[1:] for r in readers):
-            q = qlayers[readers[0]]
+        main, ok = [], True
+        for r in readers:
+            preds = graph.preds(r)
+            if r not in qlayers or preds.count(name) != 1:
+                ok = False
+            elif preds[0] == name:
+                main.append(r)
+            elif not (mode == "all" and len(preds) == 2 and preds[1] == name):
+                ok = False
+        if ok and main:
+            q = qlayers[main[0]]
             hand[name] = (q.in_scale, q.in_zero)
     return hand
 
 
 class QSession(Session):
-    """A Session whose plan runs the int8 kernel for the layers in `qlayers`; between two int8
-    layers the tensor is uint8 where uint8_handoffs allows (handoff=False: always float32)."""
+    """A Session whose plan runs the int8 kernel for the layers in `qlayers`; between int8
+    layers the tensor is uint8 where uint8_handoffs(mode=handoff) allows."""
 
-    def __init__(self, graph, weights, qlayers: dict, threads=None, handoff: bool = True):
+    def __init__(self, graph, weights, qlayers: dict, threads=None, handoff: str = "all"):
         super().__init__(graph, weights, threads)
         self.qlayers = qlayers
         self._blobs = {}
-        self.handoffs = uint8_handoffs(graph, qlayers) if handoff else {}
+        self.handoffs = uint8_handoffs(graph, qlayers, handoff)
 
     def _lower(self, n):
         from ..runtime.kparams.conv import act_code
@@ -91,7 +110,8 @@ class QSession(Session):
             in_shape = self.graph[src].shape
             f = qconv_fields(nd.op, nd.attrs, in_shape, nd.shape, n, q.in_scale, q.in_zero,
                              act=act_code(nd.attrs, nd.op), residual=bool(nd.attrs.get("residual")),
-                             in_u8=src in self.handoffs, out_q=self.handoffs.get(st.node))
+                             in_u8=src in self.handoffs, out_q=self.handoffs.get(st.node),
+                             res_q=self.handoffs.get(self.graph.preds(st.node)[1]) if nd.attrs.get("residual") else None)
             key = (st.node, f["layout"])
             call, blob = qconv_call(f, q.wq, q.w_scale, q.bias, q.in_scale, q.in_zero, self._blobs.get(key))
             self._blobs[key] = blob                    # packed once per layout, shared by every batch size
@@ -268,7 +288,7 @@ def layer_report(qm: QuantizedModel, x, batch=CAL_BATCH, threads=None) -> QuantR
     from .data import calibration_inputs
     g = qm.graph
     x = calibration_inputs(x, g)
-    out_node = next(iter(g.outputs.values()))
+    out_name, out_node = next(iter(g.outputs.items()))
     names = list(dict.fromkeys(list(qm.qlayers) + [out_node]))
     gg = _with_outputs(g, names)
     fp_weights = _float_weights(qm)
@@ -278,6 +298,8 @@ def layer_report(qm: QuantizedModel, x, batch=CAL_BATCH, threads=None) -> QuantR
     den = {k: 0.0 for k in names}
     mx = {k: 0.0 for k in names}
     agree = 0
+    fin = [0.0, 0.0]
+    run_q = QSession(g, qm.weights, qm.qlayers, threads).run      # uint8 hand-offs as in qm(x)
     for i in range(0, len(x), batch):
         xb = x[i:i + batch]
         fo = f_sess.run({g.inputs[0]: xb})
@@ -287,14 +309,18 @@ def layer_report(qm: QuantizedModel, x, batch=CAL_BATCH, threads=None) -> QuantR
             num[k] += float((d * d).sum())
             den[k] += float((fo[k].astype(np.float64) ** 2).sum())
             mx[k] = max(mx[k], float(np.abs(d).max()))
-        fa, qa = fo[out_node], qo[out_node]
+        fa, qa = fo[out_node], run_q({g.inputs[0]: xb})[out_name]     # the model as it runs
+        d = qa.astype(np.float64) - fa
+        fin[0] += float((d * d).sum())
+        fin[1] += float((fa.astype(np.float64) ** 2).sum())
         if fa.ndim == 2 and fa.shape[1] > 1:
             agree += int((fa.argmax(1) == qa.argmax(1)).sum())
     rel = {k: (math.sqrt(num[k] / den[k]) if den[k] > 0 else 0.0) for k in names}
     rows = [LayerError(l, qm.qlayers[l].op, tuple(g[l].shape), qm.qlayers[l].in_scale, qm.qlayers[l].in_zero,
                        rel[l], mx[l]) for l in qm.qlayers]
     cls = g[out_node].shape and len(g[out_node].shape) == 1 and g[out_node].shape[0] > 1
-    return QuantReport(rows, qm.skipped, agree / len(x) if cls else None, rel[out_node], len(x))
+    out_rel = math.sqrt(fin[0] / fin[1]) if fin[1] > 0 else 0.0
+    return QuantReport(rows, qm.skipped, agree / len(x) if cls else None, out_rel, len(x))
 
 
 def _float_weights(qm: QuantizedModel) -> dict:

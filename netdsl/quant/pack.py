@@ -87,9 +87,10 @@ def pack_weights(wq, w_scale, bias, in_scale, in_zero, layout):
 
 
 def qconv_fields(op, attrs, in_shape, out_shape, n, in_scale, in_zero, act=0, residual=False, layout=None,
-                 in_u8=False, out_q=None):
+                 in_u8=False, out_q=None, res_q=None):
     """nd_qconv_params fields. in_u8: the input is already uint8 (the layer before wrote it);
-    out_q: (scale, zero) to write the output as uint8 for the next int8 layers, or None."""
+    out_q: (scale, zero) to write the output as uint8 for the next int8 layers, or None;
+    res_q: (scale, zero) of a uint8 residual, or None (float32)."""
     c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, (t, l, b, r) = conv_geometry(op, attrs, in_shape, out_shape)
     check_int64("input", n, c, h, w)
     check_int64("output", n, oc, oh, ow)
@@ -106,7 +107,8 @@ def qconv_fields(op, attrs, in_shape, out_shape, n, in_scale, in_zero, act=0, re
                 act=int(act), residual=int(bool(residual)), threads=max(1, _lib.max_threads()),
                 layout=layout, in_u8=int(bool(in_u8)), out_u8=int(out_q is not None),
                 out_inv_scale=float(np.float32(1.0) / np.float32(out_q[0])) if out_q else 1.0,
-                out_zero=int(out_q[1]) if out_q else 0)
+                out_zero=int(out_q[1]) if out_q else 0, res_u8=int(res_q is not None),
+                res_scale=float(res_q[0]) if res_q else 1.0, res_zero=int(res_q[1]) if res_q else 0)
 
 
 def qconv_call(fields, wq, w_scale, bias, in_scale, in_zero, blob=None):

@@ -113,6 +113,25 @@ def test_generated_networks_layers_match_oracle(seed):
     pytest.skip("no generated network with an int8 layer")
 
 
+def test_uint8_handoffs():
+    """Main-input hand-offs give the float32 hand-off's bytes, so the outputs are equal; the
+    residual hand-offs ("all", the default) change one rounding and stay close."""
+    from netdsl.quant.model import QSession, uint8_handoffs
+    m = _model()
+    qm = quantize(m, _inputs(m, 8))
+    g = qm.graph
+    exact, every = uint8_handoffs(g, qm.qlayers, "exact"), uint8_handoffs(g, qm.qlayers, "all")
+    assert exact and set(exact) < set(every), (exact, every)
+    x = _inputs(m, 3, seed=4)
+    run = {mode: QSession(g, qm.weights, qm.qlayers, handoff=mode).run({g.inputs[0]: x})
+           for mode in ("none", "exact", "all")}
+    k = next(iter(g.outputs))
+    np.testing.assert_array_equal(run["exact"][k], run["none"][k])
+    np.testing.assert_array_equal(qm(x), run["all"][k])
+    rel = np.linalg.norm(run["all"][k] - run["none"][k]) / np.linalg.norm(run["none"][k])
+    assert 0 < rel < 0.05, rel
+
+
 def test_skip_and_all_skipped_is_float32():
     m = _model()
     x = _inputs(m, 4)

@@ -173,3 +173,40 @@ def test_bad_params_are_einval():
         assert st == 1, bad
     with pytest.raises((PlanError, KernelError)):
         pack.qconv_call({**f, "in_zero": 300}, np.zeros((6, 4, 3, 3), np.int8), np.ones(6, np.float32), None, 0.1, 0)
+
+
+def _as_f32_bytes(a_u8):
+    """uint8 values in a float32 container (what the arena holds for a uint8 tensor)."""
+    b = np.zeros(-(-a_u8.size // 4) * 4, np.uint8)
+    b[:a_u8.size] = a_u8.ravel()
+    return b.view(np.float32)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_uint8_in_out_and_residual(isa, stride):
+    """The uint8 hand-off: a uint8 input (what the layer before wrote), a uint8 output
+    (requantized after the activation) and a uint8 residual, each against the oracle."""
+    rng = np.random.default_rng(11)
+    n, c, h, w, oc, k = 2, 6, 9, 10, 7, 3
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((oc, c, k, k)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    wq, ws = qn.weight_qparams(wt)
+    s_in, z_in = qn.act_qparams(-2.0, 2.5)
+    s_out, z_out = qn.act_qparams(0.0, 6.0)
+    s_r, z_r = qn.act_qparams(-1.5, 3.0)
+    oh, ow = (h + 2 - k) // stride + 1, (w + 2 - k) // stride + 1
+    r = rng.standard_normal((n, oc, oh, ow)).astype(np.float32)
+    rq = qn.quantize_act(r, s_r, z_r)
+    xq = qn.quantize_act(x, s_in, z_in)
+    ref = qn.qconv_reference(qn.dequantize_act(xq, s_in, z_in), wq, ws, b, s_in, z_in, (k, k), (stride, stride),
+                             (1, 1), (1, 1, 1, 1), qn.dequantize_act(rq, s_r, z_r), "relu")
+    ref8 = qn.quantize_act(ref, s_out, z_out)
+    attrs = dict(kernel=(k, k), stride=(stride, stride), dilation=(1, 1), pad=(1, 1, 1, 1))
+    for layout in (1, 2):
+        f = pack.qconv_fields("Conv", attrs, (c, h, w), (oc, oh, ow), n, s_in, z_in, act=1, residual=True,
+                              layout=layout, in_u8=True, out_q=(s_out, z_out), res_q=(s_r, z_r))
+        call, blob = pack.qconv_call(f, wq, ws, b, s_in, z_in)
+        y = _run(call, blob, [_as_f32_bytes(xq), _as_f32_bytes(rq)], -(-ref.size // 4))
+        got = y.view(np.uint8)[:ref.size].reshape(ref.shape)
+        assert np.array_equal(got, ref8), f"layout {layout}: {int((got != ref8).sum())} bytes differ"
