@@ -11,7 +11,8 @@ Layout (little-endian; docs/BUNDLE.md has it byte by byte):
     16  8   u64    header length H
     24  H          header: UTF-8 JSON (model, graph in plan order, contract, tensor table)
     ..  pad        zero bytes up to the next multiple of 64
-    B   blob_bytes float32 weights, each tensor at a 64-byte aligned offset inside the blob
+    B   blob_bytes weights (float32; int8 for an int8 bundle's quantized layers), each tensor
+               at a 64-byte aligned offset inside the blob
     ..  32         SHA-256 of every byte before it
 
 Attributes. A node stores two forms: `attrs`, the op's declared arguments in a form that
@@ -32,6 +33,13 @@ and must give the recorded shapes and parameter shapes; the tensor table must ho
 exactly those parameters, inside the blob, aligned and disjoint. Every problem is a
 BundleError naming the file: there is no catch-all, and the fuzzer
 (tests/unit/test_bundle_fuzz.py) fails on any other exception.
+
+int8 bundles (`netdsl quantize`, docs/QUANTIZE.md) add a header key `quant`: the calibration
+method, and per int8 layer the input's scale and zero point. Each such layer's `weight` is
+dtype `i8` and a further tensor `<layer>.weight_scale` (float32, one per output channel)
+sits next to it; everything else is as in a float32 bundle. A bundle without `quant` is
+read exactly as before, and a bundle that has one is checked as strictly (the layer must be
+a Conv of groups 1 or an FC, its zero point 0..255, its scale positive and finite).
 
 What it deliberately does not store: the per-batch kernel plan. Lowering is deterministic
 and cheap and its offsets depend on the batch size, so the loader re-plans from the
@@ -69,6 +77,9 @@ CHUNK = 1 << 20                         # bytes per read when streaming
 _PKG = os.path.dirname(os.path.abspath(__file__))
 _NODE_KEYS = {"name", "op", "attrs", "resolved", "preds", "shape", "params", "buffers", "scope", "src"}
 _TENSOR_KEYS = {"offset", "shape", "dtype"}
+DTYPES = {"f32": "<f4", "i8": "i1"}      # tensor dtype -> numpy; i8 only in an int8 bundle's `weight`
+_QUANT_KEYS = {"method", "layers", "skipped"}
+_QLAYER_KEYS = {"in_scale", "in_zero", "lo", "hi"}
 
 
 class BundleError(NetDSLError):
@@ -175,9 +186,10 @@ def bindable_attrs(spec, node, shapes) -> dict:
 
 
 def encode_header(graph, *, name="model", opt_level=0, report=None, source=None,
-                  initial_weights=False) -> dict:
+                  initial_weights=False, quant=None) -> dict:
     """The header (a JSON-ready dict) for an analyzed graph: everything but the weight bytes.
-    The tensor table lays out the graph's parameters and buffers, 64-byte aligned."""
+    The tensor table lays out the graph's parameters and buffers, 64-byte aligned.
+    quant: an int8 bundle's `quant` section (netdsl/quant/bundle.py)."""
     from . import ops
     from .runtime.weights import expected
     sources: list[str] = []
@@ -207,9 +219,14 @@ def encode_header(graph, *, name="model", opt_level=0, report=None, source=None,
                       "buffers": {k: list(v) for k, v in node.buffers.items()},
                       "scope": node.scope, "src": where(node.span)})
     tensors, off = {}, 0
-    for tname, shape in expected(graph).items():
-        tensors[tname] = {"offset": off, "shape": list(shape), "dtype": "f32"}
-        off = _align(off + 4 * prod(shape))
+    table = dict(expected(graph))
+    qlayers = (quant or {}).get("layers", {})
+    for layer in qlayers:
+        table[f"{layer}.weight_scale"] = (graph[layer].shape[0],)
+    for tname, shape in table.items():
+        dt = "i8" if tname.endswith(".weight") and tname[:-len(".weight")] in qlayers else "f32"
+        tensors[tname] = {"offset": off, "shape": list(shape), "dtype": dt}
+        off = _align(off + (1 if dt == "i8" else 4) * prod(shape))
     report_lines = list(report.render()) if report is not None and hasattr(report, "render") else []
     return {
         "format": "netdsl-bundle", "format_version": FORMAT_VERSION, "netdsl_version": __version__,
@@ -219,22 +236,24 @@ def encode_header(graph, *, name="model", opt_level=0, report=None, source=None,
         "inputs": list(graph.inputs), "outputs": dict(graph.outputs), "blocks": dict(graph.blocks),
         "nodes": nodes, "contract": contract(graph), "rewrites": report_lines,
         "tensors": tensors, "blob_bytes": off,
+        **({"quant": quant} if quant is not None else {}),
     }
 
 
 def dumps(graph, weights, *, name="model", opt_level=0, report=None, source=None,
-          initial_weights=False) -> bytes:
+          initial_weights=False, quant=None) -> bytes:
     """The bundle bytes for an analyzed (optionally optimized) graph and its weights;
-    initial_weights: the weights are the deterministic initialization, not trained ones."""
+    initial_weights: the weights are the deterministic initialization, not trained ones;
+    quant: the `quant` section of an int8 bundle (its layers' weights int8)."""
     header = encode_header(graph, name=name, opt_level=opt_level, report=report, source=source,
-                           initial_weights=initial_weights)
+                           initial_weights=initial_weights, quant=quant)
     hbytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     start = _align(PREFIX.size + len(hbytes))
     out = bytearray(start + header["blob_bytes"])
     out[:PREFIX.size] = PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes))
     out[PREFIX.size:PREFIX.size + len(hbytes)] = hbytes
     for tname, t in header["tensors"].items():
-        a = np.ascontiguousarray(weights[tname], dtype="<f4")
+        a = np.ascontiguousarray(weights[tname], dtype=DTYPES[t["dtype"]])
         if list(a.shape) != t["shape"]:
             raise NetDSLError(f"internal: weight {tname} has shape {list(a.shape)}, the graph says {t['shape']}")
         o = start + t["offset"]
@@ -522,7 +541,33 @@ class _Reader:
         tensors = f(h, "tensors", dict)
         for tname, t in tensors.items():
             self.tensor(tname, t, blob)
+        if "quant" in h:
+            self.quant(h["quant"])
         return h
+
+    def quant(self, q):
+        """An int8 bundle's `quant` section: shapes of the values only (weights_table checks
+        the layers against the graph)."""
+        from .quant.observers import METHODS
+        if not isinstance(q, dict) or set(q) != _QUANT_KEYS:
+            self.fail("header 'quant' must be an object with exactly method, layers and skipped")
+        if q["method"] not in METHODS:
+            self.fail(f"quant method {_short(q['method'])} is not one of {', '.join(METHODS)}")
+        self.strmap(q["skipped"], "quant skipped", lambda k, v: self.text(v, f"quant skipped[{_short(k)}]"))
+        if not isinstance(q["layers"], dict) or not q["layers"]:
+            self.fail("quant layers must be a non-empty object")
+        for name, L in q["layers"].items():
+            where = f"quant layer {_short(name)}"
+            self.text(name, where)
+            if not isinstance(L, dict) or set(L) != _QLAYER_KEYS:
+                self.fail(f"{where} must have exactly in_scale, in_zero, lo and hi")
+            for k in ("in_scale", "lo", "hi"):
+                v = L[k]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                    self.fail(f"{where}: {k} must be a finite number")
+            if not 1e-30 < L["in_scale"] < 1e30:
+                self.fail(f"{where}: in_scale {L['in_scale']!r} is not a usable positive scale")
+            self.count(L["in_zero"], f"{where} in_zero", 0, 255)
 
     def node(self, nd, i, seen, n_sources):
         f = self.field
@@ -579,11 +624,11 @@ class _Reader:
         off = self.count(t["offset"], f"{where} offset", 0, blob)
         if off % ALIGN:
             self.fail(f"{where}: offset {off} is not a multiple of {ALIGN}")
-        if t["dtype"] != "f32":
-            self.fail(f"{where}: dtype {_short(t['dtype'])} is not supported (only f32)")
-        n = prod(self.shape(t["shape"], f"{where} shape", lo=0))
-        if off + 4 * n > blob:
-            self.fail(f"{where}: {4 * n} bytes at offset {off} lie outside the {blob}-byte weight blob")
+        if not isinstance(t["dtype"], str) or t["dtype"] not in DTYPES:
+            self.fail(f"{where}: dtype {_short(t['dtype'])} is not supported (f32, or i8 in an int8 bundle)")
+        n = prod(self.shape(t["shape"], f"{where} shape", lo=0)) * (1 if t["dtype"] == "i8" else 4)
+        if off + n > blob:
+            self.fail(f"{where}: {n} bytes at offset {off} lie outside the {blob}-byte weight blob")
 
     # -- the graph and the weights
     def build(self, h, buf, start) -> Bundle:
@@ -594,9 +639,14 @@ class _Reader:
             weights = {}
             for tname, shape in want.items():
                 t = h["tensors"][tname]
-                a = np.frombuffer(buf, dtype="<f4", count=prod(shape), offset=start + t["offset"]).reshape(shape)
-                if not np.isfinite(a).all():
+                a = np.frombuffer(buf, dtype=DTYPES[t["dtype"]], count=prod(shape),
+                                  offset=start + t["offset"]).reshape(shape)
+                if t["dtype"] == "f32" and not np.isfinite(a).all():
                     self.fail(f"tensor {tname} holds NaN or infinite values")
+                if t["dtype"] == "i8" and a.size and a.min() < -127:
+                    self.fail(f"tensor {tname} holds -128; int8 weights are symmetric, -127 .. 127")
+                if tname.endswith(".weight_scale") and a.size and not (a > 0).all():
+                    self.fail(f"tensor {tname} holds a scale that is not positive")
                 weights[tname] = a
         return Bundle(h, g, weights)
 
@@ -682,8 +732,14 @@ class _Reader:
         """The tensor table against the graph: exactly its parameters and buffers, with their
         shapes, disjoint inside the blob. Returns name -> shape."""
         from .runtime.weights import expected
-        want = expected(g)
+        want = dict(expected(g))
         tensors = h["tensors"]
+        qlayers = h.get("quant", {}).get("layers", {})
+        for layer in qlayers:
+            if layer not in g or g[layer].op not in ("Conv", "FC") or g[layer].attrs.get("groups", 1) != 1 \
+                    or "weight" not in g[layer].params:
+                self.fail(f"quant layer {_short(layer)} is not a Conv (groups 1) or FC of the graph")
+            want[f"{layer}.weight_scale"] = (g[layer].shape[0],)
         missing = [k for k in want if k not in tensors]
         extra = [k for k in tensors if k not in want]
         if missing or extra:
@@ -695,7 +751,10 @@ class _Reader:
             t = tensors[k]
             if tuple(t["shape"]) != tuple(shape):
                 self.fail(f"tensor {k} has shape {t['shape']}; the graph needs {list(shape)}")
-            spans.append((t["offset"], t["offset"] + 4 * prod(shape), k))
+            int8 = k.endswith(".weight") and k[:-len(".weight")] in qlayers
+            if t["dtype"] != ("i8" if int8 else "f32"):
+                self.fail(f"tensor {k} has dtype {t['dtype']}; it must be {'i8' if int8 else 'f32'}")
+            spans.append((t["offset"], t["offset"] + (1 if int8 else 4) * prod(shape), k))
         spans.sort()
         for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
             if b0 < a1 and b1 > b0:

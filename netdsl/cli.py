@@ -810,6 +810,8 @@ def build_parser():
     _train_parser(sub)
     from .cli_batch import add_parser as _batch_parser
     _batch_parser(sub)
+    from .cli_quant import add_parser as _quant_parser
+    _quant_parser(sub)
     return p
 
 

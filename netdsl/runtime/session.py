@@ -120,8 +120,12 @@ class Session:
             progs = list(self._programs)
         return progs, list(getattr(self._local, "arenas", {}) or {})
 
+    def _lower(self, n):
+        """The plan for batch n (a subclass may change its kernel calls: netdsl/quant)."""
+        return lower(self.graph, n)
+
     def _build(self, n):
-        plan = lower(self.graph, n)
+        plan = self._lower(n)
         check_plan_fits(self.graph, plan, self.weights)      # before the packed weights and the arena
         size = {name: n * prod(self.graph[name].shape) for name in plan.where}
         steps = []
