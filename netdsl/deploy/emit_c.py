@@ -454,7 +454,7 @@ def report(e: Emitted, out=None):
     out = out or sys.stdout
     print(f"wrote {e.out_dir}/: {e.prefix} at batch {e.batch}, {e.steps} kernel calls, "
           f"{len([k for k in e.kernels if k.endswith('.c')])} kernel sources; arena {size_text(e.arena_bytes)} "
-          f"(for {e.threads} threads), weights {size_text(e.weight_bytes)}, packed weights up to "
+          f"(for {e.threads} thread{'s' if e.threads != 1 else ''}), weights {size_text(e.weight_bytes)}, packed weights up to "
           f"{size_text(e.packed_bytes_max)}", file=out)
     print(f"build it: make -C {e.out_dir} && (cd {e.out_dir} && ./{e.prefix}_demo)", file=out)
 
