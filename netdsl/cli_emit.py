@@ -38,9 +38,7 @@ def cmd_emit_c(args):
     m.run_level = args.opt
     out = args.output or f"{m.name}_c"
     e = emit_c(m, out, batch=args.batch, threads=args.threads, embed_weights=args.embed_weights,
-               prefix=args.name, force=args.force)
-    for w in e.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+               prefix=args.name, force=args.force, warn=lambda w: print(f"warning: {w}", file=sys.stderr))
     if args.weights is None and not m.weights_loaded:
         print(f"note: {m.name} is emitted with its deterministic initial weights (seed 0), not trained ones\n"
               "hint: pass --weights W (.npz, .safetensors or .pth) for real ones", file=sys.stderr)
