@@ -76,9 +76,9 @@ def _reference(m, xs):
     return _flat(m(xs if len(xs) > 1 else next(iter(xs.values()))))
 
 
-def _run_demo(exe, d, xs, extra=(), runner=()):
+def _run_demo(exe, d, xs, extra=(), runner=(), runs=1):
     np.concatenate([v.ravel() for v in xs.values()]).tofile(os.path.join(d, "in.f32"))
-    r = subprocess.run([*runner, exe, "-i", "in.f32", "-o", "out.f32", "-n", "1", *extra], cwd=d,
+    r = subprocess.run([*runner, exe, "-i", "in.f32", "-o", "out.f32", "-n", str(runs), *extra], cwd=d,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{exe} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
     return np.fromfile(os.path.join(d, "out.f32"), np.float32), r.stdout
@@ -434,7 +434,7 @@ def _arm_compare(builder, tmp_path, name):
     xs = _inputs(m, 1, special=True)
     with rlib.using_isa("portable"):
         ref = _reference(_model(name), xs)
-    y, out = _run_demo(exe, d, xs, runner=["qemu-aarch64"])
+    y, out = _run_demo(exe, d, xs, runner=["qemu-aarch64"], runs=0)
     assert "ISA portable" in out
     assert_bits(y, ref, f"{name} on aarch64 (qemu) vs the runtime's portable kernels", nan_bits=False)
 
@@ -453,6 +453,6 @@ def test_zoo_model_emitted_c_matches_the_runtime(emitted, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "yolov2_tiny", "unet", "gen23"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "yolov2_tiny", "squeezenet1_1", "gen23"])
 def test_arm64_zoo_models_under_qemu(builder, tmp_path, name):
     _arm_compare(builder, tmp_path, name)
