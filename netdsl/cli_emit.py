@@ -27,7 +27,7 @@ def add_arguments(s):
 def cmd_emit_c(args):
     """Write the C library into args.output (default ./<model>_c/) and say what it holds."""
     from .cli import _load
-    from .deploy.emit_c import emit_c, report
+    from .deploy.emit_c import emit_c
     if args.report:
         raise NetDSLError("--report goes with the bundle, not with --emit c",
                           hint="run `netdsl compile MODEL --report` for the rewrites")
@@ -44,3 +44,15 @@ def cmd_emit_c(args):
               "hint: pass --weights W (.npz, .safetensors or .pth) for real ones", file=sys.stderr)
     report(e)
     return 0
+
+
+def report(e, out=None):
+    """The lines `netdsl compile --emit c` prints about what it wrote (an Emitted)."""
+    from .cli_format import size_text
+    out = out or sys.stdout
+    threads = f"{e.threads} thread{'s' if e.threads != 1 else ''}"
+    print(f"wrote {e.out_dir}/: {e.prefix} at batch {e.batch}, {e.steps} kernel calls, "
+          f"{len([k for k in e.kernels if k.endswith('.c')])} kernel sources; arena {size_text(e.arena_bytes)} "
+          f"(for {threads}), weights {size_text(e.weight_bytes)}, packed weights up to "
+          f"{size_text(e.packed_bytes_max)}", file=out)
+    print(f"build it: make -C {e.out_dir} && (cd {e.out_dir} && ./{e.prefix}_demo)", file=out)

@@ -33,7 +33,6 @@ import dataclasses
 import math
 import os
 import re
-import sys
 import zlib
 
 import numpy as np
@@ -452,15 +451,3 @@ def model_c(ctx) -> str:
 
 def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def report(e: Emitted, out=None):
-    """The lines `netdsl compile --emit c` prints."""
-    from ..cli_format import size_text
-    out = out or sys.stdout
-    print(f"wrote {e.out_dir}/: {e.prefix} at batch {e.batch}, {e.steps} kernel calls, "
-          f"{len([k for k in e.kernels if k.endswith('.c')])} kernel sources; arena {size_text(e.arena_bytes)} "
-          f"(for {e.threads} thread{'s' if e.threads != 1 else ''}), weights {size_text(e.weight_bytes)}, packed weights up to "
-          f"{size_text(e.packed_bytes_max)}", file=out)
-    print(f"build it: make -C {e.out_dir} && (cd {e.out_dir} && ./{e.prefix}_demo)", file=out)
-
