@@ -88,7 +88,8 @@ def model_h(ctx) -> str:
     if len(ctx["inputs"]) == 1 and len(ctx["outputs"]) == 1:
         L += [f"/* Run the network: input holds {P}_INPUT_FLOATS floats, output receives {P}_OUTPUT_FLOATS.",
               " * packed: NULL or a buffer " + p + "_pack() filled. input may be arena + " + P + "_INPUT0_OFFSET",
-              " * (written in place: no copy). Reentrant: calls on different arenas may run at once. */",
+              " * (written there before each call: no copy; later layers reuse that memory). Reentrant:",
+              " * calls on different arenas may run at once. */",
               f"int {p}_run(const float *weights, const float *packed, void *arena, size_t arena_bytes,",
               "           const float *input, float *output);"]
     L += [f"/* The same with inputs[{P}_NUM_INPUTS] and outputs[{P}_NUM_OUTPUTS], in the order above. */",
