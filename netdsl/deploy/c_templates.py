@@ -499,7 +499,7 @@ def _lib_sources(ctx, kernel_c):
 
 def cc_line(ctx, kernel_c, cc="cc", openmp=True) -> str:
     srcs = " ".join(["main.c"] + _lib_sources(ctx, kernel_c))
-    return (f"{cc} -O2 {CFLAGS}{' -fopenmp' if openmp else ''} -I. -Inetdsl {srcs} "
+    return (f"{cc} -O3 {CFLAGS}{' -fopenmp' if openmp else ''} -I. -Inetdsl {srcs} "
             f"-o {ctx['prefix']}_demo -lm")
 
 
@@ -513,10 +513,12 @@ def makefile(ctx, kernel_c) -> str:
 #   make CC=aarch64-linux-gnu-gcc LDFLAGS=-static    # a 64-bit ARM board (portable kernels)
 # Every file takes the same flags: the x86 SIMD paths are chosen at run time (cpuid) through
 # __attribute__((target)), so no -march is needed or wanted; on other CPUs they compile to nothing.
+# -O3 as the Python extension is built: the plain-C kernel bodies rely on GCC's vectorizer
+# (mobilenet_v2 measured 14.1 ms at -O2, 8.3 ms at -O3); the results are the same bits at any -O.
 # The whole build as one command:
 #   {cc_line(ctx, kernel_c)}
 
-CFLAGS ?= -O2
+CFLAGS ?= -O3
 OPENMP ?= -fopenmp
 ND_CFLAGS = {CFLAGS} -I. -Inetdsl
 LDLIBS = -lm
