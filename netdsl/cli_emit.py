@@ -12,16 +12,28 @@ import sys
 from .errors import NetDSLError
 
 
+_C_DEFAULTS = {"batch": 1, "threads": 4, "embed_weights": False, "name": None, "force": False}
+
+
 def add_arguments(s):
     """The options `compile` takes for --emit c (its MODEL, --weights, -O and -o are shared)."""
     g = s.add_argument_group("--emit c (standalone C library; docs/EMBED.md)")
-    g.add_argument("--batch", type=int, default=1, help="batch size the C plan runs (default 1)")
-    g.add_argument("--threads", type=int, default=4,
+    g.add_argument("--batch", type=int, default=_C_DEFAULTS["batch"], help="batch size the C plan runs (default 1)")
+    g.add_argument("--threads", type=int, default=_C_DEFAULTS["threads"],
                    help="most OpenMP threads the target will use; the workspace is sized for it (default 4)")
     g.add_argument("--embed-weights", action="store_true",
                    help="write the weights as a const array (model_weights.c) instead of model.weights")
     g.add_argument("--name", default=None, help="C prefix of the API (default: the model's name, e.g. lenet5_run)")
     g.add_argument("--force", action="store_true", help="overwrite a model.c in -o that netdsl did not write")
+
+
+def refuse_c_options(args):
+    """A NetDSLError when an --emit c option is given to another --emit (it would do nothing)."""
+    for k, default in _C_DEFAULTS.items():
+        if getattr(args, k, default) != default:
+            opt = "--" + k.replace("_", "-")
+            raise NetDSLError(f"{opt} goes with --emit c; `compile --emit {args.emit}` does not use it",
+                              hint=f"add --emit c to write a C library, or leave {opt} out")
 
 
 def cmd_emit_c(args):

@@ -392,6 +392,9 @@ def test_cli_errors_are_clear(capsys, tmp_path):
     assert code == 0 and "wrote" in out and "initial weights" in err
     code, out, _ = _cli(capsys, "compile", "lenet5", "--emit", "c", "-o", str(tmp_path / "ok"))
     assert code == 0, "re-emitting over our own output needs no --force"
+    code, _, err = _cli(capsys, "compile", "lenet5", "--embed-weights", "-o", str(tmp_path / "l5.netc"))
+    assert code == 1 and "--embed-weights goes with --emit c" in err and "hint:" in err
+    assert not (tmp_path / "l5.netc").exists()
 
 
 def test_a_kernel_that_cannot_be_emitted_names_its_layer(tmp_path, monkeypatch):
