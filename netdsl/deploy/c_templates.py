@@ -37,7 +37,7 @@ def model_h(ctx) -> str:
          f" *            {p}_pack() from the weights: the conv weights as GEMM panels for this CPU's",
          " *            ISA (faster convs, Winograd). Pass NULL to run on the unpacked weights.",
          " *",
-         " * Errors: 0 is success; negative is a bad argument (" + P + "_EARG, " + P + "_EPACKED);",
+         " * Errors: 0 is success; negative is a bad argument (" + P + "_EARG, " + P + "_EPACKED, " + P + "_EENV);",
          f" * positive is a kernel's status: {P}_ERROR_LAYER(e) is the step, {p}_layer_name() its",
          " * name, " + P + "_ERROR_STATUS(e) the nd_status (1 bad size, 2 unsupported, 3 non-finite).",
          " */",
@@ -81,6 +81,7 @@ def model_h(ctx) -> str:
     L += ["",
           f"#define {P}_EARG (-1)      /* a NULL pointer, a misaligned buffer or a too-small arena */",
           f"#define {P}_EPACKED (-2)   /* packed is not a buffer {p}_pack() filled for this ISA */",
+          f"#define {P}_EENV (-3)      /* NETDSL_GEMM_BLOCKS is set: the workspace was sized without it */",
           f"#define {P}_KERNEL_ERROR(layer, status) ((((layer) + 1) << 8) | (int)(status))",
           f"#define {P}_ERROR_LAYER(e) (((e) >> 8) - 1)",
           f"#define {P}_ERROR_STATUS(e) ((e) & 0xff)", "",
@@ -183,6 +184,10 @@ static int check_args(const float *weights, const float *packed, void *arena, si
         return PFXU_EARG;
     if (arena_bytes < PFXU_ARENA_BYTES)
         return PFXU_EARG;
+    /* dispatch.c lets NETDSL_GEMM_BLOCKS enlarge the GEMM's cache blocks, and with them the
+     * workspace each conv needs; PFXU_WS_FLOATS was sized for the built-in blocks */
+    if (getenv("NETDSL_GEMM_BLOCKS"))
+        return PFXU_EENV;
     *mr = 0;
     if (packed) {
         pk_head h;
@@ -219,6 +224,8 @@ const char *PFX_strerror(int e)
         return "bad argument (a NULL pointer, a misaligned buffer or an arena under PFXU_ARENA_BYTES)";
     if (e == PFXU_EPACKED)
         return "the packed buffer was not filled by PFX_pack() for this CPU's ISA (or is too small)";
+    if (e == PFXU_EENV)
+        return "NETDSL_GEMM_BLOCKS is set, but the workspace was sized for the built-in GEMM blocks: unset it";
     switch (PFXU_ERROR_STATUS(e)) {
     case ND_EINVAL: return "a kernel rejected a size or parameter (ND_EINVAL)";
     case ND_EUNSUPPORTED: return "a kernel does not implement this combination (ND_EUNSUPPORTED)";

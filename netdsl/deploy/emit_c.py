@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import platform
 import re
 import zlib
 
@@ -176,6 +177,10 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", prefix):
         raise NetDSLError(f"--name {prefix!r} is not a C identifier")
     _check_out_dir(out_dir, force)
+    if os.environ.get("NETDSL_GEMM_BLOCKS"):
+        raise NetDSLError("NETDSL_GEMM_BLOCKS is set: the emitted workspace would be sized for those tuning "
+                          "blocks, and the target runs the built-in ones",
+                          hint="unset NETDSL_GEMM_BLOCKS to emit C (it is a tuning knob for the Python runtime)")
     ffi, lib = rlib.ffi, rlib.lib
     sess = model.session()                  # what `netdsl run` executes: optimized graph, folded weights
     graph = sess.graph
@@ -233,6 +238,10 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
     wbytes = weights.astype("<f4").tobytes()
     crc = zlib.crc32(wbytes) & 0xFFFFFFFF
     warnings = []
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        warnings.append(f"emitting on {platform.machine()}: the workspace is sized for this build's ISA "
+                        "tables only (portable C), so run the output on non-x86 CPUs; emit on x86-64 for "
+                        "code that also runs on x86 (its sizes cover AVX2 and AVX-512 as well)")
     if embed_weights and len(wbytes) > EMBED_WARN_BYTES:
         warnings.append(f"--embed-weights: {len(wbytes) / 2**20:.0f} MiB of weights become a C file of about "
                         f"{len(wbytes) * 4.0 / 2**20:.0f} MiB that compilers take minutes and GBs of memory to "
@@ -372,7 +381,7 @@ def model_c(ctx) -> str:
          f" * into the caller's weights ({P}_WEIGHT_FLOATS floats, model.h). No allocation, no stdio,",
          " * no mutable globals: all state is in the caller's arena and packed buffer. */",
          '#include "model.h"', "", "#include <math.h>", "#include <stddef.h>", "#include <stdint.h>",
-         "#include <string.h>", "", '#include "nd_common.h"']
+         "#include <stdlib.h>", "#include <string.h>", "", '#include "nd_common.h"']
     L += [f'#include "{h}"' for h in ctx["headers"] if h != "nd_common.h"]
     L += ["", f"#define PK_MAGIC 0x4B50444Eu   /* 'NDPK': the head of a buffer {p}_pack() filled */",
           f"#define PK_HEAD {ctx['pack_head']}            /* floats before the first panel */", ""]

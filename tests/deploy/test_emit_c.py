@@ -322,6 +322,7 @@ def test_the_c_api_refuses_bad_arguments_without_crashing(builder, tmp_path):
     d = tmp_path / "l5"
     emit_c(netdsl.load("lenet5"), str(d))
     (d / "bad.c").write_text(r'''
+#define _POSIX_C_SOURCE 200112L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,6 +339,8 @@ int main(void) {
         lenet5_pack(w, junk, sizeof junk),                               /* packed too small */
         lenet5_run(w, NULL, a, LENET5_ARENA_BYTES, NULL, y));            /* no input */
     printf("%d\n", lenet5_run(w, NULL, a, LENET5_ARENA_BYTES, x, y));
+    setenv("NETDSL_GEMM_BLOCKS", "512,512,4096", 1);                     /* would outgrow the workspace */
+    printf("%d\n", lenet5_run(w, NULL, a, LENET5_ARENA_BYTES, x, y));
     printf("%s|%s\n", lenet5_layer_name(0), lenet5_layer_name(99));
     return 0;
 }
@@ -349,7 +352,7 @@ int main(void) {
     r = subprocess.run([exe], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split("\n")
-    assert lines[0] == "-1 -1 -1 -2 -2 -1" and lines[1] == "0" and lines[2] == "C1|?", r.stdout
+    assert lines[0] == "-1 -1 -1 -2 -2 -1" and lines[1] == "0" and lines[2] == "-3" and lines[3] == "C1|?", r.stdout
 
 
 def test_the_demo_rejects_a_weights_file_from_another_emit(emitted):
@@ -395,6 +398,12 @@ def test_cli_errors_are_clear(capsys, tmp_path):
     code, _, err = _cli(capsys, "compile", "lenet5", "--embed-weights", "-o", str(tmp_path / "l5.netc"))
     assert code == 1 and "--embed-weights goes with --emit c" in err and "hint:" in err
     assert not (tmp_path / "l5.netc").exists()
+    os.environ["NETDSL_GEMM_BLOCKS"] = "64,64,256"
+    try:
+        code, _, err = _cli(capsys, "compile", "lenet5", "--emit", "c", "-o", str(tmp_path / "blocks"))
+    finally:
+        del os.environ["NETDSL_GEMM_BLOCKS"]
+    assert code == 1 and "NETDSL_GEMM_BLOCKS is set" in err and "unset" in err
 
 
 def test_a_kernel_that_cannot_be_emitted_names_its_layer(tmp_path, monkeypatch):
