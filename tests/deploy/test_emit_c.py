@@ -3,11 +3,14 @@
 The oracle is the runtime itself (`netdsl.load(name)(x)`): same graph, same folded weights, same
 kernels. The emitted library packs its conv weights at init with the ISA the CPU picks, as the
 runtime does at plan time, so with packing the outputs must be equal BIT FOR BIT (same float
-operations in the same order: the build is -std=c11 -ffp-contract=off on both sides). The
+operations in the same order: the extension is built -std=c11, which in GCC means no FMA
+contraction, and the emitted build says -ffp-contract=off too; these tests build at -O2, the
+emitted Makefile at -O3, test_the_makefile_builds_and_runs checks that build too). The
 unpacked path (packed = NULL) takes other algorithms for some convs (no Winograd, no direct
 rows): there the bound is float rounding, 1e-5 of the output's scale, and bit-equality with the
 runtime's own unpacked plan (Program(prepack=False)). Under ARM emulation the kernels run their
-portable C, compared with the runtime forced to NETDSL_ISA=portable: bit for bit as well.
+portable C, compared with the runtime forced to NETDSL_ISA=portable: bit for bit as well, except
+that a NaN's sign is the CPU's (ARM's default NaN is positive, x86's negative).
 
 Default run: lenet5, resnet18, mobilenet_v2 and generated networks covering most ops; every zoo
 model is @slow (python -m pytest -q -m slow tests/deploy).
