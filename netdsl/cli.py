@@ -341,9 +341,10 @@ def cmd_compile(args):
     import os
 
     from . import bundle
+    from .cli_emit import cmd_emit_c, refuse_c_options
     if args.emit == "c":
-        from .cli_emit import cmd_emit_c
         return cmd_emit_c(args)
+    refuse_c_options(args)
     if bundle.is_bundle(args.model):
         raise NetDSLError(f"{args.model} is already a compiled bundle",
                           hint="compile the .net source (or zoo name) it came from")

@@ -25,7 +25,8 @@ ISA_SUFFIXES = ("portable", "avx2", "avx512")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 _PASTED = re.compile(r"\b([A-Za-z_]\w*?)##\s*suffix\b")
-_FUNC_DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\([^;{}]*\)\s*(?:__attribute__\s*\(\([^;{}]*\)\)\s*)*\{\}")
+_FUNC_DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\((?:[^;{}()]|\([^;{}()]*\))*\)\s*"
+                       r"(?:__attribute__\s*\(\([^;{}]*\)\)\s*)*\{\}")
 _DATA_DEF = re.compile(r"\b([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*=")
 
 
@@ -84,20 +85,28 @@ def _file_scope(code: str) -> str:
     return "".join(out)
 
 
-def _is_static(scope: str, pos: int) -> bool:
-    """Whether the declaration that names something at `pos` says `static` (it starts after
-    the previous `;` or `}`)."""
+def _is_static(scope: str, pos: int, static_macros=frozenset()) -> bool:
+    """Whether the declaration that names something at `pos` says `static`, itself or through a
+    macro (`INLINE`, `ND_MATH_INLINE`); it starts after the previous `;` or `}`."""
     start = max(scope.rfind(";", 0, pos), scope.rfind("}", 0, pos)) + 1
-    return re.search(r"\bstatic\b", scope[start:pos]) is not None
+    words = set(_IDENT.findall(scope[start:pos]))
+    return "static" in words or bool(words & static_macros)
 
 
-def definitions(code: str) -> set:
-    """External names a comment-stripped .c file defines (functions, tables, variables)."""
+def static_macros(code: str) -> set:
+    """Names of the object-like macros whose expansion says `static` (`#define INLINE static inline`)."""
+    return set(re.findall(r"^[ \t]*#\s*define\s+([A-Za-z_]\w*)[ \t]+[^\n]*\bstatic\b", code, flags=re.M))
+
+
+def definitions(code: str, macros=frozenset()) -> set:
+    """External names a comment-stripped .c file defines (functions, tables, variables);
+    `macros`: names that expand to `static ...` (defined in the file or its headers)."""
     scope = _file_scope(code)
+    macros = frozenset(macros) | static_macros(code)
     names = set()
     for rx in (_FUNC_DEF, _DATA_DEF):
         for m in rx.finditer(scope):
-            if not _is_static(scope, m.start(1)):
+            if not _is_static(scope, m.start(1), macros) and not m.group(1).startswith("__"):
                 names.add(m.group(1))
     for line in re.findall(r"^[ \t]*#\s*define[^\n]*(?:\\\n[^\n]*)*", code, flags=re.M):
         for m in _PASTED.finditer(line):
@@ -122,12 +131,13 @@ class Sources:
                 rel = os.path.relpath(os.path.join(dirpath, f), self.root).replace(os.sep, "/")
                 with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
                     self.text[rel] = fh.read()
+        code = {rel: strip_c(text) for rel, text in self.text.items()}
+        macros = set().union(*(static_macros(c) for rel, c in code.items() if not rel.endswith(".c")))
         for rel, text in self.text.items():
-            code = strip_c(text)
             self.includes[rel] = [self._resolve(rel, inc) for inc in _INCLUDE.findall(text)]
             if rel.endswith(".c"):
-                self.uses[rel] = set(_IDENT.findall(code))
-                self.defs[rel] = definitions(code)
+                self.uses[rel] = set(_IDENT.findall(code[rel]))
+                self.defs[rel] = definitions(code[rel], macros)
         # a .c file uses what the .inc files it includes use (conv_winograd_body.inc)
         for rel in list(self.uses):
             for inc in self._include_closure([rel]):

@@ -32,8 +32,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import platform
 import re
-import sys
 import zlib
 
 import numpy as np
@@ -145,7 +145,7 @@ class _Step:
     wfloats: int = 0
 
 
-def _packed_bound(lib, ffi, steps):
+def _packed_bound(lib, steps):
     """(largest packed-buffer floats over the ISAs this machine can reach, their names)."""
     from ..runtime import lib as rlib
     from ..runtime.executor import make_params
@@ -161,8 +161,10 @@ def _packed_bound(lib, ffi, steps):
 
 
 def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weights: bool = False,
-           prefix: str | None = None, force: bool = False) -> Emitted:
-    """Write `model` (a netdsl Model) as C sources into out_dir; see the module docstring."""
+           prefix: str | None = None, force: bool = False, warn=None) -> Emitted:
+    """Write `model` (a netdsl Model) as C sources into out_dir; see the module docstring.
+    warn(message), when given, hears each warning as it arises (before the slow writes);
+    Emitted.warnings has them all."""
     from ..runtime import lib as rlib
     from ..runtime.executor import Program, Step
     from ..runtime.plan import lower
@@ -175,6 +177,10 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", prefix):
         raise NetDSLError(f"--name {prefix!r} is not a C identifier")
     _check_out_dir(out_dir, force)
+    if os.environ.get("NETDSL_GEMM_BLOCKS"):
+        raise NetDSLError("NETDSL_GEMM_BLOCKS is set: the emitted workspace would be sized for those tuning "
+                          "blocks, and the target runs the built-in ones",
+                          hint="unset NETDSL_GEMM_BLOCKS to emit C (it is a tuning knob for the Python runtime)")
     ffi, lib = rlib.ffi, rlib.lib
     sess = model.session()                  # what `netdsl run` executes: optimized graph, folded weights
     graph = sess.graph
@@ -204,9 +210,11 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
             raise NetDSLError(f"{where}: its kernel {getattr(call, 'symbol', '?')} cannot be emitted as C",
                               graph[st.node].span, "run this model with `netdsl run`; the C emitter "
                               "writes only the kernels in csrc/kernels")
-        if call.extra.get("prepare_weights") is None and set(call.extra) - {"prepack_weight"}:
+        unknown = set(call.extra) - {"prepack_weight", "prepare_weights"}
+        if unknown:
             raise NetDSLError(f"{where}: its kernel needs plan-time steps the C emitter does not know "
-                              f"({', '.join(sorted(call.extra))})", graph[st.node].span)
+                              f"({', '.join(sorted(unknown))})", graph[st.node].span,
+                              "run this model with `netdsl run`, or teach netdsl/deploy/emit_c.py the step")
         call = _with_threads(lib, call, threads)
         w, b = sess._node_weights(st.node, call)      # the runtime's own weight preparation (BN fold)
         packable = call.symbol == "nd_conv_f32" and w is not None and "prepack_weight" in call.extra
@@ -221,7 +229,7 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
     weight_floats = woff
     act_floats = _aligned(plan.arena_floats)
     arena_floats = act_floats + _aligned(prog.ws_floats)
-    packed_floats, packed_isas = _packed_bound(lib, ffi, steps)
+    packed_floats, packed_isas = _packed_bound(lib, steps)
 
     weights = np.zeros(max(weight_floats, 1), np.float32)
     for off, a in blobs:
@@ -230,10 +238,17 @@ def emit_c(model, out_dir: str, *, batch: int = 1, threads: int = 4, embed_weigh
     wbytes = weights.astype("<f4").tobytes()
     crc = zlib.crc32(wbytes) & 0xFFFFFFFF
     warnings = []
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        warnings.append(f"emitting on {platform.machine()}: the workspace is sized for this build's ISA "
+                        "tables only (portable C), so run the output on non-x86 CPUs; emit on x86-64 for "
+                        "code that also runs on x86 (its sizes cover AVX2 and AVX-512 as well)")
     if embed_weights and len(wbytes) > EMBED_WARN_BYTES:
         warnings.append(f"--embed-weights: {len(wbytes) / 2**20:.0f} MiB of weights become a C file of about "
-                        f"{len(wbytes) * 3.3 / 2**20:.0f} MiB that compilers take minutes and GBs of memory to "
+                        f"{len(wbytes) * 4.0 / 2**20:.0f} MiB that compilers take minutes and GBs of memory to "
                         "build; the model.weights file (mmap it, or link it with `ld -r -b binary`) avoids that")
+    if warn is not None:
+        for w in warnings:
+            warn(w)
 
     src = Sources()
     symbols = sorted({s.call.symbol for s in steps} | {"nd_gemm_mr", "nd_isa_level", "nd_has_openmp"}
@@ -340,9 +355,9 @@ def _batch_arenas(graph, batch, threads, lib):
 def _weights_c(ctx, weights) -> str:
     P, p = ctx["P"], ctx["prefix"]
     lines = [f"/* model_weights.c — {ctx['model']}'s weights as one const array ({weights.size:,} floats).",
-             f" * Generated by netdsl (`--embed-weights`); do not edit. The same floats as model.weights,",
+             " * Generated by netdsl (`--embed-weights`); do not edit. The same floats as model.weights,",
              f" * at the offsets model.h lists; {P}_WEIGHTS_CRC32 is their checksum. */",
-             f'#include "model.h"', "#include <math.h>", "",
+             '#include "model.h"', "#include <math.h>", "",
              f"_Alignas(64) const float {p}_weights[{P}_WEIGHT_FLOATS > 0 ? {P}_WEIGHT_FLOATS : 1] = {{"]
     vals = weights.astype(np.float64).tolist()
     fmt = _c_float
@@ -366,7 +381,7 @@ def model_c(ctx) -> str:
          f" * into the caller's weights ({P}_WEIGHT_FLOATS floats, model.h). No allocation, no stdio,",
          " * no mutable globals: all state is in the caller's arena and packed buffer. */",
          '#include "model.h"', "", "#include <math.h>", "#include <stddef.h>", "#include <stdint.h>",
-         "#include <string.h>", "", '#include "nd_common.h"']
+         "#include <stdlib.h>", "#include <string.h>", "", '#include "nd_common.h"']
     L += [f'#include "{h}"' for h in ctx["headers"] if h != "nd_common.h"]
     L += ["", f"#define PK_MAGIC 0x4B50444Eu   /* 'NDPK': the head of a buffer {p}_pack() filled */",
           f"#define PK_HEAD {ctx['pack_head']}            /* floats before the first panel */", ""]
@@ -388,7 +403,7 @@ def model_c(ctx) -> str:
     L.append("                const float *const inputs[], float *const outputs[])")
     L.append("{")
     L.append("    int32_t mr = 0;")
-    L.append(f"    const int e0 = check_args(weights, packed, arena_mem, arena_bytes, &mr);")
+    L.append("    const int e0 = check_args(weights, packed, arena_mem, arena_bytes, &mr);")
     L.append("    if (e0 != 0)")
     L.append("        return e0;")
     L.append("    float *const arena = (float *)arena_mem;")
@@ -411,7 +426,6 @@ def model_c(ctx) -> str:
             L.append("        const float *const *const in = NULL;")
         w = "NULL" if s.w is None else f"weights + {s.w}"
         b = "NULL" if s.b is None else f"weights + {s.b}"
-        wsarg = "ws" if s.call.ws_floats else "ws"
         if s.packable:
             L.append(f"        nd_conv_params p = p{i};")
             L.append(f"        const float *w = {w};")
@@ -421,9 +435,9 @@ def model_c(ctx) -> str:
             L.append("            w = packed + po;")
             L.append("            po += f;")
             L.append("        }")
-            L.append(f"        st = {s.call.symbol}(&p, arena + {s.out}, in, w, {b}, {wsarg});")
+            L.append(f"        st = {s.call.symbol}(&p, arena + {s.out}, in, w, {b}, ws);")
         else:
-            L.append(f"        st = {s.call.symbol}(&p{i}, arena + {s.out}, in, {w}, {b}, {wsarg});")
+            L.append(f"        st = {s.call.symbol}(&p{i}, arena + {s.out}, in, {w}, {b}, ws);")
         L.append("        if (st != ND_OK)")
         L.append(f"            return {P}_KERNEL_ERROR({i}, st);")
         L.append("    }")
@@ -446,15 +460,3 @@ def model_c(ctx) -> str:
 
 def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def report(e: Emitted, out=None):
-    """The lines `netdsl compile --emit c` prints."""
-    from ..cli_format import size_text
-    out = out or sys.stdout
-    print(f"wrote {e.out_dir}/: {e.prefix} at batch {e.batch}, {e.steps} kernel calls, "
-          f"{len([k for k in e.kernels if k.endswith('.c')])} kernel sources; arena {size_text(e.arena_bytes)} "
-          f"(for {e.threads} threads), weights {size_text(e.weight_bytes)}, packed weights up to "
-          f"{size_text(e.packed_bytes_max)}", file=out)
-    print(f"build it: make -C {e.out_dir} && (cd {e.out_dir} && ./{e.prefix}_demo)", file=out)
-

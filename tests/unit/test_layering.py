@@ -13,8 +13,8 @@ The order, lowest first (docs/DESIGN: "each stage only knows the one before it")
     passes    graph rewrites
     runtime   planner, kernels (and the built _kernels extension), sessions, weights I/O,
               the numpy reference executor
-    bundle | compiler | interop   the file format, the pipeline that writes it, and other
-              tools' formats (ONNX, Darknet) in and out
+    bundle | compiler | interop | deploy   the file format, the pipeline that writes it, other
+              tools' formats (ONNX, Darknet) in and out, and the plan as standalone C
     model     the façade users hold (runs the pipeline for summary and calls)
     package   netdsl/__init__.py (netdsl.load)
     cli | testing   cli.py, cli_format.py, dot.py (presentation); netdsl/testing (the
@@ -44,9 +44,11 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("compiler", 5, ["netdsl.compiler"]),
     ("interop", 5, ["netdsl.interop"]),                          # ONNX / Darknet / .pth in and out
     ("train", 5, ["netdsl.train"]),                              # backward, losses, optimizers, data
+    ("deploy", 5, ["netdsl.deploy"]),                            # the plan written for other toolchains (C)
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
-    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.cli_batch", "netdsl.dot"]),
+    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.cli_batch", "netdsl.cli_emit",
+                "netdsl.cli_quant", "netdsl.dot"]),
     ("testing", 8, ["netdsl.testing"]),                          # generated networks, soak
     ("viz", 8, ["netdsl.viz"]),                                  # pictures: feature maps, filters, SVG graphs
     ("batch", 8, ["netdsl.batch"]),                              # batch inference: shards, local and Ray engines
