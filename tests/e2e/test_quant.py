@@ -274,6 +274,8 @@ def test_cli_quantize_and_run(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "stem" in text and "fc" in text and "--skip" in text and "top-1 agreement" in text
     assert main(["run", out]) == 0
+    assert main(["info", out]) == 0
+    assert "int8:" in capsys.readouterr().out
     np.savez(cal, x=np.zeros((2, 1, 16, 16), np.float32))
     assert main(["quantize", str(src), "--calibrate", cal]) != 0
     err = capsys.readouterr().err
