@@ -46,6 +46,10 @@ def info_text(h: dict, path: str = "") -> str:
     shown = [r.replace(" rewrites", "").replace(" rewrite", "") for r in totals if not r.endswith(": 0 rewrites")]
     lines.append(f"  compiled: -O{h['opt_level']}" + (": " + ", ".join(shown) if shown else ", no rewrites")
                  + " (rewrites per pass; `netdsl compile --report` lists each)")
+    if "quant" in h:                   # an int8 bundle (netdsl quantize, docs/QUANTIZE.md)
+        q = h["quant"]
+        lines.append(f"  int8:     {len(q['layers'])} layers int8 ({q['method']} calibration), "
+                     f"{len(q['skipped'])} Conv/FC float32")
     return "\n".join(lines)
 
 

@@ -25,6 +25,9 @@
 #include "kernels/qgemm.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -203,37 +206,14 @@ static inline __attribute__((always_inline)) void
 epi_body(float *restrict out, const float *restrict res, const int32_t *restrict acc, const float *restrict scale,
          const float *restrict bias, const int32_t *restrict comp, const nd_qconv_params *p, int64_t m0,
          int64_t mr, const q_run *runs, int nruns,
-         void (*row)(float *, const float *, const int32_t *, int64_t, int32_t, float, float, int),
-         void (*row8)(uint8_t *, const float *, const int32_t *, int64_t, int32_t, float, float, int, float, float))
+         void (*row)(void *, const void *, int, const int32_t *, int64_t, int32_t, float, float, int, int, float,
+                     float, float, float))
 {
     const int64_t ohw = p->oh * p->ow;
-    const int act = p->act;
-    const float oinv = p->out_inv_scale, oz = (float)p->out_zero;
-    if (res && p->res_u8) {             /* a uint8 residual: dequantized per value, the scalar rows */
-        const uint8_t *r8 = (const uint8_t *)res;
-        const float rs = p->res_scale, rz = (float)p->res_zero;
-        for (int ri = 0; ri < nruns; ri++) {
-            const int64_t j0 = runs[ri].j, len = runs[ri].len;
-            for (int64_t i = 0; i < mr; i++) {
-                const int64_t m = m0 + i, o = runs[ri].obase + m * ohw;
-                const float sc = scale[m], bi = bias[m];
-                const int32_t cm = comp[m];
-                const int32_t *restrict a = acc + i * QNR + j0;
-                float t[QNR];
-                for (int64_t j = 0; j < len; j++)
-                    t[j] = ((float)(a[j] - cm) * sc + bi) + ((float)r8[o + j] - rz) * rs;
-                if (act == ND_ACT_RELU)
-                    for (int64_t j = 0; j < len; j++) t[j] = t[j] < 0.0f ? 0.0f : t[j];
-                else if (act != ND_ACT_NONE)
-                    for (int64_t j = 0; j < len; j++) t[j] = nd_act1(t[j], act);
-                if (p->out_u8)
-                    for (int64_t j = 0; j < len; j++) ((uint8_t *)out)[o + j] = q8(t[j], oinv, oz);
-                else
-                    memcpy(out + o, t, (size_t)len * sizeof(float));
-            }
-        }
-        return;
-    }
+    const int act = p->act, rkind = !res ? 0 : p->res_u8 ? 2 : 1;
+    const float oinv = p->out_inv_scale, oz = (float)p->out_zero, rs = p->res_scale, rz = (float)p->res_zero;
+    const uint8_t *r8 = (const uint8_t *)res;
+    uint8_t *out8 = (uint8_t *)out;
     for (int ri = 0; ri < nruns; ri++) {
         const int64_t j0 = runs[ri].j, len = runs[ri].len;
         for (int64_t i = 0; i < mr; i++) {
@@ -242,39 +222,32 @@ epi_body(float *restrict out, const float *restrict res, const int32_t *restrict
             const int32_t cm = comp[m];
             const int32_t *restrict a = acc + i * QNR + j0;
             const int64_t o = runs[ri].obase + m * ohw;
-            if (p->out_u8) {                /* float32 as below, then q8 into the uint8 tensor */
-                uint8_t *restrict y8 = (uint8_t *)out + o;
-                if (row8 && (act == ND_ACT_NONE || act == ND_ACT_RELU)) {
-                    row8(y8, res ? res + o : NULL, a, len, cm, sc, bi, act == ND_ACT_RELU, oinv, oz);
-                    continue;
-                }
-                float t[QNR];
-                for (int64_t j = 0; j < len; j++) {
-                    float v = (float)(a[j] - cm) * sc + bi;
-                    if (res)
-                        v = v + res[o + j];
-                    t[j] = nd_act1(v, act);
-                }
-                for (int64_t j = 0; j < len; j++) y8[j] = q8(t[j], oinv, oz);
-                continue;
-            }
-            float *restrict y = out + o;
             if (row && (act == ND_ACT_NONE || act == ND_ACT_RELU)) {   /* the vector row (AVX-512) */
-                row(y, res ? res + o : NULL, a, len, cm, sc, bi, act == ND_ACT_RELU);
+                row(p->out_u8 ? (void *)(out8 + o) : (void *)(out + o),
+                    rkind == 2 ? (const void *)(r8 + o) : rkind == 1 ? (const void *)(res + o) : NULL, rkind, a, len,
+                    cm, sc, bi, act == ND_ACT_RELU, p->out_u8, oinv, oz, rs, rz);
                 continue;
             }
-            if (res) {
+            float t[QNR];
+            if (rkind == 1) {
                 const float *restrict r = res + o;
-                for (int64_t j = 0; j < len; j++) y[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
+                for (int64_t j = 0; j < len; j++) t[j] = ((float)(a[j] - cm) * sc + bi) + r[j];
+            } else if (rkind == 2) {
+                const uint8_t *restrict r = r8 + o;
+                for (int64_t j = 0; j < len; j++) t[j] = ((float)(a[j] - cm) * sc + bi) + ((float)r[j] - rz) * rs;
             } else {
-                for (int64_t j = 0; j < len; j++) y[j] = (float)(a[j] - cm) * sc + bi;
+                for (int64_t j = 0; j < len; j++) t[j] = (float)(a[j] - cm) * sc + bi;
             }
             if (act == ND_ACT_RELU)
-                for (int64_t j = 0; j < len; j++) y[j] = y[j] < 0.0f ? 0.0f : y[j];
+                for (int64_t j = 0; j < len; j++) t[j] = t[j] < 0.0f ? 0.0f : t[j];
             else if (act != ND_ACT_NONE && len >= 16)
-                nd_act_inplace(y, len, act);
+                nd_act_inplace(t, len, act);
             else if (act != ND_ACT_NONE)
-                for (int64_t j = 0; j < len; j++) y[j] = nd_act1(y[j], act);
+                for (int64_t j = 0; j < len; j++) t[j] = nd_act1(t[j], act);
+            if (p->out_u8)
+                for (int64_t j = 0; j < len; j++) out8[o + j] = q8(t[j], oinv, oz);
+            else
+                memcpy(out + o, t, (size_t)len * sizeof(float));
         }
     }
 }
@@ -321,14 +294,31 @@ quant4_body(uint8_t *restrict xq4, const float *restrict x, const nd_qconv_param
     if (p->in_u8) {                     /* already uint8 NCHW: interleave only */
         const uint8_t *x8 = (const uint8_t *)x;
         uint8_t *restrict e = d + p->pad_l * 4;
+        const uint8_t *r8[4];
+        int full = 1;
         for (int q = 0; q < 4; q++) {
             const int64_t c = 4 * c4 + q;
-            const uint8_t *restrict r8 = c < C ? x8 + ((b * C + c) * H + y) * W : NULL;
-            if (r8)
-                for (int64_t ix = 0; ix < W; ix++) e[4 * ix + q] = r8[ix];
-            else
-                for (int64_t ix = 0; ix < W; ix++) e[4 * ix + q] = z;
+            r8[q] = c < C ? x8 + ((b * C + c) * H + y) * W : NULL;
+            full &= r8[q] != NULL;
         }
+        int64_t ix = 0;
+#ifdef __SSE2__
+        if (full)                       /* 16 pixels: bytes then pairs interleaved, 64 bytes */
+            for (; ix + 16 <= W; ix += 16) {
+                const __m128i q0 = _mm_loadu_si128((const __m128i *)(r8[0] + ix));
+                const __m128i q1 = _mm_loadu_si128((const __m128i *)(r8[1] + ix));
+                const __m128i q2 = _mm_loadu_si128((const __m128i *)(r8[2] + ix));
+                const __m128i q3 = _mm_loadu_si128((const __m128i *)(r8[3] + ix));
+                const __m128i lo01 = _mm_unpacklo_epi8(q0, q1), hi01 = _mm_unpackhi_epi8(q0, q1);
+                const __m128i lo23 = _mm_unpacklo_epi8(q2, q3), hi23 = _mm_unpackhi_epi8(q2, q3);
+                _mm_storeu_si128((__m128i *)(e + 4 * ix), _mm_unpacklo_epi16(lo01, lo23));
+                _mm_storeu_si128((__m128i *)(e + 4 * ix + 16), _mm_unpackhi_epi16(lo01, lo23));
+                _mm_storeu_si128((__m128i *)(e + 4 * ix + 32), _mm_unpacklo_epi16(hi01, hi23));
+                _mm_storeu_si128((__m128i *)(e + 4 * ix + 48), _mm_unpackhi_epi16(hi01, hi23));
+            }
+#endif
+        for (; ix < W; ix++)
+            for (int q = 0; q < 4; q++) e[4 * ix + q] = r8[q] ? r8[q][ix] : z;
         return;
     }
     const float *rws[4];
@@ -403,7 +393,7 @@ typedef struct {
                                   const float *bias, const int32_t *comp, const nd_qconv_params *p,   \
                                   int64_t m0, int64_t mr, const q_run *runs, int nruns)            \
     {                                                                                              \
-        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns, EPIROW_##suffix, EPIROW8_##suffix); \
+        epi_body(out, res, acc, scale, bias, comp, p, m0, mr, runs, nruns, EPIROW_##suffix);       \
     }                                                                                              \
     attr static void quant4_##suffix(uint8_t *xq4, const float *x, const nd_qconv_params *p, int64_t r) \
     {                                                                                              \
@@ -422,9 +412,6 @@ typedef struct {
 #define EPIROW_portable NULL
 #define EPIROW_avx2 NULL
 #define EPIROW_avx512 nd_qepi_row_avx512
-#define EPIROW8_portable NULL
-#define EPIROW8_avx2 NULL
-#define EPIROW8_avx512 nd_qepi_row_u8_avx512
 #define ROWS4_portable rows4_scalar
 #define ROWS4_avx2 nd_quant_rows4_avx2
 #define ROWS4_avx512 nd_quant_rows4_avx512

@@ -26,10 +26,8 @@ void nd_quk_vnni(int64_t k4, const void *ap, const uint8_t *bp, int32_t *acc);
 int nd_cpu_has_vnni(void);
 void nd_quant_u8_avx2(uint8_t *xq, const float *x, int64_t n, float inv, float z);
 void nd_quant_u8_avx512(uint8_t *xq, const float *x, int64_t n, float inv, float z);
-void nd_qepi_row_avx512(float *y, const float *r, const int32_t *a, int64_t len, int32_t cm, float sc, float bi,
-                        int relu);
-void nd_qepi_row_u8_avx512(uint8_t *y, const float *r, const int32_t *a, int64_t len, int32_t cm, float sc, float bi,
-                           int relu, float oinv, float oz);
+void nd_qepi_row_avx512(void *y, const void *r, int rkind, const int32_t *a, int64_t len, int32_t cm, float sc,
+                        float bi, int relu, int out_u8, float oinv, float oz, float rs, float rz);
 void nd_quant_rows4_avx2(uint8_t *d, const float *const *rows, int64_t n, float inv, float z);
 void nd_quant_rows4_avx512(uint8_t *d, const float *const *rows, int64_t n, float inv, float z);
 #endif

@@ -191,59 +191,56 @@ __attribute__((target("avx512f"))) void nd_quant_rows4_avx512(uint8_t *d, const 
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
-/* One epilogue row of kernels/qconv.c: y[j] = ((float)(a[j] - cm) * sc + bi) [+ r[j]], then
- * relu when asked, 16 at a time with masks (runs are often 7 or 14 long): the same float32
- * operations as the scalar form, separately rounded (no FMA). vmaxps(0, v) returns v for a
- * NaN v (its second operand), as `v < 0 ? 0 : v` does, and -0 for -0. */
-__attribute__((target("avx512f"))) void nd_qepi_row_avx512(float *y, const float *r, const int32_t *a, int64_t len,
-                                                           int32_t cm, float sc, float bi, int relu)
-{
-    const __m512i vcm = _mm512_set1_epi32(cm);
-    const __m512 vsc = _mm512_set1_ps(sc), vbi = _mm512_set1_ps(bi), zero = _mm512_setzero_ps();
-    for (int64_t j = 0; j < len; j += 16) {
-        const __mmask16 k = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
-        const __m512i acc = _mm512_maskz_loadu_epi32(k, a + j);
-        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, vcm));
-        v = _mm512_add_ps(_mm512_mul_ps(v, vsc), vbi);
-        if (r)
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + j));
-        if (relu)
-            v = _mm512_max_ps(zero, v);
-        _mm512_mask_storeu_ps(y + j, k, v);
-    }
-}
-#endif
-
-#if defined(__x86_64__) || defined(__i386__)
-/* nd_qepi_row_avx512, then each value quantized for the next int8 layer (q8 with oinv, oz:
- * NaN -> oz, clamp, round half to even) and stored as uint8 */
-__attribute__((target("avx512f"))) void nd_qepi_row_u8_avx512(uint8_t *y, const float *r, const int32_t *a,
-                                                              int64_t len, int32_t cm, float sc, float bi, int relu,
-                                                              float oinv, float oz)
+/* One epilogue row of kernels/qconv.c, 16 values at a time with masks (runs are often 7 or
+ * 14 long): v = ((float)(a[j] - cm) * sc + bi), + the residual (float32, or uint8 read as
+ * ((float)r - rz) * rs), relu when asked, then stored as float32 or quantized (q8 with oinv,
+ * oz) as uint8 — the same float32 operations as the scalar form, each rounded (no FMA).
+ * vmaxps(0, v) returns v for a NaN v (its second operand), as `v < 0 ? 0 : v` does, and -0
+ * for -0. rkind: 0 none, 1 float32, 2 uint8. */
+__attribute__((target("avx512f"))) void nd_qepi_row_avx512(void *y, const void *r, int rkind, const int32_t *a,
+                                                           int64_t len, int32_t cm, float sc, float bi, int relu,
+                                                           int out_u8, float oinv, float oz, float rs, float rz)
 {
     const __m512i vcm = _mm512_set1_epi32(cm);
     const __m512 vsc = _mm512_set1_ps(sc), vbi = _mm512_set1_ps(bi), zero = _mm512_setzero_ps();
     const __m512 vinv = _mm512_set1_ps(oinv), vz = _mm512_set1_ps(oz), hi = _mm512_set1_ps(255.0f);
+    const __m512 vrs = _mm512_set1_ps(rs), vrz = _mm512_set1_ps(rz);
     for (int64_t j = 0; j < len; j += 16) {
         const int64_t n = len - j >= 16 ? 16 : len - j;
         const __mmask16 k = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
         const __m512i acc = _mm512_maskz_loadu_epi32(k, a + j);
         __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, vcm));
         v = _mm512_add_ps(_mm512_mul_ps(v, vsc), vbi);
-        if (r)
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + j));
+        if (rkind == 1) {
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, (const float *)r + j));
+        } else if (rkind == 2) {
+            __m128i r16;
+            if (n == 16) {
+                r16 = _mm_loadu_si128((const __m128i *)((const uint8_t *)r + j));
+            } else {                    /* the tail: no read past the row */
+                uint8_t t[16] = {0};
+                for (int64_t e = 0; e < n; e++) t[e] = ((const uint8_t *)r)[j + e];
+                r16 = _mm_loadu_si128((const __m128i *)t);
+            }
+            const __m512 rv = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(r16));
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_sub_ps(rv, vrz), vrs));
+        }
         if (relu)
             v = _mm512_max_ps(zero, v);
+        if (!out_u8) {
+            _mm512_mask_storeu_ps((float *)y + j, k, v);
+            continue;
+        }
         v = _mm512_add_ps(_mm512_mul_ps(v, vinv), vz);
         v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), vz);
         v = _mm512_min_ps(_mm512_max_ps(v, zero), hi);
         const __m128i q = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v));
         if (n == 16) {
-            _mm_storeu_si128((__m128i *)(y + j), q);
+            _mm_storeu_si128((__m128i *)((uint8_t *)y + j), q);
         } else {
             uint8_t t[16];
             _mm_storeu_si128((__m128i *)t, q);
-            memcpy(y + j, t, (size_t)n);
+            for (int64_t e = 0; e < n; e++) ((uint8_t *)y)[j + e] = t[e];
         }
     }
 }
