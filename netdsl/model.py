@@ -426,17 +426,17 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     return m
 
 
-def load_bundle(path: str, weights: str | dict | None = None, threads: int | None = None) -> Model:
-    """Open a compiled .netc bundle as a ready-to-run Model: the graph exactly as compiled
-    (it runs at its own level, no further passes), its weights viewing the file's bytes."""
+def load_bundle(path: str, weights: str | dict | None = None, threads: int | None = None,
+                bundle=None) -> Model:
+    """Open a compiled float32 .netc bundle as a ready-to-run Model: the graph exactly as compiled
+    (it runs at its own level, no further passes), its weights viewing the file's bytes.
+    `bundle` is the file already read (bundle.read_file), as netdsl.load passes it after
+    sending int8 bundles (netdsl quantize) to netdsl.quant, which sits above this layer."""
     from .bundle import read_file
-    b = read_file(path)
-    if "quant" in b.header:                 # an int8 bundle (netdsl quantize)
-        if weights is not None:
-            raise NetDSLError("an int8 bundle holds its own quantized weights; --weights cannot replace them",
-                              hint="quantize the float32 model with the new weights instead")
-        from .quant.bundle import from_bundle
-        return from_bundle(b, path, threads)
+    b = bundle if bundle is not None else read_file(path)
+    if "quant" in b.header:
+        raise NetDSLError(f"{path} is an int8 bundle (netdsl quantize)",
+                          hint="open it with netdsl.load, which runs it on the int8 kernels")
     m = Model(b.graph, b.header["model"], path, threads=threads)
     m._weights = b.weights
     m._weights_loaded = b.header["weights"] == "loaded"     # else the seed-0 init, compiled

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bundle import QUANT_METHODS as METHODS     # the int8 bundle reader checks the method against it
+
 BINS = 2048
 LEVELS = 128
-METHODS = ("minmax", "percentile", "entropy")
 
 
 class Observer:
