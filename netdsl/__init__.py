@@ -16,6 +16,10 @@ def load(path_or_name: str, **kwargs) -> Model:
     """Load a .net file, a zoo model by name, or a compiled .netc bundle; returns a checked Model."""
     from .bundle import is_bundle
     if is_bundle(path_or_name):
+        from .bundle import read_header
+        if "quant" in read_header(path_or_name):        # an int8 bundle (netdsl quantize)
+            from .quant.bundle import load_quantized
+            return load_quantized(path_or_name, **kwargs)
         from .model import load_bundle
         return load_bundle(path_or_name, **kwargs)
     from .model import load_source

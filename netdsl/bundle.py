@@ -79,6 +79,7 @@ _NODE_KEYS = {"name", "op", "attrs", "resolved", "preds", "shape", "params", "bu
 _TENSOR_KEYS = {"offset", "shape", "dtype"}
 DTYPES = {"f32": "<f4", "i8": "i1"}      # tensor dtype -> numpy; i8 only in an int8 bundle's `weight`
 _QUANT_KEYS = {"method", "layers", "skipped"}
+QUANT_METHODS = ("minmax", "percentile", "entropy")   # netdsl/quant/observers.METHODS (a test keeps them equal)
 _QLAYER_KEYS = {"in_scale", "in_zero", "lo", "hi"}
 
 
@@ -548,11 +549,10 @@ class _Reader:
     def quant(self, q):
         """An int8 bundle's `quant` section: shapes of the values only (weights_table checks
         the layers against the graph)."""
-        from .quant.observers import METHODS
         if not isinstance(q, dict) or set(q) != _QUANT_KEYS:
             self.fail("header 'quant' must be an object with exactly method, layers and skipped")
-        if q["method"] not in METHODS:
-            self.fail(f"quant method {_short(q['method'])} is not one of {', '.join(METHODS)}")
+        if q["method"] not in QUANT_METHODS:
+            self.fail(f"quant method {_short(q['method'])} is not one of {', '.join(QUANT_METHODS)}")
         self.strmap(q["skipped"], "quant skipped", lambda k, v: self.text(v, f"quant skipped[{_short(k)}]"))
         if not isinstance(q["layers"], dict) or not q["layers"]:
             self.fail("quant layers must be a non-empty object")

@@ -431,12 +431,9 @@ def load_bundle(path: str, weights: str | dict | None = None, threads: int | Non
     (it runs at its own level, no further passes), its weights viewing the file's bytes."""
     from .bundle import read_file
     b = read_file(path)
-    if "quant" in b.header:                 # an int8 bundle (netdsl quantize)
-        if weights is not None:
-            raise NetDSLError("an int8 bundle holds its own quantized weights; --weights cannot replace them",
-                              hint="quantize the float32 model with the new weights instead")
-        from .quant.bundle import from_bundle
-        return from_bundle(b, path, threads)
+    if "quant" in b.header:                 # an int8 bundle: netdsl.load -> netdsl.quant.bundle
+        raise NetDSLError(f"{path} is an int8 bundle (netdsl quantize)",
+                          hint="open it with netdsl.load, which returns a QuantizedModel")
     m = Model(b.graph, b.header["model"], path, threads=threads)
     m._weights = b.weights
     m._weights_loaded = b.header["weights"] == "loaded"     # else the seed-0 init, compiled

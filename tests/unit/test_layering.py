@@ -16,7 +16,8 @@ The order, lowest first (docs/DESIGN: "each stage only knows the one before it")
     bundle | compiler | interop   the file format, the pipeline that writes it, and other
               tools' formats (ONNX, Darknet) in and out
     model     the façade users hold (runs the pipeline for summary and calls)
-    package   netdsl/__init__.py (netdsl.load)
+    package | quant   netdsl/__init__.py (netdsl.load, which opens int8 bundles through quant);
+              netdsl/quant (int8 post-training quantization: a Model subclass)
     cli | testing   cli.py, cli_format.py, dot.py (presentation); netdsl/testing (the
               generated-network check and soak, a user of the whole pipeline)
     main      __main__.py
@@ -46,14 +47,16 @@ LAYERS = [      # (layer, rank, module prefixes)
     ("train", 5, ["netdsl.train"]),                              # backward, losses, optimizers, data
     ("model", 6, ["netdsl.model"]),
     ("package", 7, ["netdsl"]),
-    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.dot"]),
+    ("quant", 7, ["netdsl.quant"]),                              # int8: a Model subclass, its kernels' plans
+    ("cli", 8, ["netdsl.cli", "netdsl.cli_format", "netdsl.cli_train", "netdsl.cli_quant", "netdsl.dot"]),
     ("testing", 8, ["netdsl.testing"]),                          # generated networks, soak
     ("viz", 8, ["netdsl.viz"]),                                  # pictures: feature maps, filters, SVG graphs
     ("main", 9, ["netdsl.__main__"]),
 ]
 # Same-rank layers that may use each other (one way only; other peers stay independent).
 ALLOWED_PEERS: set[tuple[str, str]] = {("compiler", "bundle"),      # the pipeline writes the format
-                                       ("cli", "viz")}              # commands that draw
+                                       ("cli", "viz"),              # commands that draw
+                                       ("package", "quant")}        # netdsl.load opens int8 bundles
 
 
 def layer_of(module: str):
