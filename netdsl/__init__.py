@@ -16,16 +16,12 @@ def load(path_or_name: str, **kwargs) -> Model:
     """Load a .net file, a zoo model by name, or a compiled .netc bundle; returns a checked Model."""
     from .bundle import is_bundle
     if is_bundle(path_or_name):
-        from .bundle import read_file
-        b = read_file(path_or_name)
-        if "quant" in b.header:                 # an int8 bundle (netdsl quantize)
-            if kwargs.get("weights") is not None:
-                raise NetDSLError("an int8 bundle holds its own quantized weights; --weights cannot replace them",
-                                  hint="quantize the float32 model with the new weights instead")
-            from .quant.bundle import from_bundle
-            return from_bundle(b, path_or_name, kwargs.get("threads"))
+        from .bundle import read_header
+        if "quant" in read_header(path_or_name):        # an int8 bundle (netdsl quantize)
+            from .quant.bundle import load_quantized
+            return load_quantized(path_or_name, **kwargs)
         from .model import load_bundle
-        return load_bundle(path_or_name, bundle=b, **kwargs)
+        return load_bundle(path_or_name, **kwargs)
     from .model import load_source
     return load_source(path_or_name, **kwargs)
 

@@ -79,7 +79,7 @@ _NODE_KEYS = {"name", "op", "attrs", "resolved", "preds", "shape", "params", "bu
 _TENSOR_KEYS = {"offset", "shape", "dtype"}
 DTYPES = {"f32": "<f4", "i8": "i1"}      # tensor dtype -> numpy; i8 only in an int8 bundle's `weight`
 _QUANT_KEYS = {"method", "layers", "skipped"}
-QUANT_METHODS = ("minmax", "percentile", "entropy")    # the calibration methods netdsl/quant/observers.py has
+QUANT_METHODS = ("minmax", "percentile", "entropy")   # netdsl/quant/observers.py implements each (its METHODS)
 _QLAYER_KEYS = {"in_scale", "in_zero", "lo", "hi"}
 
 

@@ -426,17 +426,14 @@ def load_source(path_or_name: str, weights: str | dict | None = None, threads: i
     return m
 
 
-def load_bundle(path: str, weights: str | dict | None = None, threads: int | None = None,
-                bundle=None) -> Model:
-    """Open a compiled float32 .netc bundle as a ready-to-run Model: the graph exactly as compiled
-    (it runs at its own level, no further passes), its weights viewing the file's bytes.
-    `bundle` is the file already read (bundle.read_file), as netdsl.load passes it after
-    sending int8 bundles (netdsl quantize) to netdsl.quant, which sits above this layer."""
+def load_bundle(path: str, weights: str | dict | None = None, threads: int | None = None) -> Model:
+    """Open a compiled .netc bundle as a ready-to-run Model: the graph exactly as compiled
+    (it runs at its own level, no further passes), its weights viewing the file's bytes."""
     from .bundle import read_file
-    b = bundle if bundle is not None else read_file(path)
-    if "quant" in b.header:
+    b = read_file(path)
+    if "quant" in b.header:                 # an int8 bundle: netdsl.load -> netdsl.quant.bundle
         raise NetDSLError(f"{path} is an int8 bundle (netdsl quantize)",
-                          hint="open it with netdsl.load, which runs it on the int8 kernels")
+                          hint="open it with netdsl.load, which returns a QuantizedModel")
     m = Model(b.graph, b.header["model"], path, threads=threads)
     m._weights = b.weights
     m._weights_loaded = b.header["weights"] == "loaded"     # else the seed-0 init, compiled

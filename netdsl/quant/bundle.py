@@ -44,6 +44,16 @@ def write_quantized(qm, path: str, check: bool = True) -> None:
     _bundle.write(path, data)
 
 
+def load_quantized(path: str, weights=None, threads=None, **kw):
+    """netdsl.load of an int8 bundle: read and check it, return the QuantizedModel."""
+    if weights is not None:
+        raise NetDSLError("an int8 bundle holds its own quantized weights; --weights cannot replace them",
+                          hint="quantize the float32 model with the new weights instead")
+    if kw:
+        raise NetDSLError(f"an int8 bundle takes no {', '.join(sorted(kw))} option")
+    return from_bundle(_bundle.read_file(path), path, threads)
+
+
 def from_bundle(b, path, threads=None):
     """A read and checked Bundle whose header has `quant` -> QuantizedModel."""
     from .model import QLayer, QuantizedModel

@@ -194,6 +194,9 @@ def test_int8_bundle_round_trip(tmp_path):
     assert back.weights["stem.weight"].dtype == np.int8
     with pytest.raises(NetDSLError, match="int8 bundle holds its own"):
         netdsl.load(p, weights={})
+    from netdsl.model import load_bundle
+    with pytest.raises(NetDSLError, match="is an int8 bundle"):
+        load_bundle(p)
 
 
 def _split(data):
@@ -230,6 +233,12 @@ def _edits(h):
     yield "no scale", lambda h: h["tensors"].pop(f"{layer}.weight_scale")
     yield "u8", lambda h: h["tensors"][f"{layer}.weight"].__setitem__("dtype", "u8")
     yield "no layers", lambda h: h["quant"].__setitem__("layers", {})
+
+
+def test_bundle_knows_the_calibration_methods():
+    from netdsl import bundle
+    from netdsl.quant.observers import METHODS
+    assert bundle.QUANT_METHODS == METHODS
 
 
 def test_int8_bundle_hostile_edits_refused(tmp_path):

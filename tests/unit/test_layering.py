@@ -16,7 +16,8 @@ The order, lowest first (docs/DESIGN: "each stage only knows the one before it")
     bundle | compiler | interop | deploy   the file format, the pipeline that writes it, other
               tools' formats (ONNX, Darknet) in and out, and the plan as standalone C
     model     the façade users hold (runs the pipeline for summary and calls)
-    package   netdsl/__init__.py (netdsl.load)
+    package | quant   netdsl/__init__.py (netdsl.load, which opens int8 bundles through quant);
+              netdsl/quant (int8 post-training quantization: a Model subclass)
     cli | testing   cli.py, cli_format.py, dot.py (presentation); netdsl/testing (the
               generated-network check and soak, a user of the whole pipeline)
     main      __main__.py
@@ -57,7 +58,8 @@ LAYERS = [      # (layer, rank, module prefixes)
 # Same-rank layers that may use each other (one way only; other peers stay independent).
 ALLOWED_PEERS: set[tuple[str, str]] = {("compiler", "bundle"),      # the pipeline writes the format
                                        ("cli", "viz"),              # commands that draw
-                                       ("cli", "batch")}            # `netdsl batch`
+                                       ("cli", "batch"),            # `netdsl batch`
+                                       ("package", "quant")}        # netdsl.load opens int8 bundles
 
 
 def layer_of(module: str):
