@@ -86,8 +86,13 @@ def model(name):
     return graph, weights, x, ref, {signature(graph, weights): ref}
 
 
+# VGG-19 is VGG-16 with three more 3x3 convs of the same shapes (nothing else to cover): with -m slow
+SLOW_ZOO = {"vgg19"}
+
+
 @pytest.mark.parametrize("level", sorted(LEVELS), ids=lambda lv: f"O{lv}")
-@pytest.mark.parametrize("name", netdsl.zoo_names())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_ZOO else n
+                                  for n in netdsl.zoo_names()])
 def test_optimized_zoo_model_computes_the_same(name, level):
     graph, weights, x, ref, runs = model(name)
     g2, w2, report = optimize(graph, weights, level)

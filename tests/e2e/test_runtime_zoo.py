@@ -46,7 +46,12 @@ def rel_err(a, b):
     return float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
 
 
-@pytest.mark.parametrize("name", netdsl.zoo_names())
+# VGG-19 is VGG-16 with three more 3x3 convs of the same shapes (nothing else to cover): with -m slow
+SLOW_ZOO = {"vgg19"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_ZOO else n
+                                  for n in netdsl.zoo_names()])
 def test_zoo_matches_reference(name):
     m = small_model(name)
     shape = m.input_shapes[m.graph.inputs[0]]
