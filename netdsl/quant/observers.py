@@ -78,7 +78,13 @@ class Observer:
             hi = self._tail(pos, (1 - q) * total) * width if self.hi > 0 else self.hi
             lo = -self._tail(self.neg, (1 - q) * total) * width if self.lo < 0 else self.lo
             return max(self.lo, lo), min(self.hi, hi)
-        t = entropy_threshold(self.hist) * width
+        # the first bin holds the exact zeros a ReLU makes (half of a post-ReLU tensor, or
+        # more): zero is exact at every threshold, so they take no part in choosing one.
+        # Counted, they dominate P and the search clips the tail hard (ResNet-18 on digits:
+        # 69.7% top-1 agreement with them, tests/e2e/test_quant.py)
+        h = self.hist.copy()
+        h[0] = 0
+        t = entropy_threshold(h) * width
         return max(self.lo, -t), min(self.hi, t)
 
     @staticmethod

@@ -128,3 +128,17 @@ def test_entropy_threshold_few_bins():
     h = np.zeros(2048, np.int64)
     h[:50] = 5
     assert entropy_threshold(h) == 50
+
+
+@pytest.mark.parametrize("zeros", [1.0, 3.0])
+def test_entropy_range_ignores_the_zeros_a_relu_makes(zeros):
+    """Exact zeros quantize exactly at any threshold, so a post-ReLU tensor (the same positive
+    values plus as many zeros again, or three times as many) calibrates to the same range;
+    counted, the spike at 0 made the KL search clip a trained ResNet-18 to 69.7% agreement."""
+    rng = np.random.default_rng(3)
+    pos = rng.gamma(2.0, 0.5, 200_000).astype(np.float32)
+    alone, relu = Observer("entropy"), Observer("entropy")
+    alone.observe(pos)
+    relu.observe(np.concatenate([pos, np.zeros(int(zeros * pos.size), np.float32)]))
+    assert relu.range()[1] == alone.range()[1]                # (lo is the data's own minimum: 0 with the zeros)
+    assert alone.range()[1] > np.percentile(pos, 99)          # and it keeps the bulk of the values
