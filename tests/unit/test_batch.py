@@ -428,3 +428,11 @@ def test_trained_lenet_over_digit_pngs_scores_what_evaluate_says(tmp_path):
     acc = float((r["top1"] == labels).mean())
     assert acc == pytest.approx(m.evaluate(test.x, test.y)["accuracy"], abs=1 / len(labels) + 1e-9)
     assert acc > 0.5, "one epoch learns the digits well past chance"
+
+
+def test_engine_ray_without_ray_says_how_to_install_it(net, images, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(NetDSLError, match="--engine ray needs Ray Data") as e:
+        predict(net, images[0], str(tmp_path / "p.npz"), engine="ray", progress=False)
+    assert 'pip install "netdsl[ray]"' in e.value.hint and "--engine local" in e.value.hint
+    assert not os.path.exists(tmp_path / "p.npz.parts"), "refused before any work"
