@@ -80,7 +80,7 @@ def connect(ray, address, num_cpus=None) -> bool:
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         try:
             if address.startswith("ray://"):
-                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+                ray.init(address=address)       # a Ray Client passes other keywords on to the server
             else:
                 ray.init(address=address, **{k: v for k, v in kw.items() if k != "include_dashboard"})
         except (ConnectionError, RuntimeError, ValueError, OSError) as e:
