@@ -78,6 +78,13 @@ def connect(ray, address, num_cpus=None) -> bool:
             _reachable(address)
             # a port that answers but is not Ray's: no screen of C++ retry warnings while Ray gives up
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        if address.startswith("ray://"):
+            try:
+                import grpc  # noqa: F401  (the Ray Client's transport, not in ray[data])
+            except ImportError:
+                raise NetDSLError(f"--address {address} needs the Ray Client, which is not installed",
+                                  hint='pip install "ray[client]"; or run netdsl on a node of the cluster with '
+                                       "--address auto") from None
         try:
             if address.startswith("ray://"):
                 ray.init(address=address)       # a Ray Client passes other keywords on to the server
