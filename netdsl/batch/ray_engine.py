@@ -20,6 +20,9 @@ one is already initialized in this process (then it is used and left running); "
 the cluster this machine is part of; "ray://host:port" connects a Ray Client, "host:port" the
 cluster's GCS. A host:port is first tried with a plain TCP connection of CONNECT_TIMEOUT_S, so
 an unreachable cluster is a quick NetDSLError, not a long retry loop.
+
+Not here: shipping the input files to the cluster, GPUs, autoscaling the actor pool (it has
+the fixed size that fits the cluster when the job starts).
 """
 from __future__ import annotations
 
