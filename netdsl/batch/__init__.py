@@ -118,8 +118,9 @@ def predict(model, input, output=None, *, weights=None, batch=DEFAULT_BATCH, sha
     for the job, "auto", "ray://host:port"). decoders: image-decoding threads of the local
     engine's one process (None: 4 for inputs of 64x64 or more, else 0; 0: inline).
     progress: a bar on `stream` (stderr). A Model passed in gets `weights` loaded into it.
-    collect=False (needs an output) leaves the rows in the file only: a .parquet is then
-    written shard by shard and no step holds all the outputs in memory.
+    collect=False (needs an output) leaves the rows in the file only (ids, outputs, top1 and
+    score are None), so with a .parquet, written shard by shard, no step holds all the outputs
+    in memory (a .npz is assembled in memory either way).
     Returns Predictions; raises NetDSLError for anything that stops the job (an unreadable
     image does not: it is skipped and listed in Predictions.skipped and the output)."""
     run.check_batch_args(batch, shard_size, threads, actors)

@@ -14,6 +14,9 @@ Two layouts, chosen by `actors` (docs/SCALE.md measures them):
   stops with an error that says to rerun, and the rerun does only what is missing.
 
 on_shard(k, data) receives every finished shard, in completion order.
+
+Not here: retrying a dead worker's shard within the run (the rerun does it), pinning
+workers to cores.
 """
 from __future__ import annotations
 

@@ -20,6 +20,9 @@ one is already initialized in this process (then it is used and left running); "
 the cluster this machine is part of; "ray://host:port" connects a Ray Client, "host:port" the
 cluster's GCS. A host:port is first tried with a plain TCP connection of CONNECT_TIMEOUT_S, so
 an unreachable cluster is a quick NetDSLError, not a long retry loop.
+
+Not here: shipping the input files to the cluster, GPUs, autoscaling the actor pool (it has
+the fixed size that fits the cluster when the job starts).
 """
 from __future__ import annotations
 
@@ -78,9 +81,16 @@ def connect(ray, address, num_cpus=None) -> bool:
             _reachable(address)
             # a port that answers but is not Ray's: no screen of C++ retry warnings while Ray gives up
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        if address.startswith("ray://"):
+            try:
+                import grpc  # noqa: F401  (the Ray Client's transport, not in ray[data])
+            except ImportError:
+                raise NetDSLError(f"--address {address} needs the Ray Client, which is not installed",
+                                  hint='pip install "ray[client]"; or run netdsl on a node of the cluster with '
+                                       "--address auto") from None
         try:
             if address.startswith("ray://"):
-                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+                ray.init(address=address)       # a Ray Client passes other keywords on to the server
             else:
                 ray.init(address=address, **{k: v for k, v in kw.items() if k != "include_dashboard"})
         except (ConnectionError, RuntimeError, ValueError, OSError) as e:

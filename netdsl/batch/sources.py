@@ -26,6 +26,9 @@ the files' bytes: a file rewritten in place with the same size and time goes unn
 
 A Source is small and picklable: the worker processes and Ray actors get their own copy and
 read the inputs themselves (from a filesystem every node sees).
+
+Not here: URLs and object stores (mount them), globs (pass the folder or a list), video,
+several-input networks.
 """
 from __future__ import annotations
 

@@ -428,3 +428,39 @@ def test_trained_lenet_over_digit_pngs_scores_what_evaluate_says(tmp_path):
     acc = float((r["top1"] == labels).mean())
     assert acc == pytest.approx(m.evaluate(test.x, test.y)["accuracy"], abs=1 / len(labels) + 1e-9)
     assert acc > 0.5, "one epoch learns the digits well past chance"
+
+
+def test_engine_ray_without_ray_says_how_to_install_it(net, images, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(NetDSLError, match="--engine ray needs Ray Data") as e:
+        predict(net, images[0], str(tmp_path / "p.npz"), engine="ray", progress=False)
+    assert 'pip install "netdsl[ray]"' in e.value.hint and "--engine local" in e.value.hint
+    assert not os.path.exists(tmp_path / "p.npz.parts"), "refused before any work"
+
+
+def test_ray_client_address_needs_the_ray_client(monkeypatch):
+    """ray:// goes through the Ray Client (grpc), which ray[data] does not bring: said before
+    Ray is asked. The address must be reachable first, so a listening socket stands in."""
+    import socket
+
+    from netdsl.batch.ray_engine import connect
+
+    class NotStarted:
+        def is_initialized(self):
+            return False
+
+        def init(self, **kw):
+            raise AssertionError("Ray must not be initialized")
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    try:
+        with pytest.raises(NetDSLError, match="needs the Ray Client, which is not installed") as e:
+            connect(NotStarted(), f"ray://127.0.0.1:{srv.getsockname()[1]}")
+    finally:
+        srv.close()
+    assert 'pip install "ray[client]"' in e.value.hint
+    with pytest.raises(NetDSLError, match="expected auto, ray://HOST:PORT or HOST:PORT"):
+        connect(NotStarted(), "ray://nowhere")
