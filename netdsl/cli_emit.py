@@ -44,6 +44,10 @@ def cmd_emit_c(args):
         raise NetDSLError("--report goes with the bundle, not with --emit c",
                           hint="run `netdsl compile MODEL --report` for the rewrites")
     m = _load(args.model, weights=args.weights)
+    from .quant import QuantizedModel
+    if isinstance(m, QuantizedModel):       # the emitted plan would be its float32 one: say so, write nothing
+        raise NetDSLError(f"{args.model} is an int8 bundle; --emit c writes float32 kernels only",
+                          hint="emit the float32 model it was quantized from (MODEL --weights W --emit c)")
     if args.opt < m.opt_level:
         raise NetDSLError(f"{args.model} was compiled at -O{m.opt_level}; it cannot be emitted at -O{args.opt}",
                           hint="emit from the .net source, or leave -O out")

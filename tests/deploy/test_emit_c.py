@@ -409,6 +409,18 @@ def test_cli_errors_are_clear(capsys, tmp_path):
     assert code == 1 and "NETDSL_GEMM_BLOCKS is set" in err and "unset" in err
 
 
+def test_an_int8_bundle_is_refused_not_emitted_as_float32(capsys, tmp_path):
+    """--emit c writes float32 kernels: an int8 bundle (netdsl quantize) is an error that says
+    what to emit instead, and nothing is written."""
+    from netdsl.quant import quantize
+    m = netdsl.load("lenet5")
+    x = np.random.default_rng(0).standard_normal((8, *m.input_shapes["x"])).astype(np.float32)
+    quantize(m, x).save(str(tmp_path / "l5.int8.netc"))
+    code, _, err = _cli(capsys, "compile", str(tmp_path / "l5.int8.netc"), "--emit", "c", "-o", str(tmp_path / "c"))
+    assert code == 1 and "is an int8 bundle" in err and "hint:" in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
+
+
 def test_a_kernel_that_cannot_be_emitted_names_its_layer(tmp_path, monkeypatch):
     from netdsl.runtime import kparams
     orig = kparams.builder
