@@ -29,6 +29,10 @@ def compile_bytes(model) -> bytes:
     """The bundle bytes of `model` as it runs: a loaded bundle's graph as it is, a source's
     graph optimized at its run level (what Model.__call__ would run)."""
     from .. import bundle
+    from ..quant import QuantizedModel
+    if isinstance(model, QuantizedModel):   # an int8 model ships as its int8 bundle (model_from_bytes)
+        from ..quant.bundle import quantized_bytes
+        return quantized_bytes(model)
     graph, weights, report = model.graph, model.weights, None
     level = max(model.run_level, model.opt_level)
     if model.run_level > model.opt_level:
@@ -47,6 +51,9 @@ def model_from_bytes(data: bytes, threads=None):
     from .. import bundle
     from ..model import Model
     b = bundle.loads(data, "<batch model>")
+    if "quant" in b.header:                 # an int8 bundle (netdsl quantize): its int8 kernels
+        from ..quant.bundle import from_bundle
+        return from_bundle(b, None, threads)
     m = Model(b.graph, b.header["model"], None, threads=threads)
     m._weights = b.weights
     m._weights_loaded = b.header["weights"] == "loaded"

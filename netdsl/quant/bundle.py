@@ -23,9 +23,14 @@ def quant_section(qm) -> dict:
             "skipped": {k: str(v) for k, v in qm.skipped.items()}}
 
 
-def write_quantized(qm, path: str, check: bool = True) -> None:
-    data = _bundle.dumps(qm.graph, qm.weights, name=qm.name, opt_level=qm.opt_level,
+def quantized_bytes(qm) -> bytes:
+    """The int8 bundle of `qm` as bytes (what write_quantized puts in a file)."""
+    return _bundle.dumps(qm.graph, qm.weights, name=qm.name, opt_level=qm.opt_level,
                          source=qm.name, quant=quant_section(qm))
+
+
+def write_quantized(qm, path: str, check: bool = True) -> None:
+    data = quantized_bytes(qm)
     if check:
         back = from_bundle(_bundle.loads(data, path), path)
         shape = qm.graph[qm.graph.inputs[0]].shape

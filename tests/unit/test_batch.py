@@ -464,3 +464,21 @@ def test_ray_client_address_needs_the_ray_client(monkeypatch):
     assert 'pip install "ray[client]"' in e.value.hint
     with pytest.raises(NetDSLError, match="expected auto, ray://HOST:PORT or HOST:PORT"):
         connect(NotStarted(), "ray://nowhere")
+
+
+def test_an_int8_bundle_runs_its_int8_kernels_in_every_engine(tmp_path):
+    """An int8 bundle (netdsl quantize) goes to the engines as its int8 bundle: this process and
+    worker processes give what the QuantizedModel gives (it was shipped as a float32 bundle of
+    its int8 weights once, and the outputs were in the thousands)."""
+    import netdsl
+    from netdsl.quant import quantize
+    m = netdsl.load("lenet5")
+    x = np.random.default_rng(5).standard_normal((30, *m.input_shapes["x"])).astype(np.float32)
+    path = str(tmp_path / "l5.int8.netc")
+    quantize(m, x[:8]).save(path)
+    np.savez(tmp_path / "x.npz", x=x)
+    want = netdsl.load(path)(x)
+    for actors in (1, 2):
+        p = predict(path, str(tmp_path / "x.npz"), None, batch=8, shard_size=10, actors=actors, threads=1,
+                    progress=False)
+        np.testing.assert_array_equal(p.outputs["output"], want)
