@@ -588,6 +588,29 @@ int32_t nd_conv_bwd_data_algo(const nd_conv_bwd_params *p)
     return a;
 }
 
+/* wf[(g*cg + c), o, i, j] = w[(g*og + o), c, KH-1-i, KW-1-j]: per group a transpose of
+ * (og x cg) planes of KK taps, each plane's taps reversed. Tiles of TB x TB planes, so both
+ * sides stay in cache (a row-by-row loop wrote with a stride of og*KK floats: 1.1 ms of the
+ * 1.4 ms dx of ResNet's 512x512 conv on a 1x1 map, serial), the tiles split over the threads. */
+static void flip_weights(const nd_conv_bwd_params *p, float *wf, const float *w, int T)
+{
+    enum { TB = 16 };
+    const int64_t cg = p->c / p->groups, og = p->oc / p->groups, KK = p->kh * p->kw;
+    const int64_t to = (og + TB - 1) / TB, tc = (cg + TB - 1) / TB, tiles = p->groups * to * tc;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && og * cg * p->groups * KK > 65536)
+    for (int64_t job = 0; job < tiles; job++) {
+        const int64_t g = job / (to * tc), o0 = (job / tc) % to * TB, c0 = job % tc * TB;
+        const int64_t o1 = min64(o0 + TB, og), c1 = min64(c0 + TB, cg);
+        for (int64_t c = c0; c < c1; c++)
+            for (int64_t o = o0; o < o1; o++) {
+                const float *src = w + ((g * og + o) * cg + c) * KK;
+                float *dst = wf + ((g * cg + c) * og + o) * KK;
+                for (int64_t t = 0; t < KK; t++) dst[t] = src[KK - 1 - t];
+            }
+    }
+}
+
 static nd_status dx_run(const nd_conv_bwd_params *p, float *out, const float *const *in, const float *w, float *ws)
 {
     const int T = nd_threads(p->threads);
@@ -602,16 +625,9 @@ static nd_status dx_run(const nd_conv_bwd_params *p, float *out, const float *co
         return dx_gemm(p, out, in[0], w, ws, T);
     nd_conv_bwd_params q;
     dx_as_conv(p, &q);
-    /* wf[(g*cg + c), o, i, j] = w[(g*og + o), c, KH-1-i, KW-1-j] */
-    const int64_t cg = p->c / p->groups, og = p->oc / p->groups, KH = p->kh, KW = p->kw, KK = KH * KW;
+    const int64_t cg = p->c / p->groups, KK = p->kh * p->kw;
     float *wf = align64(ws);
-    for (int64_t g = 0; g < p->groups; g++)
-        for (int64_t o = 0; o < og; o++)
-            for (int64_t c = 0; c < cg; c++) {
-                const float *src = w + ((g * og + o) * cg + c) * KK;
-                float *dst = wf + ((g * cg + c) * og + o) * KK;
-                for (int64_t t = 0; t < KK; t++) dst[t] = src[KK - 1 - t];
-            }
+    flip_weights(p, wf, w, T);
     return fwd_conv(&q, out, in[0], wf, NULL, ws + rup16(p->oc * cg * KK));
 }
 
