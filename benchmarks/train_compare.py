@@ -12,8 +12,8 @@ first step's losses are compared (a mismatch is a bug, not noise). PyTorch runs 
 process (`--worker`): its OpenMP runtime is not netdsl's, and in one process the idle
 threads of one spin on the cores the other needs (netdsl's 2-thread ResNet-18 step measured
 87 ms alone and 129 ms next to torch). The engines take turns, block by block (rotating
-order, an idle gap before each block), until --budget timed seconds are spent; medians of
-all steps. The machine's SGEMM peak is measured in the same run (compare.py's); --busy keeps
+order, an idle gap and the block once untimed before each timed block), until --budget timed
+seconds are spent; medians of all timed steps. The machine's SGEMM peak is measured in the same run (compare.py's); --busy keeps
 one core busy with a spinning process.
 
 Printed per config and thread count: median step time of each engine, images/s, the ratio
@@ -122,7 +122,12 @@ class TorchProcess:
 
 def interleaved(runners, budget, gap=0.1):
     """Median step seconds per engine: rounds that run each engine in turn (rotating the order,
-    an idle gap before each block), until the budget of timed seconds is spent."""
+    an idle gap before each block, then the block once untimed), until the budget of timed
+    seconds is spent. The untimed block (~50 ms of steps) is there because a training loop runs
+    its steps back to back: after the idle gap the first steps run slower while the threads
+    wake up (measured on a 2-core KVM guest, AMD EPYC, 2026-12-06: LeNet-5 batch 64 at 2
+    threads, 7-8 ms for the first ~7 steps after a 0.1 s sleep, then 2.3-3 ms), and the same
+    treatment is given to both engines."""
     import statistics
     import time
     names = list(runners)
@@ -133,6 +138,7 @@ def interleaved(runners, budget, gap=0.1):
     while r < 3 or (spent < budget and r < 40):
         for nm in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(gap)
+            runners[nm](block[nm])
             got = runners[nm](block[nm])
             samples[nm] += got
             spent += sum(got)
