@@ -13,8 +13,8 @@ process (`--worker`): its OpenMP runtime is not netdsl's, and in one process the
 threads of one spin on the cores the other needs (netdsl's 2-thread ResNet-18 step measured
 87 ms alone and 129 ms next to torch). The engines take turns, block by block (rotating
 order, an idle gap and the block once untimed before each timed block), until --budget timed
-seconds are spent; medians of all timed steps. The machine's SGEMM peak is measured in the same run (compare.py's); --busy keeps
-one core busy with a spinning process.
+seconds are spent; medians of all timed steps. The machine's SGEMM peak is measured in the
+same run (compare.py's); --busy keeps one core busy with a spinning process.
 
 Printed per config and thread count: median step time of each engine, images/s, the ratio
 netdsl/torch (below 1: netdsl is faster), netdsl's GFLOP/s (3 x forward FLOPs, the usual
