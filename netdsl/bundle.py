@@ -59,6 +59,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import NetDSLError, Source, Span, did_you_mean
+from .fileio import write_bytes_atomic
 
 MAGIC = b"NETDSLC\0"
 FORMAT_VERSION = 2                      # 2: nodes carry `attrs` (bindable) and `resolved`
@@ -276,18 +277,19 @@ def check_header(h, name: str = "<header>") -> Bundle:
 def write(path: str, data: bytes, atomic: bool = True):
     """Write bundle bytes to `path`: atomically (a temporary file renamed over it), or, with
     atomic=False, straight to `path` (for a caller that renames the file itself)."""
-    tmp = f"{path}.tmp{os.getpid()}" if atomic else path
+    hint = "check the directory exists and is writable"
+    if atomic:
+        write_bytes_atomic(path, data, hint)
+        return
     try:
-        with open(tmp, "wb") as f:
+        with open(path, "wb") as f:
             f.write(data)
-        if atomic:
-            os.replace(tmp, path)
     except OSError as e:
         try:
-            os.unlink(tmp)
+            os.unlink(path)
         except OSError:
             pass
-        raise NetDSLError(f"cannot write {path}: {e.strerror or e}", hint="check the directory exists and is writable")
+        raise NetDSLError(f"cannot write {path}: {e.strerror or e}", hint=hint) from None
 
 
 # ---------------------------------------------------------------- reading

@@ -60,7 +60,6 @@ OPS_END = "<!-- end op table -->"
 def write_ops_markdown(path: str) -> bool:
     """Replace the op table between OPS_BEGIN and OPS_END in `path` (docs/LANGUAGE.md);
     returns whether the file changed. Everything outside the markers is kept byte for byte."""
-    import os
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -74,14 +73,8 @@ def write_ops_markdown(path: str) -> bool:
     new = text[:i + len(OPS_BEGIN)] + "\n" + ops_markdown() + "\n" + text[j:]
     if new == text:
         return False
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(new)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise NetDSLError(f"cannot write {path}: {e.strerror or e}",
-                          hint="check the file and its directory are writable") from None
+    from .fileio import write_bytes_atomic
+    write_bytes_atomic(path, new.encode("utf-8"), "check the file and its directory are writable")
     return True
 
 

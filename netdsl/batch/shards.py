@@ -34,6 +34,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import NetDSLError
+from ..fileio import replace_atomic, write_bytes_atomic
 
 MANIFEST = "manifest.json"
 PARTS_FORMAT = "netdsl-batch-parts"
@@ -84,18 +85,7 @@ def decode_shard(data_or_path):
 
 
 def write_atomic(path: str, data: bytes):
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise NetDSLError(f"cannot write {path}: {e.strerror or e}",
-                          hint="check that the output's folder exists, is writable and has space") from None
+    write_bytes_atomic(path, data, "check that the output's folder exists, is writable and has space")
 
 
 class WorkDir:
@@ -260,20 +250,12 @@ def write_output(output: str, read, n_shards: int, out_shapes: dict, skipped, me
     if classifier is not None:
         fields += [pa.field("top1", pa.int64()), pa.field("score", pa.float32())]
     schema = pa.schema(fields, metadata={"netdsl": json.dumps(meta)})
-    tmp = f"{output}.tmp{os.getpid()}"
-    try:
+    def write(tmp):
         with pq.ParquetWriter(tmp, schema) as w:
             for k in range(n_shards):
                 s_ids, s_outs, _ = read(k)
                 w.write_table(_arrow_rows(pa, schema, cols, s_ids, s_outs, classifier, is_softmax))
-        os.replace(tmp, output)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise NetDSLError(f"cannot write {output}: {e.strerror or e}",
-                          hint="check that the output's folder is writable and has space") from None
+    replace_atomic(output, write, "check that the output's folder is writable and has space")
 
 
 def _arrow_rows(pa, schema, cols, ids, outs, classifier, is_softmax):

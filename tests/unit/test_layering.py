@@ -7,7 +7,7 @@ different layer of the same rank, fails with the file, the line and both layers.
 
 The order, lowest first (docs/DESIGN: "each stage only knows the one before it"):
 
-    base      errors.py, graph.py, _version.py, the zoo/ and stdlib/ data packages
+    base      errors.py, fileio.py, graph.py, _version.py, the zoo/ and stdlib/ data packages
     ops       op specs (everything reads them, so they sit right above the IR)
     frontend | analysis   peers: neither knows the other
     passes    graph rewrites
@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PKG = os.path.join(ROOT, "netdsl")
 
 LAYERS = [      # (layer, rank, module prefixes)
-    ("base", 0, ["netdsl.errors", "netdsl.graph", "netdsl._version", "netdsl.zoo", "netdsl.stdlib"]),
+    ("base", 0, ["netdsl.errors", "netdsl.fileio", "netdsl.graph", "netdsl._version", "netdsl.zoo", "netdsl.stdlib"]),
     ("ops", 1, ["netdsl.ops"]),
     ("frontend", 2, ["netdsl.frontend"]),
     ("analysis", 2, ["netdsl.analysis"]),
