@@ -142,21 +142,13 @@ def print_row(r):
           flush=True)
 
 
-RESNET18_32 = """import resnet
-input x: 3x32x32 (mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-conv1:Conv(64, 3, pad=1, bias=false) - bn1:BN - ReLU
-layer1: BasicStage(64, 2)
-layer2: BasicStage(128, 2, stride=2)
-layer3: BasicStage(256, 2, stride=2)
-layer4: BasicStage(512, 2, stride=2)
-GAP - fc:FC(10)
-"""
 
 
-def trained(name, text, epochs, n_train):
-    """A model trained on digits (cached): LeNet-5 from the zoo, or `text`."""
+def trained(name, epochs, n_train):
+    """A model trained on digits (cached): a zoo model, or examples/NAME.net."""
     from netdsl.train.data import digits
-    m = netdsl.load(name) if text is None else netdsl.parse(text, f"{name}.net")
+    example = os.path.join(os.path.dirname(HERE), "examples", f"{name}.net")
+    m = netdsl.load(example if os.path.exists(example) else name)
     cache = os.path.join(os.path.expanduser("~"), ".cache", "netdsl", "int8_bench")
     os.makedirs(cache, exist_ok=True)
     path = os.path.join(cache, f"{name}-e{epochs}-n{n_train}.npz")
@@ -175,8 +167,8 @@ def accuracy(method, threads):
     from netdsl.train.data import digits
     from torch_port import to_onnx
     out = []
-    for name, text, ep, n in (("lenet5", None, 4, 4000), ("resnet18_32", RESNET18_32, 2, 4000)):
-        m = trained(name, text, ep, n)
+    for name, ep, n in (("lenet5", 4, 4000), ("resnet18_32", 2, 4000)):
+        m = trained(name, ep, n)
         m.threads = threads
         node = m.graph[m.graph.inputs[0]]
         cal = digits("train", n=256).to_input(node)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 
 import numpy as np
@@ -17,6 +18,8 @@ from netdsl.ops import activations
 from netdsl.quant import numerics as qn
 from netdsl.quant import quantize
 from netdsl.runtime import lib
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
 
 pytestmark = pytest.mark.skipif(not lib.available(), reason="C kernels not built: python netdsl/runtime/_build.py")
 
@@ -291,15 +294,6 @@ def test_cli_quantize_and_run(tmp_path, capsys):
     assert "expects [N, 3, 16, 16]" in err and "Traceback" not in err
 
 
-RESNET18_32 = """import resnet
-input x: 3x32x32 (mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-conv1:Conv(64, 3, pad=1, bias=false) - bn1:BN - ReLU
-layer1: BasicStage(64, 2)
-layer2: BasicStage(128, 2, stride=2)
-layer3: BasicStage(256, 2, stride=2)
-layer4: BasicStage(512, 2, stride=2)
-GAP - fc:FC(10)
-"""
 
 
 @pytest.mark.slow
@@ -309,7 +303,7 @@ def test_resnet18_digits_agreement(method, tmp_path_factory):
     int8 agrees with float32 on >= 99% of 1000 held-out digits. A few minutes on 2 cores."""
     from netdsl.train.data import digits
     cache = tmp_path_factory.getbasetemp() / "resnet18_32.npz"
-    m = netdsl.parse(RESNET18_32, "resnet18_32.net")
+    m = netdsl.load(os.path.join(EXAMPLES, "resnet18_32.net"))
     if cache.exists():
         m.load_weights(str(cache))
     else:
