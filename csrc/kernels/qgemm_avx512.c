@@ -39,60 +39,24 @@ TGT void nd_quk_vnni(int64_t k4, const void *ap_, const uint8_t *bp, int32_t *ac
         const __m512i b2 = _mm512_loadu_si512((const void *)(b + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(b + 192));
         const int8_t *a = ap + g * (QMR * 4);
-        {
-            int32_t w4;
-            memcpy(&w4, a + 0, 4);
-            const __m512i wv = _mm512_set1_epi32(w4);
-            c00 = _mm512_dpbusd_epi32(c00, b0, wv);
-            c01 = _mm512_dpbusd_epi32(c01, b1, wv);
-            c02 = _mm512_dpbusd_epi32(c02, b2, wv);
-            c03 = _mm512_dpbusd_epi32(c03, b3, wv);
-        }
-        {
-            int32_t w4;
-            memcpy(&w4, a + 4, 4);
-            const __m512i wv = _mm512_set1_epi32(w4);
-            c10 = _mm512_dpbusd_epi32(c10, b0, wv);
-            c11 = _mm512_dpbusd_epi32(c11, b1, wv);
-            c12 = _mm512_dpbusd_epi32(c12, b2, wv);
-            c13 = _mm512_dpbusd_epi32(c13, b3, wv);
-        }
-        {
-            int32_t w4;
-            memcpy(&w4, a + 8, 4);
-            const __m512i wv = _mm512_set1_epi32(w4);
-            c20 = _mm512_dpbusd_epi32(c20, b0, wv);
-            c21 = _mm512_dpbusd_epi32(c21, b1, wv);
-            c22 = _mm512_dpbusd_epi32(c22, b2, wv);
-            c23 = _mm512_dpbusd_epi32(c23, b3, wv);
-        }
-        {
-            int32_t w4;
-            memcpy(&w4, a + 12, 4);
-            const __m512i wv = _mm512_set1_epi32(w4);
-            c30 = _mm512_dpbusd_epi32(c30, b0, wv);
-            c31 = _mm512_dpbusd_epi32(c31, b1, wv);
-            c32 = _mm512_dpbusd_epi32(c32, b2, wv);
-            c33 = _mm512_dpbusd_epi32(c33, b3, wv);
-        }
-        {
-            int32_t w4;
-            memcpy(&w4, a + 16, 4);
-            const __m512i wv = _mm512_set1_epi32(w4);
-            c40 = _mm512_dpbusd_epi32(c40, b0, wv);
-            c41 = _mm512_dpbusd_epi32(c41, b1, wv);
-            c42 = _mm512_dpbusd_epi32(c42, b2, wv);
-            c43 = _mm512_dpbusd_epi32(c43, b3, wv);
-        }
-        {
-            int32_t w4;
-            memcpy(&w4, a + 20, 4);
-            const __m512i wv = _mm512_set1_epi32(w4);
-            c50 = _mm512_dpbusd_epi32(c50, b0, wv);
-            c51 = _mm512_dpbusd_epi32(c51, b1, wv);
-            c52 = _mm512_dpbusd_epi32(c52, b2, wv);
-            c53 = _mm512_dpbusd_epi32(c53, b3, wv);
-        }
+        /* row i: its 4 int8 weights broadcast, into its four accumulators */
+#define ROW(i, c0, c1, c2, c3)                                                                     \
+    do {                                                                                           \
+        int32_t w4;                                                                                \
+        memcpy(&w4, a + 4 * (i), 4);                                                               \
+        const __m512i wv = _mm512_set1_epi32(w4);                                                  \
+        c0 = _mm512_dpbusd_epi32(c0, b0, wv);                                                      \
+        c1 = _mm512_dpbusd_epi32(c1, b1, wv);                                                      \
+        c2 = _mm512_dpbusd_epi32(c2, b2, wv);                                                      \
+        c3 = _mm512_dpbusd_epi32(c3, b3, wv);                                                      \
+    } while (0)
+        ROW(0, c00, c01, c02, c03);
+        ROW(1, c10, c11, c12, c13);
+        ROW(2, c20, c21, c22, c23);
+        ROW(3, c30, c31, c32, c33);
+        ROW(4, c40, c41, c42, c43);
+        ROW(5, c50, c51, c52, c53);
+#undef ROW
     }
 #define ST(i, v0, v1, v2, v3)                                                                      \
     do {                                                                                           \
