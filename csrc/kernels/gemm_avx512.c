@@ -14,6 +14,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <stdint.h>
 
 #define TGT __attribute__((target("avx512f,fma")))
 #ifndef ND_AVX512_MR
@@ -132,6 +133,109 @@ static inline __mmask16 lanes(int64_t a, int64_t b)
     return (__mmask16)((((uint32_t)1 << b) - 1) & ~(((uint32_t)1 << a) - 1));
 }
 
+/* Gathers (im2col_gather_avx512) for panels of runs shorter than GATHER_RUN on average
+ * (measured, AVX-512, 1 thread: ResNet-18 at 224 b1 20.2 -> 18.0 ms, its 256->256 conv on
+ * 2x2 maps at batch 32 1.2 -> 0.9 ms; 16 gained no more), 8 or a multiple of 16 wide. */
+#define GATHER_RUN 8
+static int gather_pays(int64_t ns, int64_t nr, int64_t NR_)
+{
+    return ns > 0 && nr < GATHER_RUN * ns && (NR_ == 8 || NR_ % 16 == 0) && NR_ <= 64;
+}
+
+/* A panel of short runs (maps a few pixels wide: ResNet's 2x2 and 4x4 maps at 32x32 input,
+ * batch folded, cut an 8-wide panel into runs of 2) by gathers: per pixel lane its window's
+ * origin (offset in x, row, column), per k row one masked gather per 16 floats of the panel,
+ * the mask being the taps that fall inside the image (the rest, and the lanes past nr, are 0).
+ * With NR_ = 8 one gather fills two k rows. The offsets are int32: 0 (the caller copies the
+ * runs instead) when a number of the panel is beyond +-2^29. Bit for bit the runs' copy. */
+TGT static int im2col_gather_avx512(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns,
+                                    int64_t nr, int64_t NR_, int64_t k0, int64_t kc)
+{
+    const int64_t H = g->h, W = g->w, KK = g->kh * g->kw, B = (int64_t)1 << 29;
+    const int64_t reach = g->c * H * W + g->kh * g->dh * W + g->kw * g->dw;   /* the furthest tap offset */
+    if (H >= B || W >= B || g->kh * g->dh >= B || g->kw * g->dw >= B || reach >= B)
+        return 0;
+    int32_t off[64], py[64], px[64];        /* NR_ <= 64; lanes >= nr: origin far outside (never valid) */
+    for (int64_t j = 0; j < NR_; j++) {
+        off[j] = 0;
+        py[j] = (int32_t)(-(H + 1) - g->kh * g->dh);
+        px[j] = 0;
+    }
+    for (int64_t s = 0; s < ns; s++)
+        for (int64_t t = 0; t < seg[s].len; t++) {   /* every lane's numbers within +-2^29 (huge strides) */
+            const int64_t j = seg[s].j + t, ix = seg[s].ix + t * g->sw, iy = seg[s].iy;
+            if (ix <= -B || ix >= B || iy <= -B || iy >= B || seg[s].img < 0 || seg[s].img >= B)
+                return 0;
+            const int64_t o = seg[s].img + iy * W + ix;
+            if (o <= -B || o >= B)
+                return 0;
+            off[j] = (int32_t)o;
+            py[j] = (int32_t)iy;
+            px[j] = (int32_t)ix;
+        }
+    const __m512i vH = _mm512_set1_epi32((int32_t)H), vW = _mm512_set1_epi32((int32_t)W);
+    const __m512i zi = _mm512_setzero_si512();
+    int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
+    /* the tap of row k as (offset in x, dy, dx), then the next tap */
+#define TAP_NEXT()                                                                                 \
+    do {                                                                                           \
+        if (++kj == g->kw) {                                                                       \
+            kj = 0;                                                                                \
+            if (++ki == g->kh) {                                                                   \
+                ki = 0;                                                                            \
+                c++;                                                                               \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+#define TAP_OFF() ((int32_t)(c * H * W + ki * g->dh * W + kj * g->dw))
+    if (NR_ == 8) {
+        const __m256i o8 = _mm256_loadu_si256((const __m256i *)off), y8 = _mm256_loadu_si256((const __m256i *)py),
+                      x8 = _mm256_loadu_si256((const __m256i *)px);
+        const __m512i vo = _mm512_inserti64x4(_mm512_castsi256_si512(o8), o8, 1);
+        const __m512i vy = _mm512_inserti64x4(_mm512_castsi256_si512(y8), y8, 1);
+        const __m512i vx = _mm512_inserti64x4(_mm512_castsi256_si512(x8), x8, 1);
+        for (int64_t k = 0; k < kc; k += 2) {
+            const int32_t t0 = TAP_OFF(), dy0 = (int32_t)(ki * g->dh), dx0 = (int32_t)(kj * g->dw);
+            TAP_NEXT();
+            int32_t t1 = 0, dy1 = (int32_t)(-(H + 1) - g->kh * g->dh - 1), dx1 = 0;   /* past kc: invalid */
+            if (k + 1 < kc) {
+                t1 = TAP_OFF();
+                dy1 = (int32_t)(ki * g->dh);
+                dx1 = (int32_t)(kj * g->dw);
+                TAP_NEXT();
+            }
+            const __m512i tt = _mm512_inserti64x4(_mm512_set1_epi32(t0), _mm256_set1_epi32(t1), 1);
+            const __m512i ty = _mm512_inserti64x4(_mm512_set1_epi32(dy0), _mm256_set1_epi32(dy1), 1);
+            const __m512i tx = _mm512_inserti64x4(_mm512_set1_epi32(dx0), _mm256_set1_epi32(dx1), 1);
+            const __m512i iy = _mm512_add_epi32(vy, ty), ix = _mm512_add_epi32(vx, tx);
+            const __mmask16 m = _mm512_cmpge_epi32_mask(iy, zi) & _mm512_cmplt_epi32_mask(iy, vH) &
+                                _mm512_cmpge_epi32_mask(ix, zi) & _mm512_cmplt_epi32_mask(ix, vW);
+            const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(vo, tt), g->x, 4);
+            if (k + 1 < kc)
+                _mm512_storeu_ps(d + k * 8, v);
+            else
+                _mm256_storeu_ps(d + k * 8, _mm512_castps512_ps256(v));
+        }
+    } else {
+        for (int64_t k = 0; k < kc; k++) {
+            const __m512i tt = _mm512_set1_epi32(TAP_OFF());
+            const __m512i ty = _mm512_set1_epi32((int32_t)(ki * g->dh)), tx = _mm512_set1_epi32((int32_t)(kj * g->dw));
+            for (int64_t q = 0; q < NR_; q += 16) {
+                const __m512i iy = _mm512_add_epi32(_mm512_loadu_si512((const void *)(py + q)), ty);
+                const __m512i ix = _mm512_add_epi32(_mm512_loadu_si512((const void *)(px + q)), tx);
+                const __mmask16 m = _mm512_cmpge_epi32_mask(iy, zi) & _mm512_cmplt_epi32_mask(iy, vH) &
+                                    _mm512_cmpge_epi32_mask(ix, zi) & _mm512_cmplt_epi32_mask(ix, vW);
+                const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512((const void *)(off + q)), tt);
+                _mm512_storeu_ps(d + k * NR_ + q, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, g->x, 4));
+            }
+            TAP_NEXT();
+        }
+    }
+#undef TAP_OFF
+#undef TAP_NEXT
+    return 1;
+}
+
 /* nd_im2col_panel_portable with stride-1 and stride-2 runs as masked vector copies: a run of
  * len <= NR columns is ceil(len/16) zero-masked loads (lanes outside [lo, hi),
  * the padding, read as 0 and are never touched: masked lanes do not fault)
@@ -140,6 +244,8 @@ static inline __mmask16 lanes(int64_t a, int64_t b)
 TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns,
                                     int64_t nr, int64_t NR_, int64_t k0, int64_t kc)
 {
+    if (gather_pays(ns, nr, NR_) && im2col_gather_avx512(d, g, seg, ns, nr, NR_, k0, kc))
+        return;
     if (g->sw != 1 && g->sw != 2) {
         nd_im2col_panel_portable(d, g, seg, ns, nr, NR_, k0, kc);
         return;

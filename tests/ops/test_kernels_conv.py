@@ -100,6 +100,8 @@ CONV = [
     (1, 2, 7, 70, 9, 3, 1, 1, 1, 1, "none"),             # stride 1, 32-wide runs padded at both ends
     (1, 3, 6, 11, 7, 5, 1, (2, 3, 1, 2), (1, 2), 1, "relu"),  # stride 1, AVX2's 8-wide copies: runs of 11/5, masked tails at both ends
     (2, 3, 9, 40, 17, (3, 5), 2, (1, 2, 0, 1), (1, 2), 1, "none"),  # stride 2, dilated, asymmetric
+    (3, 5, 3, 3, 7, 3, 1, 1, 1, 1, "relu"),              # 3-wide runs: AVX-512 packs the panel by gathers
+    (2, 4, 5, 4, 9, 3, 2, (1, 0, 1, 1), (2, 1), 1, "none"),   # gathers, strided, dilated, asymmetric
 ]
 
 
@@ -129,6 +131,9 @@ TRANSPOSED = [
     (1, 17, 17, 17, 17, 3, 1, 2, 2, 1, "none"),
     (3, 17, 13, 5, 3, (3, 5), 1, (1, 2, 1, 2), 1, 1, "relu"),
     (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),          # K = 1600 > KC
+    (5, 19, 2, 2, 33, 3, 1, 1, 1, 1, "relu"),            # 2x2 maps (runs of 2: gathers), odd K rows
+    (3, 7, 1, 3, 20, 3, 1, 1, 1, 1, "none"),             # one-row maps
+    (2, 6, 4, 4, 18, 3, 2, (0, 1, 1, 0), 1, 1, "none"),  # 2x2 outputs, strided
 ]
 AUTO_TRANSPOSED = [
     (9, 16, 5, 5, 120, 5, 1, 0, 1, 1, "tanh"),           # LeNet-5 C5 at batch 9: one output pixel
