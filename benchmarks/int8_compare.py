@@ -2,7 +2,7 @@
 
     python benchmarks/int8_compare.py [--models resnet18 resnet50 mobilenet_v2] [--batch 1 8]
                                       [--threads 1 2] [--budget S] [--method minmax]
-                                      [--accuracy] [--json FILE]
+                                      [--accuracy] [--busy] [--json FILE]
 
 Same weights (compare.py's test_weights: netdsl's deterministic init with non-trivial
 BatchNorm statistics and biases), same calibration data (16 standard-normal inputs, for
@@ -21,6 +21,7 @@ per configuration plus the output's relative error — with synthetic weights th
 engines compute the same function, not that a trained model keeps its accuracy: --accuracy
 measures that on trained networks (LeNet-5 and a ResNet-18 at 32x32, trained here on the
 built-in digits for a few epochs; weights cached under ~/.cache/netdsl/int8_bench).
+--busy keeps one core busy with a spinning child process for the whole run (compare.py's).
 """
 from __future__ import annotations
 
@@ -201,8 +202,18 @@ def main(argv=None):
     ap.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"])
     ap.add_argument("--accuracy", action="store_true", help="also the trained-network agreement (trains once)")
     ap.add_argument("--no-speed", action="store_true", help="only --accuracy")
+    ap.add_argument("--busy", action="store_true", help="keep one core busy with a spinning process for the run")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.busy:
+        compare.EXPECTED_LOAD = 1.0          # the spinner is not foreign load
+        with compare.Busy() as b:
+            print(f"# one core kept busy by a spinning process (pid {b.proc.pid})", flush=True)
+            return run(args)
+    return run(args)
+
+
+def run(args):
     info = compare.machine_info(max(args.threads))
     print(f"# {info.get('cpu')} ({info.get('cpus')} CPUs), netdsl ISA {info.get('netdsl_isa')}, "
           f"{info.get('date')}", flush=True)
@@ -217,8 +228,9 @@ def main(argv=None):
     if args.json:
         import json
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "rows": rows, "accuracy": acc}, f, indent=1)
+            json.dump({"machine": info, "busy": args.busy, "rows": rows, "accuracy": acc}, f, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
