@@ -126,6 +126,49 @@ def test_max_min_pool_bwd_many_nans_and_ties(case, op):
     check(got, want, f"{op} {_wid(case)} NaNs", 1e-6)
 
 
+# the vector path's shapes: ResNet's 3x3/2 (the fixed-tap bodies), blocks of output rows that
+# end partway (rows per block = 512 lanes / row length), dilation and stride 3 (the run-time
+# bodies), edge-replicated padding on every side, and a row too wide for a block (the scalar scan)
+VEC_WINDOW = [
+    (dict(kernel=3, stride=2, pad=1), (6, 16, 16), 2),
+    (dict(kernel=3, stride=2, pad=1, ceil_mode=True), (5, 70, 41), 1),
+    (dict(kernel=2, stride=2, ceil_mode=True), (6, 13, 9), 2),
+    (dict(kernel=3, stride=3, dilation=2, pad=(2, 1, 2, 2), ceil_mode=True), (6, 17, 23), 1),
+    (dict(kernel=(2, 4), stride=1, pad=(1, 2, 0, 1)), (6, 9, 11), 1),
+    (dict(kernel=3, stride=1, pad=1), (6, 3, 600), 1),
+]
+
+
+def _regimes(x, rng):
+    """One kind of window per plane, where the vector path's max-then-tap logic could slip:
+    all equal; -inf with a few finite cells; NaN in some windows only; +0/-0 ties; +inf ties;
+    small integers (many ties); plain normals in the rest."""
+    c = x.shape[1]
+    x[:, 0 % c] = 1.0
+    x[:, 1 % c] = np.where(rng.random(x[:, 1 % c].shape) < 0.1, rng.standard_normal(x[:, 1 % c].shape), -np.inf)
+    x[:, 2 % c] = np.where(rng.random(x[:, 2 % c].shape) < 0.05, np.nan, x[:, 2 % c])
+    x[:, 3 % c] = np.where(rng.random(x[:, 3 % c].shape) < 0.5, -0.0, 0.0)
+    x[:, 4 % c] = np.where(rng.random(x[:, 4 % c].shape) < 0.3, np.inf, rng.integers(-1, 2, x[:, 4 % c].shape))
+    x[:, 5 % c] = rng.integers(-1, 2, x[:, 5 % c].shape)
+    return x
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "MinPool"])
+@pytest.mark.parametrize("case", VEC_WINDOW, ids=_wid)
+def test_max_min_pool_bwd_kernel_window_regimes(case, op, isa):
+    """Every ISA's body against the oracle on planes of all-equal, -inf, sparse-NaN, signed-zero,
+    +inf and integer windows: the winner (first extreme in scan order, last NaN) must be the
+    oracle's cell exactly, at the map's edges (padding copies) and inside."""
+    kw, shape, n = case
+    spec, a, out = prepare(op, shape, **kw)
+    rng = rng_for(f"regimes{op}{kw}{shape}")
+    x = _regimes(rng.standard_normal((n, *shape)), rng).astype(np.float32)
+    dy = rng.standard_normal((n, *out)).astype(np.float32)
+    got = run_bwd(bwd_of(op, a, shape, out, n), {"x0": x, "dy": dy})
+    (want,), _ = grad_reference(op)(a, [x.astype(np.float64)], {}, None, dy.astype(np.float64))
+    check(got, want, f"{op} {_wid(case)} regimes {isa}", 1e-6)
+
+
 @pytest.mark.parametrize("include", [True, False], ids=["include_pad", "exclude_pad"])
 @pytest.mark.parametrize("case", WINDOW, ids=_wid)
 def test_avg_pool_bwd_kernel(case, include, isa):
