@@ -24,7 +24,9 @@
  * picked from nd_ops()->level), with no FMA contraction, so every ISA gives the same bits.
  * Threads: over blocks of channels whose partition depends on the shape only (no reduction
  * crosses threads: the result does not depend on the thread count), swept image by image,
- * sized to stay in L2 between the passes; one thread below 8192 values. NaN anywhere in a
+ * sized to stay in L2 between the passes; one thread below 131072 values (ResNet-18's BN
+ * at 32x32 batch 32, all 20 layers, 2 threads: from 8192 values 0.65 ms quiet but 4.4 ms with one
+ * core busy, from 131072 0.77 / 2.2 ms; 1 thread 1.05 ms). NaN anywhere in a
  * channel's x or dy makes that channel's sums NaN, and so its whole dx (PyTorch does the
  * same); NaN in x makes that channel's y and running statistics NaN.
  *
@@ -72,7 +74,7 @@ static inline int bn_bad(int64_t n, int64_t c, int64_t hw)
 #define PBLK 256        /* positions per block in the small-plane path */
 #define CBMAX 32        /* channels per block in the row path */
 #define BLK_FLOATS 32768   /* a row-path block's N*cb*HW (128 KB: in L2 across the passes) */
-#define BN_PAR_MIN 8192    /* values per call below which one thread is faster (measured, 2 cores) */
+#define BN_PAR_MIN 131072  /* values per call from which threads are used (see the top) */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -388,7 +390,7 @@ nd_status nd_batchnorm_train_f32(const nd_batchnorm_train_params *p, float *out,
     const float *x = in[0];
     float *run_mean = (float *)in[1], *run_var = run_mean + C;     /* the arena's buffers */
     float *y = out, *saved = out + N * C * HW;
-#pragma omp parallel for schedule(dynamic, 1) if (T > 1 && N * C * HW > BN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (T > 1 && N * C * HW >= BN_PAR_MIN)
     for (int64_t t = 0; t < T; t++) o->fwd(p, y, saved, run_mean, run_var, x, w, t);
     return ND_OK;
 }
@@ -400,7 +402,7 @@ nd_status nd_batchnorm_bwd_data_f32(const nd_batchnorm_bwd_params *p, float *out
     if (bn_bad(p->n, p->c, p->hw) || !w) return ND_EINVAL;
     const bn_ops *o = pick();
     const int64_t T = bn_tasks(p->n, p->c, p->hw);
-#pragma omp parallel for schedule(dynamic, 1) if (T > 1 && p->n * p->c * p->hw > BN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (T > 1 && p->n * p->c * p->hw >= BN_PAR_MIN)
     for (int64_t t = 0; t < T; t++) o->bwd(p, out, NULL, in[0], in[1], in[2], w, t);
     return ND_OK;
 }
@@ -412,7 +414,7 @@ nd_status nd_batchnorm_bwd_params_f32(const nd_batchnorm_bwd_params *p, float *o
     if (bn_bad(p->n, p->c, p->hw)) return ND_EINVAL;
     const bn_ops *o = pick();
     const int64_t T = bn_tasks(p->n, p->c, p->hw);
-#pragma omp parallel for schedule(dynamic, 1) if (T > 1 && p->n * p->c * p->hw > BN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (T > 1 && p->n * p->c * p->hw >= BN_PAR_MIN)
     for (int64_t t = 0; t < T; t++) o->bwd(p, NULL, out, in[0], in[1], in[2], NULL, t);
     return ND_OK;
 }

@@ -328,8 +328,9 @@ def test_batchnorm_nan_stays_in_its_channel_and_threads_agree():
 
 # the kernels' block shapes: planes of >= 32 floats (a row with a 16-step and a scalar tail,
 # several blocks of channels, a plane longer than the 2048 floats a float lane run takes),
-# smaller planes (blocks of 256 positions, more than 64 images: two float runs), vectors
-BN_PATHS = [((40, 7, 7), 6, 0.0), ((3, 50, 45), 2, 1.0), ((70, 3, 5), 70, 0.0), ((300,), 130, 1.0)]
+# smaller planes (blocks of 256 positions, more than 16 images: several float runs), vectors;
+# the second and third above the kernels' threading threshold (131072 values)
+BN_PATHS = [((40, 7, 7), 6, 0.0), ((3, 50, 45), 20, 1.0), ((70, 3, 5), 140, 0.0), ((300,), 130, 1.0)]
 
 
 @pytest.mark.parametrize("shape,n,offset", BN_PATHS, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
