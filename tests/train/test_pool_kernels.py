@@ -369,6 +369,49 @@ def test_batchnorm_nan_stays_in_its_channel_and_threads_agree():
                           equal_nan=True)
 
 
+# the kernels' block shapes: planes of >= 32 floats (a row with a 16-step and a scalar tail,
+# several blocks of channels, a plane longer than the 2048 floats a float lane run takes),
+# smaller planes (blocks of 256 positions, more than 16 images: several float runs), vectors;
+# the second and third above the kernels' threading threshold (131072 values)
+BN_PATHS = [((40, 7, 7), 6, 0.0), ((3, 50, 45), 20, 1.0), ((70, 3, 5), 140, 0.0), ((300,), 130, 1.0)]
+
+
+@pytest.mark.parametrize("shape,n,offset", BN_PATHS, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_batchnorm_kernel_paths_match_the_oracle_and_agree_across_isas_and_threads(shape, n, offset):
+    spec, a, out = prepare("BatchNorm", shape, eps=1e-4)
+    c = shape[0]
+    rng = rng_for(f"bnpath{shape}{n}")
+    x = (rng.standard_normal((n, *shape)) * 2 + offset).astype(np.float32)
+    p = {"weight": rng.standard_normal(c).astype(np.float32), "bias": rng.standard_normal(c).astype(np.float32)}
+    buf = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
+    params = np.concatenate([p["weight"], p["bias"]])
+    dy = rng.standard_normal((n, *out)).astype(np.float32)
+    tf = train_forward_rule("BatchNorm")(a, [shape], out, n)
+    results = []
+    for isa_name in ISAS:
+        with L.using_isa(isa_name):
+            for threads in (1, 2):
+                env = {"x0": x, "buffers": np.concatenate([buf["running_mean"], buf["running_var"]]), "params": params}
+                y, saved, e = run_train_forward(tf, env, x.size, threads=threads)
+                benv = {"x0": x, "dy": dy, "saved": saved, "params": params}
+                dx = run_bwd(bwd_of("BatchNorm", a, shape, out, n), benv, threads=threads)
+                dp = run_bwd(bwd_of("BatchNorm", a, shape, out, n, "dparams"), benv, threads=threads)
+                results.append((f"{isa_name} t{threads}", [y, saved, e["buffers"], dx, dp]))
+    first = results[0][1]
+    for name, r in results[1:]:
+        for got, want in zip(r, first):
+            assert np.array_equal(got, want, equal_nan=True), f"BN{shape} n{n}: {name} differs from {results[0][0]}"
+    y, saved, bufs, dx, dp = first
+    wy, mean, inv, rm, rv = RP.batchnorm_train(a, x, p, buf)
+    case = f"BN{shape} n{n}"
+    check(y, wy, case, 2e-6)
+    check(saved, np.concatenate([mean, inv]), case, 2e-6)
+    check(bufs, np.concatenate([rm, rv]), case, 2e-6)
+    (wdx,), wdp = grad_reference("BatchNorm")(a, [x.astype(np.float64)], p, None, dy.astype(np.float64))
+    check(dx, wdx, case, 2e-6)
+    check(dp, np.concatenate([wdp["weight"], wdp["bias"]]), case, 2e-6)
+
+
 def test_batchnorm_training_refusals():
     spec, a, out = prepare("BatchNorm", (3,))
     with pytest.raises(PlanError, match="more than one value per channel"):
