@@ -56,6 +56,7 @@
 #define DW_BLOCK ((int64_t)1 << 20)      /* floats of one dW column block: deep GEMMs (2^20 beat 2^17-2^18 by 5-25%) */
 #define DW_KMIN 64                 /* pixels one dW GEMM reduces over, at least */
 #define WINO_TILES 192             /* 4x4 tiles over which Winograd's per-step weight transform pays */
+#define PM_FOLD 8                  /* folds of at least this many images run pixel-major (see gather_pm) */
 #define SMALL_MAP 400              /* below: dx by the folded GEMM + col2im rather than a conv per image */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -456,6 +457,78 @@ static void bias_grad(float *db, const float *dy, int64_t n, int64_t oc, int64_t
     }
 }
 
+/* ---- pixel-major folds (fold >= PM_FOLD images: maps of ~11x11 and below). The GEMM's
+ * columns run pixel by pixel, the nb images of a pixel side by side (column pp*nb + bb), so
+ * col2im adds runs of (pixels of an output row) x nb contiguous floats — one vector axpy per
+ * tap and output row — into a per-thread tile (H*W, nb) of one input channel, in L1, which is
+ * then transposed into the nb dx planes. Image-major columns gave scalar adds over rows of
+ * 2-8 floats (ResNet-18's 8x8..2x2 maps: 40% of the dx). Each dx value still gets its taps
+ * in the order (i, j), from zero, as col2im_planes adds them (a + 1*b is a + b exactly). */
+
+/* floats of one thread's tile: (H*W, nb) for nb <= fold, + room to align */
+static int64_t pm_tile_floats(const nd_conv_bwd_params *p, int64_t nb) { return rup16(p->h * p->w * nb); }
+
+/* dst (oc, P*nb): dst[o, pp*nb + bb] = src[b0 + bb, o, pp] */
+static void gather_pm(float *dst, const float *src, int64_t oc, int64_t P, int64_t b0, int64_t nb, int T)
+{
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && oc * nb * P > 65536)
+    for (int64_t o = 0; o < oc; o++) {
+        float *d = dst + o * nb * P;
+        for (int64_t bb = 0; bb < nb; bb++) {
+            const float *s = src + ((b0 + bb) * oc + o) * P;
+            for (int64_t pp = 0; pp < P; pp++) d[pp * nb + bb] = s[pp];
+        }
+    }
+}
+
+/* dx[b0+bb, c] from pixel-major col (C*KH*KW, P*nb), channels split over the threads, thread
+ * t's tile at tiles + t * tf */
+static void col2im_pm(const nd_conv_bwd_params *p, float *dx, const float *col, int64_t b0, int64_t nb,
+                      float *tiles, int64_t tf, int T)
+{
+    const nd_isa_ops *o = nd_ops();
+    const int64_t P = p->oh * p->ow, LD = nb * P, H = p->h, W = p->w, HW = H * W, OW = p->ow, C = p->c;
+    const int64_t KH = p->kh, KW = p->kw, SH = p->sh, SW = p->sw;
+    (void)T;
+#pragma omp parallel num_threads(T) if (T > 1 && C * KH * KW * LD > 32768)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *tile = tiles + tid * tf;
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            memset(tile, 0, (size_t)(HW * nb) * sizeof(float));
+            for (int64_t i = 0; i < KH; i++)
+                for (int64_t j = 0; j < KW; j++) {
+                    const float *src = col + ((c * KH + i) * KW + j) * LD;
+                    const int64_t off = j * p->dw - p->pad_l;
+                    int64_t lo, hi;
+                    col_range(off, SW, W, OW, &lo, &hi);
+                    if (lo >= hi)
+                        continue;
+                    for (int64_t oy = 0; oy < p->oh; oy++) {
+                        const int64_t iy = oy * SH - p->pad_t + i * p->dh;
+                        if (iy < 0 || iy >= H)
+                            continue;
+                        float *tr = tile + iy * W * nb;
+                        const float *sr = src + oy * OW * nb;
+                        if (SW == 1)
+                            o->axpy(tr + (lo + off) * nb, 1.0f, sr + lo * nb, (hi - lo) * nb);
+                        else
+                            for (int64_t ox = lo; ox < hi; ox++) o->axpy(tr + (ox * SW + off) * nb, 1.0f, sr + ox * nb, nb);
+                    }
+                }
+            for (int64_t bb = 0; bb < nb; bb++) {
+                float *xp = dx + ((b0 + bb) * C + c) * HW;
+                for (int64_t q = 0; q < HW; q++) xp[q] = tile[q * nb + bb];
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------- Conv dx */
 
 /* GEMM + col2im, `fold` images per GEMM */
@@ -464,7 +537,8 @@ static int64_t dx_gemm_ws(const nd_conv_bwd_params *p)
     const int64_t nb = fold_of(p), P = p->oh * p->ow, KK = p->kh * p->kw;
     const int64_t og = p->oc / p->groups, Kg = p->c / p->groups * KK;
     const int T = p->threads < 1 ? 1 : p->threads;
-    return rup16(p->c * KK * nb * P) + (nb > 1 ? rup16(p->oc * nb * P) : 0) + nd_sgemm_ws(Kg, nb * P, og, T);
+    return rup16(p->c * KK * nb * P) + (nb > 1 ? rup16(p->oc * nb * P) : 0) + nd_sgemm_ws(Kg, nb * P, og, T) +
+           (nb >= PM_FOLD ? T * pm_tile_floats(p, nb) + 16 : 0);
 }
 
 static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy, const float *w, float *ws, int T)
@@ -474,12 +548,18 @@ static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy
     float *col = align64(ws);
     float *dyt = ws + rup16(p->c * KK * fold * P);
     float *gws = dyt + (fold > 1 ? rup16(p->oc * fold * P) : 0);
+    const int pm = fold >= PM_FOLD;
+    const int64_t tf = pm_tile_floats(p, fold);
+    float *tiles = align64(gws + nd_sgemm_ws(Kg, fold * P, og, T));
     for (int64_t b0 = 0; b0 < p->n; b0 += fold) {
         const int64_t nb = min64(fold, p->n - b0), LD = nb * P;
         const float *src = dy + b0 * p->oc * P;
         if (nb > 1) {
             dyt = align64(dyt);
-            gather_images(dyt, dy, p->oc, P, b0, nb, T);
+            if (pm)
+                gather_pm(dyt, dy, p->oc, P, b0, nb, T);
+            else
+                gather_images(dyt, dy, p->oc, P, b0, nb, T);
             src = dyt;
         }
         for (int64_t g = 0; g < p->groups; g++) {
@@ -499,7 +579,10 @@ static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy
             if (s != ND_OK)
                 return s;
         }
-        col2im_planes(p, dx, col, b0, nb, T);
+        if (pm)
+            col2im_pm(p, dx, col, b0, nb, tiles, tf, T);
+        else
+            col2im_planes(p, dx, col, b0, nb, T);
     }
     return ND_OK;
 }
