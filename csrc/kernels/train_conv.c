@@ -768,6 +768,71 @@ static int64_t runs_of(const nd_conv_bwd_params *p, int64_t q0, int64_t L, run_t
     return n;
 }
 
+/* ---- dW columns from a zero-padded copy of the image (small maps, KH*KW > 1). On maps a
+ * few pixels wide most pixels have a tap in the padding or a 4-float copy that would read
+ * past the row, which block_pixels copies tap by tap with bounds checks (ResNet-18's 8x8..2x2
+ * maps: ~40% of the dW). With the image's channels [c0, c1) padded to (Hp, Wp) = (pt + H + pb,
+ * pl + W + pr) every tap of every output pixel is inside (the window fits the padded map, as
+ * nd_axis_ok checks), so each (c, i) is one straight copy; the padding holds zeros, the
+ * values block_pixels writes for padded taps. */
+static int use_pad(const nd_conv_bwd_params *p) { return p->kh * p->kw > 1 && p->h * p->w < SMALL_MAP; }
+
+/* floats of the padded copy of nch channels: + 4 of slack, which 4-float copies may read */
+static int64_t pad_room(const nd_conv_bwd_params *p, int64_t nch)
+{
+    if (!use_pad(p))
+        return 0;
+    return rup16(nch * (p->pad_t + p->h + p->pad_b) * (p->pad_l + p->w + p->pad_r) + 4);
+}
+
+/* dst (nch, Hp, Wp) = channels of img (nch, H, W), zero-padded, then 4 zeros */
+static void pad_image(const nd_conv_bwd_params *p, float *dst, const float *img, int64_t nch)
+{
+    const int64_t H = p->h, W = p->w, PT = p->pad_t, PL = p->pad_l, PR = p->pad_r;
+    const int64_t Hp = PT + H + p->pad_b, Wp = PL + W + PR;
+    memset(dst, 0, (size_t)(nch * Hp * Wp + 4) * sizeof(float));
+    for (int64_t c = 0; c < nch; c++)
+        for (int64_t y = 0; y < H; y++)
+            memcpy(dst + (c * Hp + PT + y) * Wp + PL, img + (c * H + y) * W, (size_t)W * sizeof(float));
+}
+
+/* block_pixels' colT from padded copies (pad: pad_room(p, c1 - c0) floats), one thread. With
+ * dw == 1 a kernel row is copied 4 floats at a time, spilling into the next cells, which are
+ * written next; only the block's very last pixel is copied exactly (its spill would leave colT). */
+static void block_pixels_pad(const nd_conv_bwd_params *p, float *colT, const float *x, const run_t *rs, int64_t nr,
+                             int64_t c0, int64_t c1, float *pad)
+{
+    const int64_t KH = p->kh, KW = p->kw, KK = KH * KW, NC = c1 - c0, CK = NC * KK, HW = p->h * p->w;
+    const int64_t Hp = p->pad_t + p->h + p->pad_b, Wp = p->pad_l + p->w + p->pad_r, PP = Hp * Wp;
+    const int64_t SH = p->sh, SW = p->sw, RH = p->dh * Wp, KW4 = (KW + 3) / 4 * 4;
+    int64_t cur = -1;
+    for (int64_t k = 0; k < nr; k++) {
+        const run_t *r = rs + k;
+        if (r->b != cur) {
+            pad_image(p, pad, x + (r->b * p->c + c0) * HW, NC);
+            cur = r->b;
+        }
+        float *d = colT + r->q * CK;
+        const int64_t end = r->ox + r->len;
+        for (int64_t ox = r->ox; ox < end; ox++) {
+            const float *px = pad + r->oy * SH * Wp + ox * SW;
+            if (p->dw == 1 && (k + 1 < nr || ox + 1 < end)) {
+                for (int64_t c = 0; c < NC; c++, px += PP)
+                    for (int64_t i = 0; i < KH; i++, d += KW) {
+                        const float *rr = px + i * RH;
+                        for (int64_t q = 0; q < KW4; q += 4) memcpy(d + q, rr + q, 4 * sizeof(float));
+                    }
+                continue;
+            }
+            for (int64_t c = 0; c < NC; c++, px += PP)
+                for (int64_t i = 0; i < KH; i++, d += KW) {
+                    const float *rr = px + i * RH;
+                    for (int64_t j = 0; j < KW; j++) d[j] = rr[j * p->dw];
+                }
+        }
+    }
+}
+
 /* colT (L, (c1-c0)*KH*KW) of one block: row r->q + u for pixel (r->oy, r->ox + u) of image
  * r->b, column (c - c0, i, j) for the channels c0 <= c < c1 — im2col transposed, so the dW GEMM's B panels are plain row copies.
  * Along a run the output row is fixed, so which kernel rows are inside is known up front.
@@ -848,7 +913,7 @@ static int64_t dw_thread_ws(const nd_conv_bwd_params *p)
     const int64_t L = dw_block_max(p), CK = p->c * p->kh * p->kw, cap = L / p->ow + 3;
     const int64_t og = p->oc / p->groups, Kg = CK / p->groups;
     return rup16(CK * L) + rup16(p->oc * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) +
-           nd_sgemm_ws(og, Kg, L, 1) + rup16(p->oc * Kg);
+           nd_sgemm_ws(og, Kg, L, 1) + rup16(p->oc * Kg) + pad_room(p, p->c);
 }
 
 static int64_t chan_ws(const nd_conv_bwd_params *p);
@@ -894,7 +959,8 @@ static int use_chan(const nd_conv_bwd_params *p, int T)
 static int64_t chan_thread_ws(const nd_conv_bwd_params *p, int T)
 {
     const int64_t kt = (p->c + T - 1) / T * p->kh * p->kw, L = chan_L(p, T), cap = L / p->ow + 3;
-    return rup16(kt * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) + nd_sgemm_ws(p->oc, kt, L, 1);
+    return rup16(kt * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) + nd_sgemm_ws(p->oc, kt, L, 1) +
+           pad_room(p, (p->c + T - 1) / T);
 }
 
 /* dy gathered as (OC, N*P): needed when a map is smaller than a block (chan_L grows with T,
@@ -960,7 +1026,10 @@ static nd_status dw_chan(const nd_conv_bwd_params *p, float *dw, const float *dy
                 d.a.rs = P;
             }
             const int64_t nr = runs_of(p, q0, L, rs, cap);
-            block_pixels(p, col, x, rs, nr, c0, c1, 1);
+            if (use_pad(p))
+                block_pixels_pad(p, col, x, rs, nr, c0, c1, base + per - pad_room(p, (p->c + nt - 1) / nt));
+            else
+                block_pixels(p, col, x, rs, nr, c0, c1, 1);
             d.m = OC;
             d.n = kt;
             d.k = L;
@@ -1041,7 +1110,10 @@ static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy
             const int64_t q0 = blk * L0, L = min64(L0, total - q0);
             const int64_t nr = runs_of(p, q0, L, rs, cap);
             block_dy(p, dyt, dy, rs, nr, L, 1);
-            block_pixels(p, col, x, rs, nr, 0, p->c, 1);
+            if (use_pad(p))
+                block_pixels_pad(p, col, x, rs, nr, 0, p->c, base + per - pad_room(p, p->c));
+            else
+                block_pixels(p, col, x, rs, nr, 0, p->c, 1);
             for (int64_t g = 0; g < p->groups; g++) {
                 nd_gemm_desc d = {0};
                 d.m = og;
