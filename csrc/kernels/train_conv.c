@@ -816,7 +816,16 @@ static void block_pixels_pad(const nd_conv_bwd_params *p, float *colT, const flo
         const int64_t end = r->ox + r->len;
         for (int64_t ox = r->ox; ox < end; ox++) {
             const float *px = pad + r->oy * SH * Wp + ox * SW;
-            if (p->dw == 1 && (k + 1 < nr || ox + 1 < end)) {
+            const int spill = p->dw == 1 && (k + 1 < nr || ox + 1 < end);
+            if (spill && KH == 3 && KW == 3) {   /* the common 3x3: unrolled (loop overhead was most of it) */
+                for (int64_t c = 0; c < NC; c++, px += PP, d += 9) {
+                    memcpy(d, px, 4 * sizeof(float));
+                    memcpy(d + 3, px + RH, 4 * sizeof(float));
+                    memcpy(d + 6, px + 2 * RH, 4 * sizeof(float));
+                }
+                continue;
+            }
+            if (spill) {
                 for (int64_t c = 0; c < NC; c++, px += PP)
                     for (int64_t i = 0; i < KH; i++, d += KW) {
                         const float *rr = px + i * RH;
