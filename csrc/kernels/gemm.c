@@ -157,6 +157,9 @@ static void pack_a(float *dst, const nd_mat *a, int64_t K, int64_t i0, int64_t m
                 const float *s = a->p + (i0 + ip + i) * a->rs + k0;
                 for (int64_t k = 0; k < kc; k++) d[k * MR + i] = s[k];
             }
+        } else if (a->rs == 1) {   /* A transposed in memory (W^T of the conv dx): rows of MR floats */
+            for (int64_t k = 0; k < kc; k++)
+                memcpy(d + k * MR, a->p + i0 + ip + (k0 + k) * a->cs, (size_t)mr * sizeof(float));
         } else {
             for (int64_t k = 0; k < kc; k++) {
                 const float *s = a->p + (i0 + ip) * a->rs + (k0 + k) * a->cs;

@@ -56,6 +56,7 @@
 #define DW_BLOCK ((int64_t)1 << 20)      /* floats of one dW column block: deep GEMMs (2^20 beat 2^17-2^18 by 5-25%) */
 #define DW_KMIN 64                 /* pixels one dW GEMM reduces over, at least */
 #define WINO_TILES 192             /* 4x4 tiles over which Winograd's per-step weight transform pays */
+#define PM_FOLD 8                  /* folds of at least this many images run pixel-major (see gather_pm) */
 #define SMALL_MAP 400              /* below: dx by the folded GEMM + col2im rather than a conv per image */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -456,6 +457,78 @@ static void bias_grad(float *db, const float *dy, int64_t n, int64_t oc, int64_t
     }
 }
 
+/* ---- pixel-major folds (fold >= PM_FOLD images: maps of ~11x11 and below). The GEMM's
+ * columns run pixel by pixel, the nb images of a pixel side by side (column pp*nb + bb), so
+ * col2im adds runs of (pixels of an output row) x nb contiguous floats — one vector axpy per
+ * tap and output row — into a per-thread tile (H*W, nb) of one input channel, in L1, which is
+ * then transposed into the nb dx planes. Image-major columns gave scalar adds over rows of
+ * 2-8 floats (ResNet-18's 8x8..2x2 maps: 40% of the dx). Each dx value still gets its taps
+ * in the order (i, j), from zero, as col2im_planes adds them (a + 1*b is a + b exactly). */
+
+/* floats of one thread's tile: (H*W, nb) for nb <= fold, + room to align */
+static int64_t pm_tile_floats(const nd_conv_bwd_params *p, int64_t nb) { return rup16(p->h * p->w * nb); }
+
+/* dst (oc, P*nb): dst[o, pp*nb + bb] = src[b0 + bb, o, pp] */
+static void gather_pm(float *dst, const float *src, int64_t oc, int64_t P, int64_t b0, int64_t nb, int T)
+{
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && oc * nb * P > 65536)
+    for (int64_t o = 0; o < oc; o++) {
+        float *d = dst + o * nb * P;
+        for (int64_t bb = 0; bb < nb; bb++) {
+            const float *s = src + ((b0 + bb) * oc + o) * P;
+            for (int64_t pp = 0; pp < P; pp++) d[pp * nb + bb] = s[pp];
+        }
+    }
+}
+
+/* dx[b0+bb, c] from pixel-major col (C*KH*KW, P*nb), channels split over the threads, thread
+ * t's tile at tiles + t * tf */
+static void col2im_pm(const nd_conv_bwd_params *p, float *dx, const float *col, int64_t b0, int64_t nb,
+                      float *tiles, int64_t tf, int T)
+{
+    const nd_isa_ops *o = nd_ops();
+    const int64_t P = p->oh * p->ow, LD = nb * P, H = p->h, W = p->w, HW = H * W, OW = p->ow, C = p->c;
+    const int64_t KH = p->kh, KW = p->kw, SH = p->sh, SW = p->sw;
+    (void)T;
+#pragma omp parallel num_threads(T) if (T > 1 && C * KH * KW * LD > 32768)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *tile = tiles + tid * tf;
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            memset(tile, 0, (size_t)(HW * nb) * sizeof(float));
+            for (int64_t i = 0; i < KH; i++)
+                for (int64_t j = 0; j < KW; j++) {
+                    const float *src = col + ((c * KH + i) * KW + j) * LD;
+                    const int64_t off = j * p->dw - p->pad_l;
+                    int64_t lo, hi;
+                    col_range(off, SW, W, OW, &lo, &hi);
+                    if (lo >= hi)
+                        continue;
+                    for (int64_t oy = 0; oy < p->oh; oy++) {
+                        const int64_t iy = oy * SH - p->pad_t + i * p->dh;
+                        if (iy < 0 || iy >= H)
+                            continue;
+                        float *tr = tile + iy * W * nb;
+                        const float *sr = src + oy * OW * nb;
+                        if (SW == 1)
+                            o->axpy(tr + (lo + off) * nb, 1.0f, sr + lo * nb, (hi - lo) * nb);
+                        else
+                            for (int64_t ox = lo; ox < hi; ox++) o->axpy(tr + (ox * SW + off) * nb, 1.0f, sr + ox * nb, nb);
+                    }
+                }
+            for (int64_t bb = 0; bb < nb; bb++) {
+                float *xp = dx + ((b0 + bb) * C + c) * HW;
+                for (int64_t q = 0; q < HW; q++) xp[q] = tile[q * nb + bb];
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------- Conv dx */
 
 /* GEMM + col2im, `fold` images per GEMM */
@@ -464,7 +537,8 @@ static int64_t dx_gemm_ws(const nd_conv_bwd_params *p)
     const int64_t nb = fold_of(p), P = p->oh * p->ow, KK = p->kh * p->kw;
     const int64_t og = p->oc / p->groups, Kg = p->c / p->groups * KK;
     const int T = p->threads < 1 ? 1 : p->threads;
-    return rup16(p->c * KK * nb * P) + (nb > 1 ? rup16(p->oc * nb * P) : 0) + nd_sgemm_ws(Kg, nb * P, og, T);
+    return rup16(p->c * KK * nb * P) + (nb > 1 ? rup16(p->oc * nb * P) : 0) + nd_sgemm_ws(Kg, nb * P, og, T) +
+           (nb >= PM_FOLD ? T * pm_tile_floats(p, nb) + 16 : 0);
 }
 
 static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy, const float *w, float *ws, int T)
@@ -474,12 +548,18 @@ static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy
     float *col = align64(ws);
     float *dyt = ws + rup16(p->c * KK * fold * P);
     float *gws = dyt + (fold > 1 ? rup16(p->oc * fold * P) : 0);
+    const int pm = fold >= PM_FOLD;
+    const int64_t tf = pm_tile_floats(p, fold);
+    float *tiles = align64(gws + nd_sgemm_ws(Kg, fold * P, og, T));
     for (int64_t b0 = 0; b0 < p->n; b0 += fold) {
         const int64_t nb = min64(fold, p->n - b0), LD = nb * P;
         const float *src = dy + b0 * p->oc * P;
         if (nb > 1) {
             dyt = align64(dyt);
-            gather_images(dyt, dy, p->oc, P, b0, nb, T);
+            if (pm)
+                gather_pm(dyt, dy, p->oc, P, b0, nb, T);
+            else
+                gather_images(dyt, dy, p->oc, P, b0, nb, T);
             src = dyt;
         }
         for (int64_t g = 0; g < p->groups; g++) {
@@ -499,7 +579,10 @@ static nd_status dx_gemm(const nd_conv_bwd_params *p, float *dx, const float *dy
             if (s != ND_OK)
                 return s;
         }
-        col2im_planes(p, dx, col, b0, nb, T);
+        if (pm)
+            col2im_pm(p, dx, col, b0, nb, tiles, tf, T);
+        else
+            col2im_planes(p, dx, col, b0, nb, T);
     }
     return ND_OK;
 }
@@ -685,6 +768,80 @@ static int64_t runs_of(const nd_conv_bwd_params *p, int64_t q0, int64_t L, run_t
     return n;
 }
 
+/* ---- dW columns from a zero-padded copy of the image (small maps, KH*KW > 1). On maps a
+ * few pixels wide most pixels have a tap in the padding or a 4-float copy that would read
+ * past the row, which block_pixels copies tap by tap with bounds checks (ResNet-18's 8x8..2x2
+ * maps: ~40% of the dW). With the image's channels [c0, c1) padded to (Hp, Wp) = (pt + H + pb,
+ * pl + W + pr) every tap of every output pixel is inside (the window fits the padded map, as
+ * nd_axis_ok checks), so each (c, i) is one straight copy; the padding holds zeros, the
+ * values block_pixels writes for padded taps. */
+static int use_pad(const nd_conv_bwd_params *p) { return p->kh * p->kw > 1 && p->h * p->w < SMALL_MAP; }
+
+/* floats of the padded copy of nch channels: + 4 of slack, which 4-float copies may read */
+static int64_t pad_room(const nd_conv_bwd_params *p, int64_t nch)
+{
+    if (!use_pad(p))
+        return 0;
+    return rup16(nch * (p->pad_t + p->h + p->pad_b) * (p->pad_l + p->w + p->pad_r) + 4);
+}
+
+/* dst (nch, Hp, Wp) = channels of img (nch, H, W), zero-padded, then 4 zeros */
+static void pad_image(const nd_conv_bwd_params *p, float *dst, const float *img, int64_t nch)
+{
+    const int64_t H = p->h, W = p->w, PT = p->pad_t, PL = p->pad_l, PR = p->pad_r;
+    const int64_t Hp = PT + H + p->pad_b, Wp = PL + W + PR;
+    memset(dst, 0, (size_t)(nch * Hp * Wp + 4) * sizeof(float));
+    for (int64_t c = 0; c < nch; c++)
+        for (int64_t y = 0; y < H; y++)
+            memcpy(dst + (c * Hp + PT + y) * Wp + PL, img + (c * H + y) * W, (size_t)W * sizeof(float));
+}
+
+/* block_pixels' colT from padded copies (pad: pad_room(p, c1 - c0) floats), one thread. With
+ * dw == 1 a kernel row is copied 4 floats at a time, spilling into the next cells, which are
+ * written next; only the block's very last pixel is copied exactly (its spill would leave colT). */
+static void block_pixels_pad(const nd_conv_bwd_params *p, float *colT, const float *x, const run_t *rs, int64_t nr,
+                             int64_t c0, int64_t c1, float *pad)
+{
+    const int64_t KH = p->kh, KW = p->kw, KK = KH * KW, NC = c1 - c0, CK = NC * KK, HW = p->h * p->w;
+    const int64_t Hp = p->pad_t + p->h + p->pad_b, Wp = p->pad_l + p->w + p->pad_r, PP = Hp * Wp;
+    const int64_t SH = p->sh, SW = p->sw, RH = p->dh * Wp, KW4 = (KW + 3) / 4 * 4;
+    int64_t cur = -1;
+    for (int64_t k = 0; k < nr; k++) {
+        const run_t *r = rs + k;
+        if (r->b != cur) {
+            pad_image(p, pad, x + (r->b * p->c + c0) * HW, NC);
+            cur = r->b;
+        }
+        float *d = colT + r->q * CK;
+        const int64_t end = r->ox + r->len;
+        for (int64_t ox = r->ox; ox < end; ox++) {
+            const float *px = pad + r->oy * SH * Wp + ox * SW;
+            const int spill = p->dw == 1 && (k + 1 < nr || ox + 1 < end);
+            if (spill && KH == 3 && KW == 3) {   /* the common 3x3: unrolled (loop overhead was most of it) */
+                for (int64_t c = 0; c < NC; c++, px += PP, d += 9) {
+                    memcpy(d, px, 4 * sizeof(float));
+                    memcpy(d + 3, px + RH, 4 * sizeof(float));
+                    memcpy(d + 6, px + 2 * RH, 4 * sizeof(float));
+                }
+                continue;
+            }
+            if (spill) {
+                for (int64_t c = 0; c < NC; c++, px += PP)
+                    for (int64_t i = 0; i < KH; i++, d += KW) {
+                        const float *rr = px + i * RH;
+                        for (int64_t q = 0; q < KW4; q += 4) memcpy(d + q, rr + q, 4 * sizeof(float));
+                    }
+                continue;
+            }
+            for (int64_t c = 0; c < NC; c++, px += PP)
+                for (int64_t i = 0; i < KH; i++, d += KW) {
+                    const float *rr = px + i * RH;
+                    for (int64_t j = 0; j < KW; j++) d[j] = rr[j * p->dw];
+                }
+        }
+    }
+}
+
 /* colT (L, (c1-c0)*KH*KW) of one block: row r->q + u for pixel (r->oy, r->ox + u) of image
  * r->b, column (c - c0, i, j) for the channels c0 <= c < c1 — im2col transposed, so the dW GEMM's B panels are plain row copies.
  * Along a run the output row is fixed, so which kernel rows are inside is known up front.
@@ -765,7 +922,7 @@ static int64_t dw_thread_ws(const nd_conv_bwd_params *p)
     const int64_t L = dw_block_max(p), CK = p->c * p->kh * p->kw, cap = L / p->ow + 3;
     const int64_t og = p->oc / p->groups, Kg = CK / p->groups;
     return rup16(CK * L) + rup16(p->oc * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) +
-           nd_sgemm_ws(og, Kg, L, 1) + rup16(p->oc * Kg);
+           nd_sgemm_ws(og, Kg, L, 1) + rup16(p->oc * Kg) + pad_room(p, p->c);
 }
 
 static int64_t chan_ws(const nd_conv_bwd_params *p);
@@ -811,7 +968,8 @@ static int use_chan(const nd_conv_bwd_params *p, int T)
 static int64_t chan_thread_ws(const nd_conv_bwd_params *p, int T)
 {
     const int64_t kt = (p->c + T - 1) / T * p->kh * p->kw, L = chan_L(p, T), cap = L / p->ow + 3;
-    return rup16(kt * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) + nd_sgemm_ws(p->oc, kt, L, 1);
+    return rup16(kt * L) + rup16(cap * (int64_t)(sizeof(run_t) / sizeof(float))) + nd_sgemm_ws(p->oc, kt, L, 1) +
+           pad_room(p, (p->c + T - 1) / T);
 }
 
 /* dy gathered as (OC, N*P): needed when a map is smaller than a block (chan_L grows with T,
@@ -877,7 +1035,10 @@ static nd_status dw_chan(const nd_conv_bwd_params *p, float *dw, const float *dy
                 d.a.rs = P;
             }
             const int64_t nr = runs_of(p, q0, L, rs, cap);
-            block_pixels(p, col, x, rs, nr, c0, c1, 1);
+            if (use_pad(p))
+                block_pixels_pad(p, col, x, rs, nr, c0, c1, base + per - pad_room(p, (p->c + nt - 1) / nt));
+            else
+                block_pixels(p, col, x, rs, nr, c0, c1, 1);
             d.m = OC;
             d.n = kt;
             d.k = L;
@@ -958,7 +1119,10 @@ static nd_status dw_gemm(const nd_conv_bwd_params *p, float *dw, const float *dy
             const int64_t q0 = blk * L0, L = min64(L0, total - q0);
             const int64_t nr = runs_of(p, q0, L, rs, cap);
             block_dy(p, dyt, dy, rs, nr, L, 1);
-            block_pixels(p, col, x, rs, nr, 0, p->c, 1);
+            if (use_pad(p))
+                block_pixels_pad(p, col, x, rs, nr, 0, p->c, base + per - pad_room(p, p->c));
+            else
+                block_pixels(p, col, x, rs, nr, 0, p->c, 1);
             for (int64_t g = 0; g < p->groups; g++) {
                 nd_gemm_desc d = {0};
                 d.m = og;

@@ -220,6 +220,43 @@ def test_dw_split_by_channels_at_any_thread_count(case, threads):
         off += params[k].size
 
 
+# dx by GEMM + col2im with >= 8 images per GEMM (maps up to ~11x11 at batch >= 8): the GEMM's
+# columns run pixel-major (the images of a pixel side by side) and col2im adds into a per-channel
+# tile that is transposed into dx. Strided, dilated with asymmetric pads, grouped, pads >= the
+# kernel, 1x1 strided, the trimmed 3x3 on 2x2 maps, and 11x11 (9 images per GEMM, then 1).
+PM_CASES = [
+    ("Conv", dict(out_channels=16, kernel=3, pad=1), (8, 4, 4), 0),
+    ("Conv", dict(out_channels=12, kernel=3, pad=1), (10, 2, 2), 0),
+    ("Conv", dict(out_channels=5, kernel=3, stride=2, pad=1), (3, 9, 7), 0),
+    ("Conv", dict(out_channels=4, kernel=(3, 2), pad=(1, 2, 0, 1), dilation=(2, 3), bias=False), (3, 6, 7), 0),
+    ("Conv", dict(out_channels=6, kernel=3, pad=1, groups=2), (4, 7, 7), 0),
+    ("Conv", dict(out_channels=3, kernel=2, pad=(2, 1, 2, 0)), (2, 5, 6), 0),
+    ("Conv", dict(out_channels=3, kernel=1, stride=3), (2, 8, 7), 0),
+    ("Conv", dict(out_channels=6, kernel=3, pad=1), (4, 11, 11), 0),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+@pytest.mark.parametrize("case", PM_CASES, ids=case_id)
+def test_pixel_major_folds(case, threads, isa):
+    op, kw, shape, algo = case
+    run_case(op, kw, shape, 10, algo, f"{case_id(case)}-pm-{isa}-t{threads}", threads=threads)
+
+
+@pytest.mark.parametrize("case", PM_CASES[:2], ids=case_id)
+def test_pixel_major_folds_nan(case):
+    op, kw, shape, algo = case
+
+    def poison(dy):
+        v = dy.reshape(dy.shape[0], dy.shape[1], -1)
+        v[0, 0, 0] = np.nan
+        v[-1, -1, -1] = np.inf
+        v[4, 1, 3] = -np.inf
+
+    with np.errstate(invalid="ignore"):
+        run_case(op, kw, shape, 10, algo, case_id(case) + "-pm-nan", poison)
+
+
 def _algos(kind):
     fn = getattr(L.lib, f"nd_conv_bwd_{kind}_algo")
     got = set()
