@@ -199,10 +199,17 @@ nd_status nd_wino_pack_w(const nd_conv_params *p, float *dst, const float *w, in
     static const double G[6][3] = {{0.25, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
     const int64_t OC = p->oc, C = p->c, per = rup(OC, mr) * C;
-    float *u = malloc((size_t)(36 * OC * C) * sizeof(float));
-    if (!u)
+    if (mr <= 0)
         return ND_EINVAL;
-    for (int64_t o = 0; o < OC; o++)
+    /* U[xi] = G g G^T per (o, c), written straight into the MR-row A panels the GEMMs read
+     * (nd_gemm_pack_a's layout: panel o / mr at (o / mr) * mr * C, element c * mr + o % mr;
+     * the rows past OC in the last panel are 0). A training step transforms its changed
+     * weights on every call, so the output channels are split over the threads. */
+    const int T = nd_threads(p->threads);
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && OC * C > 4096)
+    for (int64_t o = 0; o < OC; o++) {
+        float *panel = dst + (o / mr) * mr * C + o % mr;
         for (int64_t c = 0; c < C; c++) {
             const float *g = w + (o * C + c) * 9;
             double t[6][3];   /* G g */
@@ -211,14 +218,18 @@ nd_status nd_wino_pack_w(const nd_conv_params *p, float *dst, const float *w, in
                     t[k][b] = G[k][0] * g[0 * 3 + b] + G[k][1] * g[1 * 3 + b] + G[k][2] * g[2 * 3 + b];
             for (int k = 0; k < 6; k++)
                 for (int q = 0; q < 6; q++)
-                    u[((k * 6 + q) * OC + o) * C + c] = (float)(t[k][0] * G[q][0] + t[k][1] * G[q][1] + t[k][2] * G[q][2]);
+                    panel[(k * 6 + q) * per + c * mr] =
+                        (float)(t[k][0] * G[q][0] + t[k][1] * G[q][1] + t[k][2] * G[q][2]);
         }
-    nd_status st = ND_OK;
-    for (int xi = 0; xi < 36 && st == ND_OK; xi++)
-        st = nd_gemm_pack_a(dst + xi * per, u + xi * OC * C, OC, C, C, 1, (int32_t)mr);
-    free(u);
+    }
+    if (OC % mr)                        /* the last panel's missing rows */
+        for (int64_t xi = 0; xi < 36; xi++) {
+            float *panel = dst + xi * per + (OC / mr) * mr * C;
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t r = OC % mr; r < mr; r++) panel[c * mr + r] = 0.0f;
+        }
     memcpy(dst + 36 * per, w, (size_t)(OC * C * 9) * sizeof(float));
-    return st;
+    return ND_OK;
 }
 
 /* the 36 GEMMs M[xi] = U[xi] . V[xi] of one chunk (xi in [x0, x1)) */
