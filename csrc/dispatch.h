@@ -171,8 +171,14 @@ extern nd_isa_ops nd_ops_avx512;
 #define ND_TARGET_AVX512 __attribute__((target("avx512f,fma,prefer-vector-width=512")))
 #endif
 #define ND_EACH_ISA(DEFINE) DEFINE(portable, ) DEFINE(avx2, ND_TARGET_AVX2) DEFINE(avx512, ND_TARGET_AVX512)
+/* &prefix##avx512, &prefix##avx2 or &prefix##portable: the table DEFINE made for the ISA in use */
+#define ND_PICK_OPS(prefix)                                                                        \
+    (nd_ops()->level == ND_ISA_AVX512 ? &prefix##avx512                                            \
+     : nd_ops()->level == ND_ISA_AVX2 ? &prefix##avx2                                              \
+                                      : &prefix##portable)
 #else
 #define ND_EACH_ISA(DEFINE) DEFINE(portable, )
+#define ND_PICK_OPS(prefix) (&prefix##portable)
 #endif
 
 /* ------------------------------------------------------------- SGEMM driver */

@@ -259,17 +259,7 @@ typedef struct {
 
 ND_EACH_ISA(DEFINE_ISA)
 
-static const bwd_ops *pick(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    switch (nd_ops()->level) {
-    case ND_ISA_AVX512: return &ops_avx512;
-    case ND_ISA_AVX2: return &ops_avx2;
-    default: break;
-    }
-#endif
-    return &ops_portable;
-}
+static const bwd_ops *pick(void) { return ND_PICK_OPS(ops_); }
 
 /* ---------------------------------------------------------------- element-wise drivers */
 

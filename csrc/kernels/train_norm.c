@@ -360,17 +360,7 @@ typedef struct {
 
 ND_EACH_ISA(DEFINE_ISA)
 
-static const bn_ops *pick(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    switch (nd_ops()->level) {
-    case ND_ISA_AVX512: return &ops_avx512;
-    case ND_ISA_AVX2: return &ops_avx2;
-    default: break;
-    }
-#endif
-    return &ops_portable;
-}
+static const bn_ops *pick(void) { return ND_PICK_OPS(ops_); }
 
 /* tasks of a (N, C, HW) call: its blocks of channels */
 static inline int64_t bn_tasks(int64_t n, int64_t c, int64_t hw)
