@@ -130,7 +130,6 @@ typedef struct {
     nd_ukernel_fn ukernel;
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);      /* y += a x */
-    /* one output plane of a depthwise convolution, see kernels/conv_dw.c */
     /* y = act(y) for every pass act (nd_act_is_pass: sigmoid, tanh, relu6 .. gelu_tanh), vectorized
      * (GEMM/conv epilogues); NULL: scalar nd_act1. dispatch.c sets it in every table to
      * kernels/fast_math.c's pass for that level (nd_act_pass_for), replacing the tables' own
@@ -145,9 +144,11 @@ typedef struct {
     /* kc k-rows (from k0) of one NR-wide im2col panel cut into segments: see kernels/gemm.c */
     void (*im2col_panel)(float *d, const struct nd_im2col_s *g, const nd_im2col_seg *seg, int64_t ns,
                          int64_t nr, int64_t NR, int64_t k0, int64_t kc);
-    void (*dw_plane)(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
-                     int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                     int64_t dh, int64_t dw, int64_t pt, int64_t pl);
+    /* one output plane of a depthwise convolution, y = act(conv + r) (r may be NULL), see
+     * kernels/conv_dw.c */
+    void (*dw_plane)(float *y, const float *x, const float *w, float bias, const float *r,
+                     int act, int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                     int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl);
 } nd_isa_ops;
 
 const nd_isa_ops *nd_ops(void);                 /* the table in use */

@@ -209,9 +209,9 @@ static nd_status conv_depthwise(const nd_conv_params *p, float *out, const float
     for (int64_t pl = 0; pl < planes; pl++) {
         const int64_t b = pl / p->oc, oc = pl % p->oc, ic = oc / mult;
         float *y = out + pl * OHW;
-        o->dw_plane(y, x + (b * p->c + ic) * HW, w + oc * p->kh * p->kw, bias ? bias[oc] : 0.0f, p->h,
-                    p->w, p->oh, p->ow, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l);
-        add_residual_act(y, res ? res + pl * OHW : NULL, OHW, p->act);
+        o->dw_plane(y, x + (b * p->c + ic) * HW, w + oc * p->kh * p->kw, bias ? bias[oc] : 0.0f,
+                    res ? res + pl * OHW : NULL, p->act, p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->sh,
+                    p->sw, p->dh, p->dw, p->pad_t, p->pad_l);
     }
     return ND_OK;
 }

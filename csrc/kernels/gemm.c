@@ -124,9 +124,9 @@ static void axpy_portable(float *y, float a, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-void nd_dw_plane_portable(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
-                          int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                          int64_t dh, int64_t dw, int64_t pt, int64_t pl);
+void nd_dw_plane_portable(float *y, const float *x, const float *w, float bias, const float *r,
+                          int act, int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                          int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl);
 
 nd_isa_ops nd_ops_portable = {
     .level = ND_ISA_PORTABLE, .name = "portable",

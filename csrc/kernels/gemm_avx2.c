@@ -262,9 +262,9 @@ TGT static void conv_row_avx2(float *y, int64_t ldy, const nd_im2col *g, const f
     }
 }
 
-void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, int64_t h, int64_t w_,
-                      int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                      int64_t dh, int64_t dw, int64_t pt, int64_t pl);
+void nd_dw_plane_avx2(float *y, const float *x, const float *w, float bias, const float *r,
+                      int act, int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                      int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl);
 
 nd_isa_ops nd_ops_avx2 = {
     .level = ND_ISA_AVX2, .name = "avx2",

@@ -7,7 +7,7 @@ headers and .inc files come with the files that #include them. The analysis is t
 on the sources with comments and strings removed:
 - definitions are read from file scope only (everything between braces is dropped first),
   `static` ones are left out (a static `rup` in two files links nothing), and the bodies
-  that the ND_EACH_ISA pattern pastes together (`nd_dw_plane_##suffix`) define one name per
+  that the ND_EACH_ISA pattern pastes together (`nd_act_apply_##suffix`) define one name per
   ISA suffix;
 - uses are every identifier in the file, macros included.
 It errs on the side of taking a file (a name in a disabled #if branch still counts), never

@@ -119,6 +119,72 @@ def test_conv(case, isa):
                        bias=(oc % 2 == 1 or g > 1)), (c, h, w), n, c // g * kk[0] * kk[1])
 
 
+# Depthwise (groups == C): conv_dw.c's register-blocked AVX-512 / AVX2 kernels (column
+# stride 1 and 2, any dilation; 3x3 has its own instantiation) and the portable body (other
+# column strides). Odd widths give masked tails of 16 (8) lanes, > 16 wide rows several
+# chunks, pads 0 / 1 / asymmetric / past the kernel clip taps on both sides.
+# (n, c, h, w, mult, kernel, stride, pad, dilation, act)
+DEPTHWISE = [
+    (1, 5, 7, 7, 1, 3, 1, 1, 1, "relu6"),                 # MobileNet's 7x7
+    (1, 5, 14, 14, 1, 3, 2, 1, 1, "relu6"),
+    (2, 3, 13, 13, 1, 3, 1, 0, 1, "none"),                # no padding
+    (1, 3, 17, 17, 1, 3, 2, 1, 1, "relu"),                # one full chunk + a 1-lane tail (s1 would)
+    (1, 3, 11, 17, 1, 3, 1, 1, 1, "leakyrelu"),           # 17 wide: 16 + 1 lanes
+    (1, 3, 9, 40, 1, 3, 2, (0, 1, 1, 0), 1, "relu6"),     # stride 2, 20 outputs, asymmetric
+    (1, 3, 6, 37, 1, 3, 1, (1, 0, 0, 1), 1, "none"),      # asymmetric, 3 chunks
+    (1, 2, 9, 33, 1, 3, 2, (1, 1, 0, 0), 1, "relu"),      # stride 2, odd width, right edge unpadded
+    (1, 3, 8, 70, 1, 3, 2, 1, 1, "hardswish"),            # wide stride 2, an activation as a pass
+    (1, 4, 13, 13, 2, 3, 1, 1, 1, "sigmoid"),             # channel multiplier 2
+    (2, 3, 13, 17, 3, 3, 2, 1, 1, "tanh"),                # multiplier 3, stride 2
+    (1, 3, 13, 19, 1, 5, 1, 2, 1, "relu6"),               # 5x5 (generic KH, KW)
+    (1, 3, 17, 21, 1, 5, 2, (2, 1, 2, 3), 1, "leakyrelu"),
+    (1, 3, 13, 17, 1, (3, 5), 1, (1, 2, 1, 2), (2, 1), "none"),   # dilated rows
+    (1, 3, 15, 23, 1, 3, 2, 2, 2, "relu"),                # dilated, stride 2
+    (1, 3, 5, 5, 1, 3, 1, 3, 1, "none"),                  # pad == kernel: all-padding rows/cols
+    (1, 3, 9, 9, 1, 3, 3, 1, 1, "relu"),                  # stride 3: portable body on every ISA
+    (1, 3, 9, 14, 1, (3, 1), (1, 2), (1, 0, 1, 0), 1, "relu6"),  # strides differ per axis
+    (1, 3, 4, 4, 1, 3, 2, 1, 1, "none"),                  # 2x2 output
+    (1, 3, 1, 1, 1, 3, 1, 1, 1, "relu"),                  # 1x1 image: the centre tap only
+]
+
+
+def dw_id(c):
+    n, ch, h, w, m, k, s, p, d, act = c
+    f = lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+    return f"n{n}-c{ch}-h{h}-w{w}-m{m}-k{f(k)}-s{f(s)}-p{f(p)}-d{f(d)}-{act}"
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=[dw_id(c) for c in DEPTHWISE])
+def test_conv_depthwise(case, isa):
+    n, c, h, w, m, k, s, p, d, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=c * m, kernel=k, stride=s, pad=p, dilation=d, groups=c, act=act,
+                       bias=True), (c, h, w), n, kk[0] * kk[1])
+
+
+@pytest.mark.parametrize("case", DEPTHWISE[:9], ids=[dw_id(c) for c in DEPTHWISE[:9]])
+def test_conv_depthwise_same_bits_every_isa(case):
+    """conv_dw.c's vector kernels add the taps in the portable body's order with separate
+    multiplies and adds, and skip padding taps, so every ISA gives the same bits."""
+    isas = L.supported_isas()
+    n, c, h, w, m, k, s, p, d, act = case
+    shapes = [(c, h, w)]
+    spec, a, out_shape, call = kernel_plan("Conv", dict(out_channels=c * m, kernel=k, stride=s, pad=p,
+                                                        dilation=d, groups=c, act=act, bias=True),
+                                           shapes, n)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = spec.init(a, shapes, rng)
+    wt["bias"] = rng.standard_normal(wt["bias"].shape).astype(np.float32)
+    outs = []
+    for isa in isas:
+        with L.using_isa(isa):
+            outs.append(run_call(call, [x], wt[call.weights[0]], wt[call.weights[1]],
+                                 n * math.prod(out_shape)))
+    for isa, o in zip(isas[1:], outs[1:]):
+        assert np.array_equal(o.view(np.uint32), outs[0].view(np.uint32)), f"{isa} differs from {isas[0]}"
+
+
 # Transposed GEMM (Y^T = im2col(X)^T . W^T, batch folded into the rows): forced on odd
 # sizes (pixel and channel tails, batch > 1, strides, pads, dilation, every act), and
 # the shapes where auto picks it (one output pixel; many channels on a 7x7 map at batch 3).

@@ -23,6 +23,10 @@ CASES = [  # (n, c, h, w, oc, k, stride, pad, groups, act)
     (1, 8, 9, 9, 16, 3, 2, 1, 1, "none"),
     (3, 12, 6, 6, 12, 3, 1, 1, 4, "relu"),
     (2, 8, 10, 10, 8, 3, 1, 1, 8, "relu"),
+    (1, 5, 7, 7, 5, 3, 1, 1, 5, "relu6"),      # depthwise: residual added in conv_dw.c's registers
+    (1, 3, 14, 17, 3, 3, 2, 1, 3, "leakyrelu"),  # depthwise stride 2, a 9-wide masked tail
+    (2, 3, 13, 19, 6, 3, 1, 1, 3, "hardswish"),  # depthwise multiplier 2, act as a pass after
+    (1, 3, 9, 9, 3, 3, 3, 1, 3, "none"),       # depthwise stride 3: the portable body
     (3, 5, 3, 3, 17, 3, 1, 0, 1, "tanh"),      # kernel covers the image: dot products (auto)
     (2, 3, 9, 21, 11, 3, 1, 1, 1, "relu"),     # small stride-1: direct on AVX-512 (auto)
 ]

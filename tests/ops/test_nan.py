@@ -69,6 +69,7 @@ def run_both(src, x, isa, level=0):
 
 
 ACTS = ["relu", "leakyrelu", "sigmoid", "tanh"]
+DW_ACTS = ["none", "relu6"]   # the rest of conv_dw.c's in-register activations
 
 # (case id, input CxHxW, batch, layer text with {act})
 WINDOW_LAYERS = [
@@ -76,6 +77,9 @@ WINDOW_LAYERS = [
     ("conv-stride2", "3x17x13", 1, "Conv(17, 3, stride=2, pad=1, act={act})"),
     ("conv-1x1", "16x7x9", 2, "Conv(33, 1, act={act})"),
     ("conv-depthwise", "8x13x13", 1, "Conv(8, 3, pad=1, groups=8, act={act})"),
+    ("conv-dw-7x7", "8x7x7", 1, "Conv(8, 3, pad=1, groups=8, act={act})"),
+    ("conv-dw-stride2", "4x14x37", 1, "Conv(4, 3, stride=2, pad=1, groups=4, act={act})"),
+    ("conv-dw-wide", "3x9x41", 2, "Conv(6, 3, pad=(0, 1, 1, 0), groups=3, act={act})"),
     ("conv-grouped", "8x9x9", 2, "Conv(16, 3, pad=1, groups=2, act={act})"),
     ("conv-direct", "3x12x28", 1, "Conv(6, 5, act={act})"),
     ("conv-transposed", "64x7x7", 2, "Conv(160, 3, pad=1, act={act})"),
@@ -96,6 +100,20 @@ def test_fused_activation_keeps_nonfinite(cid, shape, n, layer, act, isa):
     assert np.isnan(want).any(), "the case must put a NaN into the activation"
     assert_same_nonfinite(got, want, f"{cid}-{act}-{isa}")
 
+
+
+DW_LAYERS = [c for c in WINDOW_LAYERS if c[0].startswith("conv-dw")]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", DW_ACTS)
+@pytest.mark.parametrize("cid,shape,n,layer", DW_LAYERS, ids=[c[0] for c in DW_LAYERS])
+def test_depthwise_keeps_nonfinite(cid, shape, n, layer, act, isa):
+    dims = tuple(int(v) for v in shape.split("x"))
+    x = nonfinite_input((n, *dims), seed=len(cid))
+    got, want = run_both(f"input x: {shape}\n{layer.format(act=act)}", x, isa)
+    assert np.isnan(want).any(), "the case must put a NaN into the output"
+    assert_same_nonfinite(got, want, f"{cid}-{act}-{isa}")
 
 SIMPLE_LAYERS = [
     ("relu", "5x13x13", "ReLU"), ("leakyrelu", "5x13x13", "LeakyReLU(0.1)"),
