@@ -424,16 +424,22 @@ def print_profile(m, x, threads, ort_fn, peak=None, top=None):
     body = []
     for r in rows:
         o = by_row.get(r.node)
+        ip = r.in_plan
         body.append([str(r.index), r.layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
+                     ms_text(ip, unit) if ip is not None else "—",
                      ms_text(o, unit) if o else "—", f"{r.seconds / o:.2f}" if o else "—",
+                     f"{ip / o:.2f}" if o and ip is not None else "—",
                      f"{r.gflops:.1f}" if r.gflops is not None else "—",
                      f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])
+    in_plan = sum(r.in_plan for r in prof.rows if r.in_plan is not None)
     print(f"\n  per-layer, {m.name} batch {x.shape[0]}, {threads} thread{'s' if threads != 1 else ''}: "
-          f"netdsl steps sum {ms_text(prof.total_s, unit)} {unit} (whole plan {ms_text(prof.plan_s, unit)}), "
-          f"ORT nodes sum {ms_text(total_ort, unit)} {unit}"
+          f"netdsl steps sum {ms_text(prof.total_s, unit)} {unit} each alone, {ms_text(in_plan, unit)} {unit} "
+          f"timed inside the plan (whole plan {ms_text(prof.plan_s, unit)}), "
+          f"ORT nodes sum {ms_text(total_ort, unit)} {unit} (ORT's profiler: inside its runs)"
           + (f"; the {top} layers with the most time over ORT" if top else ""))
-    table = table_text(["#", "layer", "op", "algo", "input → output", f"netdsl {unit}", f"ORT {unit}", "nd/ORT",
-                        "GFLOP/s", "% peak", "share"], body, right={0, 5, 6, 7, 8, 9, 10})
+    table = table_text(["#", "layer", "op", "algo", "input → output", f"netdsl {unit}", f"in plan {unit}",
+                        f"ORT {unit}", "nd/ORT", "plan/ORT", "GFLOP/s", "% peak", "share"], body,
+                       right={0, 5, 6, 7, 8, 9, 10, 11, 12})
     print("\n".join("  " + ln for ln in table.splitlines()))
     by_algo, by_algo_ort = {}, {}
     for r in prof.rows:

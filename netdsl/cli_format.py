@@ -85,6 +85,7 @@ def profile_table(self, top: int | None = None, width: int = 60) -> str:
     for r in rows:
         layer = r.layer if len(r.layer) <= width else r.layer[:width - 1] + "…"
         body.append([str(r.index), layer, r.op, r.algo, r.shape, ms_text(r.seconds, unit),
+                     ms_text(r.in_plan, unit) if r.in_plan is not None else "—",
                      f"{r.gflops:.1f}" if r.gflops is not None else "—",
                      f"{r.pct_peak:.0f}%" if r.pct_peak is not None else "—", f"{r.share:.1f}%"])
     th = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
@@ -92,13 +93,15 @@ def profile_table(self, top: int | None = None, width: int = 60) -> str:
             if self.peak_gflops else "peak not measured")
     flops = sum(r.flops for r in self.rows)
     out = [f"profile: {self.model}, batch {self.batch}, {th}, {self.isa}; {peak}",
-           table_text(["#", "layer", "op", "algo", "input → output", unit, "GFLOP/s", "% peak", "share"],
-                      body, right={0, 5, 6, 7, 8})]
+           table_text(["#", "layer", "op", "algo", "input → output", unit, f"in plan {unit}", "GFLOP/s", "% peak",
+                       "share"], body, right={0, 5, 6, 7, 8, 9})]
     gf = flops / self.total_s / 1e9 if self.total_s > 0 else 0.0
+    in_plan = sum(r.in_plan for r in self.rows) if self.rows and all(r.in_plan is not None for r in self.rows) else None
     out.append(f"total: {ms_text(self.total_s, unit)} {unit} over {len(self.rows)} steps"
                + (f" (the {top} slowest shown)" if top is not None and top < len(self.rows) else "")
                + f", {gf:.1f} GFLOP/s" + (f", {100 * gf / self.peak_gflops:.0f}% of peak" if self.peak_gflops else "")
-               + f"; the whole plan as one call: {ms_text(self.plan_s, unit)} {unit}")
+               + f"; the whole plan as one call: {ms_text(self.plan_s, unit)} {unit}"
+               + (f" (its steps timed inside it sum to {ms_text(in_plan, unit)} {unit})" if in_plan is not None else ""))
     out.append("by algorithm: " + ", ".join(f"{k} {s:.1f}%" for k, _, s in self.by_algo()))
     from .runtime.profile import BUSY_NOTE
     if self.foreign_cpus is not None and self.foreign_cpus > BUSY_NOTE:

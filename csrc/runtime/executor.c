@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -48,7 +49,20 @@ const char *nd_exec_load_env(int which)
     return (which == 0 || which == 1) ? g_env[which] : "";
 }
 
-static nd_status run_records(const nd_record *recs, int64_t n, float *arena, float *ws, int64_t *failed_index)
+/* seconds on a steady clock: OpenMP's wall clock, or C11's timespec_get without OpenMP */
+static double now_s(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    struct timespec t;
+    timespec_get(&t, TIME_UTC);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+#endif
+}
+
+static nd_status run_records(const nd_record *recs, int64_t n, float *arena, float *ws, int64_t *failed_index,
+                             double *stamps)
 {
     const float *ins[ND_EXEC_MAX_IN];
     for (int64_t r = 0; r < n; r++) {
@@ -58,6 +72,8 @@ static nd_status run_records(const nd_record *recs, int64_t n, float *arena, flo
             for (int32_t i = 0; i < rec->n_in; i++) ins[i] = arena + rec->in_offs[i];
             st = rec->fn(rec->params, arena + rec->out_off, ins, rec->w, rec->bias, ws ? ws + rec->ws_off : NULL);
         }
+        if (stamps)
+            stamps[r + 1] = now_s();
         if (st != ND_OK) {
             if (failed_index)
                 *failed_index = r;
@@ -67,8 +83,8 @@ static nd_status run_records(const nd_record *recs, int64_t n, float *arena, flo
     return ND_OK;
 }
 
-nd_status nd_run_plan(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
-                      int64_t *failed_index)
+static nd_status run_plan(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
+                          int64_t *failed_index, double *stamps)
 {
     if (failed_index)
         *failed_index = -1;
@@ -79,12 +95,27 @@ nd_status nd_run_plan(const nd_record *recs, int64_t n, float *arena, float *ws,
     int set = threads > 0 && threads != prev;
     if (set)
         omp_set_num_threads(threads);
-    nd_status st = run_records(recs, n, arena, ws, failed_index);
+    nd_status st = run_records(recs, n, arena, ws, failed_index, stamps);
     if (set)
         omp_set_num_threads(prev);
     return st;
 #else
     (void)threads;
-    return run_records(recs, n, arena, ws, failed_index);
+    return run_records(recs, n, arena, ws, failed_index, stamps);
 #endif
+}
+
+nd_status nd_run_plan(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
+                      int64_t *failed_index)
+{
+    return run_plan(recs, n, arena, ws, threads, failed_index, NULL);
+}
+
+nd_status nd_run_plan_timed(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
+                            int64_t *failed_index, double *stamps)
+{
+    if (!stamps)
+        return ND_EINVAL;
+    stamps[0] = now_s();
+    return run_plan(recs, n, arena, ws, threads, failed_index, stamps);
 }

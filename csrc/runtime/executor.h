@@ -29,6 +29,12 @@ typedef struct {
 nd_status nd_run_plan(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
                       int64_t *failed_index);
 
+/* nd_run_plan, timed: stamps (n + 1 doubles) gets seconds on a steady clock (its zero is
+ * arbitrary) at the start and after each record, so record r took stamps[r+1] - stamps[r],
+ * timed where it runs, inside the plan, with the caches and threads as the plan leaves them. */
+nd_status nd_run_plan_timed(const nd_record *recs, int64_t n, float *arena, float *ws, int32_t threads,
+                            int64_t *failed_index, double *stamps);
+
 /* OMP_WAIT_POLICY (which = 0) or GOMP_SPINCOUNT (1) as the environment had
  * it when the kernels loaded, i.e. what libgomp read; "" when unset. */
 const char *nd_exec_load_env(int which);

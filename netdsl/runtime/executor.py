@@ -238,9 +238,23 @@ class Bound:
     def run(self, threads: int = 0) -> None:
         st = self._fn(self._records, self._n, self._arena_p, self._ws_p, threads, self._failed)
         if st != 0:
-            prog, i = self.prog, int(self._failed[0])
-            ok = 0 <= i < prog.n
-            raise KernelError(int(st), i, prog.names[i] if ok else "", prog.spans[i] if ok else None)
+            self._raise(st)
+
+    def run_timed(self, threads: int = 0) -> np.ndarray:
+        """run(), returning each step's seconds as timed inside the plan (one clock read after
+        each kernel call: the caches and threads are as the plan leaves them)."""
+        ffi = _lib.ffi
+        stamps = np.zeros(self._n + 1, np.float64)
+        st = _lib.lib.nd_run_plan_timed(self._records, self._n, self._arena_p, self._ws_p, threads,
+                                        self._failed, ffi.from_buffer("double[]", stamps))
+        if st != 0:
+            self._raise(st)
+        return np.diff(stamps)
+
+    def _raise(self, st):
+        prog, i = self.prog, int(self._failed[0])
+        ok = 0 <= i < prog.n
+        raise KernelError(int(st), i, prog.names[i] if ok else "", prog.spans[i] if ok else None)
 
 
 def run_call(call, x_list, w=None, bias=None, out_floats=None, threads=0):

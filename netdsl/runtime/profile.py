@@ -252,6 +252,7 @@ class Row:
     gflops: float | None
     pct_peak: float | None
     share: float                # of the steps' sum, in percent
+    in_plan: float | None = None   # seconds as timed inside whole-plan runs (median), cold caches included
 
 
 @dataclass
@@ -422,13 +423,15 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
     _write_inputs(plan, arena, inputs)
     meter = LoadMeter()
     times = time_steps(prog, arena, ws, th, seconds_per_step)
-    plan_samples = []
+    plan_samples, in_plan = [], []
+    bound = prog.bind(arena, ws)
     t_end = time.perf_counter() + max(0.2, 10 * seconds_per_step)
     while len(plan_samples) < 3 or (time.perf_counter() < t_end and len(plan_samples) < 50):
         _write_inputs(plan, arena, inputs)       # the plan may reuse an input's buffer after its last read
         t = time.perf_counter()
-        prog.run(arena, ws, th)
+        in_plan.append(bound.run_timed(th))      # each step timed where it runs: caches as the plan leaves them
         plan_samples.append(time.perf_counter() - t)
+    in_plan = np.median(np.array(in_plan), axis=0)
     foreign = meter.foreign()
     source = "given"
     if peak is None and measure_peak:
@@ -463,7 +466,7 @@ def profile(model, x=None, batch: int = 1, threads: int | None = None, peak: flo
             input=ins, output=list(node.shape) if node is not None else [], shape=shape,
             seconds=t, flops=flops, gflops=gf,
             pct_peak=100 * gf / peak if gf is not None and peak else None,
-            share=100 * t / total if total > 0 else 0.0))
+            share=100 * t / total if total > 0 else 0.0, in_plan=float(in_plan[i])))
     return Profile(model=model.name, batch=n, threads=th, isa=_lib.isa(), peak_gflops=peak,
                    peak_source=source, total_s=total, plan_s=statistics.median(plan_samples), rows=rows,
                    elided=[c for c, _ in plan.elided], foreign_cpus=foreign, cpus=_cpus())

@@ -161,6 +161,11 @@ def test_profile_shares_times_and_steps(small):
         assert ("cat" in p.elided) == (batch == 1) and ("cat" in [r.node for r in p.rows]) == (batch == 2)
 
 
+def step_of(unit):
+    """half the last printed digit of a time cell"""
+    return 0.05 if unit == "µs" else 0.0005
+
+
 def test_printed_table_adds_up(small):
     """The printed ms / shares add up to the printed total / 100% within the rounding of the cells."""
     from netdsl.runtime.profile import profile
@@ -171,14 +176,16 @@ def test_printed_table_adds_up(small):
     head = lines[1]
     unit = "µs" if " µs " in head else "ms"
     cols = re.split(r"\s{2,}", head.strip())
-    assert cols == ["#", "layer", "op", "algo", "input → output", unit, "GFLOP/s", "% peak", "share"]
+    assert cols == ["#", "layer", "op", "algo", "input → output", unit, f"in plan {unit}", "GFLOP/s", "% peak", "share"]
     body = [ln for ln in lines[3:3 + len(p.rows)]]
     cells = [re.split(r"\s{2,}", ln.strip()) for ln in body]
     times = [float(c[5]) for c in cells]
-    shares = [float(c[8].rstrip("%")) for c in cells]
+    shares = [float(c[9].rstrip("%")) for c in cells]
+    in_plan = [float(c[6]) for c in cells]
+    said = float(re.search(r"its steps timed inside it sum to ([\d.]+) " + unit, text).group(1))
+    assert abs(sum(in_plan) - said) <= step_of(unit) * (len(in_plan) + 1)
     total = float(re.search(r"total: ([\d.]+) " + unit, text).group(1))
-    step = 0.05 if unit == "µs" else 0.0005
-    assert abs(sum(times) - total) <= step * (len(times) + 1)
+    assert abs(sum(times) - total) <= step_of(unit) * (len(times) + 1)
     assert abs(sum(shares) - 100.0) <= 0.05 * len(shares) + 1e-9
     assert [c[1] for c in cells] == [r.layer for r in p.rows]
 
@@ -231,6 +238,29 @@ def test_json_round_trips_with_every_step(small, tmp_path):
     assert d["peak_gflops"] == 80.0 and d["peak_source"] == "given" and d["batch"] == 1
     for r in d["rows"]:
         assert set(r) >= {"layer", "op", "algo", "input", "output", "seconds", "gflops", "pct_peak", "share"}
+
+
+def test_timed_run_computes_the_run_and_times_every_step(small):
+    """Bound.run_timed (nd_run_plan_timed): the same outputs as run(), one non-negative time per
+    step; the profile's in-plan column holds them. A failing step raises as run() does."""
+    from netdsl.runtime.executor import KernelError
+    from netdsl.runtime.profile import _write_inputs, profile
+    x = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    want = small(x)
+    plan, prog = small.session().program(2)
+    arena, ws = prog.new_arena(), prog.new_ws() if prog.ws_floats else None
+    _write_inputs(plan, arena, {"x": x})
+    t = prog.bind(arena, ws).run_timed(1)
+    assert t.shape == (len(prog.steps),) and (t >= 0).all() and t.sum() > 0
+    off = plan.offset(plan.outputs[next(iter(plan.outputs))])
+    np.testing.assert_array_equal(arena[off:off + want.size].reshape(want.shape), want)
+    p = profile(small, batch=2, peak=100.0, seconds_per_step=FAST)
+    assert all(r.in_plan is not None and r.in_plan >= 0 for r in p.rows)
+    bad = L.ffi.new("nd_record[]", 1)                    # a record without a kernel: ND_EINVAL at step 0
+    b = prog.bind(arena, ws)
+    b._records, b._n = bad, 1
+    with pytest.raises(KernelError):
+        b.run_timed(1)
 
 
 def test_profiling_leaves_what_a_run_leaves(small):
