@@ -328,6 +328,11 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
     const int64_t np = (p->oc + MR - 1) / MR, jobs = p->n * np * p->oh;
     const double macs = (double)p->n * (double)p->oc * (double)OHW * (double)K;
     const int flags = (res ? ND_UK_ACC : 0) | nd_uk_act_flag(p->act);
+    /* an activation pass (tanh, sigmoid, ...) over a small output runs once at the end, over the
+     * whole of it while it is in cache: per output row it was one call per channel and row, each
+     * too short to fill the vectors (LeNet's C1/C3: 328 calls on rows of 28 and 10) */
+    const int64_t outn = p->n * p->oc * OHW;
+    const int act_after = nd_act_is_pass(p->act) && outn <= 65536;
     (void)T;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && macs >= 5e5)
     for (int64_t jb = 0; jb < jobs; jb++) {
@@ -340,9 +345,11 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
             for (int64_t i = 0; i < mr; i++)
                 memcpy(y + i * OHW, res + (b * p->oc + c0 + i) * OHW + oy * p->ow, (size_t)p->ow * sizeof(float));
         o->conv_row(y, OHW, &g, w + c0 * K, mr, oy, bias ? bias + c0 : NULL, flags);
-        if (nd_act_is_pass(p->act))
+        if (nd_act_is_pass(p->act) && !act_after)
             for (int64_t i = 0; i < mr; i++) nd_act_inplace(y + i * OHW, p->ow, p->act);
     }
+    if (act_after)
+        nd_act_inplace(out, outn, p->act);
     return ND_OK;
 }
 

@@ -272,6 +272,8 @@ FORCED_DIRECT = [
     (1, 64, 13, 13, 64, 5, 1, 2, 1, 1, "none"),
     (1, 9, 5, 1, 17, (3, 1), 1, (1, 0, 1, 0), 1, 1, "tanh"),
     (3, 64, 5, 5, 65, 1, 1, 0, 1, 1, "sigmoid"),
+    (20, 1, 32, 32, 6, 5, 1, 0, 1, 1, "tanh"),          # output past 64K floats: the act pass per row
+    (3, 2, 40, 40, 17, 3, 1, 1, 1, 1, "sigmoid"),       # (smaller outputs take it once at the end)
 ]
 
 
