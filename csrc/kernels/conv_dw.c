@@ -101,6 +101,34 @@ void nd_dw_plane_portable(DW_ARGS)
 
 #if defined(__x86_64__) || defined(__i386__)
 /* ------------------------------------------------------------------ AVX-512 */
+/* The entry of one ISA: the 3x3 stride-1 and stride-2 bodies specialised (the general body
+ * inlined with the geometry constant), other kernels up to 16 wide through the general body,
+ * the rest (wider kernels, other strides) through the plain C one. */
+#define DW_SPECIAL(TGT, fn, name, SW)                                                               \
+    TGT static void fn##_##name(float *y, const float *x, const float *w, float bias, const float *r, \
+                                int act, int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t sh,   \
+                                int64_t dh, int64_t dw, int64_t pt, int64_t pl)                       \
+    {                                                                                               \
+        fn(y, x, w, bias, r, act, h, w_, oh, ow, 3, 3, sh, SW, dh, dw, pt, pl);                     \
+    }
+#define DW_ENTRY(TGT, fn, ISA_ATTR, isa)                                                            \
+    DW_SPECIAL(TGT, fn, 33s1, 1)                                                                    \
+    DW_SPECIAL(TGT, fn, 33s2, 2)                                                                    \
+    ISA_ATTR void nd_dw_plane_##isa(DW_ARGS)                                                        \
+    {                                                                                               \
+        if (kw <= 16 && (sw == 1 || sw == 2)) {                                                     \
+            if (kh == 3 && kw == 3)                                                                 \
+                (sw == 1 ? fn##_33s1 : fn##_33s2)(y, x, w, bias, r, act, h, w_, oh, ow, sh, dh, dw, pt, pl); \
+            else if (sw == 1)                                                                       \
+                fn(y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, 1, dh, dw, pt, pl);            \
+            else                                                                                    \
+                fn(y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, 2, dh, dw, pt, pl);            \
+            return;                                                                                 \
+        }                                                                                           \
+        dw_body(y, x, w, bias, h, w_, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl);                      \
+        dw_finish(y, r, oh * ow, act);                                                              \
+    }
+
 #define TGT512 __attribute__((target("avx512f,fma")))
 
 TGT512 static inline __attribute__((always_inline)) __m512 act512(__m512 v, int act)
@@ -169,34 +197,7 @@ dw512(float *restrict y, const float *restrict x, const float *restrict w, float
         nd_act_inplace(y, OH * OW, act);
 }
 
-TGT512 static void dw512_33s1(float *y, const float *x, const float *w, float bias, const float *r, int act,
-                              int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t sh, int64_t dh,
-                              int64_t dw, int64_t pt, int64_t pl)
-{
-    dw512(y, x, w, bias, r, act, h, w_, oh, ow, 3, 3, sh, 1, dh, dw, pt, pl);
-}
-
-TGT512 static void dw512_33s2(float *y, const float *x, const float *w, float bias, const float *r, int act,
-                              int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t sh, int64_t dh,
-                              int64_t dw, int64_t pt, int64_t pl)
-{
-    dw512(y, x, w, bias, r, act, h, w_, oh, ow, 3, 3, sh, 2, dh, dw, pt, pl);
-}
-
-ND_TARGET_AVX512 void nd_dw_plane_avx512(DW_ARGS)
-{
-    if (kw <= 16 && (sw == 1 || sw == 2)) {
-        if (kh == 3 && kw == 3)
-            (sw == 1 ? dw512_33s1 : dw512_33s2)(y, x, w, bias, r, act, h, w_, oh, ow, sh, dh, dw, pt, pl);
-        else if (sw == 1)
-            dw512(y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, 1, dh, dw, pt, pl);
-        else
-            dw512(y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, 2, dh, dw, pt, pl);
-        return;
-    }
-    dw_body(y, x, w, bias, h, w_, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl);
-    dw_finish(y, r, oh * ow, act);
-}
+DW_ENTRY(TGT512, dw512, ND_TARGET_AVX512, avx512)
 
 /* --------------------------------------------------------------------- AVX2 */
 #define TGT256 __attribute__((target("avx2,fma")))
@@ -276,32 +277,5 @@ dw256(float *restrict y, const float *restrict x, const float *restrict w, float
         nd_act_inplace(y, OH * OW, act);
 }
 
-TGT256 static void dw256_33s1(float *y, const float *x, const float *w, float bias, const float *r, int act,
-                              int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t sh, int64_t dh,
-                              int64_t dw, int64_t pt, int64_t pl)
-{
-    dw256(y, x, w, bias, r, act, h, w_, oh, ow, 3, 3, sh, 1, dh, dw, pt, pl);
-}
-
-TGT256 static void dw256_33s2(float *y, const float *x, const float *w, float bias, const float *r, int act,
-                              int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t sh, int64_t dh,
-                              int64_t dw, int64_t pt, int64_t pl)
-{
-    dw256(y, x, w, bias, r, act, h, w_, oh, ow, 3, 3, sh, 2, dh, dw, pt, pl);
-}
-
-ND_TARGET_AVX2 void nd_dw_plane_avx2(DW_ARGS)
-{
-    if (kw <= 16 && (sw == 1 || sw == 2)) {
-        if (kh == 3 && kw == 3)
-            (sw == 1 ? dw256_33s1 : dw256_33s2)(y, x, w, bias, r, act, h, w_, oh, ow, sh, dh, dw, pt, pl);
-        else if (sw == 1)
-            dw256(y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, 1, dh, dw, pt, pl);
-        else
-            dw256(y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, 2, dh, dw, pt, pl);
-        return;
-    }
-    dw_body(y, x, w, bias, h, w_, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl);
-    dw_finish(y, r, oh * ow, act);
-}
+DW_ENTRY(TGT256, dw256, ND_TARGET_AVX2, avx2)
 #endif
