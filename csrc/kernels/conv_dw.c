@@ -92,6 +92,7 @@ static inline void dw_lanes(int64_t ox0, int64_t L, int64_t OW, int64_t W, int64
     float *y, const float *x, const float *w, float bias, const float *r, int act, int64_t h,      \
         int64_t w_, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,        \
         int64_t dh, int64_t dw, int64_t pt, int64_t pl
+#define DW_PARAMS y, x, w, bias, r, act, h, w_, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
 
 void nd_dw_plane_portable(DW_ARGS)
 {
@@ -100,10 +101,9 @@ void nd_dw_plane_portable(DW_ARGS)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-/* ------------------------------------------------------------------ AVX-512 */
-/* The entry of one ISA: the 3x3 stride-1 and stride-2 bodies specialised (the general body
- * inlined with the geometry constant), other kernels up to 16 wide through the general body,
- * the rest (wider kernels, other strides) through the plain C one. */
+/* fn##_entry, the body of one ISA's nd_dw_plane_*: the 3x3 stride-1 and stride-2 bodies
+ * specialised (the general body inlined with the geometry constant), other kernels up to 16
+ * wide through the general body, the rest (wider kernels, other strides) through the plain C one. */
 #define DW_SPECIAL(TGT, fn, name, SW)                                                               \
     TGT static void fn##_##name(float *y, const float *x, const float *w, float bias, const float *r, \
                                 int act, int64_t h, int64_t w_, int64_t oh, int64_t ow, int64_t sh,   \
@@ -111,10 +111,10 @@ void nd_dw_plane_portable(DW_ARGS)
     {                                                                                               \
         fn(y, x, w, bias, r, act, h, w_, oh, ow, 3, 3, sh, SW, dh, dw, pt, pl);                     \
     }
-#define DW_ENTRY(TGT, fn, ISA_ATTR, isa)                                                            \
+#define DW_ENTRY(TGT, fn)                                                                           \
     DW_SPECIAL(TGT, fn, 33s1, 1)                                                                    \
     DW_SPECIAL(TGT, fn, 33s2, 2)                                                                    \
-    ISA_ATTR void nd_dw_plane_##isa(DW_ARGS)                                                        \
+    TGT static void fn##_entry(DW_ARGS)                                                             \
     {                                                                                               \
         if (kw <= 16 && (sw == 1 || sw == 2)) {                                                     \
             if (kh == 3 && kw == 3)                                                                 \
@@ -129,6 +129,7 @@ void nd_dw_plane_portable(DW_ARGS)
         dw_finish(y, r, oh * ow, act);                                                              \
     }
 
+/* ------------------------------------------------------------------ AVX-512 */
 #define TGT512 __attribute__((target("avx512f,fma")))
 
 TGT512 static inline __attribute__((always_inline)) __m512 act512(__m512 v, int act)
@@ -197,7 +198,8 @@ dw512(float *restrict y, const float *restrict x, const float *restrict w, float
         nd_act_inplace(y, OH * OW, act);
 }
 
-DW_ENTRY(TGT512, dw512, ND_TARGET_AVX512, avx512)
+DW_ENTRY(TGT512, dw512)
+ND_TARGET_AVX512 void nd_dw_plane_avx512(DW_ARGS) { dw512_entry(DW_PARAMS); }
 
 /* --------------------------------------------------------------------- AVX2 */
 #define TGT256 __attribute__((target("avx2,fma")))
@@ -277,5 +279,6 @@ dw256(float *restrict y, const float *restrict x, const float *restrict w, float
         nd_act_inplace(y, OH * OW, act);
 }
 
-DW_ENTRY(TGT256, dw256, ND_TARGET_AVX2, avx2)
+DW_ENTRY(TGT256, dw256)
+ND_TARGET_AVX2 void nd_dw_plane_avx2(DW_ARGS) { dw256_entry(DW_PARAMS); }
 #endif
