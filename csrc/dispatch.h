@@ -26,7 +26,8 @@
 enum {
     ND_UK_ACC = 1,    /* add the existing C tile */
     ND_UK_RELU = 2,   /* t < 0 ? 0 : t before the store (NaN stays NaN) */
-    ND_UK_LEAKY = 4   /* t < 0 ? 0.01 t : t before the store */
+    ND_UK_LEAKY = 4,  /* t < 0 ? 0.01 t : t before the store */
+    ND_UK_RELU6 = 8   /* min(max(t, 0), 6) before the store (NaN stays NaN, -0 stays -0: nd_relu6f) */
 };
 
 /* a valid nd_act code (the kernels' parameter checks) */
@@ -34,11 +35,13 @@ static inline int nd_act_ok(int64_t act) { return act >= ND_ACT_NONE && act <= N
 /* the micro-kernel store flag that performs act, 0 when the micro-kernels do not fuse it */
 static inline int nd_uk_act_flag(int act)
 {
-    return act == ND_ACT_RELU ? ND_UK_RELU : act == ND_ACT_LEAKYRELU ? ND_UK_LEAKY : 0;
+    return act == ND_ACT_RELU ? ND_UK_RELU : act == ND_ACT_LEAKYRELU ? ND_UK_LEAKY : act == ND_ACT_RELU6 ? ND_UK_RELU6 : 0;
 }
 /* act runs as a pass over the stored tile (sigmoid, tanh and every later code), not in the
- * micro-kernel's store (only relu/leaky are fused there) */
+ * micro-kernel's store (relu/leaky are fused there; relu6 too: nd_act_after_store) */
 static inline int nd_act_is_pass(int act) { return act >= ND_ACT_SIGMOID && act <= ND_ACT_GELU_TANH; }
+/* a pass act that a micro-kernel's store does not do (relu6 it does): run it over the stored tile */
+static inline int nd_act_after_store(int act) { return nd_act_is_pass(act) && !nd_uk_act_flag(act); }
 
 /* act of one value, the scalar definition every path agrees with: nd_math.h's float32 exp /
  * tanh / sigmoid / erfc (no libm; max errors there), the same code the vector passes

@@ -332,7 +332,7 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
      * whole of it while it is in cache: per output row it was one call per channel and row, each
      * too short to fill the vectors (LeNet's C1/C3: 328 calls on rows of 28 and 10) */
     const int64_t outn = p->n * p->oc * OHW;
-    const int act_after = nd_act_is_pass(p->act) && outn <= 65536;
+    const int act_after = nd_act_after_store(p->act) && outn <= 65536;
     (void)T;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && macs >= 5e5)
     for (int64_t jb = 0; jb < jobs; jb++) {
@@ -345,7 +345,7 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
             for (int64_t i = 0; i < mr; i++)
                 memcpy(y + i * OHW, res + (b * p->oc + c0 + i) * OHW + oy * p->ow, (size_t)p->ow * sizeof(float));
         o->conv_row(y, OHW, &g, w + c0 * K, mr, oy, bias ? bias + c0 : NULL, flags);
-        if (nd_act_is_pass(p->act) && !act_after)
+        if (nd_act_after_store(p->act) && !act_after)
             for (int64_t i = 0; i < mr; i++) nd_act_inplace(y + i * OHW, p->ow, p->act);
     }
     if (act_after)

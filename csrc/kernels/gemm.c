@@ -100,6 +100,7 @@ static void uk_portable(int64_t kc, const float *ap, const float *bp, float *c, 
             if (bcol) v += bcol[j];
             if (flags & ND_UK_RELU) v = v < 0.0f ? 0.0f : v;           /* NaN stays NaN */
             if (flags & ND_UK_LEAKY) v = v < 0.0f ? 0.01f * v : v;
+            if (flags & ND_UK_RELU6) v = nd_relu6f(v);
             cr[j] = v;
         }
     }
@@ -367,7 +368,7 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                         if (last) flags |= lastflags;
                         float *c = d->c + i * d->ldc + j;
                         o->ukernel(kc, apan + (ir / MR) * astride, bp, c, d->ldc, mr, nr, brow, bcol, flags);
-                        if (last && nd_act_is_pass(act))
+                        if (last && nd_act_after_store(act))
                             for (int64_t r = 0; r < mr; r++) nd_act_inplace(c + r * d->ldc, nr, act);
                     }
                 }

@@ -81,6 +81,10 @@ TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, 
                 v0 = _mm256_blendv_ps(v0, _mm256_mul_ps(v0, slope), _mm256_cmp_ps(v0, zero, _CMP_LT_OQ));
                 v1 = _mm256_blendv_ps(v1, _mm256_mul_ps(v1, slope), _mm256_cmp_ps(v1, zero, _CMP_LT_OQ));
             }
+            if (flags & ND_UK_RELU6) {  /* min/max return the SECOND operand on NaN (and on +-0 ties) */
+                v0 = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, v0));
+                v1 = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, v1));
+            }
             if (nr == NR) {
                 _mm256_storeu_ps(cr, v0);
                 _mm256_storeu_ps(cr + 8, v1);
@@ -254,6 +258,10 @@ TGT static void conv_row_avx2(float *y, int64_t ldy, const nd_im2col *g, const f
                     const __m256 r1 = flags & ND_UK_LEAKY ? _mm256_mul_ps(v1, slope) : zero;
                     v0 = _mm256_blendv_ps(v0, r0, n0);
                     v1 = _mm256_blendv_ps(v1, r1, n1);
+                }
+                if (flags & ND_UK_RELU6) {
+                    v0 = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, v0));
+                    v1 = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, v1));
                 }
                 _mm256_maskstore_ps(cr, m0, v0);
                 _mm256_maskstore_ps(cr + 8, m1, v1);

@@ -37,6 +37,11 @@ TGT static inline __attribute__((always_inline)) void relu_leaky2(__m512 *v0, __
         *v0 = _mm512_mask_mul_ps(*v0, _mm512_cmp_ps_mask(*v0, zero, _CMP_LT_OQ), *v0, slope);
         *v1 = _mm512_mask_mul_ps(*v1, _mm512_cmp_ps_mask(*v1, zero, _CMP_LT_OQ), *v1, slope);
     }
+    if (flags & ND_UK_RELU6) {   /* nd_relu6f: NaN and -0 pass (second operands) */
+        const __m512 six = _mm512_set1_ps(6.0f);
+        *v0 = _mm512_min_ps(six, _mm512_max_ps(zero, *v0));
+        *v1 = _mm512_min_ps(six, _mm512_max_ps(zero, *v1));
+    }
 }
 
 TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
