@@ -368,10 +368,12 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                         if (last) flags |= lastflags;
                         float *c = d->c + i * d->ldc + j;
                         o->ukernel(kc, apan + (ir / MR) * astride, bp, c, d->ldc, mr, nr, brow, bcol, flags);
-                        if (last && nd_act_after_store(act))
-                            for (int64_t r = 0; r < mr; r++) nd_act_inplace(c + r * d->ldc, nr, act);
                     }
                 }
+                /* an activation the store does not do, over the block's finished rows (nc floats
+                 * each: per 32-float tile row the calls cost more than the math) */
+                if (last && nd_act_after_store(act))
+                    for (int64_t r = ic; r < ic + mc; r++) nd_act_inplace(d->c + r * d->ldc + jc, nc, act);
             }
         }
     }
