@@ -113,7 +113,7 @@ static inline int nd_prod_ok(int n, const int64_t *f)
 
 /* T = A(MR x kc) * B(kc x NR) from packed panels; T += C if ND_UK_ACC; T += brow[i]
  * per row and bcol[j] per column when non-NULL (only the first mr / nr are read);
- * relu/leaky; store the top-left mr x nr of T into C (row stride ldc). */
+ * relu/leaky/relu6 (flags); store the top-left mr x nr of T into C (row stride ldc). */
 typedef void (*nd_ukernel_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                               int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags);
 

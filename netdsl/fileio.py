@@ -14,11 +14,9 @@ import os
 from .errors import NetDSLError
 
 
-def replace_atomic(path: str, write, hint: str, suffix: str = ""):
-    """Call write(tmp) to write the whole file at a temporary path, then rename it over path.
-    suffix ends the temporary name (writers that add an extension of their own, like numpy's
-    savez, need the one they expect)."""
-    tmp = f"{path}.tmp{os.getpid()}{suffix}"
+def replace_atomic(path: str, write, hint: str):
+    """Call write(tmp) to write the whole file at a temporary path, then rename it over path."""
+    tmp = f"{path}.tmp{os.getpid()}"
     try:
         write(tmp)
         os.replace(tmp, path)

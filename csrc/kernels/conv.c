@@ -22,7 +22,7 @@
  *     side. Chosen when it wastes clearly fewer tile cells (use_transposed).
  * Threads: each GEMM splits its output over threads; when there are many
  * small GEMMs (grouped convs) they run side by side, one thread each.
- * Bias and relu/leaky are fused into the GEMM's store. A residual (in[1]) is
+ * Bias and relu/leaky/relu6 are fused into the GEMM's store. A residual (in[1]) is
  * copied into y first and the GEMM accumulates onto it (C += A B), so the
  * add costs one streaming copy and no extra pass for the activation.
  */

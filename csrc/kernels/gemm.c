@@ -16,8 +16,9 @@
  * columns first (conv: many output pixels, few channels; FC: many outputs).
  * Each thread packs its own B and A: no barriers, no shared buffers; the
  * cost is A packed once per thread, which is K*M floats against M*N*K/T
- * multiply-adds. Bias is folded into the first K slice, relu/leaky into the
- * last store; sigmoid/tanh are a pass over the finished tile while it is in L1.
+ * multiply-adds. Bias is folded into the first K slice, relu/leaky/relu6 into the
+ * last store; the other activations (sigmoid, tanh, ...) are a pass over each finished
+ * C block's rows (mc x nc, in L2), not per tile row (too short to fill the vectors).
  *
  * Not done: beta other than 0/1, alpha, column-strided C, complex/double.
  */
