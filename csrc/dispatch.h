@@ -113,9 +113,12 @@ static inline int nd_prod_ok(int n, const int64_t *f)
 
 /* T = A(MR x kc) * B(kc x NR) from packed panels; T += C if ND_UK_ACC; T += brow[i]
  * per row and bcol[j] per column when non-NULL (only the first mr / nr are read);
- * relu/leaky/relu6 (flags); store the top-left mr x nr of T into C (row stride ldc). */
+ * relu/leaky/relu6 (flags); store the top-left mr x nr of T into C (row stride ldc).
+ * apf: the A panel the next call reads (MR x kc floats), prefetched while this one
+ * runs, or ap itself when there is nothing to fetch (a hint only: never read). */
 typedef void (*nd_ukernel_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                              int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags);
+                              int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags,
+                              const float *apf);
 
 struct nd_im2col_s;
 /* One run of an im2col panel's columns that lie on one output row of one

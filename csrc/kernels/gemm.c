@@ -80,9 +80,11 @@ enum { P_MR = 4, P_NR = 16 };
 
 /* Plain C: the compiler vectorizes the j loops with whatever the baseline ISA has. */
 static void uk_portable(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                        int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
+                        int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags,
+                        const float *apf)
 {
     float t[P_MR][P_NR];
+    (void)apf;
     memset(t, 0, sizeof t);
     for (int64_t k = 0; k < kc; k++) {
         for (int i = 0; i < P_MR; i++) {
@@ -358,6 +360,12 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                     apan = abuf;
                     astride = MR * kc;
                 }
+                /* prepacked A (weights) comes from memory on the first pass over the block's
+                 * panels: each call prefetches the panel the next one reads (the hardware
+                 * prefetchers lose these 1-8 KB streams at every 4 KB page); the last panel
+                 * prefetches the next block's first */
+                const int64_t npan = (mc + MR - 1) / MR;
+                const float *anext = prepacked && ic + mc < i1 ? apan + npan * astride : NULL;
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = min64(NR, nc - jr), j = jc + jr;
                     const float *bp = bblk + (jr / NR) * bstride;
@@ -368,7 +376,10 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                         int flags = (!first || d->accumulate) ? ND_UK_ACC : 0;
                         if (last) flags |= lastflags;
                         float *c = d->c + i * d->ldc + j;
-                        o->ukernel(kc, apan + (ir / MR) * astride, bp, c, d->ldc, mr, nr, brow, bcol, flags);
+                        const float *ap = apan + (ir / MR) * astride, *apf = ap;
+                        if (prepacked && jr == 0)
+                            apf = ir + MR < mc ? ap + astride : anext ? anext : ap;
+                        o->ukernel(kc, ap, bp, c, d->ldc, mr, nr, brow, bcol, flags, apf);
                     }
                 }
                 /* an activation the store does not do, over the block's finished rows (nc floats

@@ -16,7 +16,8 @@
 enum { MR = 6, NR = 16 };
 
 TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                        int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
+                        int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags,
+                        const float *apf)
 {
     __m256 t[MR][2];
 #pragma GCC unroll 6
@@ -31,6 +32,8 @@ TGT static void uk_avx2(int64_t kc, const float *ap, const float *bp, float *c, 
     }
     for (int64_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8); /* prepacked B may be unaligned */
+        _mm_prefetch((const char *)apf, _MM_HINT_T1);
+        apf += MR;
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
             const __m256 a = _mm256_broadcast_ss(ap + i);

@@ -45,7 +45,8 @@ TGT static inline __attribute__((always_inline)) void relu_leaky2(__m512 *v0, __
 }
 
 TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                          int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags)
+                          int64_t mr, int64_t nr, const float *brow, const float *bcol, int flags,
+                        const float *apf)
 {
     __m512 t[MR][2];
 #pragma GCC unroll 16
@@ -56,6 +57,8 @@ TGT static void uk_avx512(int64_t kc, const float *ap, const float *bp, float *c
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16); /* prepacked B may be unaligned */
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)apf, _MM_HINT_T1);
+        apf += MR;
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
             const __m512 a = _mm512_set1_ps(ap[i]);
