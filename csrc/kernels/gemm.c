@@ -360,15 +360,21 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                     apan = abuf;
                     astride = MR * kc;
                 }
-                /* prepacked A (weights) comes from memory on the first pass over the block's
-                 * panels: each call prefetches the panel the next one reads (the hardware
-                 * prefetchers lose these 1-8 KB streams at every 4 KB page); the last panel
-                 * prefetches the next block's first */
+                /* Prepacked weights come from memory on their first use, in streams of 1-32 KB
+                 * that the hardware prefetchers lose at every 4 KB page, so each micro-kernel
+                 * call prefetches MR x kc floats of what a later call reads. Weights as A
+                 * (the plain GEMM): on the first pass over the block's panels, the panel the
+                 * next call reads (the last one: the next block's first). Weights as B (the
+                 * transposed conv GEMM): the first NR / MR calls of an NR panel fetch the
+                 * next NR panel, the last NR panel's fetch the next K slice's first. */
                 const int64_t npan = (mc + MR - 1) / MR;
                 const float *anext = prepacked && ic + mc < i1 ? apan + npan * astride : NULL;
+                const float *bnext_slice =
+                    b_prepacked && pc + kc < K ? d->b.p + (jc / NR) * NR * K + (pc + kc) * NR : NULL;
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = min64(NR, nc - jr), j = jc + jr;
                     const float *bp = bblk + (jr / NR) * bstride;
+                    const float *bnext = !b_prepacked ? NULL : jr + NR < nc ? bp + bstride : bnext_slice;
                     const float *bcol = (first && d->bias_mode == ND_BIAS_COL) ? d->bias + j : NULL;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = min64(MR, mc - ir), i = ic + ir;
@@ -379,6 +385,8 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                         const float *ap = apan + (ir / MR) * astride, *apf = ap;
                         if (prepacked && jr == 0)
                             apf = ir + MR < mc ? ap + astride : anext ? anext : ap;
+                        else if (bnext && ir < NR)
+                            apf = bnext + ir * kc;   /* chunk ir / MR of MR * kc floats */
                         o->ukernel(kc, ap, bp, c, d->ldc, mr, nr, brow, bcol, flags, apf);
                     }
                 }
