@@ -23,8 +23,9 @@
  * Threads: each GEMM splits its output over threads; when there are many
  * small GEMMs (grouped convs) they run side by side, one thread each.
  * Bias and relu/leaky/relu6 are fused into the GEMM's store. A residual (in[1]) is
- * copied into y first and the GEMM accumulates onto it (C += A B), so the
- * add costs one streaming copy and no extra pass for the activation.
+ * copied into y first and the GEMM accumulates onto it (C += A B), so the add
+ * costs no extra pass for the activation; when the planner puts y in r's buffer
+ * (r dies here: every ResNet block's last conv) it costs nothing at all.
  */
 #include <string.h>
 #include "kernels/conv.h"
@@ -258,6 +259,12 @@ static nd_status conv_transposed(const nd_conv_params *p, float *out, const floa
         const float *tb = t + b * OHW * OC;
         for (int64_t c = c0; c < c1; c++) {
             float *y = out + (b * OC + c) * OHW;
+            if (res == out) {   /* y holds r (the planner's in place): y = act(r + t) */
+                for (int64_t i = 0; i < OHW; i++)
+                    y[i] += tb[i * OC + c];
+                nd_act_inplace(y, OHW, p->act);
+                continue;
+            }
             for (int64_t i = 0; i < OHW; i++)
                 y[i] = tb[i * OC + c];
             if (res)
@@ -285,7 +292,8 @@ static nd_status conv_fc(const nd_conv_params *p, float *out, const float *x, co
     d.c = out;
     d.ldc = p->oc;
     if (res) {
-        memcpy(out, res, (size_t)(p->n * p->oc) * sizeof(float));
+        if (res != out)
+            memcpy(out, res, (size_t)(p->n * p->oc) * sizeof(float));
         d.accumulate = 1;
     }
     d.bias = bias;
@@ -341,7 +349,7 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
         const nd_im2col g = {x + b * CHW, p->c, p->h, p->w, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw,
                              p->pad_t, p->pad_l, p->oh, p->ow, 0};
         float *y = out + (b * p->oc + c0) * OHW + oy * p->ow;
-        if (res)
+        if (res && res != out)
             for (int64_t i = 0; i < mr; i++)
                 memcpy(y + i * OHW, res + (b * p->oc + c0 + i) * OHW + oy * p->ow, (size_t)p->ow * sizeof(float));
         o->conv_row(y, OHW, &g, w + c0 * K, mr, oy, bias ? bias + c0 : NULL, flags);
@@ -384,8 +392,10 @@ static nd_status conv_gemm(const nd_conv_params *p, float *out, const float *x, 
     }
     d.c = out + (b * p->oc + g * og) * OHW;
     d.ldc = OHW;
-    if (res) {   /* y starts as r; the GEMM adds A B + bias, then the activation */
-        memcpy(d.c, res + (b * p->oc + g * og) * OHW, (size_t)(og * OHW) * sizeof(float));
+    if (res) {   /* y starts as r (already, when the planner put y in r's buffer); the GEMM
+                  * adds A B + bias, then the activation */
+        if (res != out)
+            memcpy(d.c, res + (b * p->oc + g * og) * OHW, (size_t)(og * OHW) * sizeof(float));
         d.accumulate = 1;
     }
     d.bias = bias ? bias + g * og : NULL;
@@ -400,8 +410,8 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     if (!p || !out || !in || !in[0] || !w || bad_params(p))
         return ND_EINVAL;
     const float *res = p->residual ? in[1] : NULL;
-    if (p->residual && (!res || res == out))
-        return ND_EINVAL;
+    if (p->residual && (!res || (res == out && is_depthwise(p))))
+        return ND_EINVAL;   /* y over r is fine (each y[i] reads r[i] once) but for depthwise */
     if (is_depthwise(p)) {
         if (p->w_packed_mr > 0)
             return ND_EUNSUPPORTED;

@@ -2,7 +2,8 @@
  * x is (N,C,H,W), w is (OC,C/groups,KH,KW) — or prepacked, see below — bias is
  * (OC) or NULL, y is (N,OC,OH,OW). act: an nd_act (nd_common.h).
  * residual: in[1] is r (N,OC,OH,OW) and y = act(conv(x) + bias + r) — a ResNet
- * block's Add (+ReLU) fused into its last conv; r must not alias y.
+ * block's Add (+ReLU) fused into its last conv; r may be y itself (the planner puts y in
+ * r's buffer when r dies there), except for depthwise convs.
  */
 #ifndef ND_CONV_H
 #define ND_CONV_H

@@ -76,6 +76,12 @@ class Conv(_Window):
              "a second input r of the output's shape is added before act: act(conv(x) + r)"),
     )
 
+    def overwrites(self, a, shapes):
+        # y = act(conv(x) + r) reads r[i] only for y[i], so y may take r's buffer (no copy of r
+        # into y first); not depthwise, whose kernels add r in a second pass over y
+        depthwise = (a.get("groups") or 1) > 1 and a.get("groups") == shapes[0][0]
+        return 1 if a.get("residual") and len(shapes) == 2 and not depthwise else None
+
     def resolve(self, a, shapes):
         want = 2 if a.get("residual") else 1
         if len(shapes) != want:

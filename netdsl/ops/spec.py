@@ -60,7 +60,9 @@ class OpSpec:
     identity()       with these attributes and shapes the op returns input 0 unchanged.
     flag inplace_ok  the kernel may write its output over input 0 when that input has the
                      output's size (element i of the output reads only element i of input 0):
-                     activations, BatchNorm, Add, Mul. The planner reads it.
+                     activations, BatchNorm, Add, Mul. The planner reads it (overwrites()).
+    overwrites(a, shapes)  the input the kernel may write its output over, or None: input 0
+                     for inplace_ok ops; a residual Conv's r (input 1) except depthwise.
     flags            the closed set below (has_weights, no_op: a view; elementwise, merge and
                      fusible_epilogue describe the op for drawings and tests; no pass reads
                      the pair "merge + elementwise").
@@ -120,6 +122,11 @@ class OpSpec:
 
     def check(self, a):
         """Cross-attribute validation; raise OpError."""
+
+    def overwrites(self, a, shapes):
+        """Index of the input this op's kernel may overwrite with its output (the planner puts
+        the output in that input's buffer when the input dies here and has the output's size)."""
+        return 0 if "inplace_ok" in self.flags else None
 
     # -- shapes and costs
     def resolve(self, a, shapes):

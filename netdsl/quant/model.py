@@ -102,7 +102,8 @@ class QSession(Session):
 
     def _lower(self, n):
         from ..runtime.kparams.conv import act_code
-        plan = super()._lower(n)
+        # the int8 kernels take a residual that may be uint8 (smaller than y): never y over it
+        plan = super()._lower(n, not_in_place=frozenset(self.qlayers))
         for st in plan.steps:
             q = self.qlayers.get(st.node)
             if q is None:

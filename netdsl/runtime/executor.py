@@ -257,19 +257,24 @@ class Bound:
         raise KernelError(int(st), i, prog.names[i] if ok else "", prog.spans[i] if ok else None)
 
 
-def run_call(call, x_list, w=None, bias=None, out_floats=None, threads=0):
-    """Run one KernelCall on numpy inputs and return the flat output (tests, debugging)."""
+def run_call(call, x_list, w=None, bias=None, out_floats=None, threads=0, overwrite=None):
+    """Run one KernelCall on numpy inputs and return the flat output (tests, debugging).
+    overwrite=k: the output is written over input k (its buffer), as the planner places it
+    for an op whose spec says so (OpSpec.overwrites)."""
     xs = [np.ascontiguousarray(x, dtype=np.float32).ravel() for x in x_list]
     offs, out_off = [], 0
     off = check_int64("output", out_floats) + 16
     for x in xs:
         offs.append(off)
         off += x.size + 16
+    if overwrite is not None:
+        out_off = offs[overwrite]
     prog = Program([Step(call, out_off, offs, w, bias, out_floats=out_floats,
                          in_floats=[x.size for x in xs])], off)
     arena = prog.new_arena()
+    if overwrite is None:
+        arena[:out_floats] = np.nan      # a kernel that skips a cell shows up as NaN
     for o, x in zip(offs, xs):
         arena[o:o + x.size] = x
-    arena[:out_floats] = np.nan          # a kernel that skips a cell shows up as NaN
     prog.run(arena, prog.new_ws(), threads)
-    return arena[:out_floats].copy()
+    return arena[out_off:out_off + out_floats].copy()

@@ -9,7 +9,8 @@ Tensors and buffers. Every node output is a tensor; a tensor lives in a
 - views (ops flagged `no_op`: Flatten, Reshape, Dropout, Identity) are
   their input's tensor: no copy, no kernel;
 - in place: an op flagged `inplace_ok` (activations, BatchNorm, Add, Mul)
-  writes over its first input when that input has the output's size and
+  writes over its first input, a residual Conv over its residual r
+  (OpSpec.overwrites), when that input has the output's size and
   dies at this step, is not a graph input or output, and is not part
   of a concat buffer;
 - concat elision (batch 1 only, channel concat only, where slices are contiguous): when
@@ -115,9 +116,11 @@ def _aligned(f):
     return -(-f // ALIGN) * ALIGN
 
 
-def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplace: bool = True) -> Plan:
+def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplace: bool = True,
+          not_in_place=frozenset()) -> Plan:
     """Lower an analyzed graph for batch size n. kernels=False plans memory only
-    (no C extension needed: what `netdsl summary` uses)."""
+    (no C extension needed: what `netdsl summary` uses). not_in_place: nodes whose kernels
+    will be other than the float ones (netdsl/quant) and never write over an input."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise NetDSLError(f"batch size must be a positive integer, got {n!r}")
     from .executor import PlanError
@@ -196,10 +199,12 @@ def lower(graph, n: int, kernels: bool = True, elide_concat: bool = True, inplac
         for i, s in enumerate(steps):
             nd = graph[s.node]
             spec = ops.get(nd.op)
-            can = "inplace_ok" in spec.flags       # the op's own declaration (OpSpec), never its name
-            if not can or not s.ins or s.node in parent or s.node in concat_roots:
+            k = spec.overwrites(nd.attrs, [graph[p].shape for p in graph.preds(s.node)]) \
+                if s.ins else None                 # the op's own declaration (OpSpec), never its name
+            if k is None or k >= len(s.ins) or s.node in parent or s.node in concat_roots or \
+                    s.node in not_in_place:
                 continue
-            src = s.ins[0]
+            src = s.ins[k]
             if size[src] != size[s.node] or graph[src].op == "Input" or src in outputs or \
                     any(v in outputs for v in view_of if real(v) == src) or \
                     s.ins.count(src) > 1 or last_use.get(src) != i or find(src)[0] in concat_roots:

@@ -120,9 +120,9 @@ class Session:
             progs = list(self._programs)
         return progs, list(getattr(self._local, "arenas", {}) or {})
 
-    def _lower(self, n):
+    def _lower(self, n, not_in_place=frozenset()):
         """The plan for batch n (a subclass may change its kernel calls: netdsl/quant)."""
-        return lower(self.graph, n)
+        return lower(self.graph, n, not_in_place=not_in_place)
 
     def _build(self, n):
         plan = self._lower(n)

@@ -3,7 +3,9 @@ epilogue) against the Conv spec's numpy reference, on every algorithm the
 kernel picks: 1x1 GEMM, packed-panel GEMM, grouped side-by-side, depthwise,
 the dot-product path (one output pixel), the direct conv (auto for small and
 thin convs, forced with algo=3 on the rest), and the transposed GEMM (forced
-with algo=2; the residual is added in its transpose pass).
+with algo=2; the residual is added in its transpose pass) -- each with y in its
+own buffer and with y written over r (the planner's in place, OpSpec.overwrites:
+every path but depthwise, which refuses it with ND_EINVAL).
 Tolerance 1e-4 relative: float32 accumulation over K <= 600 terms."""
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 
 from netdsl import ops
 from netdsl.runtime import lib
-from netdsl.runtime.executor import run_call
+from netdsl.runtime.executor import KernelError, run_call
 from netdsl.runtime.kparams import builder
 
 pytestmark = pytest.mark.skipif(not lib.available(), reason="C kernels not built")
@@ -32,9 +34,10 @@ CASES = [  # (n, c, h, w, oc, k, stride, pad, groups, act)
 ]
 
 
+@pytest.mark.parametrize("over", [False, True], ids=["own", "over_r"])
 @pytest.mark.parametrize("algo", [0, 2, 3], ids=["auto", "transposed", "direct"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}-c{}-h{}-w{}-oc{}-k{}-s{}-p{}-g{}-{}".format(*c))
-def test_conv_residual(case, isa, algo):      # isa: the fixture in tests/ops/conftest.py
+def test_conv_residual(case, isa, algo, over):      # isa: the fixture in tests/ops/conftest.py
     n, c, h, w, oc, k, s, p, g, act = case
     spec = ops.get("Conv")
     kw = {"stride": s, "pad": p, "groups": g, "act": act}
@@ -53,7 +56,14 @@ def test_conv_residual(case, isa, algo):      # isa: the fixture in tests/ops/co
     if algo:   # ignored by grouped convs
         call.fields["algo"] = algo
         call.ws_floats = int(lib.lib.nd_conv_ws_floats(lib.ffi.new("nd_conv_params *", call.fields)))
-    got = run_call(call, [x, r], wt["weight"], wt["bias"], out_floats=n * int(np.prod(out)))
+    k = spec.overwrites(a, [x_shape, out]) if over else None
+    if over and k is None:   # depthwise: the spec keeps y apart, and the kernel refuses y over r
+        assert g == c
+        with pytest.raises(KernelError, match="ND_EINVAL"):
+            run_call(call, [x, r], wt["weight"], wt["bias"], out_floats=n * int(np.prod(out)), overwrite=1)
+        return
+    assert k in (None, 1)
+    got = run_call(call, [x, r], wt["weight"], wt["bias"], out_floats=n * int(np.prod(out)), overwrite=k)
     got = got.reshape(want.shape)
     err = np.abs(got - want).max() / np.abs(want).max()
     assert err < 1e-4, f"max rel diff {err:.3g}"
