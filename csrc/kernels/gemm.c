@@ -180,6 +180,26 @@ static void pack_a(float *dst, const nd_mat *a, int64_t K, int64_t i0, int64_t m
 static void pack_b_mat(float *dst, const nd_mat *b, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                        int64_t NR)
 {
+    if (b->packed_nr <= 0 && b->cs == 1) {
+        /* KB source rows at a time, each read as one sequential run of nc floats: panel by
+         * panel it was kc streams of NR floats, more than the hardware prefetchers follow
+         * (a 256 -> 64 1x1 conv at batch 8 waited on memory); row by row, the writes 4*kc*NR
+         * bytes apart fell into the same L1 sets */
+        enum { KB = 8 };
+        for (int64_t kb = 0; kb < kc; kb += KB) {
+            const int64_t kn = min64(KB, kc - kb);
+            for (int64_t jp = 0; jp < nc; jp += NR) {
+                const int64_t nr = min64(NR, nc - jp);
+                float *d = dst + jp * kc + kb * NR;
+                const float *s = b->p + (k0 + kb) * b->rs + j0 + jp;
+                for (int64_t k = 0; k < kn; k++) {
+                    memcpy(d + k * NR, s + k * b->rs, (size_t)nr * sizeof(float));
+                    for (int64_t j = nr; j < NR; j++) d[k * NR + j] = 0.0f;
+                }
+            }
+        }
+        return;
+    }
     for (int64_t jp = 0; jp < nc; jp += NR) {
         const int64_t nr = min64(NR, nc - jp);
         float *d = dst + jp * kc;
@@ -190,12 +210,6 @@ static void pack_b_mat(float *dst, const nd_mat *b, int64_t k0, int64_t kc, int6
                     const int64_t c = j0 + jp + j;
                     d[k * NR + j] = j < nr ? b->p[(c / P) * P * K + (k0 + k) * P + c % P] : 0.0f;
                 }
-        } else if (b->cs == 1) {
-            const float *s = b->p + k0 * b->rs + j0 + jp;
-            for (int64_t k = 0; k < kc; k++) {
-                memcpy(d + k * NR, s + k * b->rs, (size_t)nr * sizeof(float));
-                for (int64_t j = nr; j < NR; j++) d[k * NR + j] = 0.0f;
-            }
         } else {
             for (int64_t j = 0; j < nr; j++) {
                 const float *s = b->p + (j0 + jp + j) * b->cs + k0 * b->rs;
@@ -387,6 +401,13 @@ static void gemm_rect(const nd_gemm_desc *d, const nd_isa_ops *o, float *ws, int
                             apf = ir + MR < mc ? ap + astride : anext ? anext : ap;
                         else if (bnext && ir < NR)
                             apf = bnext + ir * kc;   /* chunk ir / MR of MR * kc floats */
+                        if (first && jr + NR < nc)   /* the tile this row panel meets next */
+                            for (int64_t r = 0; r < mr; r++) {
+                                const char *cn = (const char *)(c + r * d->ldc + NR);
+                                __builtin_prefetch(cn, 1, 3);
+                                __builtin_prefetch(cn + 64, 1, 3);
+                                __builtin_prefetch(cn + 124, 1, 3);
+                            }
                         o->ukernel(kc, ap, bp, c, d->ldc, mr, nr, brow, bcol, flags, apf);
                     }
                 }
