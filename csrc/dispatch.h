@@ -141,12 +141,16 @@ typedef struct {
      * kernels/fast_math.c's pass for that level (nd_act_pass_for), replacing the tables' own
      * initial values; it gives nd_act1's values exactly, NaN and +-inf lanes included. */
     void (*act_vec)(float *y, int64_t n, int act);
-    /* Direct convolution, stride 1 (kernels/conv.c, small convs): output row oy of the
+    /* Direct convolution (kernels/conv.c: use_direct): output row oy of the
      * mr <= MR channels whose weights are the packed A panel ap (K = c*kh*kw, MR per k),
      * image and geometry in g (x is one image); y[i*ldy + ox], ox < g->ow; brow: bias per
-     * channel or NULL; flags ND_UK_*. NULL: the ISA has none (the GEMM runs instead). */
+     * channel or NULL; flags ND_UK_*. NULL: the ISA has none (the GEMM runs instead).
+     * g->sw is 1, or 2 on ISAs with conv_row_s2: then every row of g->x holds the image
+     * row's even columns, then its odd ones (conv.c's split_columns). */
     void (*conv_row)(float *y, int64_t ldy, const struct nd_im2col_s *g, const float *ap, int64_t mr,
                      int64_t oy, const float *brow, int flags);
+    int conv_row_s2;           /* conv_row takes g->sw == 2 (split rows) */
+#define ND_CONV_ROW_KW 16      /* conv_row: g->kw <= this */
     /* kc k-rows (from k0) of one NR-wide im2col panel cut into segments: see kernels/gemm.c */
     void (*im2col_panel)(float *d, const struct nd_im2col_s *g, const nd_im2col_seg *seg, int64_t ns,
                          int64_t nr, int64_t NR, int64_t k0, int64_t kc);

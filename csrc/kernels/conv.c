@@ -151,6 +151,8 @@ int64_t nd_conv_ws_floats(const nd_conv_params *p)
     int64_t ws = max64(nd_sgemm_ws(m, n, k, T), T * nd_sgemm_ws(m, n, k, 1));
     if (use_winograd(p))
         ws = max64(ws, nd_wino_ws_floats(p, T));
+    if (p->sw == 2 && p->groups == 1)   /* conv_direct's split image, on an ISA with conv_row_s2 */
+        ws = max64(ws, p->c * p->h * p->w + 16);
     for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {   /* any ISA may run the plan */
         const nd_isa_ops *o = nd_ops_for(lv);
         if (o && use_transposed(p, o->mr, o->nr)) {
@@ -313,12 +315,27 @@ static nd_status conv_fc(const nd_conv_params *p, float *out, const float *x, co
  * 56 wide: 87.5%; 7 is not). Measured (Zen 4, 2 threads, 3x3 pad 1): 128->32
  * on 56/28/14 maps 137/105-123/60-70 -> 132-155/163/141-144 GFLOP/s; with
  * OC = 64..256 the GEMM stays 5-40% faster. (-> algo 3 forces it.) */
+/* Stride 2 direct (conv_row_s2): the image stems (1-4 input channels), whose im2col GEMM
+ * spends a third of its time packing (K = 27..196: each packed float serves only OC rows).
+ * Measured (Zen 5, AVX-512), direct vs im2col GEMM: 3->64 7x7/2 on 224x224 1.17 vs 1.68 ms at
+ * 1 thread, 0.65 vs 1.60 at 2, batch 8 5.3 vs 7.9 at 2; 3->32 3x3/2 0.18 vs 0.24 (1 thread).
+ * With many channels the GEMM wins: 128->128 3x3/2 on 56x56 1.78 vs 1.42, 256->512 1x1/2
+ * 3.1 vs 1.0 (per tap the direct loop reads one more row of another plane). Rows whose
+ * 16-lane chunks are >= 75% used only: 112, 56, 28, 14 wide, not 7. */
+static int s2_direct_pays(const nd_conv_params *p)
+{
+    return p->c <= 4 && p->ow >= 8 && 4 * p->ow >= 3 * rup(p->ow, 16);
+}
+
 static int use_direct(const nd_conv_params *p, const nd_isa_ops *o)
 {
-    if (!o->conv_row || p->w_packed_mr != o->mr || p->groups != 1 || is_depthwise(p) || p->sw != 1)
+    if (!o->conv_row || p->w_packed_mr != o->mr || p->groups != 1 || is_depthwise(p) || p->kw > ND_CONV_ROW_KW ||
+        !(p->sw == 1 || (p->sw == 2 && o->conv_row_s2)))
         return 0;
     if (p->algo == 3)
         return 1;
+    if (p->sw == 2)   /* im2col of a stride-2 conv costs a third of its time or more */
+        return s2_direct_pays(p);
     const int small = (double)p->oc * (double)(p->oh * p->ow) * (double)(p->c * p->kh * p->kw) < 1e6 &&
                       (o->level >= ND_ISA_AVX512 || !is_pointwise(p));   /* AVX2: not measured on 1x1 */
     /* thin: AVX-512 only; AVX2's conv_row (8-wide, MR = 6) lost to the GEMM and to Winograd
@@ -329,8 +346,8 @@ static int use_direct(const nd_conv_params *p, const nd_isa_ops *o)
     return p->ow >= 8 && (small || thin);
 }
 
-static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float *out, const float *x,
-                             const float *w, const float *bias, const float *res, int T)
+static nd_status conv_direct_rows(const nd_conv_params *p, const nd_isa_ops *o, float *out, const float *x,
+                                  const float *w, const float *bias, const float *res, int T)
 {
     const int64_t MR = o->mr, K = p->c * p->kh * p->kw, OHW = p->oh * p->ow, CHW = p->c * p->h * p->w;
     const int64_t np = (p->oc + MR - 1) / MR, jobs = p->n * np * p->oh;
@@ -359,6 +376,56 @@ static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float
     if (act_after)
         nd_act_inplace(out, outn, p->act);
     return ND_OK;
+}
+
+/* Is input row iy read by some output row (stride sh > 1 skips rows: a 1x1/2 reads every other one)? */
+static int row_read(const nd_conv_params *p, int64_t iy)
+{
+    for (int64_t ki = 0; ki < p->kh; ki++) {
+        const int64_t t = iy + p->pad_t - ki * p->dh;
+        if (t >= 0 && t % p->sh == 0 && t / p->sh < p->oh)
+            return 1;
+    }
+    return 0;
+}
+
+/* One image's rows (C*H of them, W wide) with each row's even columns first, then its odd ones:
+ * the layout conv_row reads for stride 2 (each tap's 16 lanes one contiguous load). */
+static void split_columns(float *d, const nd_conv_params *p, const float *x, int T)
+{
+    const int64_t H = p->h, W = p->w, WE = (W + 1) / 2, rows = p->c * H;
+    (void)T;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && rows * W > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        if (!row_read(p, r % H))
+            continue;
+        const float *src = x + r * W;
+        float *e = d + r * W, *od = e + WE;
+        for (int64_t t = 0; t < W / 2; t++) {
+            e[t] = src[2 * t];
+            od[t] = src[2 * t + 1];
+        }
+        if (W & 1)
+            e[W / 2] = src[W - 1];
+    }
+}
+
+static nd_status conv_direct(const nd_conv_params *p, const nd_isa_ops *o, float *out, const float *x,
+                             const float *w, const float *bias, const float *res, float *ws, int T)
+{
+    if (p->sw == 2) {   /* image by image: its rows split into even / odd columns in ws, then direct */
+        nd_conv_params q = *p;
+        q.n = 1;
+        const int64_t CHW = p->c * p->h * p->w, OUT = p->oc * p->oh * p->ow;
+        for (int64_t b = 0; b < p->n; b++) {
+            split_columns(ws, p, x + b * CHW, T);
+            nd_status st = conv_direct_rows(&q, o, out + b * OUT, ws, w, bias, res ? res + b * OUT : NULL, T);
+            if (st != ND_OK)
+                return st;
+        }
+        return ND_OK;
+    }
+    return conv_direct_rows(p, o, out, x, w, bias, res, T);
 }
 
 /* One (image, group) GEMM. */
@@ -430,7 +497,7 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     if (use_transposed(p, mr, nr))
         return conv_transposed(p, out, in[0], w, bias, res, ws, T);
     if ((p->algo == 0 || p->algo == 3 || p->algo == 5) && use_direct(p, nd_ops()))
-        return conv_direct(p, nd_ops(), out, in[0], w, bias, res, T);
+        return conv_direct(p, nd_ops(), out, in[0], w, bias, res, ws, T);
     if (side_by_side(p, T)) {
         const int64_t per = nd_sgemm_ws(og, p->oh * p->ow, k, 1);
         nd_status st = ND_OK;

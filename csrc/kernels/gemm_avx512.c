@@ -321,15 +321,32 @@ TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2co
  * what LeNet-sized convs (K = 25..150, 10..28-pixel rows) spend most time on. */
 TGT static inline __attribute__((always_inline)) void
 conv_chunks_avx512(float *y, int64_t ldy, const nd_im2col *g, const float *ap, int64_t mr, int64_t oy,
-                   const float *brow, int flags, int64_t q, const int two)
+                   const float *brow, int flags, int64_t q, const int two, const int s2)
 {
-    const int64_t H = g->h, W = g->w, OW = g->ow;
+    const int64_t H = g->h, W = g->w, OW = g->ow, WE = (W + 1) / 2;
     const int64_t e0 = OW - q < 16 ? OW - q : 16, e1 = two ? (OW - q - 16 < 16 ? OW - q - 16 : 16) : 0;
     __m512 t[MR][2];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
         t[i][0] = _mm512_setzero_ps();
         t[i][1] = _mm512_setzero_ps();
+    }
+    /* the columns a tap reads, and which of them lie inside the row, depend on kj alone:
+     * masks and offsets once per call, not per tap (use_direct: kw <= ND_CONV_ROW_KW) */
+    __mmask16 k0[ND_CONV_ROW_KW], k1[ND_CONV_ROW_KW];
+    int64_t off[ND_CONV_ROW_KW];
+    for (int64_t kj = 0; kj < g->kw; kj++) {
+        int64_t ix = q - g->pl + kj * g->dw, wp = W, base = 0;   /* input column of lane 0 */
+        if (s2) {   /* lane t reads column 2 (q + t) - pl + kj dw: one parity half, contiguous */
+            const int64_t sx = 2 * q - g->pl + kj * g->dw, par = sx & 1;
+            ix = (sx - par) / 2;
+            wp = par ? W / 2 : WE;
+            base = par * WE;
+        }
+        const int64_t lo = -ix > 0 ? -ix : 0, hi = wp - ix;
+        k0[kj] = lanes(lo < e0 ? lo : e0, hi < e0 ? hi : e0);
+        k1[kj] = two ? lanes(lo - 16 > 0 ? (lo - 16 < e1 ? lo - 16 : e1) : 0, hi - 16 < e1 ? hi - 16 : e1) : 0;
+        off[kj] = (base + ix) * 4;   /* bytes; formed as integers: a padded run starts left of the row */
     }
     for (int64_t c = 0; c < g->c; c++) {
         for (int64_t ki = 0; ki < g->kh; ki++) {
@@ -340,15 +357,11 @@ conv_chunks_avx512(float *y, int64_t ldy, const nd_im2col *g, const float *ap, i
             }
             const uintptr_t row = (uintptr_t)(g->x + (c * H + iy) * W);
             for (int64_t kj = 0; kj < g->kw; kj++, ap += MR) {
-                const int64_t ix = q - g->pl + kj * g->dw;   /* input column of lane 0 */
-                const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
-                const __m512 v0 = _mm512_maskz_loadu_ps(lanes(lo < e0 ? lo : e0, hi < e0 ? hi : e0),
-                                                        (const float *)(row + (uintptr_t)(ix * 4)));
+                const uintptr_t rp = row + (uintptr_t)off[kj];
+                const __m512 v0 = _mm512_maskz_loadu_ps(k0[kj], (const float *)rp);
                 __m512 v1 = v0;
                 if (two)
-                    v1 = _mm512_maskz_loadu_ps(lanes(lo - 16 > 0 ? (lo - 16 < e1 ? lo - 16 : e1) : 0,
-                                                     hi - 16 < e1 ? hi - 16 : e1),
-                                               (const float *)(row + (uintptr_t)((ix + 16) * 4)));
+                    v1 = _mm512_maskz_loadu_ps(k1[kj], (const float *)(rp + 64));
 #pragma GCC unroll 16
                 for (int i = 0; i < MR; i++) {
                     const __m512 a = _mm512_set1_ps(ap[i]);
@@ -386,10 +399,17 @@ TGT static void conv_row_avx512(float *y, int64_t ldy, const nd_im2col *g, const
                                 int64_t oy, const float *brow, int flags)
 {
     int64_t q = 0;
+    if (g->sw == 2) {   /* g->x holds each row split into its even and odd columns */
+        for (; g->ow - q > 16; q += 32)
+            conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 1, 1);
+        if (q < g->ow)
+            conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 0, 1);
+        return;
+    }
     for (; g->ow - q > 16; q += 32)
-        conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 1);
+        conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 1, 0);
     if (q < g->ow)
-        conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 0);
+        conv_chunks_avx512(y, ldy, g, ap, mr, oy, brow, flags, q, 0, 0);
 }
 
 void nd_dw_plane_avx512(float *y, const float *x, const float *w, float bias, const float *r,
@@ -402,7 +422,7 @@ nd_isa_ops nd_ops_avx512 = {
     .ukernel = uk_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
     .act_vec = NULL,            /* dispatch.c installs kernels/fast_math.c's pass */
     .im2col_panel = im2col_panel_avx512,
-    .conv_row = conv_row_avx512,
+    .conv_row = conv_row_avx512, .conv_row_s2 = 1,
     .dw_plane = nd_dw_plane_avx512,
 };
 #endif

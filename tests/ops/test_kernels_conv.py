@@ -285,6 +285,39 @@ def test_conv_direct_forced(case, isa):
           (c, h, w), n, c * kk[0] * kk[1], algo=3)
 
 
+# Stride 2 along rows, direct (AVX-512's conv_row_s2: the image split into even / odd columns
+# first): auto for the image stems (<= 4 input channels, rows >= 8 wide), forced (algo 3) on
+# the rest; odd widths (the halves differ by one), pads on every side, dilation, kernels 1..7
+# wide, a vertical stride of 1 and of 2 (a 1x1/2 skips rows when splitting), channel tails.
+STRIDE2 = [
+    (1, 3, 64, 64, 24, 7, 2, 3, 1, 1, "relu"),           # a ResNet stem, smaller
+    (2, 3, 27, 29, 17, 3, 2, 1, 1, 1, "relu6"),          # MobileNet's stem; odd H and W, batch 2
+    (1, 1, 29, 33, 8, (3, 5), 2, (2, 1, 0, 3), (1, 2), 1, "leakyrelu"),
+    (1, 3, 20, 37, 8, 3, 2, 1, 1, 1, "relu"),            # 19-wide rows: 59% of 32 lanes, the GEMM
+    (1, 4, 20, 64, 9, (1, 7), (1, 2), (0, 3, 0, 2), 1, 1, "tanh"),
+    (2, 3, 16, 31, 8, 1, 2, 0, 1, 1, "none"),
+    (1, 9, 15, 30, 20, 3, 2, 1, 1, 1, "sigmoid"),        # auto: the GEMM (9 channels)
+    (1, 20, 13, 29, 33, 1, 2, 0, 1, 1, "relu"),
+    (1, 3, 9, 9, 8, 3, 2, 1, 1, 1, "none"),              # 5-wide rows: auto takes the GEMM
+]
+
+
+@pytest.mark.parametrize("algo", [0, 3], ids=["auto", "forced"])
+@pytest.mark.parametrize("case", STRIDE2, ids=[conv_id(c) for c in STRIDE2])
+def test_conv_direct_stride2(case, algo, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    kw = dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d, act=act, bias=oc % 2 == 1)
+    check("Conv", kw, (c, h, w), n, c * kk[0] * kk[1], algo=algo)
+    # the rule itself: on AVX-512 the stems take the direct kernel (3) where their rows fill
+    # >= 75% of the 16-lane chunks, the rest the GEMM (1)
+    spec, a, out_shape, call = kernel_plan("Conv", kw, [(c, h, w)], n)
+    got = L.lib.nd_conv_algo(L.ffi.new("nd_conv_params *", call.fields), 8)
+    ow = out_shape[2]
+    if isa == "avx512" and algo == 0:
+        assert got == (3 if c <= 4 and ow >= 8 and 4 * ow >= 3 * (-(-ow // 16) * 16) else 1), (case, got)
+
+
 @pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])
 def test_conv_weight_layouts(prepack, isa):
     check("Conv", dict(out_channels=31, kernel=3, stride=1, pad=1, act="relu"), (17, 13, 13), 3, 17 * 9,
