@@ -318,6 +318,25 @@ def test_conv_direct_stride2(case, algo, isa):
         assert got == (3 if c <= 4 and ow >= 8 and 4 * ow >= 3 * (-(-ow // 16) * 16) else 1), (case, got)
 
 
+# algo 1 forces the im2col GEMM where auto would take Winograd or the direct kernel: its
+# panels' runs (masks per run and kj, computed once per panel on AVX-512) on every side of
+# the padding, 16-lane chunks full and partial, strides 1 and 2.
+IM2COL = [
+    (1, 16, 20, 45, 24, 3, 1, 1, 1, 1, "relu"),
+    (2, 5, 17, 33, 9, (3, 5), 1, (2, 1, 0, 3), (1, 2), 1, "none"),
+    (1, 12, 30, 30, 16, 3, 2, 1, 1, 1, "leakyrelu"),
+    (1, 7, 13, 64, 8, 7, 1, 3, 1, 1, "none"),
+]
+
+
+@pytest.mark.parametrize("case", IM2COL, ids=[conv_id(c) for c in IM2COL])
+def test_conv_im2col_gemm(case, isa):
+    n, c, h, w, oc, k, s, p, d, g, act = case
+    kk = k if isinstance(k, tuple) else (k, k)
+    check("Conv", dict(out_channels=oc, kernel=k, stride=s, pad=p, dilation=d, act=act, bias=True),
+          (c, h, w), n, c * kk[0] * kk[1], algo=1)
+
+
 @pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])
 def test_conv_weight_layouts(prepack, isa):
     check("Conv", dict(out_channels=31, kernel=3, stride=1, pad=1, act="relu"), (17, 13, 13), 3, 17 * 9,
