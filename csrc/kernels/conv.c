@@ -73,6 +73,20 @@ static int use_winograd(const nd_conv_params *p)
     return nd_wino_geom(p) && (p->algo == 4 || (p->algo == 0 && nd_wino_auto(p)));
 }
 
+/* ... for weights packed with this MR: on auto, a thin conv on a small map whose weights are
+ * AVX-512's is left to the direct kernel (use_direct's thin rule), measured faster there
+ * (Zen 5, 1 thread, DenseNet's 128->32: 14x14 0.095 vs 0.137 ms Winograd; 28x28 even,
+ * 56x56 1.35 vs 1.16, so Winograd keeps those; 7x7 rows fill too few lanes for direct). */
+static int use_winograd_mr(const nd_conv_params *p, int64_t mr)
+{
+    if (!use_winograd(p))
+        return 0;
+    const nd_isa_ops *o = nd_ops_for(ND_ISA_AVX512);
+    const int thin_small = o && o->conv_row && mr == o->mr && p->oc <= 32 && p->oh * p->ow <= 256 &&
+                           4 * p->ow >= 3 * rup(p->ow, 16);
+    return p->algo == 4 || !thin_small;
+}
+
 /* The kernel covers the whole unpadded image (LeNet's C5: 16x5x5 -> 120x1x1):
  * im2col has one column per image and it is the image itself, so at small
  * batch Y (N, OC) = X (N, K) . W^T is N x OC dot products over contiguous
@@ -169,7 +183,7 @@ int64_t nd_conv_packed_w_floats(const nd_conv_params *p, int32_t mr)
         return -1;
     if (is_depthwise(p))
         return 0;
-    if (use_winograd(p))
+    if (use_winograd_mr(p, mr))
         return nd_wino_packed_w_floats(p, mr);
     if (is_fc_like(p))
         return 0;
@@ -184,7 +198,7 @@ nd_status nd_conv_pack_w(const nd_conv_params *p, float *dst, const float *w, in
 {
     if (nd_conv_packed_w_floats(p, mr) <= 0 || !dst || !w)
         return ND_EINVAL;
-    if (use_winograd(p))
+    if (use_winograd_mr(p, mr))
         return nd_wino_pack_w(p, dst, w, mr);
     const int64_t og = p->oc / p->groups, k = p->c / p->groups * p->kh * p->kw;
     const int64_t nr = nd_nr_for_mr(mr);
@@ -488,7 +502,7 @@ nd_status nd_conv_f32(const nd_conv_params *p, float *out, const float *const *i
     const int64_t jobs = p->n * p->groups;
     const int T = nd_threads(p->threads);
     (void)T; /* unused without OpenMP */
-    if (use_winograd(p) && p->w_packed_mr > 0)
+    if (p->w_packed_mr > 0 && use_winograd_mr(p, p->w_packed_mr))
         return nd_wino_run(p, out, in[0], w, bias, res, ws, T);
     if (is_fc_like(p) && p->w_packed_mr <= 0)
         return conv_fc(p, out, in[0], w, bias, res, ws, T);
@@ -538,7 +552,7 @@ int32_t nd_conv_algo(const nd_conv_params *p, int32_t mr)
         q.w_packed_mr = mr;
     if (is_depthwise(&q))
         return q.w_packed_mr > 0 ? -1 : 6;
-    if (use_winograd(&q) && q.w_packed_mr > 0)
+    if (q.w_packed_mr > 0 && use_winograd_mr(&q, q.w_packed_mr))
         return 4;
     if (is_fc_like(&q) && q.w_packed_mr <= 0)
         return 7;

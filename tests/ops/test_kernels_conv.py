@@ -337,6 +337,19 @@ def test_conv_im2col_gemm(case, isa):
           (c, h, w), n, c * kk[0] * kk[1], algo=1)
 
 
+@pytest.mark.parametrize("hw", [14, 56])
+def test_thin_small_conv_direct_not_winograd(hw, isa):
+    # DenseNet's 128->32 growth conv: with AVX-512's packed weights (MR 8) the 14x14 one is
+    # left to the direct kernel, the 56x56 one keeps Winograd; AVX2's (MR 6) keep Winograd
+    kw = dict(out_channels=32, kernel=3, stride=1, pad=1, act="none", bias=True)
+    check("Conv", kw, (128, hw, hw), 1, 128 * 9)
+    spec, a, out_shape, call = kernel_plan("Conv", kw, [(128, hw, hw)], 1)
+    p = L.ffi.new("nd_conv_params *", call.fields)
+    assert L.lib.nd_conv_algo(p, 6) == 4
+    if isa == "avx512":
+        assert L.lib.nd_conv_algo(p, 8) == (3 if hw == 14 else 4)
+
+
 @pytest.mark.parametrize("prepack", [False, True], ids=["plain-weights", "prepacked"])
 def test_conv_weight_layouts(prepack, isa):
     check("Conv", dict(out_channels=31, kernel=3, stride=1, pad=1, act="relu"), (17, 13, 13), 3, 17 * 9,
