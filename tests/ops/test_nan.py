@@ -94,12 +94,16 @@ WINDOW_LAYERS = [
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("cid,shape,n,layer", WINDOW_LAYERS, ids=[c[0] for c in WINDOW_LAYERS])
 def test_fused_activation_keeps_nonfinite(cid, shape, n, layer, act, isa):
+    check_window_layer(cid, shape, n, layer, act, isa, "the activation")
+
+
+def check_window_layer(cid, shape, n, layer, act, isa, where):
+    """One WINDOW_LAYERS case on a NaN/inf input: the kernel's non-finite cells are the reference's."""
     dims = tuple(int(v) for v in shape.split("x"))
     x = nonfinite_input((n, *dims), seed=len(cid))
     got, want = run_both(f"input x: {shape}\n{layer.format(act=act)}", x, isa)
-    assert np.isnan(want).any(), "the case must put a NaN into the activation"
+    assert np.isnan(want).any(), f"the case must put a NaN into {where}"
     assert_same_nonfinite(got, want, f"{cid}-{act}-{isa}")
-
 
 
 DW_LAYERS = [c for c in WINDOW_LAYERS if c[0].startswith("conv-dw")]
@@ -109,11 +113,8 @@ DW_LAYERS = [c for c in WINDOW_LAYERS if c[0].startswith("conv-dw")]
 @pytest.mark.parametrize("act", DW_ACTS)
 @pytest.mark.parametrize("cid,shape,n,layer", DW_LAYERS, ids=[c[0] for c in DW_LAYERS])
 def test_depthwise_keeps_nonfinite(cid, shape, n, layer, act, isa):
-    dims = tuple(int(v) for v in shape.split("x"))
-    x = nonfinite_input((n, *dims), seed=len(cid))
-    got, want = run_both(f"input x: {shape}\n{layer.format(act=act)}", x, isa)
-    assert np.isnan(want).any(), "the case must put a NaN into the output"
-    assert_same_nonfinite(got, want, f"{cid}-{act}-{isa}")
+    check_window_layer(cid, shape, n, layer, act, isa, "the output")
+
 
 SIMPLE_LAYERS = [
     ("relu", "5x13x13", "ReLU"), ("leakyrelu", "5x13x13", "LeakyReLU(0.1)"),
