@@ -88,6 +88,29 @@ static inline void dw_lanes(int64_t ox0, int64_t L, int64_t OW, int64_t W, int64
     if (*hi < *lo) *hi = *lo;
 }
 
+/* The kernels run 16 (8) column strips down the plane, so a plane from memory was read 1-2
+ * lines per row per strip, which the hardware prefetchers do not follow at 4 KB pages. On
+ * planes past L1 (>= 32 KB) the first strip fetches whole input rows two output rows ahead,
+ * and the output rows, for the strips after it (MobileNetV2's 96-channel 3x3/2 on 112x112 at
+ * batch 8, 1 thread, AVX-512: 7.3 -> 2.3 ms). The strip loop with it is a separate instance,
+ * so the strips without it keep their code. */
+static inline int dw_prefetch_pays(int64_t ox0, int64_t lanes, int64_t OW, int64_t H, int64_t W)
+{
+    return ox0 == 0 && OW > lanes && H * W >= 8192;
+}
+
+static inline __attribute__((always_inline)) void
+dw_prefetch_ahead(const float *x, float *y, int64_t oy, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                  int64_t KH, int64_t sh, int64_t dh, int64_t pt)
+{
+    const int64_t top = (oy + 2) * sh - pt + (KH - 1) * dh;
+    for (int64_t iy = top - sh + 1; iy <= top; iy++)
+        if (iy >= 0 && iy < H)
+            for (int64_t b = 0; b < W; b += 16) __builtin_prefetch(x + iy * W + b, 0, 3);
+    if (oy + 2 < OH)
+        for (int64_t b = 0; b < OW; b += 16) __builtin_prefetch(y + (oy + 2) * OW + b, 1, 3);
+}
+
 #define DW_ARGS                                                                                    \
     float *y, const float *x, const float *w, float bias, const float *r, int act, int64_t h,      \
         int64_t w_, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,        \
@@ -146,11 +169,7 @@ TGT512 static inline __attribute__((always_inline)) __m512 act512(__m512 v, int 
 
 static inline __mmask16 m16(int64_t lo, int64_t hi) { return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)); }
 
-/* One 16-column strip of output rows [0, OH). pf: also fetch whole input rows two output rows
- * ahead (and the output rows), for the strips after this one: strip by strip a plane past L1
- * (>= 32 KB) from memory was a stream of 1-2 lines per 4 KB page, which the hardware
- * prefetchers do not follow (MobileNetV2's 96-channel 3x3/2 on 112x112 at batch 8, 1 thread:
- * 7.3 -> 2.3 ms). A separate instance, so the strips without it keep their code. */
+/* One 16-column strip of output rows [0, OH); pf: dw_prefetch_ahead per row. */
 TGT512 static inline __attribute__((always_inline)) void
 dw512_strip(float *restrict y, const float *restrict x, const float *restrict w, float bias,
             const float *restrict r, int ract, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
@@ -161,14 +180,8 @@ dw512_strip(float *restrict y, const float *restrict x, const float *restrict w,
     const int64_t n = OW - ox0 < 16 ? OW - ox0 : 16;
     const __mmask16 ms = m16(0, n);
     for (int64_t oy = 0; oy < OH; oy++) {
-        if (pf) {
-            const int64_t top = (oy + 2) * sh - pt + (KH - 1) * dh;
-            for (int64_t iy = top - sh + 1; iy <= top; iy++)
-                if (iy >= 0 && iy < H)
-                    for (int64_t b = 0; b < W; b += 16) _mm_prefetch((const char *)(x + iy * W + b), _MM_HINT_T0);
-            if (oy + 2 < OH)
-                for (int64_t b = 0; b < OW; b += 16) __builtin_prefetch(y + (oy + 2) * OW + b, 1, 3);
-        }
+        if (pf)
+            dw_prefetch_ahead(x, y, oy, H, W, OH, OW, KH, sh, dh, pt);
         __m512 acc = _mm512_set1_ps(bias);
         for (int64_t i = 0; i < KH; i++) {
             const int64_t iy = oy * sh - pt + i * dh;
@@ -214,7 +227,7 @@ dw512(float *restrict y, const float *restrict x, const float *restrict w, float
                 ml1[j] = (__mmask16)(b >> 16);
             }
         }
-        if (ox0 == 0 && OW > 16 && H * W >= 8192)
+        if (dw_prefetch_pays(ox0, 16, OW, H, W))
             dw512_strip(y, x, w, bias, r, ract, H, W, OH, OW, KH, KW, sh, SW, dh, dw, pt, pl, ox0, ma, ml0, ml1, 1);
         else
             dw512_strip(y, x, w, bias, r, ract, H, W, OH, OW, KH, KW, sh, SW, dh, dw, pt, pl, ox0, ma, ml0, ml1, 0);
@@ -250,6 +263,47 @@ TGT256 static inline __attribute__((always_inline)) __m256i m8(int64_t lo, int64
     return _mm256_and_si256(a, b);
 }
 
+/* One 8-column strip of output rows [0, OH); pf: dw_prefetch_ahead per row. */
+TGT256 static inline __attribute__((always_inline)) void
+dw256_strip(float *restrict y, const float *restrict x, const float *restrict w, float bias,
+            const float *restrict r, int ract, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
+            int64_t KW, int64_t sh, int64_t SW, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t ox0,
+            const __m256i *ma, const __m256i *ml0, const __m256i *ml1, const int pf)
+{
+    const int64_t n = OW - ox0 < 8 ? OW - ox0 : 8;
+    const __m256i ms = m8(0, n);
+    for (int64_t oy = 0; oy < OH; oy++) {
+        if (pf)
+            dw_prefetch_ahead(x, y, oy, H, W, OH, OW, KH, sh, dh, pt);
+        __m256 acc = _mm256_set1_ps(bias);
+        for (int64_t i = 0; i < KH; i++) {
+            const int64_t iy = oy * sh - pt + i * dh;
+            if (iy < 0 || iy >= H)
+                continue;
+            const float *xr = x + iy * W + ox0 * SW - pl;
+            for (int64_t j = 0; j < KW; j++) {
+                const float *xs = xr + j * dw;
+                __m256 v;
+                if (SW == 1) {
+                    v = _mm256_maskload_ps(xs, ma[j]);
+                } else {
+                    const __m256 v0 = _mm256_maskload_ps(xs, ml0[j]);
+                    const __m256 v1 = _mm256_maskload_ps(xs + 8, ml1[j]);
+                    /* [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6] */
+                    const __m256 s = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+                    v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+                }
+                const __m256 t = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[i * KW + j]), v));
+                acc = _mm256_blendv_ps(acc, t, _mm256_castsi256_ps(ma[j]));
+            }
+        }
+        float *yr = y + oy * OW + ox0;
+        if (r)
+            acc = _mm256_add_ps(acc, _mm256_maskload_ps(r + oy * OW + ox0, ms));
+        _mm256_maskstore_ps(yr, ms, act256(acc, ract));
+    }
+}
+
 TGT256 static inline __attribute__((always_inline)) void
 dw256(float *restrict y, const float *restrict x, const float *restrict w, float bias,
       const float *restrict r, int act, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
@@ -258,8 +312,6 @@ dw256(float *restrict y, const float *restrict x, const float *restrict w, float
     enum { KWMAX = 16 };
     const int ract = dw_act_in_reg(act) ? act : ND_ACT_NONE;
     for (int64_t ox0 = 0; ox0 < OW; ox0 += 8) {
-        const int64_t n = OW - ox0 < 8 ? OW - ox0 : 8;
-        const __m256i ms = m8(0, n);
         __m256i ma[KWMAX], ml0[KWMAX], ml1[KWMAX];
         for (int64_t j = 0; j < KW; j++) {
             int64_t lo, hi;
@@ -271,34 +323,10 @@ dw256(float *restrict y, const float *restrict x, const float *restrict w, float
                 ml1[j] = m8(a - 8, b - 8);
             }
         }
-        for (int64_t oy = 0; oy < OH; oy++) {
-            __m256 acc = _mm256_set1_ps(bias);
-            for (int64_t i = 0; i < KH; i++) {
-                const int64_t iy = oy * sh - pt + i * dh;
-                if (iy < 0 || iy >= H)
-                    continue;
-                const float *xr = x + iy * W + ox0 * SW - pl;
-                for (int64_t j = 0; j < KW; j++) {
-                    const float *xs = xr + j * dw;
-                    __m256 v;
-                    if (SW == 1) {
-                        v = _mm256_maskload_ps(xs, ma[j]);
-                    } else {
-                        const __m256 v0 = _mm256_maskload_ps(xs, ml0[j]);
-                        const __m256 v1 = _mm256_maskload_ps(xs + 8, ml1[j]);
-                        /* [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6] */
-                        const __m256 s = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
-                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
-                    }
-                    const __m256 t = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[i * KW + j]), v));
-                    acc = _mm256_blendv_ps(acc, t, _mm256_castsi256_ps(ma[j]));
-                }
-            }
-            float *yr = y + oy * OW + ox0;
-            if (r)
-                acc = _mm256_add_ps(acc, _mm256_maskload_ps(r + oy * OW + ox0, ms));
-            _mm256_maskstore_ps(yr, ms, act256(acc, ract));
-        }
+        if (dw_prefetch_pays(ox0, 8, OW, H, W))
+            dw256_strip(y, x, w, bias, r, ract, H, W, OH, OW, KH, KW, sh, SW, dh, dw, pt, pl, ox0, ma, ml0, ml1, 1);
+        else
+            dw256_strip(y, x, w, bias, r, ract, H, W, OH, OW, KH, KW, sh, SW, dh, dw, pt, pl, ox0, ma, ml0, ml1, 0);
     }
     if (!dw_act_in_reg(act))
         nd_act_inplace(y, OH * OW, act);
