@@ -154,6 +154,8 @@ static int side_by_side(const nd_conv_params *p, int T)
     return T > 1 && p->n * p->groups >= T && flops < 2e7;
 }
 
+static int use_direct(const nd_conv_params *p, const nd_isa_ops *o);
+
 int64_t nd_conv_ws_floats(const nd_conv_params *p)
 {
     if (bad_params(p))
@@ -165,8 +167,13 @@ int64_t nd_conv_ws_floats(const nd_conv_params *p)
     int64_t ws = max64(nd_sgemm_ws(m, n, k, T), T * nd_sgemm_ws(m, n, k, 1));
     if (use_winograd(p))
         ws = max64(ws, nd_wino_ws_floats(p, T));
-    if (p->sw == 2 && p->groups == 1)   /* conv_direct's split image, on an ISA with conv_row_s2 */
-        ws = max64(ws, p->c * p->h * p->w + 16);
+    const nd_isa_ops *o5 = nd_ops_for(ND_ISA_AVX512);
+    if (p->sw == 2 && o5 && o5->conv_row_s2) {   /* conv_direct's split image, where it goes direct */
+        nd_conv_params q = *p;
+        q.w_packed_mr = (int32_t)o5->mr;   /* as the executor prepacks them */
+        if (use_direct(&q, o5))
+            ws = max64(ws, p->c * p->h * p->w + 16);
+    }
     for (int lv = ND_ISA_PORTABLE; lv <= ND_ISA_AVX512; lv++) {   /* any ISA may run the plan */
         const nd_isa_ops *o = nd_ops_for(lv);
         if (o && use_transposed(p, o->mr, o->nr)) {
