@@ -244,11 +244,36 @@ TGT static int im2col_gather_avx512(float *d, const nd_im2col *g, const nd_im2co
     return 1;
 }
 
+/* The load masks of a run of len <= 64 output columns whose first source column is ix, in a
+ * row W wide: per 16-lane chunk, 1 mask (sw 1: lanes whose columns lie in [0, W)) or 2 (sw 2:
+ * the two halves of the 32 source lanes, of which the even ones are kept). */
+TGT static inline void run_masks(__mmask16 m[8], int64_t ix, int64_t W, int64_t len, int64_t sw)
+{
+    const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;   /* valid t: 0 <= ix + t < W */
+    for (int64_t q = 0, qi = 0; q < len; q += 16, qi++) {
+        const int64_t e = len - q < 16 ? len - q : 16;
+        if (sw == 2) {
+            const int64_t s0 = 2 * q;
+            const int64_t a = lo - s0 < 0 ? 0 : lo - s0 < 32 ? lo - s0 : 32;
+            const int64_t b = hi - s0 < a ? a : hi - s0 < 2 * e - 1 ? hi - s0 : 2 * e - 1;
+            m[2 * qi] = lanes(a < 16 ? a : 16, b < 16 ? b : 16);
+            m[2 * qi + 1] = lanes(a > 16 ? a - 16 : 0, b > 16 ? b - 16 : 0);
+        } else {
+            const int64_t a = lo - q < 0 ? 0 : lo - q < e ? lo - q : e;
+            const int64_t b = hi - q < a ? a : hi - q < e ? hi - q : e;
+            m[qi] = lanes(a, b);
+        }
+    }
+}
+
 /* nd_im2col_panel_portable with stride-1 and stride-2 runs as masked vector copies: a run of
  * len <= NR columns is ceil(len/16) zero-masked loads (lanes outside [lo, hi),
  * the padding, read as 0 and are never touched: masked lanes do not fault)
- * and as many masked stores. ResNet's 14x14 maps cut a 32-wide panel into 3
- * runs of <= 14: the scalar copy and its three loops cost more than the data. */
+ * and as many masked stores; stride 2 loads both halves of the 32 source lanes and keeps
+ * the even ones (the stems' 7x7/s2 convs). ResNet's 14x14 maps cut a 32-wide panel into 3
+ * runs of <= 14: the scalar copy and its three loops cost more than the data. Which lanes
+ * lie inside the row depends on the run and kj alone, not on the channel or the kernel
+ * row: the masks once per panel (IM2COL_PRE runs x kw at most, else per k row). */
 TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2col_seg *seg, int64_t ns,
                                     int64_t nr, int64_t NR_, int64_t k0, int64_t kc)
 {
@@ -262,34 +287,12 @@ TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2co
     const __m512 zero = _mm512_setzero_ps();
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     int64_t c = k0 / KK, r = k0 % KK, ki = r / g->kw, kj = r % g->kw;
-    /* Which lanes of a run's loads lie inside its row depends on the run and kj alone, not on
-     * the channel or the kernel row: the load masks and the column offsets once per panel
-     * (IM2COL_PRE runs x kw at most), then per k row only the row's validity and the copies. */
     enum { IM2COL_PRE = 128 };
-    __mmask16 lm[IM2COL_PRE][8];    /* per (run, kj): per 16-lane chunk 1 (sw 1) or 2 (sw 2) masks */
-    int64_t xoff[IM2COL_PRE];       /* bytes from the row start to the run's first source column */
-    const int pre = ns * g->kw <= IM2COL_PRE && nr <= 64;
+    __mmask16 lm[IM2COL_PRE][8];   /* per (run, kj) */
+    const int pre = ns * g->kw <= IM2COL_PRE;
     if (pre)
         for (int64_t s = 0; s < ns; s++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                const int64_t t = s * g->kw + j, len = seg[s].len, ix = seg[s].ix + j * g->dw;
-                const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
-                xoff[t] = ix * 4;
-                for (int64_t q = 0, qi = 0; q < len; q += 16, qi++) {
-                    const int64_t e = len - q < 16 ? len - q : 16;
-                    if (sw == 2) {
-                        const int64_t s0 = 2 * q;
-                        const int64_t a = lo - s0 < 0 ? 0 : lo - s0 < 32 ? lo - s0 : 32;
-                        const int64_t b = hi - s0 < a ? a : hi - s0 < 2 * e - 1 ? hi - s0 : 2 * e - 1;
-                        lm[t][2 * qi] = lanes(a < 16 ? a : 16, b < 16 ? b : 16);
-                        lm[t][2 * qi + 1] = lanes(a > 16 ? a - 16 : 0, b > 16 ? b - 16 : 0);
-                    } else {
-                        const int64_t a = lo - q < 0 ? 0 : lo - q < e ? lo - q : e;
-                        const int64_t b = hi - q < a ? a : hi - q < e ? hi - q : e;
-                        lm[t][qi] = lanes(a, b);
-                    }
-                }
-            }
+            for (int64_t j = 0; j < g->kw; j++) run_masks(lm[s * g->kw + j], seg[s].ix + j * g->dw, W, seg[s].len, sw);
     for (int64_t k = 0; k < kc; k++) {
         const float *img = g->x + c * H * W;
         const int64_t dy = ki * g->dh, dx = kj * g->dw;
@@ -302,48 +305,24 @@ TGT static void im2col_panel_avx512(float *d, const nd_im2col *g, const nd_im2co
                     _mm512_mask_storeu_ps(o + q, lanes(0, len - q < 16 ? len - q : 16), zero);
                 continue;
             }
-            if (pre) {   /* the address is formed as an integer: a padded run starts left of the row */
-                const __mmask16 *m = lm[s * g->kw + kj];
-                const uintptr_t src = (uintptr_t)(img + seg[s].img + iy * W) + (uintptr_t)xoff[s * g->kw + kj];
-                for (int64_t q = 0, qi = 0; q < len; q += 16, qi++) {
-                    const __mmask16 st = lanes(0, len - q < 16 ? len - q : 16);
-                    if (sw == 2) {
-                        const uintptr_t p = src + (uintptr_t)(2 * q * 4);
-                        const __m512 v0 = _mm512_maskz_loadu_ps(m[2 * qi], (const float *)p);
-                        const __m512 v1 = _mm512_maskz_loadu_ps(m[2 * qi + 1], (const float *)(p + 64));
-                        _mm512_mask_storeu_ps(o + q, st, _mm512_permutex2var_ps(v0, even, v1));
-                    } else {
-                        _mm512_mask_storeu_ps(o + q, st, _mm512_maskz_loadu_ps(m[qi], (const float *)(src + (uintptr_t)(q * 4))));
-                    }
-                }
-                continue;
+            __mmask16 own[8];
+            const __mmask16 *m = lm[s * g->kw + kj];
+            if (!pre) {
+                run_masks(own, ix, W, len, sw);
+                m = own;
             }
-            /* valid t: 0 <= ix + t < W; the address is formed as an integer so that a
-             * run starting left of the row (padding) is no out-of-bounds pointer in C */
-            const int64_t lo = -ix > 0 ? -ix : 0, hi = W - ix;
+            /* the address is formed as an integer: a padded run starts left of the row */
             const uintptr_t src = (uintptr_t)(img + seg[s].img + iy * W) + (uintptr_t)(ix * 4);
-            if (sw == 2) {
-                /* outputs q..q+16 read source lanes 2q..2q+32 (valid: [lo, hi)); load both
-                 * halves zero-masked and keep the even lanes (the stems' 7x7/s2 convs) */
-                for (int64_t q = 0; q < len; q += 16) {
-                    const int64_t e = len - q < 16 ? len - q : 16, s0 = 2 * q;
-                    const int64_t a = lo - s0 < 0 ? 0 : lo - s0 < 32 ? lo - s0 : 32;
-                    const int64_t b = hi - s0 < a ? a : hi - s0 < 2 * e - 1 ? hi - s0 : 2 * e - 1;
-                    const uintptr_t p = src + (uintptr_t)(s0 * 4);
-                    const __m512 v0 = _mm512_maskz_loadu_ps(lanes(a < 16 ? a : 16, b < 16 ? b : 16),
-                                                            (const float *)p);
-                    const __m512 v1 = _mm512_maskz_loadu_ps(lanes(a > 16 ? a - 16 : 0, b > 16 ? b - 16 : 0),
-                                                            (const float *)(p + 64));
-                    _mm512_mask_storeu_ps(o + q, lanes(0, e), _mm512_permutex2var_ps(v0, even, v1));
+            for (int64_t q = 0, qi = 0; q < len; q += 16, qi++) {
+                const __mmask16 st = lanes(0, len - q < 16 ? len - q : 16);
+                if (sw == 2) {
+                    const uintptr_t p = src + (uintptr_t)(2 * q * 4);
+                    const __m512 v0 = _mm512_maskz_loadu_ps(m[2 * qi], (const float *)p);
+                    const __m512 v1 = _mm512_maskz_loadu_ps(m[2 * qi + 1], (const float *)(p + 64));
+                    _mm512_mask_storeu_ps(o + q, st, _mm512_permutex2var_ps(v0, even, v1));
+                } else {
+                    _mm512_mask_storeu_ps(o + q, st, _mm512_maskz_loadu_ps(m[qi], (const float *)(src + (uintptr_t)(q * 4))));
                 }
-                continue;
-            }
-            for (int64_t q = 0; q < len; q += 16) {
-                const int64_t e = len - q < 16 ? len - q : 16;
-                const int64_t a = lo - q < 0 ? 0 : lo - q < e ? lo - q : e;
-                const int64_t b = hi - q < a ? a : hi - q < e ? hi - q : e;
-                const __m512 v = _mm512_maskz_loadu_ps(lanes(a, b), (const float *)(src + (uintptr_t)(q * 4)));
-                _mm512_mask_storeu_ps(o + q, lanes(0, e), v);
             }
         }
         for (int64_t j = nr; j < NR_; j += 16)
