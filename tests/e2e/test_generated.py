@@ -127,6 +127,47 @@ def test_generated_network_holds_the_property(corpus, seed):
     assert {"O0", "O3", "batch", "nan-O0", "nan-O3", "bundle"} <= res.checked, res.checked
 
 
+# Kernel paths that need maps larger than the generator draws (<= 17x17), under the same
+# property check: the stride-2 direct stem (rows >= 12 wide), the depthwise row prefetch
+# (planes >= 32 KB), a thin 3x3 on 14x14 (direct, not Winograd, with AVX-512's weights),
+# each followed by a residual conv that writes over its r.
+PAST_THE_GENERATOR = {
+    "stem_s2_direct": "input x: 3x40x48\nx - Conv(16, 7, stride=2, pad=3, act=relu) - "
+                      "[ Conv(16, 3, pad=1) | _ ] - Conv(16, 1, residual=true, act=relu) - GAP - FC(5)\n",
+    "depthwise_prefetch": "input x: 4x97x96\nx - Conv(8, 1) - Conv(8, 3, stride=2, pad=1, groups=8, act=relu6) - "
+                          "Conv(8, 3, pad=1, groups=8) - GAP - FC(3)\n",
+    "thin_small_direct": "input x: 40x14x14\nx - [ Conv(32, 3, pad=1, act=relu) | _ ] - Cat - "
+                         "Conv(16, 3, pad=1) - GAP - FC(4)\n",
+}
+
+
+# the conv step each case is there for: (nd_conv_params, algorithm with AVX-512's weights)
+PAST_THE_GENERATOR_TAKES = {
+    "stem_s2_direct": lambda f, algo: f["sw"] == 2 and algo == 3,
+    "depthwise_prefetch": lambda f, algo: algo == 6 and f["sw"] == 2 and f["h"] * f["w"] >= 8192,
+    "thin_small_direct": lambda f, algo: f["kh"] == 3 and f["oc"] <= 32 and algo == 3,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAST_THE_GENERATOR))
+def test_kernel_paths_past_the_generators_sizes(name):
+    from netdsl.runtime import lib
+    from netdsl.runtime.plan import lower
+    res = chk.check(PAST_THE_GENERATOR[name], seed=1, name=name)
+    assert res.ok, "\n".join(map(str, res.failures))
+    if "avx512" not in lib.supported_isas():
+        return
+    graph = netdsl.parse(PAST_THE_GENERATOR[name], name=name).session().graph
+    plan = lower(graph, 1)
+    with lib.using_isa("avx512"):
+        takes = [PAST_THE_GENERATOR_TAKES[name](st.call.fields, lib.lib.nd_conv_algo(
+                     lib.ffi.new("nd_conv_params *", st.call.fields), 8))
+                 for st in plan.steps if st.call is not None and st.call.symbol == "nd_conv_f32"]
+    assert any(takes), f"{name}: no conv step takes the path the case is for"
+    if name == "stem_s2_direct":   # and its residual conv writes over r
+        assert any(graph[n].op == "Conv" for n, _ in plan.inplace)
+
+
 @pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: os.path.basename(p)[:-4])
 def test_regression_case(path):
     with open(path, encoding="utf-8") as f:
